@@ -1,0 +1,12 @@
+//! Generates the protobuf types from `proto/` at build time with protox (a pure-Rust protobuf
+//! compiler), so building inlet needs no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/inlet/v1/envelope.proto"];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["proto"])?;
+    prost_build::Config::new().compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,505 @@
+//! The token registry and the authentication extractor.
+//!
+//! The registry (a TOML file of `[[token]]` tables) maps secrets to tokens. Secrets are stored
+//! as SHA-256 digests (`sha256`), or in plain text (`token`) for development; either way inlet
+//! looks a presented secret up by its digest, so lookups never compare secrets byte by byte.
+//! The registry is swapped atomically: a reload (file change, polled every second, or SIGHUP)
+//! that fails to parse keeps the previous registry and logs why. A token's rate limiter survives
+//! reloads that keep its quota.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use arc_swap::ArcSwap;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::event::Kind;
+use crate::limit::Limiter;
+use crate::metrics;
+
+/// A resolved token: who sends, what they may send, and their limiter.
+#[derive(Debug)]
+pub struct Token {
+    /// Registry name, safe to log and to use as a metric label.
+    pub id: String,
+    pub project_id: String,
+    pub account_id: String,
+    /// May send beacons.
+    pub beacons: bool,
+    /// May send occurrences.
+    pub occurrences: bool,
+    /// Origins allowed to send with this token (lowercase, no trailing slash); `None` allows any.
+    pub allowed_origins: Option<Vec<String>>,
+    pub limiter: Arc<Limiter>,
+}
+
+impl Token {
+    /// Whether this token may send events of `kind`.
+    pub fn allows(&self, kind: Kind) -> bool {
+        match kind {
+            Kind::Beacon => self.beacons,
+            Kind::Occurrence => self.occurrences,
+        }
+    }
+
+    /// Checks the request's `Origin` (or, lacking it, `Referer`) against `allowed_origins`.
+    ///
+    /// A request that names neither passes: only browsers send them, and a non-browser client
+    /// can forge them anyway. The check keeps a leaked browser token from being used on other
+    /// sites; it is not authentication.
+    pub fn check_origin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(allowed) = &self.allowed_origins else {
+            return Ok(());
+        };
+        let Some(origin) = request_origin(headers) else {
+            return Ok(());
+        };
+        if allowed.contains(&origin) {
+            Ok(())
+        } else {
+            Err(ApiError::OriginNotAllowed)
+        }
+    }
+}
+
+/// The request's origin, normalized: `Origin`, else the scheme and host of `Referer`.
+pub fn request_origin(headers: &HeaderMap) -> Option<String> {
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        return Some(normalize_origin(origin));
+    }
+    let referer = headers.get(header::REFERER)?.to_str().ok()?;
+    let (scheme, rest) = referer.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    Some(normalize_origin(&format!("{scheme}://{host}")))
+}
+
+fn normalize_origin(origin: &str) -> String {
+    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+/// One `[[token]]` table of the registry file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    id: String,
+    sha256: Option<String>,
+    token: Option<String>,
+    project_id: String,
+    account_id: String,
+    kinds: Vec<String>,
+    rate_per_sec: u32,
+    burst: u32,
+    allowed_origins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    token: Vec<Entry>,
+}
+
+/// An immutable snapshot of the registry.
+#[derive(Debug, Default)]
+pub struct Registry {
+    by_digest: HashMap<[u8; 32], Arc<Token>>,
+    /// How many tokens were given in plain text (a development convenience).
+    pub plain: usize,
+}
+
+impl Registry {
+    /// Parses a registry file's text. `previous` lends its limiters to tokens whose id and quota
+    /// did not change, so a reload does not reset anyone's rate limit.
+    pub fn parse(text: &str, previous: Option<&Registry>) -> anyhow::Result<Registry> {
+        let file: File = toml::from_str(text)?;
+        let old_limiters: HashMap<&str, &Arc<Limiter>> = previous
+            .map(|r| {
+                r.by_digest
+                    .values()
+                    .map(|t| (t.id.as_str(), &t.limiter))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut registry = Registry::default();
+        let mut ids = HashSet::new();
+        for (i, e) in file.token.into_iter().enumerate() {
+            let at = format!("token[{i}] (id `{}`)", e.id);
+            if e.id.is_empty() {
+                bail!("token[{i}]: `id` must not be empty");
+            }
+            if !ids.insert(e.id.clone()) {
+                bail!("{at}: duplicate id");
+            }
+            let digest = match (&e.sha256, &e.token) {
+                (Some(hex_digest), None) => {
+                    let mut digest = [0u8; 32];
+                    hex::decode_to_slice(hex_digest.trim(), &mut digest)
+                        .with_context(|| format!("{at}: `sha256` must be 64 hex digits"))?;
+                    digest
+                }
+                (None, Some(plain)) if !plain.is_empty() => {
+                    registry.plain += 1;
+                    Sha256::digest(plain.as_bytes()).into()
+                }
+                _ => bail!("{at}: give exactly one of `sha256` and a non-empty `token`"),
+            };
+            let (mut beacons, mut occurrences) = (false, false);
+            for kind in &e.kinds {
+                match kind.as_str() {
+                    "beacon" => beacons = true,
+                    "occurrence" => occurrences = true,
+                    other => bail!("{at}: unknown kind `{other}` in `kinds` (beacon, occurrence)"),
+                }
+            }
+            if !beacons && !occurrences {
+                bail!("{at}: `kinds` must name beacon and/or occurrence");
+            }
+            let (Some(rate), Some(burst)) =
+                (NonZeroU32::new(e.rate_per_sec), NonZeroU32::new(e.burst))
+            else {
+                bail!("{at}: `rate_per_sec` and `burst` must be positive");
+            };
+            let limiter = match old_limiters.get(e.id.as_str()) {
+                Some(l) if l.rate_per_sec == rate.get() && l.burst == burst.get() => Arc::clone(l),
+                _ => Arc::new(Limiter::new(rate, burst)),
+            };
+            let token = Token {
+                id: e.id,
+                project_id: e.project_id,
+                account_id: e.account_id,
+                beacons,
+                occurrences,
+                allowed_origins: e
+                    .allowed_origins
+                    .map(|list| list.iter().map(|o| normalize_origin(o)).collect()),
+                limiter,
+            };
+            if registry.by_digest.insert(digest, Arc::new(token)).is_some() {
+                bail!("{at}: the same secret is already used by another token");
+            }
+        }
+        Ok(registry)
+    }
+
+    /// The built-in registry of `inlet --dev`: one token, [`DEV_TOKEN`].
+    pub fn dev() -> Registry {
+        let text = format!(
+            "[[token]]\nid = \"dev\"\ntoken = \"{DEV_TOKEN}\"\nproject_id = \"dev-project\"\n\
+             account_id = \"dev-account\"\nkinds = [\"beacon\", \"occurrence\"]\n\
+             rate_per_sec = 10000\nburst = 20000\n"
+        );
+        Registry::parse(&text, None).expect("the dev registry is valid")
+    }
+
+    /// How many tokens the registry holds.
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    /// Whether the registry holds no token.
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+
+    /// The token whose secret is `secret`.
+    pub fn lookup(&self, secret: &str) -> Option<&Arc<Token>> {
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        self.by_digest.get(&digest)
+    }
+}
+
+/// The development token printed by `inlet --dev`.
+pub const DEV_TOKEN: &str = "dev-token";
+
+/// The live registry, swapped atomically on reload.
+#[derive(Debug)]
+pub struct Tokens {
+    current: ArcSwap<Registry>,
+    path: Option<PathBuf>,
+}
+
+impl Tokens {
+    /// Loads the registry at `path`; a file that does not parse is a start-up error.
+    pub fn load(path: &Path) -> anyhow::Result<Tokens> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("tokens_file: cannot read {}", path.display()))?;
+        let registry = Registry::parse(&text, None)
+            .with_context(|| format!("tokens_file: invalid {}", path.display()))?;
+        if registry.plain > 0 {
+            tracing::warn!(
+                plain = registry.plain,
+                "token registry holds plain-text secrets: use `sha256` in production"
+            );
+        }
+        tracing::info!(tokens = registry.len(), path = %path.display(), "token registry loaded");
+        Ok(Tokens {
+            current: ArcSwap::from_pointee(registry),
+            path: Some(path.to_owned()),
+        })
+    }
+
+    /// A fixed registry that is never reloaded.
+    pub fn fixed(registry: Registry) -> Tokens {
+        Tokens {
+            current: ArcSwap::from_pointee(registry),
+            path: None,
+        }
+    }
+
+    /// Resolves a presented secret.
+    pub fn lookup(&self, secret: &str) -> Option<Arc<Token>> {
+        self.current.load().lookup(secret).cloned()
+    }
+
+    /// Re-reads the file; on failure keeps the current registry and says why.
+    pub fn reload(&self) -> anyhow::Result<usize> {
+        let Some(path) = &self.path else {
+            return Ok(self.current.load().len());
+        };
+        let result = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .and_then(|text| Registry::parse(&text, Some(&self.current.load())));
+        match result {
+            Ok(registry) => {
+                let n = registry.len();
+                self.current.store(Arc::new(registry));
+                ::metrics::counter!(metrics::TOKEN_RELOADS, "result" => "success").increment(1);
+                tracing::info!(tokens = n, path = %path.display(), "token registry reloaded");
+                Ok(n)
+            }
+            Err(error) => {
+                ::metrics::counter!(metrics::TOKEN_RELOADS, "result" => "failure").increment(1);
+                tracing::error!(error = format!("{error:#}"), path = %path.display(),
+                    "token registry reload failed; keeping the previous registry");
+                Err(error)
+            }
+        }
+    }
+
+    /// Watches the file: reloads when its contents change (polled every `every`) and on SIGHUP.
+    /// Returns at once for a fixed registry.
+    pub async fn watch(self: Arc<Self>, every: Duration) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut last = tokio::fs::read(&path).await.ok();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let forced = tokio::select! {
+                _ = tick.tick() => false,
+                Some(()) = async { match hup.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => true,
+            };
+            let now = tokio::fs::read(&path).await.ok();
+            if forced || (now.is_some() && now != last) {
+                if forced {
+                    tracing::info!("SIGHUP: reloading the token registry");
+                }
+                let _ = self.reload();
+                last = now;
+            }
+        }
+    }
+}
+
+/// A request's authenticated token. Handlers that take it only ever run for a known token.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Arc<Token>);
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    Arc<Tokens>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let tokens = Arc::<Tokens>::from_ref(state);
+        let Some(secret) = presented_secret(parts) else {
+            ::metrics::counter!(metrics::AUTH_FAILURES, "reason" => "missing").increment(1);
+            return Err(ApiError::MissingToken);
+        };
+        match tokens.lookup(&secret) {
+            Some(token) => Ok(Authenticated(token)),
+            None => {
+                ::metrics::counter!(metrics::AUTH_FAILURES, "reason" => "unknown").increment(1);
+                Err(ApiError::UnknownToken)
+            }
+        }
+    }
+}
+
+/// The secret from `Authorization: Bearer`, `X-Inlet-Token`, or the `token` query parameter.
+pub fn presented_secret(parts: &Parts) -> Option<String> {
+    let header_value = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(auth) = header_value(header::AUTHORIZATION.as_str()) {
+        if let Some((scheme, rest)) = auth.split_once(' ') {
+            if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
+                return Some(rest.trim().to_owned());
+            }
+        }
+    }
+    if let Some(token) = header_value("x-inlet-token") {
+        return Some(token.to_owned());
+    }
+    let query = parts.uri.query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[[token]]
+id = "web"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+project_id = "p1"
+account_id = "a1"
+kinds = ["beacon"]
+rate_per_sec = 5
+burst = 10
+allowed_origins = ["https://www.acme.example/"]
+
+[[token]]
+id = "server"
+token = "plain-secret"
+project_id = "p2"
+account_id = "a2"
+kinds = ["beacon", "occurrence"]
+rate_per_sec = 100
+burst = 100
+"#;
+
+    #[test]
+    fn hashed_and_plain_secrets_resolve() {
+        let r = Registry::parse(FILE, None).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.plain, 1);
+        let web = r.lookup("test").expect("sha256 of `test`");
+        assert_eq!(web.id, "web");
+        assert!(web.allows(Kind::Beacon) && !web.allows(Kind::Occurrence));
+        assert_eq!(r.lookup("plain-secret").unwrap().account_id, "a2");
+        assert!(r.lookup("nope").is_none());
+    }
+
+    #[test]
+    fn bad_files_name_the_problem() {
+        let cases = [
+            ("[[token]]\nid=\"x\"\n", "missing field"),
+            (
+                &FILE.replace("kinds = [\"beacon\"]", "kinds = [\"metric\"]"),
+                "unknown kind",
+            ),
+            (
+                &FILE.replace("id = \"server\"", "id = \"web\""),
+                "duplicate id",
+            ),
+            (
+                &FILE.replace("rate_per_sec = 5", "rate_per_sec = 0"),
+                "must be positive",
+            ),
+            (
+                &FILE.replace("sha256 = \"9f", "sha256 = \"zz"),
+                "64 hex digits",
+            ),
+            (
+                &FILE.replace("burst = 10\n", "burst = 10\ncolour = 1\n"),
+                "colour",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = format!("{:#}", Registry::parse(text, None).unwrap_err());
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn reload_keeps_limiters_with_unchanged_quota() {
+        let a = Registry::parse(FILE, None).unwrap();
+        let b = Registry::parse(FILE, Some(&a)).unwrap();
+        assert!(Arc::ptr_eq(
+            &a.lookup("test").unwrap().limiter,
+            &b.lookup("test").unwrap().limiter
+        ));
+        let c = Registry::parse(&FILE.replace("burst = 10", "burst = 20"), Some(&a)).unwrap();
+        assert!(!Arc::ptr_eq(
+            &a.lookup("test").unwrap().limiter,
+            &c.lookup("test").unwrap().limiter
+        ));
+    }
+
+    #[test]
+    fn origins_are_checked_when_present() {
+        let r = Registry::parse(FILE, None).unwrap();
+        let web = r.lookup("test").unwrap();
+        let mut h = HeaderMap::new();
+        assert!(web.check_origin(&h).is_ok());
+        h.insert(header::ORIGIN, "https://WWW.acme.example".parse().unwrap());
+        assert!(web.check_origin(&h).is_ok());
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(web.check_origin(&h).is_err());
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::REFERER,
+            "https://evil.example/page?x".parse().unwrap(),
+        );
+        assert!(web.check_origin(&h).is_err());
+    }
+
+    #[test]
+    fn secrets_come_from_header_or_query() {
+        let parts = |req: axum::http::Request<()>| req.into_parts().0;
+        let p = parts(
+            axum::http::Request::builder()
+                .uri("/v1/beacons")
+                .header("authorization", "Bearer abc")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(presented_secret(&p).as_deref(), Some("abc"));
+        let p = parts(
+            axum::http::Request::builder()
+                .uri("/v1/beacons")
+                .header("x-inlet-token", "def")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(presented_secret(&p).as_deref(), Some("def"));
+        let p = parts(
+            axum::http::Request::builder()
+                .uri("/v1/beacons?a=1&token=g%2Bh")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(presented_secret(&p).as_deref(), Some("g+h"));
+        let p = parts(
+            axum::http::Request::builder()
+                .uri("/v1/beacons")
+                .header("authorization", "Basic abc")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(presented_secret(&p), None);
+    }
+}

@@ -1,0 +1,401 @@
+//! Configuration: parsed once into typed, validated settings before anything binds.
+//!
+//! Three sources, lowest to highest precedence: the TOML file (`--config`, `INLET_CONFIG`),
+//! environment variables (`INLET_*`), command-line flags. Every setting has the same name in all
+//! three: the TOML key `kafka_brokers` is the variable `INLET_KAFKA_BROKERS` and the flag
+//! `--kafka-brokers`. Free-form librdkafka properties go in the file's `[librdkafka]` table or in
+//! `--librdkafka key=value` / `INLET_LIBRDKAFKA="key=value,key=value"`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+/// inlet: an HTTP-to-Kafka ingest gateway for analytics beacons and error occurrences.
+#[derive(Debug, Parser)]
+#[command(name = "inlet", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Path of the TOML configuration file (every setting below is also a key in it).
+    #[arg(long, env = "INLET_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Run with an embedded in-memory Kafka-protocol cluster (librdkafka's mock cluster) and a
+    /// development token. For trying inlet out, never for production.
+    #[arg(long)]
+    pub dev: bool,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume a topic and print each message decoded from protobuf as one JSON line.
+    Tail(crate::tail::TailArgs),
+}
+
+/// When inlet answers an ingest request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// Answer 200 after the broker acknowledged every accepted event (acks=all).
+    Ack,
+    /// Answer 202 once every accepted event is in librdkafka's queue.
+    Enqueue,
+}
+
+/// Kafka compression codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// The value of librdkafka's `compression.codec`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// Raw settings as given by one source: every field optional. The same struct is read from the
+/// TOML file and from environment and flags, so a name can never differ between them.
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Public listener: ingest API, /healthz, /readyz [default: 0.0.0.0:8080]
+    #[arg(long, env = "INLET_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Admin listener: /metrics, /healthz, /readyz [default: 0.0.0.0:9100]
+    #[arg(long, env = "INLET_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Kafka bootstrap servers, comma-separated (required unless --dev)
+    #[arg(long, env = "INLET_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Path of the token registry (TOML, one [[token]] table per token; required unless --dev)
+    #[arg(long, env = "INLET_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Topic for beacons [default: inlet.beacons]
+    #[arg(long, env = "INLET_TOPIC_BEACONS")]
+    pub topic_beacons: Option<String>,
+    /// Topic for occurrences [default: inlet.occurrences]
+    #[arg(long, env = "INLET_TOPIC_OCCURRENCES")]
+    pub topic_occurrences: Option<String>,
+    /// When to answer: after the broker's ack (200), or once queued (202) [default: ack]
+    #[arg(long, env = "INLET_DELIVERY", value_enum)]
+    pub delivery: Option<Delivery>,
+    /// Kafka compression codec [default: lz4]
+    #[arg(long, env = "INLET_COMPRESSION", value_enum)]
+    pub compression: Option<Compression>,
+    /// librdkafka linger.ms: how long to wait to fill a batch [default: 5]
+    #[arg(long, env = "INLET_LINGER_MS")]
+    pub linger_ms: Option<u64>,
+    /// How long a request waits for room in a full producer queue before 503 [default: 1000]
+    #[arg(long, env = "INLET_ENQUEUE_WAIT_MS")]
+    pub enqueue_wait_ms: Option<u64>,
+    /// Under `ack` delivery, how long librdkafka may try to deliver an event before the request
+    /// answers 503 for it (librdkafka's message.timeout.ms) [default: 10000]
+    #[arg(long, env = "INLET_DELIVERY_TIMEOUT_MS")]
+    pub delivery_timeout_ms: Option<u64>,
+    /// On SIGTERM/SIGINT: time to finish in-flight requests and flush the producer [default: 25000]
+    #[arg(long, env = "INLET_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<u64>,
+    /// Largest beacons request body as sent, in bytes [default: 1048576]
+    #[arg(long, env = "INLET_BEACONS_MAX_BODY_BYTES")]
+    pub beacons_max_body_bytes: Option<usize>,
+    /// Largest beacons request body once decoded, in bytes [default: 4194304]
+    #[arg(long, env = "INLET_BEACONS_MAX_DECODED_BYTES")]
+    pub beacons_max_decoded_bytes: Option<usize>,
+    /// Largest single beacon, as JSON, in bytes [default: 131072]
+    #[arg(long, env = "INLET_BEACONS_MAX_EVENT_BYTES")]
+    pub beacons_max_event_bytes: Option<usize>,
+    /// Largest occurrences request body as sent, in bytes [default: 10485760]
+    #[arg(long, env = "INLET_OCCURRENCES_MAX_BODY_BYTES")]
+    pub occurrences_max_body_bytes: Option<usize>,
+    /// Largest occurrences request body once decoded, in bytes [default: 41943040]
+    #[arg(long, env = "INLET_OCCURRENCES_MAX_DECODED_BYTES")]
+    pub occurrences_max_decoded_bytes: Option<usize>,
+    /// Largest single occurrence, as JSON, in bytes; keep under the broker's message.max.bytes
+    /// [default: 1000000]
+    #[arg(long, env = "INLET_OCCURRENCES_MAX_EVENT_BYTES")]
+    pub occurrences_max_event_bytes: Option<usize>,
+    /// Most events in one request [default: 1000]
+    #[arg(long, env = "INLET_MAX_EVENTS_PER_REQUEST")]
+    pub max_events_per_request: Option<usize>,
+    /// Extra librdkafka producer property KEY=VALUE (repeatable; env: comma-separated)
+    #[arg(
+        long = "librdkafka",
+        env = "INLET_LIBRDKAFKA",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    #[serde(skip)]
+    pub librdkafka_args: Vec<String>,
+    /// The file's `[librdkafka]` table.
+    #[arg(skip)]
+    #[serde(default, deserialize_with = "properties")]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+/// Reads a TOML table of librdkafka properties, whose values may be strings, numbers or booleans.
+fn properties<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, toml::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(s) => Ok((k, s)),
+            toml::Value::Integer(i) => Ok((k, i.to_string())),
+            toml::Value::Float(f) => Ok((k, f.to_string())),
+            toml::Value::Boolean(b) => Ok((k, b.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "librdkafka.{k}: expected a string, number or boolean, got {}",
+                other.type_str()
+            ))),
+        })
+        .collect()
+}
+
+/// Size caps of one ingest endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Largest body as sent.
+    pub max_body: usize,
+    /// Largest body once decoded.
+    pub max_decoded: usize,
+    /// Largest single event (its JSON text).
+    pub max_event: usize,
+}
+
+/// Validated configuration: every default applied, every value checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Bootstrap servers; empty only in `--dev`, where the embedded cluster fills it in.
+    pub kafka_brokers: String,
+    /// The token registry file; `None` only in `--dev` (a built-in development token).
+    pub tokens_file: Option<PathBuf>,
+    pub topic_beacons: String,
+    pub topic_occurrences: String,
+    pub delivery: Delivery,
+    pub compression: Compression,
+    pub linger: Duration,
+    pub enqueue_wait: Duration,
+    pub delivery_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub beacons: BodyLimits,
+    pub occurrences: BodyLimits,
+    pub max_events_per_request: usize,
+    /// Free-form librdkafka producer properties; they win over inlet's own.
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Merges the flags/environment (`cli`) over the file's settings, applies defaults and
+    /// validates. `dev` relaxes the requirement of brokers and a token registry.
+    pub fn resolve(cli: Settings, file: Settings, dev: bool) -> anyhow::Result<Config> {
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                cli.$field.or(file.$field).unwrap_or_else(|| $default)
+            };
+        }
+        let mut librdkafka = file.librdkafka;
+        for pair in &cli.librdkafka_args {
+            let (k, v) = pair
+                .split_once('=')
+                .with_context(|| format!("librdkafka: `{pair}` is not KEY=VALUE"))?;
+            librdkafka.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        let kafka_brokers = pick!(kafka_brokers, String::new()).trim().to_owned();
+        if kafka_brokers.is_empty() && !dev {
+            bail!(
+                "kafka_brokers: no Kafka brokers configured. Set INLET_KAFKA_BROKERS=host:9092 \
+                 (or `kafka_brokers` in the config file, or --kafka-brokers), \
+                 or run `inlet --dev` to try inlet with an embedded cluster"
+            );
+        }
+        let tokens_file = cli.tokens_file.or(file.tokens_file);
+        if tokens_file.is_none() && !dev {
+            bail!(
+                "tokens_file: no token registry configured. Set INLET_TOKENS_FILE=/path/tokens.toml \
+                 (or `tokens_file` in the config file, or --tokens-file)"
+            );
+        }
+        let (listen_default, admin_default) = if dev {
+            // The development token is public knowledge: keep --dev off the network unless asked.
+            ("127.0.0.1:8080", "127.0.0.1:9100")
+        } else {
+            ("0.0.0.0:8080", "0.0.0.0:9100")
+        };
+        let config = Config {
+            listen: pick!(listen, listen_default.parse().expect("valid default")),
+            admin_listen: pick!(admin_listen, admin_default.parse().expect("valid default")),
+            kafka_brokers,
+            tokens_file,
+            topic_beacons: pick!(topic_beacons, "inlet.beacons".into()),
+            topic_occurrences: pick!(topic_occurrences, "inlet.occurrences".into()),
+            delivery: pick!(delivery, Delivery::Ack),
+            compression: pick!(compression, Compression::Lz4),
+            linger: Duration::from_millis(pick!(linger_ms, 5)),
+            enqueue_wait: Duration::from_millis(pick!(enqueue_wait_ms, 1000)),
+            delivery_timeout: Duration::from_millis(pick!(delivery_timeout_ms, 10_000)),
+            shutdown_grace: Duration::from_millis(pick!(shutdown_grace_ms, 25_000)),
+            beacons: BodyLimits {
+                max_body: pick!(beacons_max_body_bytes, 1 << 20),
+                max_decoded: pick!(beacons_max_decoded_bytes, 4 << 20),
+                max_event: pick!(beacons_max_event_bytes, 128 << 10),
+            },
+            occurrences: BodyLimits {
+                max_body: pick!(occurrences_max_body_bytes, 10 << 20),
+                max_decoded: pick!(occurrences_max_decoded_bytes, 40 << 20),
+                max_event: pick!(occurrences_max_event_bytes, 1_000_000),
+            },
+            max_events_per_request: pick!(max_events_per_request, 1000),
+            librdkafka,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        for (key, topic) in [
+            ("topic_beacons", &self.topic_beacons),
+            ("topic_occurrences", &self.topic_occurrences),
+        ] {
+            let valid = !topic.is_empty()
+                && topic.len() <= 249
+                && topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !valid {
+                bail!(
+                    "{key}: `{topic}` is not a valid Kafka topic name (1..=249 of [a-zA-Z0-9._-])"
+                );
+            }
+        }
+        if self.topic_beacons == self.topic_occurrences {
+            bail!("topic_occurrences: must differ from topic_beacons");
+        }
+        for (prefix, limits) in [("beacons", self.beacons), ("occurrences", self.occurrences)] {
+            if limits.max_body == 0 || limits.max_decoded == 0 || limits.max_event == 0 {
+                bail!("{prefix}_max_*_bytes: limits must be positive");
+            }
+            if limits.max_decoded < limits.max_body {
+                bail!("{prefix}_max_decoded_bytes: must be at least {prefix}_max_body_bytes");
+            }
+        }
+        if self.max_events_per_request == 0 {
+            bail!("max_events_per_request: must be positive");
+        }
+        if self.delivery_timeout < Duration::from_millis(100) {
+            bail!("delivery_timeout_ms: must be at least 100");
+        }
+        Ok(())
+    }
+
+    /// Size caps of the endpoint for `kind`.
+    pub fn limits(&self, kind: crate::event::Kind) -> BodyLimits {
+        match kind {
+            crate::event::Kind::Beacon => self.beacons,
+            crate::event::Kind::Occurrence => self.occurrences,
+        }
+    }
+
+    /// The topic for `kind`.
+    pub fn topic(&self, kind: crate::event::Kind) -> &str {
+        match kind {
+            crate::event::Kind::Beacon => &self.topic_beacons,
+            crate::event::Kind::Occurrence => &self.topic_occurrences,
+        }
+    }
+}
+
+/// Reads the TOML configuration file; unknown keys are errors that name the key.
+pub fn read_file(path: &Path) -> anyhow::Result<Settings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("config: cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config: invalid {}", path.display()))
+}
+
+/// Loads the whole configuration from the parsed command line.
+pub fn load(cli: &mut Cli) -> anyhow::Result<Config> {
+    let file = match &cli.config {
+        Some(path) => read_file(path)?,
+        None => Settings::default(),
+    };
+    Config::resolve(std::mem::take(&mut cli.settings), file, cli.dev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Settings {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn flags_and_env_win_over_the_file() {
+        let f = file("kafka_brokers = \"file:9092\"\ntokens_file = \"t.toml\"\nlinger_ms = 7\n");
+        let cli = Settings {
+            kafka_brokers: Some("cli:9092".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(cli, f, false).unwrap();
+        assert_eq!(c.kafka_brokers, "cli:9092");
+        assert_eq!(c.linger, Duration::from_millis(7));
+        assert_eq!(c.delivery, Delivery::Ack);
+        assert_eq!(c.compression, Compression::Lz4);
+        assert_eq!(c.topic_beacons, "inlet.beacons");
+    }
+
+    #[test]
+    fn missing_brokers_says_how_to_fix_it() {
+        let err = Config::resolve(Settings::default(), Settings::default(), false).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("INLET_KAFKA_BROKERS"), "{text}");
+        assert!(text.contains("--dev"), "{text}");
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let err = toml::from_str::<Settings>("kafka_brokerz = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("kafka_brokerz"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = toml::from_str::<Settings>("delivery = \"sometimes\"").unwrap_err();
+        assert!(err.to_string().contains("delivery"), "{err}");
+        let f = file("kafka_brokers = \"k:9092\"\ntokens_file = \"t\"\ntopic_beacons = \"a b\"");
+        let err = Config::resolve(Settings::default(), f, false).unwrap_err();
+        assert!(err.to_string().starts_with("topic_beacons"), "{err}");
+    }
+
+    #[test]
+    fn librdkafka_properties_merge() {
+        let f = file("kafka_brokers = \"k\"\ntokens_file = \"t\"\n[librdkafka]\n\"linger.ms\" = 9\n\"batch.size\" = \"1000\"\n");
+        let cli = Settings {
+            librdkafka_args: vec!["batch.size=2000".into()],
+            ..Default::default()
+        };
+        let c = Config::resolve(cli, f, false).unwrap();
+        assert_eq!(c.librdkafka["linger.ms"], "9");
+        assert_eq!(c.librdkafka["batch.size"], "2000");
+    }
+}

@@ -1,0 +1,354 @@
+//! Body decoding: media types, content encodings, the two size caps, and splitting a body into
+//! events.
+//!
+//! The cap on the body as sent is enforced while reading (and up front from `Content-Length`),
+//! the cap on the decoded body while decompressing, so a small compressed bomb stops at the cap
+//! instead of filling memory. A body is one JSON object, a JSON array of objects, or NDJSON.
+
+use std::io::Read;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::value::RawValue;
+
+use crate::error::ApiError;
+use crate::event::Invalid;
+
+/// A `Content-Encoding` inlet decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+    Deflate,
+    Brotli,
+    Zstd,
+}
+
+impl Encoding {
+    fn name(self) -> &'static str {
+        match self {
+            Encoding::Identity => "identity",
+            Encoding::Gzip => "gzip",
+            Encoding::Deflate => "deflate",
+            Encoding::Brotli => "br",
+            Encoding::Zstd => "zstd",
+        }
+    }
+}
+
+/// The request's content encoding; 415 for anything else (including stacked encodings).
+pub fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(Encoding::Identity);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::UnsupportedEncoding("<non-ASCII>".into()))?
+        .trim();
+    match text.to_ascii_lowercase().as_str() {
+        "" | "identity" => Ok(Encoding::Identity),
+        "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+        "deflate" => Ok(Encoding::Deflate),
+        "br" => Ok(Encoding::Brotli),
+        "zstd" => Ok(Encoding::Zstd),
+        _ => Err(ApiError::UnsupportedEncoding(truncate(text, 64))),
+    }
+}
+
+/// Accepts `application/json`, `application/x-ndjson`, `text/plain` (what sendBeacon sends for
+/// a string) or no `Content-Type`; parameters such as `charset` are ignored.
+pub fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::UnsupportedMediaType("<non-ASCII>".into()))?;
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "" | "application/json" | "application/x-ndjson" | "text/plain" => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType(truncate(text, 64))),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// Reads the whole body, refusing more than `limit` bytes as sent.
+pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(ApiError::BodyTooLarge { limit }),
+        Err(e) => Err(ApiError::MalformedBody(format!(
+            "could not read the body: {e}"
+        ))),
+    }
+}
+
+/// Bodies at least this large (compressed) are decoded on the blocking pool, not a runtime worker.
+pub const BLOCKING_DECODE_BYTES: usize = 64 * 1024;
+
+/// Decodes `body` per `encoding`, refusing more than `limit` decoded bytes.
+pub fn decompress(encoding: Encoding, body: Bytes, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = ApiError::DecodedTooLarge { limit };
+    let reader: Box<dyn Read + '_> = match encoding {
+        Encoding::Identity => {
+            return if body.len() > limit {
+                Err(too_large)
+            } else {
+                Ok(body)
+            }
+        }
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
+        // HTTP's "deflate" is zlib-wrapped, but some clients send raw deflate: accept both.
+        Encoding::Deflate if looks_like_zlib(&body) => {
+            Box::new(flate2::read::ZlibDecoder::new(&body[..]))
+        }
+        Encoding::Deflate => Box::new(flate2::read::DeflateDecoder::new(&body[..])),
+        Encoding::Brotli => Box::new(brotli_decompressor::Decompressor::new(&body[..], 8192)),
+        Encoding::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(&body[..])
+                .map_err(|e| malformed(encoding, e))?;
+            // Bound the window a frame may demand (8 MiB, zstd's default for every level up to
+            // 19) so a hostile frame header cannot make inlet allocate 2 GiB.
+            decoder
+                .window_log_max(23)
+                .map_err(|e| malformed(encoding, e))?;
+            Box::new(decoder)
+        }
+    };
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit).min(1 << 20));
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| malformed(encoding, e))?;
+    if out.len() > limit {
+        return Err(too_large);
+    }
+    Ok(Bytes::from(out))
+}
+
+fn looks_like_zlib(body: &[u8]) -> bool {
+    body.len() >= 2
+        && body[0] & 0x0f == 8
+        && (u16::from(body[0]) << 8 | u16::from(body[1])) % 31 == 0
+}
+
+fn malformed(encoding: Encoding, e: std::io::Error) -> ApiError {
+    ApiError::MalformedEncoding {
+        encoding: encoding.name(),
+        detail: e.to_string(),
+    }
+}
+
+/// One event's slot in a request: its JSON text, or why it could not be read at all.
+pub type RawEvent<'a> = Result<&'a str, Invalid>;
+
+/// Splits a decoded body into events: a JSON array of events, one JSON object, or NDJSON (one
+/// event per non-blank line; a line that is not JSON rejects that event only).
+pub fn split_events(body: &[u8], max_events: usize) -> Result<Vec<RawEvent<'_>>, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::MalformedBody(format!("body is not valid UTF-8: {e}")))?;
+    let text = text.trim_start_matches('\u{feff}').trim();
+    if text.is_empty() {
+        return Err(ApiError::NoEvents);
+    }
+    let events: Vec<RawEvent<'_>> = if text.starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(text)
+            .map_err(|e| ApiError::MalformedBody(format!("invalid JSON array: {e}")))?;
+        if items.len() > max_events {
+            return Err(ApiError::TooManyEvents {
+                count: items.len(),
+                limit: max_events,
+            });
+        }
+        items.into_iter().map(|raw| Ok(raw.get())).collect()
+    } else {
+        match serde_json::from_str::<&RawValue>(text) {
+            Ok(raw) => vec![Ok(raw.get())],
+            Err(e) if !text.contains('\n') => {
+                return Err(ApiError::MalformedBody(format!("invalid JSON: {e}")))
+            }
+            Err(_) => {
+                let mut events = Vec::new();
+                for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    if events.len() == max_events {
+                        return Err(ApiError::TooManyEvents {
+                            count: text.lines().filter(|l| !l.trim().is_empty()).count(),
+                            limit: max_events,
+                        });
+                    }
+                    events.push(
+                        serde_json::from_str::<&RawValue>(line)
+                            .map(|raw| raw.get())
+                            .map_err(|e| Invalid {
+                                code: "malformed_json",
+                                message: format!("invalid JSON line: {e}"),
+                            }),
+                    );
+                }
+                events
+            }
+        }
+    };
+    if events.is_empty() {
+        return Err(ApiError::NoEvents);
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn ok_events(body: &str) -> Vec<String> {
+        split_events(body.as_bytes(), 1000)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn splits_object_array_and_ndjson() {
+        assert_eq!(ok_events(r#" {"a":1} "#), vec![r#"{"a":1}"#]);
+        assert_eq!(ok_events("{\n \"a\": 1\n}\n"), vec!["{\n \"a\": 1\n}"]);
+        assert_eq!(
+            ok_events(r#"[{"a":1}, {"b":2}]"#),
+            vec![r#"{"a":1}"#, r#"{"b":2}"#]
+        );
+        assert_eq!(
+            ok_events("{\"a\":1}\n\n{\"b\":2}\r\n"),
+            vec![r#"{"a":1}"#, r#"{"b":2}"#]
+        );
+    }
+
+    #[test]
+    fn a_bad_ndjson_line_rejects_only_itself() {
+        let events = split_events(b"{\"a\":1}\n{oops\n{\"c\":3}", 1000).unwrap();
+        assert!(events[0].is_ok() && events[2].is_ok());
+        assert_eq!(events[1].as_ref().unwrap_err().code, "malformed_json");
+    }
+
+    #[test]
+    fn refuses_what_is_not_events() {
+        for body in ["", "  ", "[]", "{oops", "[{\"a\":1},", "\u{feff}"] {
+            let err = split_events(body.as_bytes(), 1000).unwrap_err();
+            assert!(
+                matches!(err, ApiError::NoEvents | ApiError::MalformedBody(_)),
+                "{body:?}: {err:?}"
+            );
+        }
+        assert!(matches!(
+            split_events(b"\xff\xfe", 10),
+            Err(ApiError::MalformedBody(_))
+        ));
+    }
+
+    #[test]
+    fn counts_events_against_the_limit() {
+        let array = format!("[{}]", ["{}"; 11].join(","));
+        assert!(matches!(
+            split_events(array.as_bytes(), 10),
+            Err(ApiError::TooManyEvents {
+                count: 11,
+                limit: 10
+            })
+        ));
+        let nd = ["{}"; 11].join("\n");
+        assert!(matches!(
+            split_events(nd.as_bytes(), 10),
+            Err(ApiError::TooManyEvents {
+                count: 11,
+                limit: 10
+            })
+        ));
+        assert_eq!(split_events(nd.as_bytes(), 11).unwrap().len(), 11);
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn decodes_every_encoding() {
+        let data = br#"{"session_id":"s","event":"e"}"#.repeat(50);
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        zlib.write_all(&data).unwrap();
+        let mut raw =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        raw.write_all(&data).unwrap();
+        let zstd = zstd::bulk::compress(&data, 3).unwrap();
+        let cases = [
+            (Encoding::Gzip, gzip(&data)),
+            (Encoding::Deflate, zlib.finish().unwrap()),
+            (Encoding::Deflate, raw.finish().unwrap()),
+            (Encoding::Zstd, zstd),
+        ];
+        for (enc, body) in cases {
+            assert_eq!(
+                decompress(enc, Bytes::from(body), 1 << 20).unwrap(),
+                &data[..],
+                "{enc:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bombs_stop_at_the_cap() {
+        let bomb = gzip(&vec![b' '; 8 << 20]);
+        assert!(bomb.len() < 64 << 10);
+        let err = decompress(Encoding::Gzip, Bytes::from(bomb), 1 << 20).unwrap_err();
+        assert!(matches!(err, ApiError::DecodedTooLarge { .. }));
+        let garbage = decompress(Encoding::Gzip, Bytes::from_static(b"not gzip"), 100).unwrap_err();
+        assert_eq!(garbage.code(), "malformed_encoding");
+    }
+
+    #[test]
+    fn media_types_and_encodings() {
+        let mut h = HeaderMap::new();
+        assert!(check_media_type(&h).is_ok());
+        for ok in [
+            "application/json; charset=utf-8",
+            "text/plain;charset=UTF-8",
+            "application/x-ndjson",
+        ] {
+            h.insert(header::CONTENT_TYPE, ok.parse().unwrap());
+            assert!(check_media_type(&h).is_ok(), "{ok}");
+        }
+        h.insert(header::CONTENT_TYPE, "application/xml".parse().unwrap());
+        assert_eq!(
+            check_media_type(&h).unwrap_err().code(),
+            "unsupported_media_type"
+        );
+        h.insert(header::CONTENT_ENCODING, "GZIP".parse().unwrap());
+        assert_eq!(content_encoding(&h).unwrap(), Encoding::Gzip);
+        h.insert(header::CONTENT_ENCODING, "compress".parse().unwrap());
+        assert_eq!(
+            content_encoding(&h).unwrap_err().code(),
+            "unsupported_content_encoding"
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! Events: per-event validation of client JSON and conversion into the protobuf envelope.
+//!
+//! Validation is strict at the top level (an unknown field makes the event invalid, and the
+//! error names it) and tolerant inside nested objects (`exception`, `frames`), where SDKs add
+//! their own extras. Lengths are in bytes of UTF-8.
+
+pub mod beacon;
+pub mod occurrence;
+
+use serde_json::{Map, Value};
+
+use crate::proto;
+
+/// The two kinds of event inlet carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Beacon,
+    Occurrence,
+}
+
+impl Kind {
+    /// Name used in routes, metric labels and the `inlet-kind` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Beacon => "beacon",
+            Kind::Occurrence => "occurrence",
+        }
+    }
+}
+
+/// Why one event is invalid: a stable code and a message naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn missing(field: &str) -> Self {
+        Invalid::new("missing_field", format!("`{field}` is required"))
+    }
+    pub(crate) fn bad(field: &str, why: impl std::fmt::Display) -> Self {
+        Invalid::new("invalid_field", format!("`{field}` {why}"))
+    }
+    pub(crate) fn unknown(field: &str) -> Self {
+        Invalid::new("unknown_field", format!("unknown field `{field}`"))
+    }
+}
+
+/// A validated event, ready to be wrapped in an [`proto::Envelope`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    /// The client's own event id (beacon `id`, occurrence `uuid`), if it sent one.
+    pub client_id: Option<String>,
+    pub body: proto::envelope::Event,
+}
+
+/// Parses one event's JSON text into an object.
+pub fn parse_object(raw: &str) -> Result<Map<String, Value>, Invalid> {
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Invalid::new(
+            "not_an_object",
+            "an event must be a JSON object",
+        )),
+        Err(e) => Err(Invalid::new("malformed_json", format!("invalid JSON: {e}"))),
+    }
+}
+
+/// Validates one event of `kind`.
+pub fn validate(kind: Kind, map: Map<String, Value>) -> Result<Validated, Invalid> {
+    match kind {
+        Kind::Beacon => beacon::validate(map),
+        Kind::Occurrence => occurrence::validate(map),
+    }
+}
+
+/// Gateway metadata added to every event.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub received_at_ms: i64,
+    pub project_id: String,
+    pub account_id: String,
+    pub token_id: String,
+    pub client_ip: String,
+    pub user_agent: String,
+}
+
+/// Wraps a validated event in its envelope; the event id is the client's or a new UUIDv7.
+pub fn envelope(event: Validated, meta: &Meta) -> proto::Envelope {
+    let event_id = event
+        .client_id
+        .unwrap_or_else(|| uuid::Uuid::now_v7().hyphenated().to_string());
+    proto::Envelope {
+        event_id,
+        received_at_ms: meta.received_at_ms,
+        project_id: meta.project_id.clone(),
+        account_id: meta.account_id.clone(),
+        token_id: meta.token_id.clone(),
+        client_ip: meta.client_ip.clone(),
+        user_agent: meta.user_agent.clone(),
+        event: Some(event.body),
+    }
+}
+
+// ---- field helpers shared by both kinds ----
+
+/// Takes an optional string field of at most `max` bytes (and at least `min` when present).
+pub(crate) fn string(
+    map: &mut Map<String, Value>,
+    field: &str,
+    min: usize,
+    max: usize,
+) -> Result<Option<String>, Invalid> {
+    match map.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            if s.len() < min {
+                Err(Invalid::bad(
+                    field,
+                    format_args!("must be at least {min} bytes"),
+                ))
+            } else if s.len() > max {
+                Err(Invalid::new(
+                    "field_too_long",
+                    format!("`{field}` is {} bytes, over the limit of {max}", s.len()),
+                ))
+            } else {
+                Ok(Some(s))
+            }
+        }
+        Some(other) => Err(Invalid::bad(
+            field,
+            format_args!("must be a string, not {}", type_name(&other)),
+        )),
+    }
+}
+
+/// Takes a required string field.
+pub(crate) fn required_string(
+    map: &mut Map<String, Value>,
+    field: &str,
+    min: usize,
+    max: usize,
+) -> Result<String, Invalid> {
+    string(map, field, min, max)?.ok_or_else(|| Invalid::missing(field))
+}
+
+/// Takes an optional JSON object and returns its compact JSON text (at most `max` bytes).
+pub(crate) fn object_json(
+    map: &mut Map<String, Value>,
+    field: &str,
+    max: usize,
+) -> Result<String, Invalid> {
+    match map.remove(field) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(value @ Value::Object(_)) => {
+            let text = value.to_string();
+            if text.len() > max {
+                Err(Invalid::new(
+                    "field_too_long",
+                    format!(
+                        "`{field}` is {} bytes serialized, over the limit of {max}",
+                        text.len()
+                    ),
+                ))
+            } else {
+                Ok(text)
+            }
+        }
+        Some(other) => Err(Invalid::bad(
+            field,
+            format_args!("must be an object, not {}", type_name(&other)),
+        )),
+    }
+}
+
+/// Takes an optional time: integer milliseconds since the epoch, or an RFC 3339 string.
+/// Returns 0 when absent.
+pub(crate) fn timestamp_ms(map: &mut Map<String, Value>, field: &str) -> Result<i64, Invalid> {
+    const MAX_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    match map.remove(field) {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(ms) if (0..=MAX_MS).contains(&ms) => Ok(ms),
+            _ => Err(Invalid::bad(
+                field,
+                "must be non-negative integer milliseconds since the epoch",
+            )),
+        },
+        Some(Value::String(s)) => {
+            let t = time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| Invalid::bad(field, "must be an RFC 3339 time"))?;
+            let ms = t.unix_timestamp_nanos() / 1_000_000;
+            i64::try_from(ms)
+                .ok()
+                .filter(|ms| (0..=MAX_MS).contains(ms))
+                .ok_or_else(|| Invalid::bad(field, "is out of range"))
+        }
+        Some(other) => Err(Invalid::bad(
+            field,
+            format_args!(
+                "must be integer milliseconds or an RFC 3339 string, not {}",
+                type_name(&other)
+            ),
+        )),
+    }
+}
+
+/// Rejects whatever top-level field is left once the known ones were taken.
+pub(crate) fn no_other_fields(map: &Map<String, Value>) -> Result<(), Invalid> {
+    match map.keys().next() {
+        Some(field) => Err(Invalid::unknown(field)),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn timestamps_accept_millis_and_rfc3339() {
+        let mut m = obj(
+            json!({"a": 1_700_000_000_123_i64, "b": "2023-11-14T22:13:20.123+00:00", "c": "2023-11-14T23:13:20.123+01:00"}),
+        );
+        assert_eq!(timestamp_ms(&mut m, "a").unwrap(), 1_700_000_000_123);
+        assert_eq!(timestamp_ms(&mut m, "b").unwrap(), 1_700_000_000_123);
+        assert_eq!(timestamp_ms(&mut m, "c").unwrap(), 1_700_000_000_123);
+        assert_eq!(timestamp_ms(&mut m, "absent").unwrap(), 0);
+    }
+
+    #[test]
+    fn timestamps_reject_garbage() {
+        for bad in [
+            json!(-1),
+            json!(1.5),
+            json!("yesterday"),
+            json!(true),
+            json!(1e300),
+        ] {
+            let mut m = obj(json!({ "ts": bad }));
+            assert_eq!(
+                timestamp_ms(&mut m, "ts").unwrap_err().code,
+                "invalid_field"
+            );
+        }
+    }
+
+    #[test]
+    fn strings_are_bounded_in_bytes() {
+        let mut m = obj(json!({"s": "é".repeat(3)}));
+        let err = string(&mut m, "s", 1, 5).unwrap_err();
+        assert_eq!(err.code, "field_too_long");
+        assert!(err.message.contains("`s`"));
+    }
+
+    #[test]
+    fn non_objects_are_named() {
+        assert_eq!(parse_object("[1]").unwrap_err().code, "not_an_object");
+        assert_eq!(parse_object("{").unwrap_err().code, "malformed_json");
+    }
+}

@@ -1,0 +1,350 @@
+//! `POST /v1/beacons` and `POST /v1/occurrences`: decode, limit, validate, convert, key,
+//! produce, and answer with exactly which events were accepted.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use prost::Message;
+use serde::Serialize;
+
+use super::AppState;
+use crate::auth::{Authenticated, Token};
+use crate::config::Delivery;
+use crate::decode;
+use crate::error::{ApiError, Rejection};
+use crate::event::{self, Invalid, Kind, Meta, Validated};
+use crate::key::shard_key;
+use crate::limit::Decision;
+use crate::metrics;
+use crate::sink::{Failure, Record};
+
+/// `POST /v1/beacons`.
+pub async fn beacons(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Authenticated(token): Authenticated,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    ingest(Kind::Beacon, state, peer, token, headers, body).await
+}
+
+/// `POST /v1/occurrences`.
+pub async fn occurrences(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Authenticated(token): Authenticated,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    ingest(Kind::Occurrence, state, peer, token, headers, body).await
+}
+
+async fn ingest(
+    kind: Kind,
+    state: AppState,
+    peer: SocketAddr,
+    token: std::sync::Arc<Token>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    admit(kind, &state, &token, &headers)?;
+    decode::check_media_type(&headers)?;
+    let encoding = decode::content_encoding(&headers)?;
+    let limits = state.config.limits(kind);
+    let sent = decode::read_body(body, &headers, limits.max_body).await?;
+    ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route(kind))
+        .record(sent.len() as f64);
+    let decoded = if encoding != decode::Encoding::Identity
+        && sent.len() >= decode::BLOCKING_DECODE_BYTES
+    {
+        tokio::task::spawn_blocking(move || decode::decompress(encoding, sent, limits.max_decoded))
+            .await
+            .map_err(|_| ApiError::MalformedBody("the body could not be decoded".into()))??
+    } else {
+        decode::decompress(encoding, sent, limits.max_decoded)?
+    };
+    let raw_events = decode::split_events(&decoded, state.config.max_events_per_request)?;
+    if let Some((index, size)) = raw_events.iter().enumerate().find_map(|(i, e)| {
+        e.as_ref()
+            .ok()
+            .filter(|raw| raw.len() > limits.max_event)
+            .map(|raw| (i, raw.len()))
+    }) {
+        count(kind, "too_large", raw_events.len());
+        return Err(ApiError::EventTooLarge {
+            index,
+            size,
+            limit: limits.max_event,
+        });
+    }
+    charge(kind, &token, raw_events.len())?;
+    let events = raw_events
+        .into_iter()
+        .map(|raw| {
+            raw.and_then(event::parse_object)
+                .and_then(|map| event::validate(kind, map))
+        })
+        .collect();
+    let answer = produce(kind, &state, &token, meta(&token, peer, &headers), events).await?;
+    Ok(answer.into_response())
+}
+
+/// The checks every ingest request passes before its body is read.
+pub(super) fn admit(
+    kind: Kind,
+    state: &AppState,
+    token: &Token,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if state.draining.load(Ordering::Relaxed) {
+        return Err(unavailable(Failure::ShuttingDown));
+    }
+    if !token.allows(kind) {
+        return Err(ApiError::KindNotAllowed {
+            token_id: token.id.clone(),
+            kind: kind.as_str(),
+        });
+    }
+    token.check_origin(headers)
+}
+
+/// Charges the token's limiter for `events` events.
+pub(super) fn charge(kind: Kind, token: &Token, events: usize) -> Result<(), ApiError> {
+    match token.limiter.check(events) {
+        Decision::Allowed => Ok(()),
+        Decision::Wait(wait) => {
+            count(kind, "rate_limited", events);
+            ::metrics::counter!(metrics::RATE_LIMITED, "token" => token.id.clone()).increment(1);
+            Err(ApiError::RateLimited {
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            })
+        }
+        Decision::TooBig => {
+            count(kind, "rate_limited", events);
+            ::metrics::counter!(metrics::RATE_LIMITED, "token" => token.id.clone()).increment(1);
+            Err(ApiError::BatchExceedsBurst {
+                count: events,
+                burst: token.limiter.burst,
+            })
+        }
+    }
+}
+
+/// The gateway metadata of a request.
+pub(super) fn meta(token: &Token, peer: SocketAddr, headers: &HeaderMap) -> Meta {
+    const MAX_USER_AGENT: usize = 512;
+    let mut user_agent = headers
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    if user_agent.len() > MAX_USER_AGENT {
+        let mut end = MAX_USER_AGENT;
+        while !user_agent.is_char_boundary(end) {
+            end -= 1;
+        }
+        user_agent.truncate(end);
+    }
+    Meta {
+        received_at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        project_id: token.project_id.clone(),
+        account_id: token.account_id.clone(),
+        token_id: token.id.clone(),
+        client_ip: peer.ip().to_string(),
+        user_agent,
+    }
+}
+
+/// What a request's events came to.
+#[derive(Debug, Serialize)]
+pub struct Answer {
+    pub accepted: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Rejection>,
+    #[serde(skip)]
+    delivery: Delivery,
+    #[serde(skip)]
+    retry_after_secs: Option<u64>,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let status = match (self.rejected.is_empty(), self.delivery) {
+            (false, _) => StatusCode::MULTI_STATUS,
+            (true, Delivery::Ack) => StatusCode::OK,
+            (true, Delivery::Enqueue) => StatusCode::ACCEPTED,
+        };
+        let retry = self.retry_after_secs;
+        let mut response = (status, Json(self)).into_response();
+        if let Some(secs) = retry {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// Converts, keys and produces the valid events; answers per event. Fails as a whole only
+/// when nothing was accepted (400 when every event is invalid, 503 or 413 when none could be
+/// delivered).
+pub(super) async fn produce(
+    kind: Kind,
+    state: &AppState,
+    token: &Token,
+    meta: Meta,
+    events: Vec<Result<Validated, Invalid>>,
+) -> Result<Answer, ApiError> {
+    let mut records = Vec::with_capacity(events.len());
+    let mut indices = Vec::with_capacity(events.len());
+    let mut rejected = Vec::new();
+    for (index, event) in events.into_iter().enumerate() {
+        match event {
+            Ok(valid) => {
+                let key = shard_key(&valid.body, token).to_owned();
+                let value = event::envelope(valid, &meta).encode_to_vec();
+                records.push(Record { kind, key, value });
+                indices.push(index);
+            }
+            Err(invalid) => rejected.push(Rejection {
+                index,
+                code: invalid.code,
+                message: invalid.message,
+            }),
+        }
+    }
+    count(kind, "invalid", rejected.len());
+    let delivery = state.config.delivery;
+    if records.is_empty() {
+        return Err(all_invalid(Answer {
+            accepted: 0,
+            rejected,
+            delivery,
+            retry_after_secs: None,
+        }));
+    }
+    let outcomes = state.sink.send(records, delivery == Delivery::Ack).await;
+    let (mut accepted, mut worst) = (0, None::<Failure>);
+    let mut too_large = 0;
+    for (index, outcome) in indices.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(()) => accepted += 1,
+            Err(failure) => {
+                if failure == Failure::TooLarge {
+                    too_large += 1;
+                } else {
+                    worst = Some(failure);
+                }
+                rejected.push(Rejection {
+                    index,
+                    code: failure_code(failure),
+                    message: failure_message(failure).into(),
+                });
+            }
+        }
+    }
+    count(kind, "accepted", accepted);
+    count(kind, "too_large", too_large);
+    count(
+        kind,
+        "unavailable",
+        rejected.len() - too_large - count_invalid(&rejected),
+    );
+    rejected.sort_by_key(|r| r.index);
+    if accepted == 0 {
+        if let Some(failure) = worst {
+            return Err(unavailable(failure));
+        }
+        if too_large > 0 && count_invalid(&rejected) == 0 {
+            return Err(ApiError::RejectedTooLarge);
+        }
+    }
+    Ok(Answer {
+        accepted,
+        rejected,
+        delivery,
+        retry_after_secs: worst.map(retry_after_secs),
+    })
+}
+
+fn count_invalid(rejected: &[Rejection]) -> usize {
+    rejected
+        .iter()
+        .filter(|r| !is_delivery_code(r.code))
+        .count()
+}
+
+fn is_delivery_code(code: &str) -> bool {
+    [
+        Failure::QueueFull,
+        Failure::TooLarge,
+        Failure::TimedOut,
+        Failure::Broker,
+        Failure::ShuttingDown,
+    ]
+    .iter()
+    .any(|f| failure_code(*f) == code)
+}
+
+/// The 400 answer for a request whose every event is invalid: the 207 body with `accepted: 0`.
+fn all_invalid(answer: Answer) -> ApiError {
+    ApiError::AllInvalid(serde_json::to_value(&answer).unwrap_or_default())
+}
+
+fn failure_code(failure: Failure) -> &'static str {
+    match failure {
+        Failure::QueueFull => "queue_full",
+        Failure::TooLarge => "event_too_large",
+        Failure::TimedOut => "delivery_timed_out",
+        Failure::Broker => "delivery_failed",
+        Failure::ShuttingDown => "shutting_down",
+    }
+}
+
+fn failure_message(failure: Failure) -> &'static str {
+    match failure {
+        Failure::QueueFull => "inlet's producer queue is full; retry later",
+        Failure::TooLarge => "the event is larger than the broker accepts",
+        Failure::TimedOut => "the broker did not acknowledge the event in time; retry later",
+        Failure::Broker => "the broker refused the event; retry later",
+        Failure::ShuttingDown => "inlet is shutting down; retry on another replica",
+    }
+}
+
+fn retry_after_secs(failure: Failure) -> u64 {
+    match failure {
+        Failure::QueueFull => 1,
+        _ => 5,
+    }
+}
+
+fn unavailable(failure: Failure) -> ApiError {
+    ApiError::Unavailable {
+        code: failure_code(failure),
+        reason: failure_message(failure).into(),
+        retry_after_secs: retry_after_secs(failure),
+    }
+}
+
+fn route(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Beacon => "/v1/beacons",
+        Kind::Occurrence => "/v1/occurrences",
+    }
+}
+
+fn count(kind: Kind, outcome: &'static str, n: usize) {
+    if n > 0 {
+        ::metrics::counter!(metrics::EVENTS, "kind" => kind.as_str(), "outcome" => outcome)
+            .increment(n as u64);
+    }
+}

@@ -1,0 +1,89 @@
+//! HTTP: the one route table of each listener, and the layers around it.
+
+pub mod cors;
+pub mod ingest;
+pub mod ops;
+pub mod pixel;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{FromRef, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::auth::Tokens;
+use crate::config::Config;
+use crate::sink::Sink;
+
+/// Everything a handler may need, shared by all requests.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub tokens: Arc<Tokens>,
+    pub sink: Arc<dyn Sink>,
+    /// Set once shutdown begins: readiness turns false and ingest answers 503.
+    pub draining: Arc<AtomicBool>,
+    pub metrics: PrometheusHandle,
+}
+
+impl FromRef<AppState> for Arc<Tokens> {
+    fn from_ref(state: &AppState) -> Arc<Tokens> {
+        Arc::clone(&state.tokens)
+    }
+}
+
+/// The public listener: the ingest API and health endpoints.
+///
+/// Layers, outermost first: metrics (sees every answer, CORS included), then CORS headers.
+/// Body limits live beside their routes, in the ingest handlers, per kind of event.
+pub fn public_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/beacons",
+            post(ingest::beacons).options(cors::preflight),
+        )
+        .route(
+            "/v1/occurrences",
+            post(ingest::occurrences).options(cors::preflight),
+        )
+        .route("/v1/pixel.gif", get(pixel::pixel).options(cors::preflight))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(middleware::from_fn(cors::allow_origin))
+        .layer(middleware::from_fn(track))
+        .with_state(state)
+}
+
+/// The admin listener: metrics and health endpoints.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(ops::not_found)
+        .with_state(state)
+}
+
+/// Counts every request by route and status and times it.
+async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    ::metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route.clone())
+        .record(started.elapsed());
+    ::metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "status" => status)
+        .increment(1);
+    response
+}

@@ -1,0 +1,117 @@
+//! The `inlet` binary: parse the command line and configuration, set up logging, then hand a
+//! bound listener and a shutdown signal to [`inlet::server::run`]. Exits 2 on bad configuration,
+//! 1 when it cannot start, 0 after a graceful shutdown.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+
+use inlet::config::{self, Cli, Command};
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("INLET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    if let Some(Command::Tail(args)) = cli.command.take() {
+        return report(inlet::tail::run(args));
+    }
+    let mut config = match config::load(&mut cli) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("inlet: invalid configuration: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    // Kept alive for the whole run: dropping it stops the embedded cluster.
+    let _dev = if cli.dev {
+        let topics = [
+            config.topic_beacons.as_str(),
+            config.topic_occurrences.as_str(),
+        ];
+        let cluster = match inlet::dev::DevCluster::start(&topics) {
+            Ok(cluster) => cluster,
+            Err(error) => return report(Err(error)),
+        };
+        if config.kafka_brokers.is_empty() {
+            config.kafka_brokers = cluster.bootstrap_servers();
+        }
+        print_dev_banner(&config);
+        Some(cluster)
+    } else {
+        None
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("inlet-worker")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return report(Err(error.into())),
+    };
+    report(runtime.block_on(async move {
+        let public = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listen: cannot bind {}", config.listen))?;
+        let admin = tokio::net::TcpListener::bind(config.admin_listen)
+            .await
+            .with_context(|| format!("admin_listen: cannot bind {}", config.admin_listen))?;
+        inlet::server::run(config, public, admin, shutdown_signal()).await
+    }))
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("inlet: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+async fn shutdown_signal() {
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::warn!("second signal: exiting without waiting for the drain");
+        std::process::exit(1);
+    });
+}
+
+fn print_dev_banner(config: &inlet::config::Config) {
+    let token = inlet::auth::DEV_TOKEN;
+    let brokers = &config.kafka_brokers;
+    let listen = config.listen;
+    println!(
+        "\ninlet --dev: an embedded in-memory Kafka cluster (librdkafka's mock cluster, {} brokers, \
+         {} partitions per topic).\nFor trying inlet out, never for production: nothing survives \
+         the process.\n\n  bootstrap servers  {brokers}\n  topics             {} {}\n  \
+         development token  {token}\n  ingest             http://{listen}/v1/beacons\n  \
+         metrics            http://{}/metrics\n\nTry it:\n  curl -sS http://{listen}/v1/beacons \
+         -H 'Authorization: Bearer {token}' \\\n    -d '{{\"session_id\":\"s-1\",\"event\":\"page_view\"}}'\n  \
+         cargo run --release -- tail --brokers {brokers} --topic {}\n",
+        inlet::dev::BROKERS,
+        inlet::dev::PARTITIONS,
+        config.topic_beacons,
+        config.topic_occurrences,
+        config.admin_listen,
+        config.topic_beacons,
+    );
+}

@@ -1,0 +1,97 @@
+//! Metric names, units and buckets in one place, and the Prometheus recorder.
+//!
+//! Names carry their unit; label values come from closed sets (routes, statuses, kinds,
+//! outcomes, reasons, registry token ids), never from error text or secrets.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Requests by `route` and `status`.
+pub const HTTP_REQUESTS: &str = "inlet_http_requests_total";
+/// Request latency by `route`, from first byte of the head to the response.
+pub const HTTP_DURATION: &str = "inlet_http_request_duration_seconds";
+/// Ingest request body size as sent, by `route`.
+pub const HTTP_BODY_BYTES: &str = "inlet_http_request_body_bytes";
+/// Events by `kind` and `outcome` (accepted, invalid, rate_limited, too_large, unavailable).
+pub const EVENTS: &str = "inlet_events_total";
+/// Requests refused by a token's rate limit, by `token` (the registry id).
+pub const RATE_LIMITED: &str = "inlet_rate_limited_requests_total";
+/// Authentication failures by `reason` (missing, unknown).
+pub const AUTH_FAILURES: &str = "inlet_auth_failures_total";
+/// Time from handing an event to librdkafka to the broker's acknowledgement.
+pub const PRODUCE_LATENCY: &str = "inlet_kafka_produce_latency_seconds";
+/// Events whose delivery failed, by `reason` (queue_full, too_large, timed_out, broker, fatal).
+pub const DELIVERY_FAILURES: &str = "inlet_kafka_delivery_failures_total";
+/// 1 while a broker answers metadata requests, else 0.
+pub const KAFKA_READY: &str = "inlet_kafka_ready";
+/// Token registry reloads by `result` (success, failure).
+pub const TOKEN_RELOADS: &str = "inlet_token_registry_reloads_total";
+/// Always 1, labelled with the `version`.
+pub const BUILD_INFO: &str = "inlet_build_info";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const BYTES_BUCKETS: &[f64] = &[
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+];
+
+/// Installs the global Prometheus recorder once per process and returns its handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), BYTES_BUCKETS)
+                })
+                .expect("bucket lists are non-empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status.");
+            metrics::describe_histogram!(
+                HTTP_DURATION,
+                metrics::Unit::Seconds,
+                "HTTP request latency by route."
+            );
+            metrics::describe_histogram!(
+                HTTP_BODY_BYTES,
+                metrics::Unit::Bytes,
+                "Ingest request body size as sent, by route."
+            );
+            metrics::describe_counter!(EVENTS, "Events by kind and outcome.");
+            metrics::describe_counter!(
+                RATE_LIMITED,
+                "Requests refused by a token's rate limit, by token id."
+            );
+            metrics::describe_counter!(AUTH_FAILURES, "Authentication failures by reason.");
+            metrics::describe_histogram!(
+                PRODUCE_LATENCY,
+                metrics::Unit::Seconds,
+                "Time from enqueue to the broker's acknowledgement."
+            );
+            metrics::describe_counter!(
+                DELIVERY_FAILURES,
+                "Events whose delivery failed, by reason."
+            );
+            metrics::describe_gauge!(
+                KAFKA_READY,
+                "1 while a Kafka broker answers metadata requests."
+            );
+            metrics::describe_counter!(TOKEN_RELOADS, "Token registry reloads by result.");
+            metrics::describe_gauge!(BUILD_INFO, "Build information.");
+            handle
+        })
+        .clone()
+}

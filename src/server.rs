@@ -1,0 +1,133 @@
+//! The server: builds the shared state, serves both listeners, and shuts down in order.
+//!
+//! Shutdown, once the `shutdown` future resolves: readiness turns false and new ingest requests
+//! get 503; the public listener stops accepting and in-flight requests finish; then the producer
+//! delivers what is queued; all within the grace period, after which inlet logs what it could
+//! not deliver and returns anyway.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::auth::{Registry, Tokens};
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::sink::kafka::KafkaSink;
+use crate::sink::Sink;
+
+/// How often the token registry file is checked for changes.
+const TOKENS_POLL: Duration = Duration::from_secs(1);
+
+/// Runs inlet on bound listeners until `shutdown` resolves, then drains and flushes.
+pub async fn run(
+    config: Config,
+    public: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = crate::metrics::install();
+    let tokens = Arc::new(match &config.tokens_file {
+        Some(path) => Tokens::load(path)?,
+        None => Tokens::fixed(Registry::dev()),
+    });
+    let sink: Arc<dyn Sink> = Arc::new(KafkaSink::new(&config).context("kafka")?);
+    let state = AppState {
+        config: Arc::new(config),
+        tokens,
+        sink,
+        draining: Arc::new(AtomicBool::new(false)),
+        metrics,
+    };
+    serve(state, public, admin, shutdown).await
+}
+
+/// Serves `state` on both listeners; see the module documentation for the shutdown order.
+pub async fn serve(
+    state: AppState,
+    public: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace = state.config.shutdown_grace;
+    tracing::info!(
+        public = %public.local_addr()?,
+        admin = %admin.local_addr()?,
+        delivery = ?state.config.delivery,
+        "inlet is serving"
+    );
+    let watcher = tokio::spawn(Arc::clone(&state.tokens).watch(TOKENS_POLL));
+    let upkeep = {
+        let handle = state.metrics.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        })
+    };
+
+    let (stop_public, public_stopped) = tokio::sync::watch::channel(false);
+    let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
+    let public_server = tokio::spawn(
+        axum::serve(
+            public,
+            http::public_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(changed(public_stopped))
+        .into_future(),
+    );
+    let admin_server = tokio::spawn(
+        axum::serve(admin, http::admin_router(state.clone()).into_make_service())
+            .with_graceful_shutdown(changed(admin_stopped))
+            .into_future(),
+    );
+
+    shutdown.await;
+    let started = Instant::now();
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: draining requests"
+    );
+    state.draining.store(true, Ordering::Relaxed);
+    let _ = stop_public.send(true);
+    match tokio::time::timeout(grace, public_server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("in-flight requests finished"),
+        Ok(Ok(Err(error))) => tracing::error!(%error, "public listener failed"),
+        Ok(Err(error)) => tracing::error!(%error, "public listener task failed"),
+        Err(_) => tracing::warn!("grace period over with requests still in flight"),
+    }
+    let remaining = grace
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_millis(100));
+    let sink = Arc::clone(&state.sink);
+    let undelivered = tokio::task::spawn_blocking(move || sink.close(remaining))
+        .await
+        .unwrap_or(usize::MAX);
+    if undelivered == 0 {
+        tracing::info!("producer flushed: every accepted event was delivered");
+    } else {
+        tracing::error!(
+            undelivered,
+            "producer flush timed out: events were not delivered"
+        );
+    }
+    let _ = stop_admin.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(1), admin_server).await;
+    watcher.abort();
+    upkeep.abort();
+    Ok(())
+}
+
+async fn changed(mut rx: tokio::sync::watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

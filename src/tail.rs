@@ -1,0 +1,153 @@
+//! `inlet tail`: consume a topic and print each message decoded from protobuf as one JSON line,
+//! so a user can see exactly what inlet wrote (from the dev cluster or a real one).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use prost::Message as _;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+use crate::proto::{self, envelope::Event};
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Topic to read
+    #[arg(long, default_value = "inlet.beacons")]
+    pub topic: String,
+    /// Kafka bootstrap servers (`inlet --dev` prints its own)
+    #[arg(long, env = "INLET_KAFKA_BROKERS")]
+    pub brokers: String,
+    /// Where to start in every partition
+    #[arg(long, value_enum, default_value_t = From::Beginning)]
+    pub from: From,
+    /// Exit after printing this many messages
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// Exit after this many milliseconds without a message (default: wait forever)
+    #[arg(long)]
+    pub idle_exit_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum From {
+    Beginning,
+    End,
+}
+
+/// Runs `inlet tail` until `--count` messages, `--idle-exit-ms` of silence, or Ctrl-C.
+pub fn run(args: TailArgs) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("group.id", format!("inlet-tail-{}", uuid::Uuid::now_v7()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .context("cannot create the Kafka consumer")?;
+    let metadata = consumer
+        .fetch_metadata(Some(&args.topic), Duration::from_secs(10))
+        .with_context(|| format!("cannot reach {}", args.brokers))?;
+    let Some(topic) = metadata
+        .topics()
+        .first()
+        .filter(|t| !t.partitions().is_empty())
+    else {
+        bail!("topic {} does not exist on {}", args.topic, args.brokers);
+    };
+    let offset = match args.from {
+        From::Beginning => Offset::Beginning,
+        From::End => Offset::End,
+    };
+    let mut assignment = TopicPartitionList::new();
+    for p in topic.partitions() {
+        assignment.add_partition_offset(&args.topic, p.id(), offset)?;
+    }
+    consumer.assign(&assignment)?;
+    let stdout = std::io::stdout();
+    let (mut printed, mut last) = (0usize, Instant::now());
+    loop {
+        if args.count.is_some_and(|n| printed >= n) {
+            return Ok(());
+        }
+        if args
+            .idle_exit_ms
+            .is_some_and(|ms| last.elapsed() >= Duration::from_millis(ms))
+        {
+            return Ok(());
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.context("consume")?;
+        let mut headers = serde_json::Map::new();
+        if let Some(h) = message.headers() {
+            for header in h.iter() {
+                let value = header
+                    .value
+                    .map(|v| String::from_utf8_lossy(v).into_owned());
+                headers.insert(header.key.to_owned(), json!(value));
+            }
+        }
+        let value = match proto::Envelope::decode(message.payload().unwrap_or_default()) {
+            Ok(envelope) => envelope_json(&envelope),
+            Err(e) => json!({ "undecodable": e.to_string() }),
+        };
+        let line = json!({
+            "topic": message.topic(),
+            "partition": message.partition(),
+            "offset": message.offset(),
+            "key": message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            "headers": headers,
+            "envelope": value,
+        });
+        let mut out = stdout.lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        printed += 1;
+        last = Instant::now();
+    }
+}
+
+/// An envelope as JSON, field names as in the .proto; `props_json` / `custom_json` are
+/// expanded back into JSON values under `props` / `custom`.
+pub fn envelope_json(e: &proto::Envelope) -> Value {
+    let event = match &e.event {
+        Some(Event::Beacon(b)) => json!({ "beacon": {
+            "session_id": b.session_id, "event": b.event, "client_ts_ms": b.client_ts_ms,
+            "url": b.url, "referrer": b.referrer, "title": b.title, "user_id": b.user_id,
+            "props": embedded(&b.props_json),
+        }}),
+        Some(Event::Occurrence(o)) => json!({ "occurrence": {
+            "level": proto::Level::try_from(o.level).map(|l| l.as_str_name()).unwrap_or("LEVEL_UNSPECIFIED"),
+            "message": o.message,
+            "exception": o.exception.as_ref().map(|x| json!({
+                "class": x.class, "message": x.message,
+                "frames": x.frames.iter().map(|f| json!({
+                    "filename": f.filename, "lineno": f.lineno, "colno": f.colno, "method": f.method,
+                })).collect::<Vec<_>>(),
+            })),
+            "client_ts_ms": o.client_ts_ms, "environment": o.environment, "platform": o.platform,
+            "language": o.language, "code_version": o.code_version, "fingerprint": o.fingerprint,
+            "custom": embedded(&o.custom_json),
+        }}),
+        None => Value::Null,
+    };
+    json!({
+        "event_id": e.event_id, "received_at_ms": e.received_at_ms, "project_id": e.project_id,
+        "account_id": e.account_id, "token_id": e.token_id, "client_ip": e.client_ip,
+        "user_agent": e.user_agent, "event": event,
+    })
+}
+
+fn embedded(text: &str) -> Value {
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+    }
+}

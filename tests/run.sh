@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# tests/run.sh — set up and run every check for inlet, from a fresh Debian
+# machine that has Rust (rustup, cargo, rustfmt, clippy), gcc, Python and apt.
+#
+#   tests/run.sh            # from anywhere; works in CI (CI=true) without prompts
+#
+# Steps: Debian build packages (only if missing) -> Tansu 0.6.0 broker (only if
+# missing) -> cargo fmt --check -> cargo clippy -D warnings -> cargo test.
+#
+# Environment:
+#   TANSU_BIN   use this tansu binary instead of PATH / ~/.cargo/bin (also read
+#               by tests/common/broker.rs)
+#   SKIP_APT=1  never call apt-get (report missing packages and continue)
+set -euo pipefail
+
+TANSU_VERSION=0.6.0
+TANSU_INSTALL=(cargo install tansu --version "$TANSU_VERSION" --features dynostore,libsql --locked)
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# ---------------------------------------------------------------------------
+step "Debian packages"
+# What the native builds need, besides rustc/cargo (determined from the
+# librdkafka configure log and the Tansu `cargo install` log on Debian 12):
+#   gcc, libc6-dev, make
+#             rdkafka-sys builds librdkafka 2.12 with its mklove ./configure
+#             (a bash script) and `make libs`; zstd-sys, lz4-sys, libsql-ffi,
+#             ring and aws-lc-sys (the last four in Tansu) compile C via the
+#             `cc` crate.
+#   g++       librdkafka's ./configure fails without a C++ compiler.
+#   pkg-config, zlib1g-dev
+#             rdkafka feature `libz`: libz-sys and librdkafka's configure find
+#             the system zlib through pkg-config (without them libz-sys falls
+#             back to compiling its bundled zlib).
+# Not needed (Tansu 0.6.0 --features dynostore,libsql and inlet build on a
+# host without them): cmake (aws-lc-sys 0.38 builds with cc), libclang
+# (libsql-ffi ships pre-generated bindings), protoc (inlet uses protox),
+# libssl-dev (rdkafka is built without `ssl`; Tansu uses rustls).
+need_pkgs=()
+for pkg in gcc libc6-dev make g++ pkg-config zlib1g-dev; do
+    if ! dpkg -s "$pkg" >/dev/null 2>&1; then
+        need_pkgs+=("$pkg")
+    fi
+done
+if ((${#need_pkgs[@]})); then
+    if [[ "${SKIP_APT:-}" == 1 ]]; then
+        echo "missing (SKIP_APT=1, not installing): ${need_pkgs[*]}"
+    else
+        echo "installing: ${need_pkgs[*]}"
+        SUDO=()
+        if [[ $(id -u) -ne 0 ]]; then SUDO=(sudo); fi
+        export DEBIAN_FRONTEND=noninteractive
+        "${SUDO[@]}" apt-get update
+        "${SUDO[@]}" apt-get install -y --no-install-recommends "${need_pkgs[@]}"
+    fi
+else
+    echo "all present"
+fi
+
+# ---------------------------------------------------------------------------
+step "Tansu broker $TANSU_VERSION (Kafka-protocol broker for integration tests)"
+tansu_bin=""
+if [[ -n "${TANSU_BIN:-}" ]]; then
+    tansu_bin="$TANSU_BIN"
+elif command -v tansu >/dev/null 2>&1; then
+    tansu_bin="$(command -v tansu)"
+fi
+if [[ -n "$tansu_bin" ]] && "$tansu_bin" --version 2>/dev/null | grep -qF " $TANSU_VERSION"; then
+    echo "using $tansu_bin ($("$tansu_bin" --version))"
+else
+    if [[ -n "${TANSU_BIN:-}" ]]; then
+        echo "TANSU_BIN=$TANSU_BIN is not tansu $TANSU_VERSION" >&2
+        exit 1
+    fi
+    echo "not found; building it (takes 15+ minutes): ${TANSU_INSTALL[*]}"
+    "${TANSU_INSTALL[@]}"
+    tansu --version
+fi
+
+# ---------------------------------------------------------------------------
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test --all-targets"
+cargo test --all-targets
+
+# ---------------------------------------------------------------------------
+# Later suites go here (each with its own `step` banner), e.g. end-to-end or
+# load tests under loadtest/ that need a release build and a running broker.
+# ---------------------------------------------------------------------------
+
+step "all checks passed"
