@@ -105,7 +105,7 @@ fn print_dev_banner(config: &inlet::config::Config) {
          the process.\n\n  bootstrap servers  {brokers}\n  topics             {} {}\n  \
          development token  {token}\n  ingest             http://{listen}/v1/beacons\n  \
          metrics            http://{}/metrics\n\nTry it:\n  curl -sS http://{listen}/v1/beacons \
-         -H 'Authorization: Bearer {token}' \\\n    -d '{{\"session_id\":\"s-1\",\"event\":\"page_view\"}}'\n  \
+         -H 'Authorization: Bearer {token}' \\\n    -H 'Content-Type: application/json' -d '{{\"session_id\":\"s-1\",\"event\":\"page_view\"}}'\n  \
          cargo run --release -- tail --brokers {brokers} --topic {}\n",
         inlet::dev::BROKERS,
         inlet::dev::PARTITIONS,

@@ -23,6 +23,16 @@ export PATH="$HOME/.cargo/bin:$PATH"
 step() { printf '\n==> %s\n' "$*"; }
 
 # ---------------------------------------------------------------------------
+step "Rust toolchain"
+cargo --version
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        echo "adding rustup component $component"
+        rustup component add "$component"
+    fi
+done
+
+# ---------------------------------------------------------------------------
 step "Debian packages"
 # What the native builds need, besides rustc/cargo (determined from the
 # librdkafka configure log and the Tansu `cargo install` log on Debian 12):

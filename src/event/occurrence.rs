@@ -125,10 +125,7 @@ fn frame(i: usize, item: Value) -> Result<proto::Frame, Invalid> {
                 n.as_u64()
                     .and_then(|n| u32::try_from(n).ok())
                     .ok_or_else(|| {
-                        Invalid::bad(
-                            &format!("{path}.{field}"),
-                            "must be a non-negative integer",
-                        )
+                        Invalid::bad(&format!("{path}.{field}"), "must be a non-negative integer")
                     })
             }
             Some(_) => Err(Invalid::bad(

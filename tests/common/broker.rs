@@ -6,6 +6,8 @@
 //! * Storage: `memory://` ([`Broker::start_memory`]) or a SQLite file
 //!   `<dir>/tansu.db` ([`Broker::start_sqlite`]) that survives [`Broker::restart`].
 //! * Listener and advertised listener are both `tcp://127.0.0.1:PORT`.
+//! * Ready = Tansu printed `ready in Nms` (after binding) and a TCP connect
+//!   succeeds; bounded by `TANSU_START_TIMEOUT_SECS` (default 30).
 //! * The broker's stdout/stderr go to a log file in a private temp dir
 //!   ([`Broker::log_path`]); its tail is printed when startup fails. The temp
 //!   dir is removed on drop unless the thread is panicking.
@@ -54,9 +56,29 @@ enum Storage {
     Sqlite(PathBuf),
 }
 
+#[derive(Debug)]
+enum StartError {
+    AddrInUse,
+    Exited(String),
+    Timeout(SocketAddr, Duration),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::AddrInUse => write!(f, "tansu could not bind its port (AddrInUse)"),
+            StartError::Exited(status) => write!(f, "tansu exited during startup with {status}"),
+            StartError::Timeout(addr, t) => {
+                write!(f, "tansu did not become ready on {addr} within {t:?}")
+            }
+        }
+    }
+}
+
 /// A running (or stopped) Tansu broker. Killed on drop.
 #[derive(Debug)]
 pub struct Broker {
+    bin: PathBuf,
     child: Option<Child>,
     port: u16,
     storage: Storage,
@@ -126,25 +148,41 @@ impl Broker {
     pub fn restart(&mut self) {
         self.stop();
         self.note(&format!("restarting on port {}", self.port));
-        self.spawn_and_wait();
+        if let Err(e) = self.spawn_and_wait() {
+            self.fail(&e.to_string());
+        }
     }
 
     fn launch(storage: Storage) -> Broker {
+        let bin = tansu_bin();
         let work_dir = unique_temp_dir();
         let log_path = work_dir.join("tansu.log");
         let mut broker = Broker {
+            bin,
             child: None,
             port: free_port(),
             storage,
             work_dir,
             log_path,
         };
-        broker.spawn_and_wait();
-        broker
+        // The port is free when chosen but could be taken before Tansu binds
+        // it; then pick another one.
+        let mut attempt = 1;
+        loop {
+            match broker.spawn_and_wait() {
+                Ok(()) => return broker,
+                Err(StartError::AddrInUse) if attempt < 3 => {
+                    attempt += 1;
+                    broker.port = free_port();
+                    broker.note(&format!("port taken, retrying on {}", broker.port));
+                }
+                Err(e) => broker.fail(&e.to_string()),
+            }
+        }
     }
 
-    fn spawn_and_wait(&mut self) {
-        let bin = tansu_bin();
+    fn spawn_and_wait(&mut self) -> Result<(), StartError> {
+        let bin = self.bin.clone();
         let listener = format!("tcp://127.0.0.1:{}", self.port);
         let (storage_url, cwd) = match &self.storage {
             Storage::Memory => ("memory://tansu/".to_string(), self.work_dir.clone()),
@@ -168,6 +206,8 @@ impl Broker {
             bin.display(),
             args.join(" ")
         ));
+        // Only log output written after this point belongs to this start.
+        let log_offset = fs::metadata(&self.log_path).map(|m| m.len()).unwrap_or(0);
 
         let log = OpenOptions::new()
             .create(true)
@@ -196,10 +236,13 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready(log_offset)
     }
 
-    fn wait_ready(&mut self) {
+    /// Ready = Tansu printed `ready in Nms` (it does so right after binding
+    /// its listener) and a TCP connect succeeds. The log line guards against
+    /// mistaking some other process on the port for the broker.
+    fn wait_ready(&mut self, log_offset: u64) -> Result<(), StartError> {
         let timeout = std::env::var("TANSU_START_TIMEOUT_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -208,23 +251,29 @@ impl Broker {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let started = Instant::now();
         loop {
+            let log = log_since(&self.log_path, log_offset);
+            if log.contains("AddrInUse") {
+                // Tansu 0.6 logs the bind error and exits with status 0.
+                self.stop();
+                return Err(StartError::AddrInUse);
+            }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     self.child = None;
-                    self.fail(&format!("tansu exited during startup with {status}"));
+                    return Err(StartError::Exited(status.to_string()));
                 }
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if log.contains("ready in ")
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            {
                 self.note(&format!("ready after {:?}", started.elapsed()));
-                return;
+                return Ok(());
             }
             if started.elapsed() > timeout {
                 self.stop();
-                self.fail(&format!(
-                    "tansu did not accept connections on {addr} within {timeout:?}"
-                ));
+                return Err(StartError::Timeout(addr, timeout));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -313,6 +362,16 @@ fn unique_temp_dir() -> PathBuf {
     ));
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     dir
+}
+
+fn log_since(path: &Path, offset: u64) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let _ = f.seek(SeekFrom::Start(offset));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 fn log_tail(path: &Path, max: u64) -> String {

@@ -1,0 +1,348 @@
+//! Test harness: an inlet server in-process on port 0 (stopped on drop), the tokens it knows,
+//! topic creation, and a consumer that reads topics back and decodes every envelope.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use inlet::config::{Config, Settings};
+use inlet::proto;
+use prost::Message as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use sha2::Digest;
+use tokio::sync::oneshot;
+
+/// Partitions of every test topic, as in production.
+pub const PARTITIONS: i32 = 512;
+
+/// Plain secret of a browser token: beacons only, one allowed origin.
+pub const WEB: &str = "web-secret";
+/// Secret (stored hashed) of an SDK token: beacons and occurrences.
+pub const SDK: &str = "sdk-secret";
+/// Secret of a token with a tiny rate limit: 1 event/s, burst 5.
+pub const TIGHT: &str = "tight-secret";
+pub const PROJECT: &str = "proj-7";
+pub const ACCOUNT: &str = "acct-42";
+pub const ORIGIN: &str = "https://www.acme.example";
+
+/// A fresh temporary directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("inlet-{name}-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The token registry every test uses.
+pub fn tokens_toml() -> String {
+    let sdk_digest = hex::encode(sha2::Sha256::digest(SDK.as_bytes()));
+    format!(
+        r#"
+[[token]]
+id = "web"
+token = "{WEB}"
+project_id = "{PROJECT}"
+account_id = "{ACCOUNT}"
+kinds = ["beacon"]
+rate_per_sec = 100000
+burst = 100000
+allowed_origins = ["{ORIGIN}"]
+
+[[token]]
+id = "sdk"
+sha256 = "{sdk_digest}"
+project_id = "{PROJECT}"
+account_id = "{ACCOUNT}"
+kinds = ["beacon", "occurrence"]
+rate_per_sec = 100000
+burst = 100000
+
+[[token]]
+id = "tight"
+token = "{TIGHT}"
+project_id = "{PROJECT}"
+account_id = "acct-tight"
+kinds = ["beacon"]
+rate_per_sec = 1
+burst = 5
+"#
+    )
+}
+
+/// Unique topic names for one test, so tests can share a broker.
+pub fn topics(test: &str) -> (String, String) {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    (
+        format!("t.{test}.{}.beacons", &id[20..]),
+        format!("t.{test}.{}.occurrences", &id[20..]),
+    )
+}
+
+/// Settings for a gateway against `brokers` producing to `topics`.
+pub fn settings(brokers: &str, topics: &(String, String), tokens_file: PathBuf) -> Settings {
+    Settings {
+        kafka_brokers: Some(brokers.to_owned()),
+        tokens_file: Some(tokens_file),
+        topic_beacons: Some(topics.0.clone()),
+        topic_occurrences: Some(topics.1.clone()),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
+    }
+}
+
+/// A running inlet; dropping it shuts it down.
+pub struct Gateway {
+    /// `http://127.0.0.1:PORT` of the public listener.
+    pub url: String,
+    /// `http://127.0.0.1:PORT` of the admin listener.
+    pub admin: String,
+    pub config: Config,
+    pub tokens_file: PathBuf,
+    pub http: reqwest::Client,
+    shutdown: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
+}
+
+impl Gateway {
+    /// Starts inlet with the test registry; `tweak` adjusts the settings first.
+    pub async fn start(
+        brokers: &str,
+        topics: &(String, String),
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Gateway {
+        let dir = temp_dir("tokens");
+        let tokens_file = dir.join("tokens.toml");
+        std::fs::write(&tokens_file, tokens_toml()).unwrap();
+        let mut s = settings(brokers, topics, tokens_file.clone());
+        tweak(&mut s);
+        let config = Config::resolve(s, Settings::default(), false).expect("valid test config");
+        let public = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let admin = tokio::net::TcpListener::bind(config.admin_listen)
+            .await
+            .unwrap();
+        let url = format!("http://{}", public.local_addr().unwrap());
+        let admin_url = format!("http://{}", admin.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(inlet::server::run(
+            config.clone(),
+            public,
+            admin,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Gateway {
+            url,
+            admin: admin_url,
+            config,
+            tokens_file,
+            http: reqwest::Client::builder()
+                .user_agent("inlet-tests/1")
+                .build()
+                .unwrap(),
+            shutdown: std::sync::Mutex::new(Some(tx)),
+            task: tokio::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    /// Waits until `/readyz` answers 200 (a broker answered metadata for the topic).
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "inlet never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `POST path` with `body`, the token as a bearer and the given extra headers.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .body(body);
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Answer::from_response(req.send().await.expect("request")).await
+    }
+
+    /// Shuts down gracefully (as on SIGTERM) and returns what `server::run` returned.
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        let task = self.task.lock().await.take().expect("stopped once");
+        task.await.expect("server task")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+    pub bytes: Vec<u8>,
+}
+
+impl Answer {
+    pub async fn from_response(r: reqwest::Response) -> Answer {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let bytes = r.bytes().await.expect("body").to_vec();
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            bytes,
+        }
+    }
+
+    /// The error code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Creates `topics` with [`PARTITIONS`] partitions and waits until their metadata shows them.
+pub async fn create_topics(brokers: &str, topics: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("create topics");
+    for r in results {
+        r.expect("topic created");
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    for topic in topics {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
+            if md.is_ok_and(|md| md.topics()[0].partitions().len() == PARTITIONS as usize) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "topic {topic} never showed {PARTITIONS} partitions"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// One message read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub headers: BTreeMap<String, String>,
+    pub envelope: proto::Envelope,
+}
+
+/// Reads `topic` from the beginning until `expected` messages arrived (or 60 s passed), then
+/// keeps reading for `linger` more to catch duplicates.
+pub fn consume(brokers: &str, topic: &str, expected: usize, linger: Duration) -> Vec<Consumed> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-{}", uuid::Uuid::now_v7()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut linger_until: Option<Instant> = None;
+    loop {
+        if out.len() >= expected && linger_until.is_none() {
+            linger_until = Some(Instant::now() + linger);
+        }
+        if linger_until.is_some_and(|t| Instant::now() >= t) || Instant::now() >= deadline {
+            return out;
+        }
+        let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let msg = msg.expect("consume");
+        let headers = msg
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Consumed {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
+            headers,
+            envelope: proto::Envelope::decode(msg.payload().unwrap_or_default())
+                .expect("envelope decodes"),
+        });
+    }
+}
