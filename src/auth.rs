@@ -502,4 +502,11 @@ burst = 100
         );
         assert_eq!(presented_secret(&p), None);
     }
+
+    #[test]
+    fn the_example_registry_is_valid() {
+        let r = Registry::parse(include_str!("../deploy/tokens.example.toml"), None).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.lookup("test").unwrap().id, "acme-web");
+    }
 }

@@ -398,4 +398,58 @@ mod tests {
         assert_eq!(c.librdkafka["linger.ms"], "9");
         assert_eq!(c.librdkafka["batch.size"], "2000");
     }
+
+    #[test]
+    fn the_example_file_is_valid_and_shows_the_defaults() {
+        let f: Settings = toml::from_str(include_str!("../deploy/inlet.example.toml")).unwrap();
+        let c = Config::resolve(Settings::default(), f, false).unwrap();
+        let defaults = Config::resolve(
+            Settings {
+                kafka_brokers: Some("k".into()),
+                tokens_file: Some("t".into()),
+                ..Default::default()
+            },
+            Settings::default(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            format!("{:?}", c.beacons),
+            format!("{:?}", defaults.beacons)
+        );
+        assert_eq!(
+            format!("{:?}", c.occurrences),
+            format!("{:?}", defaults.occurrences)
+        );
+        assert_eq!(
+            (
+                c.listen,
+                c.admin_listen,
+                c.delivery,
+                c.compression,
+                c.linger,
+                c.enqueue_wait
+            ),
+            (
+                defaults.listen,
+                defaults.admin_listen,
+                defaults.delivery,
+                defaults.compression,
+                defaults.linger,
+                defaults.enqueue_wait
+            )
+        );
+        assert_eq!(
+            (
+                c.delivery_timeout,
+                c.shutdown_grace,
+                c.max_events_per_request
+            ),
+            (
+                defaults.delivery_timeout,
+                defaults.shutdown_grace,
+                defaults.max_events_per_request
+            )
+        );
+    }
 }
