@@ -18,6 +18,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     if let Some(Command::Tail(args)) = cli.command.take() {
@@ -56,15 +57,19 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return report(Err(error.into())),
     };
-    report(runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let public = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listen: cannot bind {}", config.listen))?;
         let admin = tokio::net::TcpListener::bind(config.admin_listen)
             .await
             .with_context(|| format!("admin_listen: cannot bind {}", config.admin_listen))?;
-        inlet::server::run(config, public, admin, shutdown_signal()).await
-    }))
+        let (first, second) = signals()?;
+        inlet::server::run(config, public, admin, first, second).await
+    });
+    // Do not wait on a flush a forced exit abandoned.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    report(result)
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -77,22 +82,35 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
-async fn shutdown_signal() {
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
+/// Two futures: the first SIGTERM or SIGINT (begin the graceful shutdown), and the second
+/// (stop waiting for it).
+fn signals() -> anyhow::Result<(
+    impl std::future::Future<Output = ()>,
+    impl std::future::Future<Output = ()>,
+)> {
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let (second_tx, second_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
+        for (i, tx) in [first_tx, second_tx].into_iter().enumerate() {
+            tokio::select! {
+                _ = term.recv() => tracing::info!(count = i + 1, "SIGTERM received"),
+                _ = int.recv() => tracing::info!(count = i + 1, "SIGINT received"),
+            }
+            let _ = tx.send(());
         }
-        tracing::warn!("second signal: exiting without waiting for the drain");
-        std::process::exit(1);
     });
+    Ok((
+        async move {
+            let _ = first_rx.await;
+        },
+        async move {
+            if second_rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        },
+    ))
 }
 
 fn print_dev_banner(config: &inlet::config::Config) {

@@ -23,6 +23,8 @@ pub const AUTH_FAILURES: &str = "inlet_auth_failures_total";
 pub const PRODUCE_LATENCY: &str = "inlet_kafka_produce_latency_seconds";
 /// Events whose delivery failed, by `reason` (queue_full, too_large, timed_out, broker, fatal).
 pub const DELIVERY_FAILURES: &str = "inlet_kafka_delivery_failures_total";
+/// Fatal producer errors, each followed by a new producer.
+pub const PRODUCER_FATAL_ERRORS: &str = "inlet_kafka_producer_fatal_errors_total";
 /// 1 while a broker answers metadata requests, else 0.
 pub const KAFKA_READY: &str = "inlet_kafka_ready";
 /// Token registry reloads by `result` (success, failure).
@@ -84,6 +86,10 @@ pub fn install() -> PrometheusHandle {
             metrics::describe_counter!(
                 DELIVERY_FAILURES,
                 "Events whose delivery failed, by reason."
+            );
+            metrics::describe_counter!(
+                PRODUCER_FATAL_ERRORS,
+                "Fatal producer errors, each followed by a new producer."
             );
             metrics::describe_gauge!(
                 KAFKA_READY,

@@ -3,7 +3,8 @@
 //! Shutdown, once the `shutdown` future resolves: readiness turns false and new ingest requests
 //! get 503; the public listener stops accepting and in-flight requests finish; then the producer
 //! delivers what is queued; all within the grace period, after which inlet logs what it could
-//! not deliver and returns anyway.
+//! not deliver and returns an error (exit status 1). A second signal (`force`) ends the wait at
+//! once, with the same count.
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -23,12 +24,15 @@ use crate::sink::Sink;
 /// How often the token registry file is checked for changes.
 const TOKENS_POLL: Duration = Duration::from_secs(1);
 
-/// Runs inlet on bound listeners until `shutdown` resolves, then drains and flushes.
+/// Runs inlet on bound listeners until `shutdown` resolves, then drains and flushes. If `force`
+/// resolves during the drain (a second signal), returns at once with an error that counts the
+/// events not yet delivered.
 pub async fn run(
     config: Config,
     public: TcpListener,
     admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    force: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = crate::metrics::install();
     let tokens = Arc::new(match &config.tokens_file {
@@ -43,7 +47,7 @@ pub async fn run(
         draining: Arc::new(AtomicBool::new(false)),
         metrics,
     };
-    serve(state, public, admin, shutdown).await
+    serve(state, public, admin, shutdown, force).await
 }
 
 /// Serves `state` on both listeners; see the module documentation for the shutdown order.
@@ -52,6 +56,7 @@ pub async fn serve(
     public: TcpListener,
     admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    force: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let grace = state.config.shutdown_grace;
     tracing::info!(
@@ -89,38 +94,52 @@ pub async fn serve(
     );
 
     shutdown.await;
-    let started = Instant::now();
-    tracing::info!(
-        grace_ms = grace.as_millis() as u64,
-        "shutting down: draining requests"
-    );
-    state.draining.store(true, Ordering::Relaxed);
-    let _ = stop_public.send(true);
-    match tokio::time::timeout(grace, public_server).await {
-        Ok(Ok(Ok(()))) => tracing::info!("in-flight requests finished"),
-        Ok(Ok(Err(error))) => tracing::error!(%error, "public listener failed"),
-        Ok(Err(error)) => tracing::error!(%error, "public listener task failed"),
-        Err(_) => tracing::warn!("grace period over with requests still in flight"),
-    }
-    let remaining = grace
-        .saturating_sub(started.elapsed())
-        .max(Duration::from_millis(100));
-    let sink = Arc::clone(&state.sink);
-    let undelivered = tokio::task::spawn_blocking(move || sink.close(remaining))
-        .await
-        .unwrap_or(usize::MAX);
-    if undelivered == 0 {
-        tracing::info!("producer flushed: every accepted event was delivered");
-    } else {
-        tracing::error!(
-            undelivered,
-            "producer flush timed out: events were not delivered"
+    let drain = async {
+        let started = Instant::now();
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: draining requests"
         );
-    }
+        state.draining.store(true, Ordering::Relaxed);
+        let _ = stop_public.send(true);
+        match tokio::time::timeout(grace, public_server).await {
+            Ok(Ok(Ok(()))) => tracing::info!("in-flight requests finished"),
+            Ok(Ok(Err(error))) => tracing::error!(%error, "public listener failed"),
+            Ok(Err(error)) => tracing::error!(%error, "public listener task failed"),
+            Err(_) => tracing::warn!("grace period over with requests still in flight"),
+        }
+        let remaining = grace
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
+        let sink = Arc::clone(&state.sink);
+        let undelivered = tokio::task::spawn_blocking(move || sink.close(remaining))
+            .await
+            .unwrap_or(usize::MAX);
+        if undelivered == 0 {
+            tracing::info!("producer flushed: every accepted event was delivered");
+        } else {
+            tracing::error!(undelivered, "grace period over: events were not delivered");
+        }
+        undelivered
+    };
+    let (undelivered, forced) = tokio::select! {
+        n = drain => (n, false),
+        () = force => (state.sink.in_flight(), true),
+    };
     let _ = stop_admin.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_server).await;
     watcher.abort();
     upkeep.abort();
+    if forced {
+        tracing::error!(
+            undelivered,
+            "second signal: exiting without finishing the drain"
+        );
+        anyhow::bail!("forced exit with {undelivered} events not delivered");
+    }
+    if undelivered > 0 {
+        anyhow::bail!("shutdown grace period over with {undelivered} events not delivered");
+    }
     Ok(())
 }
 

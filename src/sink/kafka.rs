@@ -9,11 +9,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
 use tokio::sync::Notify;
 
 use super::{BoxFuture, Failure, Outcome, Record, Sink};
@@ -23,12 +26,16 @@ use crate::metrics;
 
 /// How often readiness is probed with a metadata request.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How often the supervisor checks for a fatal producer error.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
+/// How much longer than `delivery_timeout` a request waits for late delivery reports.
+const ACK_GUARD_MARGIN: Duration = Duration::from_secs(1);
 /// How long an enqueue attempt sleeps while librdkafka's queue is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 
-/// The outcomes of one request's records, filled in by delivery reports.
+/// The outcomes of one request's records, filled in by delivery reports (`None` until reported).
 struct Batch {
-    outcomes: Mutex<Vec<Outcome>>,
+    outcomes: Mutex<Vec<Option<Outcome>>>,
     remaining: AtomicUsize,
     done: Notify,
 }
@@ -36,7 +43,7 @@ struct Batch {
 impl Batch {
     fn new(n: usize) -> Batch {
         Batch {
-            outcomes: Mutex::new(vec![Err(Failure::Broker); n]),
+            outcomes: Mutex::new(vec![None; n]),
             remaining: AtomicUsize::new(n),
             done: Notify::new(),
         }
@@ -44,7 +51,7 @@ impl Batch {
 
     fn complete(&self, index: usize, outcome: Outcome) {
         if let Ok(mut outcomes) = self.outcomes.lock() {
-            outcomes[index] = outcome;
+            outcomes[index] = Some(outcome);
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.done.notify_one();
@@ -55,6 +62,14 @@ impl Batch {
         while self.remaining.load(Ordering::Acquire) > 0 {
             self.done.notified().await;
         }
+    }
+
+    /// The outcomes so far; an unreported one counts as `unreported`.
+    fn outcomes(&self, unreported: Failure) -> Vec<Outcome> {
+        self.outcomes
+            .lock()
+            .map(|o| o.iter().map(|x| x.unwrap_or(Err(unreported))).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -84,7 +99,14 @@ impl ClientContext for Context {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", %error, reason, "client error");
+        match error.rdkafka_error_code() {
+            // Connection trouble repeats at every retry; readiness changes are logged once by
+            // the supervisor, the details stay at debug.
+            Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown) => {
+                tracing::debug!(target: "librdkafka", %error, reason, "client error")
+            }
+            _ => tracing::warn!(target: "librdkafka", %error, reason, "client error"),
+        }
     }
 }
 
@@ -114,18 +136,23 @@ fn failure_of(error: &KafkaError) -> Failure {
         Some(RDKafkaErrorCode::QueueFull) => Failure::QueueFull,
         Some(RDKafkaErrorCode::MessageSizeTooLarge) => Failure::TooLarge,
         Some(RDKafkaErrorCode::MessageTimedOut) => Failure::TimedOut,
-        Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight) => {
-            Failure::ShuttingDown
-        }
+        // Purged (by a producer rebuild), fatal, or any other error: not delivered, retry.
         _ => Failure::Broker,
     }
 }
 
+type Producer_ = ThreadedProducer<Context>;
+
 struct Inner {
-    producer: ThreadedProducer<Context>,
+    /// The live producer; replaced whole after a fatal error.
+    producer: ArcSwap<Producer_>,
+    /// What the producer is built from, for rebuilds.
+    client_config: ClientConfig,
     topics: [String; 2],
     headers: [OwnedHeaders; 2],
     enqueue_wait: Duration,
+    /// Longest wait for delivery reports under `ack` delivery.
+    ack_guard: Duration,
     ready: AtomicBool,
     closed: AtomicBool,
 }
@@ -135,8 +162,15 @@ pub struct KafkaSink {
     inner: Arc<Inner>,
 }
 
+fn create_producer(client: &ClientConfig) -> anyhow::Result<Producer_> {
+    client
+        .create_with_context(Context)
+        .map_err(|e| anyhow::anyhow!("librdkafka: cannot create the producer: {e}"))
+}
+
 impl KafkaSink {
-    /// Creates the producer from `config` and starts the readiness probe.
+    /// Creates the producer from `config` and starts its supervisor (readiness probe and
+    /// recovery from fatal errors).
     pub fn new(config: &Config) -> anyhow::Result<KafkaSink> {
         let mut client = ClientConfig::new();
         for (k, v) in super::producer_properties(config) {
@@ -145,9 +179,7 @@ impl KafkaSink {
         if client.get("acks").is_some_and(|a| a != "all" && a != "-1") {
             tracing::warn!("librdkafka acks is not `all`: an acknowledged event may still be lost");
         }
-        let producer: ThreadedProducer<Context> = client
-            .create_with_context(Context)
-            .map_err(|e| anyhow::anyhow!("librdkafka: cannot create the producer: {e}"))?;
+        let producer = create_producer(&client)?;
         let headers = |kind: Kind| {
             OwnedHeaders::new()
                 .insert(Header {
@@ -160,35 +192,78 @@ impl KafkaSink {
                 })
         };
         let inner = Arc::new(Inner {
-            producer,
+            producer: ArcSwap::from_pointee(producer),
+            client_config: client,
             topics: [
                 config.topic_beacons.clone(),
                 config.topic_occurrences.clone(),
             ],
             headers: [headers(Kind::Beacon), headers(Kind::Occurrence)],
             enqueue_wait: config.enqueue_wait,
+            ack_guard: config.delivery_timeout + ACK_GUARD_MARGIN,
             ready: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
-            .name("inlet-kafka-probe".into())
-            .spawn(move || probe(weak))?;
+            .name("inlet-kafka-supervisor".into())
+            .spawn(move || supervise(weak))?;
         Ok(KafkaSink { inner })
+    }
+
+    /// Raises a fatal error in the live producer, as a broker fencing the idempotent producer
+    /// would. For fault tests.
+    #[doc(hidden)]
+    pub fn inject_fatal_error(&self) {
+        let producer = self.inner.producer.load_full();
+        let reason = std::ffi::CString::new("injected by a fault test").expect("no NUL");
+        // SAFETY: the handle stays alive for the call (we hold an Arc to its producer), and
+        // librdkafka copies the reason.
+        unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                producer.client().native_ptr(),
+                rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            );
+        }
     }
 }
 
-/// Marks the sink ready while a broker answers metadata requests for the beacons topic.
-fn probe(weak: Weak<Inner>) {
+/// Watches the producer: probes readiness with a metadata request for the beacons topic every
+/// [`PROBE_EVERY`], and replaces the producer when librdkafka reports a fatal error (for the
+/// idempotent producer: a fenced or out-of-sequence producer id), which would otherwise fail
+/// every later produce.
+fn supervise(weak: Weak<Inner>) {
+    let mut next_probe = Instant::now();
     loop {
         let Some(inner) = weak.upgrade() else { return };
         if inner.closed.load(Ordering::Relaxed) {
             return;
         }
-        let result = inner
-            .producer
+        let producer = inner.producer.load_full();
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            inner.recover(&producer, code, &reason);
+        }
+        if Instant::now() >= next_probe {
+            let ok = inner.probe(&producer);
+            next_probe = Instant::now()
+                + if ok {
+                    PROBE_EVERY
+                } else {
+                    Duration::from_millis(500)
+                };
+        }
+        drop((producer, inner));
+        std::thread::sleep(SUPERVISE_EVERY);
+    }
+}
+
+impl Inner {
+    /// One readiness probe; returns whether a broker answered with the topic's partitions.
+    fn probe(&self, producer: &Producer_) -> bool {
+        let result = producer
             .client()
-            .fetch_metadata(Some(&inner.topics[0]), PROBE_EVERY);
+            .fetch_metadata(Some(&self.topics[0]), PROBE_EVERY);
         let ok = match &result {
             Ok(md) => md
                 .topics()
@@ -196,31 +271,51 @@ fn probe(weak: Weak<Inner>) {
                 .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty()),
             Err(_) => false,
         };
-        let was = inner.ready.swap(ok, Ordering::Relaxed);
+        let was = self.ready.swap(ok, Ordering::Relaxed);
         if was != ok {
             match &result {
-                Ok(_) if ok => tracing::info!(topic = %inner.topics[0], "Kafka is reachable"),
+                Ok(_) if ok => tracing::info!(topic = %self.topics[0], "Kafka is reachable"),
                 Ok(_) => {
-                    tracing::warn!(topic = %inner.topics[0], "topic missing or without partitions")
+                    tracing::warn!(topic = %self.topics[0], "topic missing or without partitions")
                 }
                 Err(error) => tracing::warn!(%error, "Kafka is unreachable"),
             }
         }
         ::metrics::gauge!(metrics::KAFKA_READY).set(if ok { 1.0 } else { 0.0 });
-        drop(inner);
-        std::thread::sleep(if ok {
-            PROBE_EVERY
-        } else {
-            Duration::from_millis(500)
-        });
+        ok
     }
-}
 
-impl Inner {
+    /// Replaces a producer that hit a fatal error. Its queued and in-flight messages are purged,
+    /// so their requests answer 503 at once and the clients retry (an in-flight one may have been
+    /// written: the retry can duplicate it, which the event id lets consumers drop).
+    fn recover(&self, failed: &Arc<Producer_>, code: RDKafkaErrorCode, reason: &str) {
+        ::metrics::counter!(metrics::PRODUCER_FATAL_ERRORS).increment(1);
+        tracing::error!(
+            ?code,
+            reason,
+            "fatal producer error: replacing the producer"
+        );
+        let fresh = match create_producer(&self.client_config) {
+            Ok(fresh) => Arc::new(fresh),
+            Err(error) => {
+                tracing::error!(%error, "cannot create a new producer; retrying");
+                return;
+            }
+        };
+        self.producer.store(fresh);
+        failed.purge(PurgeConfig::default().queue().inflight());
+        let failed = Arc::clone(failed);
+        // Dropping joins librdkafka's threads; keep that off the supervisor's clock.
+        let _ = std::thread::Builder::new()
+            .name("inlet-kafka-retire".into())
+            .spawn(move || drop(failed));
+    }
+
     async fn send(&self, records: Vec<Record>, wait_for_ack: bool) -> Vec<Outcome> {
         let n = records.len();
         let batch = Arc::new(Batch::new(n));
         let deadline = Instant::now() + self.enqueue_wait;
+        let mut producer = self.producer.load_full();
         let mut enqueued = vec![false; n];
         for (index, record) in records.iter().enumerate() {
             let i = match record.kind {
@@ -240,7 +335,7 @@ impl Inner {
                     .key(record.key.as_bytes())
                     .payload(&record.value[..])
                     .headers(self.headers[i].clone());
-                match self.producer.send(message) {
+                match producer.send(message) {
                     Ok(()) => break None,
                     Err((error, _)) => {
                         let failure = failure_of(&error);
@@ -251,6 +346,7 @@ impl Inner {
                             break Some(Failure::QueueFull);
                         }
                         tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                        producer = self.producer.load_full();
                     }
                 }
             };
@@ -271,11 +367,19 @@ impl Inner {
             }
         }
         if wait_for_ack {
-            batch.wait().await;
-            return batch.outcomes.lock().map(|o| o.clone()).unwrap_or_default();
+            // librdkafka reports every message within message.timeout.ms; the guard only bounds
+            // the answer should a report come late. An event still unreported then is answered
+            // as timed out (not accepted; it may yet be written, like any "possibly persisted").
+            if tokio::time::timeout(self.ack_guard, batch.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("delivery reports overdue: answering the rest as timed out");
+            }
+            return batch.outcomes(Failure::TimedOut);
         }
         // `enqueue` delivery: accepted once queued; delivery reports still count failures.
-        let outcomes = batch.outcomes.lock().map(|o| o.clone()).unwrap_or_default();
+        let outcomes = batch.outcomes(Failure::Broker);
         enqueued
             .iter()
             .zip(outcomes)
@@ -295,9 +399,14 @@ impl Sink for KafkaSink {
 
     fn close(&self, timeout: Duration) -> usize {
         self.inner.closed.store(true, Ordering::Relaxed);
-        if let Err(error) = self.inner.producer.flush(timeout) {
+        let producer = self.inner.producer.load_full();
+        if let Err(error) = producer.flush(timeout) {
             tracing::warn!(%error, "producer flush did not complete");
         }
-        self.inner.producer.in_flight_count().max(0) as usize
+        self.in_flight()
+    }
+
+    fn in_flight(&self) -> usize {
+        self.inner.producer.load().in_flight_count().max(0) as usize
     }
 }

@@ -65,6 +65,8 @@ pub trait Sink: Send + Sync {
     /// Stops taking new records, delivers what is queued within `timeout`, and returns how many
     /// events could not be delivered. Blocking.
     fn close(&self, timeout: Duration) -> usize;
+    /// Events handed over and not yet delivered or failed.
+    fn in_flight(&self) -> usize;
 }
 
 /// The configured properties inlet sets on its producer, for `config` (before the free-form

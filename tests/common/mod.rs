@@ -1,2 +1,4 @@
 pub mod broker;
 pub mod gateway;
+pub mod load;
+pub mod process;

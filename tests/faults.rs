@@ -1,0 +1,473 @@
+//! Zero loss under faults. Each test drives inlet with steady concurrent load while it injects a
+//! fault, then reads the topic back and reconciles: every event answered as accepted must be in
+//! Kafka, duplicates are counted, and each session's events keep the order they were sent in.
+//! Each prints its reconciliation.
+//!
+//! Faults come from real components: a Tansu broker process stopped and restarted on its SQLite
+//! storage, librdkafka's mock cluster (broker down, injected produce errors), librdkafka's own
+//! fatal-error test hook, and signals to the inlet binary.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::broker::Broker;
+use common::gateway::{consume, create_topics, temp_dir, topics, Answer, Gateway, SDK};
+use common::load::{reconcile, Load, Reconciliation, Report};
+use common::process::InletProcess;
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use serde_json::json;
+
+/// Runs `load` until `stop` is set, in the background.
+fn start_load(load: Load) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Report>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = tokio::spawn({
+        let stop = stop.clone();
+        async move { load.run(stop).await }
+    });
+    (stop, handle)
+}
+
+/// Reads the topic back and reconciles it with the load's report.
+async fn reconcile_topic(
+    name: &str,
+    brokers: &str,
+    topic: &str,
+    report: &Report,
+) -> Reconciliation {
+    let accepted = report
+        .events
+        .iter()
+        .filter(|e| e.fate == common::load::Fate::Accepted)
+        .count();
+    let consumed = tokio::task::spawn_blocking({
+        let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+        move || consume(&brokers, &topic, accepted, Duration::from_secs(3))
+    })
+    .await
+    .unwrap();
+    let r = reconcile(&report.events, &consumed);
+    println!(
+        "[{name}] {r}; {} requests, slowest answer {:?}, slowest refusal {:?}",
+        report.requests, report.slowest, report.slowest_refusal
+    );
+    r
+}
+
+fn assert_no_loss(r: &Reconciliation) {
+    assert!(r.accepted > 0, "the load got events accepted: {r}");
+    assert_eq!(r.missing, 0, "every accepted event is in Kafka: {r}");
+    assert_eq!(r.duplicated, 0, "no event was written twice: {r}");
+    assert_eq!(
+        r.out_of_order, 0,
+        "each session's events stay in order: {r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_20s_broker_outage_loses_no_accepted_event() {
+    let dir = temp_dir("outage");
+    let mut broker = Broker::start_sqlite(&dir);
+    let brokers = broker.bootstrap();
+    let t = topics("outage");
+    create_topics(&brokers, &[&t.0, &t.1]).await;
+    // A delivery timeout longer than the outage: requests waiting on the dead broker are
+    // acknowledged once it is back. (Shorter timeouts make librdkafka bump the idempotent
+    // producer's epoch, which Tansu 0.6's SQLite storage does not survive: see README.)
+    let (enqueue_wait, delivery_timeout) =
+        (Duration::from_millis(1000), Duration::from_millis(30_000));
+    let gw = Gateway::start(&brokers, &t, |s| {
+        s.enqueue_wait_ms = Some(enqueue_wait.as_millis() as u64);
+        s.delivery_timeout_ms = Some(delivery_timeout.as_millis() as u64);
+        // Tansu 0.6's SQLite storage keeps records one by one and does not serve compressed
+        // batches back to consumers; the memory-storage tests cover lz4.
+        s.compression = Some(inlet::config::Compression::None);
+    })
+    .await;
+    gw.wait_ready().await;
+
+    // Watch readiness throughout.
+    let ready_log = Arc::new(std::sync::Mutex::new(Vec::<(Instant, u16)>::new()));
+    let watcher = tokio::spawn({
+        let (log, url, http) = (
+            ready_log.clone(),
+            format!("{}/readyz", gw.url),
+            gw.http.clone(),
+        );
+        async move {
+            loop {
+                let status = match http.get(&url).send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                };
+                log.lock().unwrap().push((Instant::now(), status));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+
+    let mut load = Load::new(&gw.url, SDK);
+    load.pause = Duration::from_millis(25);
+    let (stop, running) = start_load(load);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let down_at = Instant::now();
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    broker.restart();
+    let up_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    stop.store(true, Ordering::Relaxed);
+    let report = running.await.unwrap();
+    watcher.abort();
+
+    // Requests never hung: each was answered within the enqueue wait plus the delivery timeout
+    // (with slack for a loaded machine); this bounds a hang, it does not measure speed.
+    let bound = enqueue_wait + delivery_timeout + Duration::from_secs(5);
+    assert!(
+        report.slowest <= bound,
+        "slowest answer {:?} > {bound:?}",
+        report.slowest
+    );
+
+    let log = ready_log.lock().unwrap().clone();
+    let went_unready = log
+        .iter()
+        .find(|(t, s)| *t > down_at && *s == 503)
+        .map(|(t, _)| *t - down_at);
+    let back_ready = log
+        .iter()
+        .find(|(t, s)| *t > up_at && *s == 200)
+        .map(|(t, _)| *t - up_at);
+    println!("[outage] /readyz: 503 {went_unready:?} after the broker stopped, 200 {back_ready:?} after it restarted");
+    let went_unready = went_unready.expect("/readyz turned 503 during the outage");
+    assert!(
+        went_unready < Duration::from_secs(10),
+        "not-ready within a few seconds: {went_unready:?}"
+    );
+    back_ready.expect("/readyz turned 200 again after the broker returned");
+
+    // inlet recovered without a restart.
+    let a = gw
+        .post(
+            "/v1/beacons",
+            SDK,
+            json!({"session_id": "after", "event": "e"}).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+
+    let r = reconcile_topic("outage", &brokers, &t.0, &report).await;
+    assert_no_loss(&r);
+    assert!(
+        r.rejected.keys().any(|k| k.starts_with("503")),
+        "the outage was felt as 503s: {r}"
+    );
+}
+
+/// A one-broker mock cluster with the two topics.
+fn mock_cluster(
+    t: &(String, String),
+) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(&t.0, 16, 1).unwrap();
+    cluster.create_topic(&t.1, 16, 1).unwrap();
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_within_the_enqueue_wait_and_loses_nothing() {
+    let t = topics("queue");
+    let cluster = mock_cluster(&t);
+    let brokers = cluster.bootstrap_servers();
+    let enqueue_wait = Duration::from_millis(300);
+    let gw = Gateway::start(&brokers, &t, |s| {
+        s.enqueue_wait_ms = Some(enqueue_wait.as_millis() as u64);
+        s.delivery_timeout_ms = Some(120_000);
+        // Smaller than the load's 100 events in flight, so the queue fills while the broker is down.
+        s.librdkafka_args = vec!["queue.buffering.max.messages=40".into()];
+    })
+    .await;
+    gw.wait_ready().await;
+
+    let (stop, running) = start_load(Load::new(&gw.url, SDK));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.broker_down(1).unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster.broker_up(1).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let report = running.await.unwrap();
+
+    let r = reconcile_topic("full queue", &brokers, &t.0, &report).await;
+    assert_no_loss(&r);
+    assert!(
+        r.rejected.get("503 queue_full").is_some_and(|n| *n > 0),
+        "the queue filled: {r}"
+    );
+    // A refusal comes after the configured wait, not a hang (slack for a loaded machine).
+    let bound = enqueue_wait + Duration::from_secs(2);
+    assert!(
+        report.slowest_refusal <= bound,
+        "slowest 503 {:?} > {bound:?}",
+        report.slowest_refusal
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_errors_become_answers_and_a_fatal_error_is_recovered_from() {
+    let t = topics("errors");
+    let cluster = mock_cluster(&t);
+    let brokers = cluster.bootstrap_servers();
+    let gw = Gateway::start(&brokers, &t, |s| {
+        s.delivery_timeout_ms = Some(1500);
+        // librdkafka refuses messages over this locally, as a broker would.
+        s.librdkafka_args = vec!["message.max.bytes=2000".into()];
+    })
+    .await;
+    gw.wait_ready().await;
+    let small = |id: &str| json!({"session_id": "pe", "event": "e", "id": id});
+    let big =
+        json!({"session_id": "pe", "event": "e", "id": "big", "props": {"pad": "x".repeat(3000)}});
+    let mut accepted_ids = Vec::new();
+
+    // Too large for the producer: 413 alone, named in a 207 beside a good event.
+    let a = gw.post("/v1/beacons", SDK, big.to_string(), &[]).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (413, "event_too_large"),
+        "{:?}",
+        a.body
+    );
+    let a = gw
+        .post(
+            "/v1/beacons",
+            SDK,
+            json!([small("ok-0"), big]).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, 207, "{:?}", a.body);
+    assert_eq!(a.body["rejected"][0]["index"], 1);
+    assert_eq!(a.body["rejected"][0]["code"], "event_too_large");
+    accepted_ids.push("ok-0");
+
+    // Retriable broker errors are retried by librdkafka: the request still succeeds.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 3],
+    );
+    let a = gw
+        .post("/v1/beacons", SDK, small("ok-1").to_string(), &[])
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    accepted_ids.push("ok-1");
+
+    // Retriable errors that outlast the delivery timeout: 503, never a silent drop.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 2000],
+    );
+    let a = gw
+        .post("/v1/beacons", SDK, small("timed-out").to_string(), &[])
+        .await;
+    assert_eq!(a.status, 503, "{:?}", a.body);
+    assert!(
+        ["delivery_timed_out", "delivery_failed"].contains(&a.code()),
+        "{:?}",
+        a.body
+    );
+    assert!(a.header("retry-after").is_some());
+    cluster.clear_request_errors(RDKafkaApiKey::Produce);
+
+    // A fatal producer error: counted, the producer replaced, service resumes.
+    gw.sink.inject_fatal_error();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut statuses = Vec::new();
+    loop {
+        let id = format!("after-fatal-{}", statuses.len());
+        let a: Answer = gw
+            .post("/v1/beacons", SDK, small(&id).to_string(), &[])
+            .await;
+        statuses.push(a.status);
+        if a.status == 200 {
+            accepted_ids.push(Box::leak(id.into_boxed_str()));
+            break;
+        }
+        assert_eq!(a.status, 503, "{:?}", a.body);
+        assert!(
+            Instant::now() < deadline,
+            "inlet never recovered from the fatal error: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("[produce errors] answers after the fatal error: {statuses:?}");
+    let metrics = gw
+        .http
+        .get(format!("{}/metrics", gw.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("inlet_kafka_producer_fatal_errors_total"),
+        "fatal error counted"
+    );
+
+    let consumed = tokio::task::spawn_blocking({
+        let (b, topic, n) = (brokers.clone(), t.0.clone(), accepted_ids.len());
+        move || consume(&b, &topic, n, Duration::from_secs(2))
+    })
+    .await
+    .unwrap();
+    let ids: std::collections::BTreeSet<_> = consumed
+        .iter()
+        .map(|c| c.envelope.event_id.as_str())
+        .collect();
+    for id in &accepted_ids {
+        assert!(ids.contains(id), "accepted {id} is in Kafka; found {ids:?}");
+    }
+    assert!(!ids.contains("big"), "a refused event was not produced");
+}
+
+/// Starts a Tansu broker, topics, and the inlet binary against them.
+async fn broker_and_process(
+    test: &str,
+    env: &[(&str, &str)],
+) -> (Broker, (String, String), InletProcess) {
+    let broker = Broker::start_memory();
+    let t = topics(test);
+    create_topics(&broker.bootstrap(), &[&t.0, &t.1]).await;
+    let inlet = InletProcess::start(&broker.bootstrap(), &t, env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(format!("{}/readyz", inlet.url))
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "inlet never became ready:\n{}",
+            inlet.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (broker, t, inlet)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_answers_in_flight_requests_and_delivers_every_accepted_event() {
+    let grace = Duration::from_secs(20);
+    let (broker, t, mut inlet) =
+        broker_and_process("sigterm", &[("INLET_SHUTDOWN_GRACE_MS", "20000")]).await;
+    let (stop, running) = start_load(Load::new(&inlet.url, SDK));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    inlet.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = inlet.wait(grace + Duration::from_secs(10));
+        (status, inlet)
+    })
+    .await
+    .unwrap();
+    let (status, inlet) = status;
+    stop.store(true, Ordering::Relaxed);
+    let report = running.await.unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a clean drain exits 0:\n{}",
+        inlet.log()
+    );
+    assert!(
+        inlet.log().contains("every accepted event was delivered"),
+        "{}",
+        inlet.log()
+    );
+    let r = reconcile_topic("sigterm", &broker.bootstrap(), &t.0, &report).await;
+    assert_no_loss(&r);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_ack_delivery_loses_no_event_answered_200() {
+    let (broker, t, inlet) = broker_and_process("sigkill", &[]).await;
+    let (stop, running) = start_load(Load::new(&inlet.url, SDK));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    inlet.signal("KILL");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let report = running.await.unwrap();
+    drop(inlet);
+    let r = reconcile_topic("sigkill", &broker.bootstrap(), &t.0, &report).await;
+    assert_no_loss(&r);
+    assert!(
+        r.rejected.keys().any(|k| k.starts_with("no answer")),
+        "some requests died with inlet: {r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_or_the_grace_deadline_exits_with_the_undelivered_count() {
+    // No broker: under `enqueue` delivery accepted events wait in librdkafka's queue forever.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let send_three = |url: String| async move {
+        let body =
+            serde_json::to_string(&vec![json!({"session_id": "u", "event": "e"}); 3]).unwrap();
+        let r = reqwest::Client::new()
+            .post(format!("{url}/v1/beacons"))
+            .bearer_auth(SDK)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    };
+
+    // A second SIGTERM ends the wait at once.
+    let mut inlet = InletProcess::start(
+        &closed,
+        &topics("force"),
+        &[
+            ("INLET_DELIVERY", "enqueue"),
+            ("INLET_SHUTDOWN_GRACE_MS", "600000"),
+        ],
+    );
+    send_three(inlet.url.clone()).await;
+    inlet.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    inlet.signal("TERM");
+    let status = inlet.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1), "{}", inlet.log());
+    assert!(
+        inlet.log().contains("undelivered=3"),
+        "the count is logged:\n{}",
+        inlet.log()
+    );
+
+    // The grace deadline ends it too.
+    let mut inlet = InletProcess::start(
+        &closed,
+        &topics("grace"),
+        &[
+            ("INLET_DELIVERY", "enqueue"),
+            ("INLET_SHUTDOWN_GRACE_MS", "1000"),
+        ],
+    );
+    send_three(inlet.url.clone()).await;
+    inlet.signal("TERM");
+    let status = inlet.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1), "{}", inlet.log());
+    assert!(
+        inlet.log().contains("undelivered=3"),
+        "the count is logged:\n{}",
+        inlet.log()
+    );
+}
