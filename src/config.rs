@@ -72,6 +72,18 @@ impl Compression {
     }
 }
 
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Text on a terminal, JSON lines otherwise.
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
 /// Raw settings as given by one source: every field optional. The same struct is read from the
 /// TOML file and from environment and flags, so a name can never differ between them.
 #[derive(Debug, Default, Args, Deserialize)]
@@ -136,6 +148,9 @@ pub struct Settings {
     /// Most events in one request [default: 1000]
     #[arg(long, env = "INLET_MAX_EVENTS_PER_REQUEST")]
     pub max_events_per_request: Option<usize>,
+    /// Log format: JSON lines, text, or auto (text on a terminal, JSON otherwise) [default: auto]
+    #[arg(long, env = "INLET_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
     /// Extra librdkafka producer property KEY=VALUE (repeatable; env: comma-separated)
     #[arg(
         long = "librdkafka",
@@ -201,6 +216,7 @@ pub struct Config {
     pub beacons: BodyLimits,
     pub occurrences: BodyLimits,
     pub max_events_per_request: usize,
+    pub log_format: LogFormat,
     /// Free-form librdkafka producer properties; they win over inlet's own.
     pub librdkafka: BTreeMap<String, String>,
 }
@@ -266,6 +282,7 @@ impl Config {
                 max_event: pick!(occurrences_max_event_bytes, 1_000_000),
             },
             max_events_per_request: pick!(max_events_per_request, 1000),
+            log_format: pick!(log_format, LogFormat::Auto),
             librdkafka,
         };
         config.validate()?;

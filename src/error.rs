@@ -2,7 +2,7 @@
 //!
 //! Every failure a client can cause or observe becomes an [`ApiError`] with a status and a
 //! stable, machine-readable `code` (part of the public contract: clients branch on it). Client
-//! errors are logged at debug, server-side unavailability at warn; no client input produces a 500.
+//! errors are logged at debug, 5xx at error; no client input produces a 500.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -160,7 +160,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let code = self.code();
         if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), code, error = %self, "request failed");
+            tracing::error!(status = status.as_u16(), code, error = %self, "request failed");
         } else {
             tracing::debug!(status = status.as_u16(), code, error = %self, "request rejected");
         }

@@ -8,20 +8,12 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
-use inlet::config::{self, Cli, Command};
+use inlet::config::{self, Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("INLET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-
     if let Some(Command::Tail(args)) = cli.command.take() {
+        init_logging(LogFormat::Text);
         return report(inlet::tail::run(args));
     }
     let mut config = match config::load(&mut cli) {
@@ -31,6 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logging(config.log_format);
     // Kept alive for the whole run: dropping it stops the embedded cluster.
     let _dev = if cli.dev {
         let topics = [
@@ -70,6 +63,30 @@ fn main() -> ExitCode {
     // Do not wait on a flush a forced exit abandoned.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     report(result)
+}
+
+/// Logs go to stderr, filtered by `INLET_LOG` (default `info`): JSON lines for machines, or
+/// text for people (`auto`: text on a terminal, JSON otherwise).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INLET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        LogFormat::Auto if !terminal => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        LogFormat::Text | LogFormat::Auto => builder.with_ansi(terminal).init(),
+    }
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

@@ -27,6 +27,22 @@ pub const DELIVERY_FAILURES: &str = "inlet_kafka_delivery_failures_total";
 pub const PRODUCER_FATAL_ERRORS: &str = "inlet_kafka_producer_fatal_errors_total";
 /// 1 while a broker answers metadata requests, else 0.
 pub const KAFKA_READY: &str = "inlet_kafka_ready";
+/// Messages in librdkafka's local queue (from its statistics).
+pub const KAFKA_QUEUE_MESSAGES: &str = "inlet_kafka_queue_messages";
+/// The queue's limit in messages (`queue.buffering.max.messages`).
+pub const KAFKA_QUEUE_MAX_MESSAGES: &str = "inlet_kafka_queue_max_messages";
+/// Bytes in librdkafka's local queue.
+pub const KAFKA_QUEUE_BYTES: &str = "inlet_kafka_queue_bytes";
+/// The queue's limit in bytes (`queue.buffering.max.kbytes`).
+pub const KAFKA_QUEUE_MAX_BYTES: &str = "inlet_kafka_queue_max_bytes";
+/// 1 while the connection to a `broker` (node id) is up.
+pub const KAFKA_BROKER_UP: &str = "inlet_kafka_broker_up";
+/// Average round-trip time to a `broker`, over the last statistics window.
+pub const KAFKA_BROKER_RTT: &str = "inlet_kafka_broker_rtt_seconds";
+/// Produce requests retried, all brokers.
+pub const KAFKA_RETRIES: &str = "inlet_kafka_retries_total";
+/// Produce request errors, all brokers.
+pub const KAFKA_ERRORS: &str = "inlet_kafka_errors_total";
 /// Token registry reloads by `result` (success, failure).
 pub const TOKEN_RELOADS: &str = "inlet_token_registry_reloads_total";
 /// Always 1, labelled with the `version`.
@@ -95,6 +111,32 @@ pub fn install() -> PrometheusHandle {
                 KAFKA_READY,
                 "1 while a Kafka broker answers metadata requests."
             );
+            metrics::describe_gauge!(
+                KAFKA_QUEUE_MESSAGES,
+                "Messages in librdkafka's local queue."
+            );
+            metrics::describe_gauge!(
+                KAFKA_QUEUE_MAX_MESSAGES,
+                "librdkafka's queue limit in messages."
+            );
+            metrics::describe_gauge!(
+                KAFKA_QUEUE_BYTES,
+                metrics::Unit::Bytes,
+                "Bytes in librdkafka's local queue."
+            );
+            metrics::describe_gauge!(
+                KAFKA_QUEUE_MAX_BYTES,
+                metrics::Unit::Bytes,
+                "librdkafka's queue limit in bytes."
+            );
+            metrics::describe_gauge!(KAFKA_BROKER_UP, "1 while the connection to a broker is up.");
+            metrics::describe_gauge!(
+                KAFKA_BROKER_RTT,
+                metrics::Unit::Seconds,
+                "Average round-trip time to a broker."
+            );
+            metrics::describe_counter!(KAFKA_RETRIES, "Produce requests retried.");
+            metrics::describe_counter!(KAFKA_ERRORS, "Produce request errors.");
             metrics::describe_counter!(TOKEN_RELOADS, "Token registry reloads by result.");
             metrics::describe_gauge!(BUILD_INFO, "Build information.");
             handle

@@ -447,7 +447,7 @@ async fn a_second_sigterm_or_the_grace_deadline_exits_with_the_undelivered_count
     let status = inlet.wait(Duration::from_secs(20));
     assert_eq!(status.code(), Some(1), "{}", inlet.log());
     assert!(
-        inlet.log().contains("undelivered=3"),
+        undelivered_logged(&inlet.log(), 3),
         "the count is logged:\n{}",
         inlet.log()
     );
@@ -466,8 +466,15 @@ async fn a_second_sigterm_or_the_grace_deadline_exits_with_the_undelivered_count
     let status = inlet.wait(Duration::from_secs(20));
     assert_eq!(status.code(), Some(1), "{}", inlet.log());
     assert!(
-        inlet.log().contains("undelivered=3"),
+        undelivered_logged(&inlet.log(), 3),
         "the count is logged:\n{}",
         inlet.log()
     );
+}
+
+/// Whether a JSON log line says `undelivered` = `n`.
+fn undelivered_logged(log: &str, n: u64) -> bool {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .any(|line| line["undelivered"].as_u64() == Some(n) && line["level"] == "ERROR")
 }

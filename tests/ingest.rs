@@ -259,6 +259,23 @@ async fn every_error_answer_of_the_contract() {
     // 401
     let a = send(&gw, h.post(url("/v1/beacons")).body(ok_beacon.clone())).await;
     assert_eq!((a.status, a.code()), (401, "missing_token"));
+    assert_eq!(
+        a.header("x-request-id").map(str::len),
+        Some(32),
+        "every answer has a request id"
+    );
+    let a = send(
+        &gw,
+        h.post(url("/v1/beacons"))
+            .header("x-request-id", "client-id-1")
+            .body(ok_beacon.clone()),
+    )
+    .await;
+    assert_eq!(
+        a.header("x-request-id"),
+        Some("client-id-1"),
+        "a client's request id is kept"
+    );
     let a = gw
         .post("/v1/beacons", "wrong", ok_beacon.clone(), &[])
         .await;

@@ -46,12 +46,17 @@ step "Debian packages"
 #             rdkafka feature `libz`: libz-sys and librdkafka's configure find
 #             the system zlib through pkg-config (without them libz-sys falls
 #             back to compiling its bundled zlib).
+#   libssl-dev
+#             rdkafka feature `ssl` (TLS and SASL/SCRAM to brokers) links the
+#             system OpenSSL.
+#   prometheus
+#             tests/prometheus.rs runs a real Prometheus server against inlet;
+#             deploy/check.sh uses its promtool.
 # Not needed (Tansu 0.6.0 --features dynostore,libsql and inlet build on a
 # host without them): cmake (aws-lc-sys 0.38 builds with cc), libclang
-# (libsql-ffi ships pre-generated bindings), protoc (inlet uses protox),
-# libssl-dev (rdkafka is built without `ssl`; Tansu uses rustls).
+# (libsql-ffi ships pre-generated bindings), protoc (inlet uses protox).
 need_pkgs=()
-for pkg in gcc libc6-dev make g++ pkg-config zlib1g-dev; do
+for pkg in gcc libc6-dev make g++ pkg-config zlib1g-dev libssl-dev prometheus; do
     if ! dpkg -s "$pkg" >/dev/null 2>&1; then
         need_pkgs+=("$pkg")
     fi

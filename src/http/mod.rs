@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{FromRef, MatchedPath, Request};
+use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tracing::Instrument;
 
 use crate::auth::Tokens;
 use crate::config::Config;
@@ -71,15 +73,35 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Counts every request by route and status and times it.
+/// The header carrying a request's id, in both directions.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Gives every request an id (the client's `X-Request-Id` when it is a sane token, else a new
+/// UUIDv7), logs within a span that carries it, returns it in `X-Request-Id`, and counts the
+/// request by route and status and times it.
 async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .filter(|v| v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::now_v7().simple().to_string())
+                .expect("hex is a valid header value")
+        });
+    let span = tracing::info_span!(
+        "request",
+        request_id = id.to_str().unwrap_or_default(),
+        route = %route
+    );
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).instrument(span).await;
+    response.headers_mut().insert(REQUEST_ID, id);
     let status = response.status().as_u16().to_string();
     ::metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route.clone())
         .record(started.elapsed());

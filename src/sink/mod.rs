@@ -90,6 +90,8 @@ pub fn producer_properties(config: &crate::config::Config) -> Vec<(String, Strin
         // librdkafka's default queue may hold 1 GiB; bound memory and push back sooner.
         ("queue.buffering.max.kbytes", (128 * 1024).to_string()),
         ("queue.buffering.max.messages", "100000".into()),
+        // Queue depth, broker state and round-trip times become metrics.
+        ("statistics.interval.ms", "5000".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
