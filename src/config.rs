@@ -123,6 +123,10 @@ pub struct Settings {
     /// answers 503 for it (librdkafka's message.timeout.ms) [default: 10000]
     #[arg(long, env = "INLET_DELIVERY_TIMEOUT_MS")]
     pub delivery_timeout_ms: Option<u64>,
+    /// On SIGTERM/SIGINT: time readiness is 503 while inlet still serves, before it stops
+    /// accepting (part of the grace period) [default: 0]
+    #[arg(long, env = "INLET_SHUTDOWN_DELAY_MS")]
+    pub shutdown_delay_ms: Option<u64>,
     /// On SIGTERM/SIGINT: time to finish in-flight requests and flush the producer [default: 25000]
     #[arg(long, env = "INLET_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
@@ -148,6 +152,29 @@ pub struct Settings {
     /// Most events in one request [default: 1000]
     #[arg(long, env = "INLET_MAX_EVENTS_PER_REQUEST")]
     pub max_events_per_request: Option<usize>,
+    /// Open connections on the public listener at most; more are closed at once [default: 16384]
+    #[arg(long, env = "INLET_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Requests in flight at most; more are answered 503 `overloaded` at once [default: 4096]
+    #[arg(long, env = "INLET_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<usize>,
+    /// Time a client has to send request headers, and the longest an idle keep-alive connection
+    /// stays open: keep it above the load balancer's idle timeout [default: 75000]
+    #[arg(long, env = "INLET_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Header lines per request at most (431 past it) [default: 100]
+    #[arg(long, env = "INLET_MAX_HEADERS")]
+    pub max_headers: Option<usize>,
+    /// Bytes of request line and headers at most (431 past it) [default: 65536]
+    #[arg(long, env = "INLET_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Base time to receive a request body; slower bodies get 408 [default: 10000]
+    #[arg(long, env = "INLET_BODY_TIMEOUT_MS")]
+    pub body_timeout_ms: Option<u64>,
+    /// Slowest body upload accepted, in bytes per second: a body of N bytes may take
+    /// body_timeout + N / this [default: 16384]
+    #[arg(long, env = "INLET_BODY_MIN_RATE")]
+    pub body_min_rate: Option<u64>,
     /// Log format: JSON lines, text, or auto (text on a terminal, JSON otherwise) [default: auto]
     #[arg(long, env = "INLET_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -212,11 +239,20 @@ pub struct Config {
     pub linger: Duration,
     pub enqueue_wait: Duration,
     pub delivery_timeout: Duration,
+    pub shutdown_delay: Duration,
     pub shutdown_grace: Duration,
     pub beacons: BodyLimits,
     pub occurrences: BodyLimits,
     pub max_events_per_request: usize,
     pub log_format: LogFormat,
+    pub max_connections: usize,
+    pub max_concurrent_requests: usize,
+    pub header_read_timeout: Duration,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub body_timeout: Duration,
+    /// Bytes per second.
+    pub body_min_rate: u64,
     /// Free-form librdkafka producer properties; they win over inlet's own.
     pub librdkafka: BTreeMap<String, String>,
 }
@@ -270,6 +306,7 @@ impl Config {
             linger: Duration::from_millis(pick!(linger_ms, 5)),
             enqueue_wait: Duration::from_millis(pick!(enqueue_wait_ms, 1000)),
             delivery_timeout: Duration::from_millis(pick!(delivery_timeout_ms, 10_000)),
+            shutdown_delay: Duration::from_millis(pick!(shutdown_delay_ms, 0)),
             shutdown_grace: Duration::from_millis(pick!(shutdown_grace_ms, 25_000)),
             beacons: BodyLimits {
                 max_body: pick!(beacons_max_body_bytes, 1 << 20),
@@ -283,6 +320,13 @@ impl Config {
             },
             max_events_per_request: pick!(max_events_per_request, 1000),
             log_format: pick!(log_format, LogFormat::Auto),
+            max_connections: pick!(max_connections, 16_384),
+            max_concurrent_requests: pick!(max_concurrent_requests, 4096),
+            header_read_timeout: Duration::from_millis(pick!(header_read_timeout_ms, 75_000)),
+            max_headers: pick!(max_headers, 100),
+            max_header_bytes: pick!(max_header_bytes, 64 << 10),
+            body_timeout: Duration::from_millis(pick!(body_timeout_ms, 10_000)),
+            body_min_rate: pick!(body_min_rate, 16 << 10),
             librdkafka,
         };
         config.validate()?;
@@ -316,13 +360,34 @@ impl Config {
                 bail!("{prefix}_max_decoded_bytes: must be at least {prefix}_max_body_bytes");
             }
         }
-        if self.max_events_per_request == 0 {
-            bail!("max_events_per_request: must be positive");
+        for (key, value) in [
+            ("max_events_per_request", self.max_events_per_request),
+            ("max_connections", self.max_connections),
+            ("max_concurrent_requests", self.max_concurrent_requests),
+            ("max_headers", self.max_headers),
+            ("max_header_bytes", self.max_header_bytes),
+            ("body_min_rate", self.body_min_rate as usize),
+        ] {
+            if value == 0 {
+                bail!("{key}: must be positive");
+            }
+        }
+        if self.header_read_timeout.is_zero() || self.body_timeout.is_zero() {
+            bail!("header_read_timeout_ms and body_timeout_ms: must be positive");
+        }
+        if self.shutdown_delay > self.shutdown_grace {
+            bail!("shutdown_delay_ms: must not exceed shutdown_grace_ms");
         }
         if self.delivery_timeout < Duration::from_millis(100) {
             bail!("delivery_timeout_ms: must be at least 100");
         }
         Ok(())
+    }
+
+    /// How long a body of `declared` bytes (or, unknown, up to `max`) may take to arrive.
+    pub fn body_deadline(&self, declared: Option<u64>, max: usize) -> Duration {
+        let bytes = declared.unwrap_or(max as u64);
+        self.body_timeout + Duration::from_secs_f64(bytes as f64 / self.body_min_rate as f64)
     }
 
     /// Size caps of the endpoint for `kind`.

@@ -86,8 +86,14 @@ fn truncate(text: &str, max: usize) -> String {
     text[..end].to_owned()
 }
 
-/// Reads the whole body, refusing more than `limit` bytes as sent.
-pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads the whole body, refusing more than `limit` bytes as sent, and a body that takes longer
+/// than `deadline(declared length)` to arrive (408: a slow client holds no worker for long).
+pub async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    deadline: impl FnOnce(Option<u64>) -> std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -95,10 +101,12 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(ApiError::BodyTooLarge { limit }),
-        Err(e) => Err(ApiError::MalformedBody(format!(
+    let collect = Limited::new(body, limit).collect();
+    match tokio::time::timeout(deadline(declared), collect).await {
+        Err(_) => Err(ApiError::BodyTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(ApiError::BodyTooLarge { limit }),
+        Ok(Err(e)) => Err(ApiError::MalformedBody(format!(
             "could not read the body: {e}"
         ))),
     }

@@ -35,6 +35,12 @@ pub enum ApiError {
         encoding: &'static str,
         detail: String,
     },
+    /// The body did not arrive in time.
+    #[error("the request body arrived too slowly")]
+    BodyTimeout,
+    /// Too many requests in flight on this replica.
+    #[error("inlet is at its limit of concurrent requests; retry later")]
+    Overloaded,
     /// The body holds no event.
     #[error("the body holds no event")]
     NoEvents,
@@ -107,6 +113,8 @@ impl ApiError {
             | RejectedTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType(_) | UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -133,6 +141,8 @@ impl ApiError {
             UnsupportedMediaType(_) => "unsupported_media_type",
             UnsupportedEncoding(_) => "unsupported_content_encoding",
             RateLimited { .. } => "rate_limited",
+            BodyTimeout => "body_timeout",
+            Overloaded => "overloaded",
             Unavailable { code, .. } => code,
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
@@ -145,6 +155,7 @@ impl ApiError {
             | ApiError::Unavailable {
                 retry_after_secs, ..
             } => Some((*retry_after_secs).max(1)),
+            ApiError::Overloaded => Some(1),
             _ => None,
         }
     }

@@ -11,6 +11,12 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const HTTP_REQUESTS: &str = "inlet_http_requests_total";
 /// Request latency by `route`, from first byte of the head to the response.
 pub const HTTP_DURATION: &str = "inlet_http_request_duration_seconds";
+/// Connections closed at once because the listener was at `max_connections`, by `listener`.
+pub const CONNECTIONS_REFUSED: &str = "inlet_http_connections_refused_total";
+/// Requests shed with 503 because `max_concurrent_requests` were in flight.
+pub const REQUESTS_SHED: &str = "inlet_http_requests_shed_total";
+/// Requests in flight on the public listener.
+pub const REQUESTS_IN_FLIGHT: &str = "inlet_http_requests_in_flight";
 /// Ingest request body size as sent, by `route`.
 pub const HTTP_BODY_BYTES: &str = "inlet_http_request_body_bytes";
 /// Events by `kind` and `outcome` (accepted, invalid, rate_limited, too_large, unavailable).
@@ -78,6 +84,18 @@ pub fn install() -> PrometheusHandle {
                 .expect("no other metrics recorder is installed");
             metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status.");
+            metrics::describe_counter!(
+                CONNECTIONS_REFUSED,
+                "Connections closed at once at max_connections, by listener."
+            );
+            metrics::describe_counter!(
+                REQUESTS_SHED,
+                "Requests shed with 503 at max_concurrent_requests."
+            );
+            metrics::describe_gauge!(
+                REQUESTS_IN_FLIGHT,
+                "Requests in flight on the public listener."
+            );
             metrics::describe_histogram!(
                 HTTP_DURATION,
                 metrics::Unit::Seconds,

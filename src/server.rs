@@ -1,14 +1,14 @@
 //! The server: builds the shared state, serves both listeners, and shuts down in order.
 //!
-//! Shutdown, once the `shutdown` future resolves: readiness turns false and new ingest requests
-//! get 503; the public listener stops accepting and in-flight requests finish; then the producer
+//! Shutdown, once the `shutdown` future resolves: readiness turns false; after `shutdown_delay`
+//! (time for load balancers to notice, 0 by default) new ingest requests get 503, the public
+//! listener stops accepting and in-flight requests finish; then the producer
 //! delivers what is queued; all within the grace period, after which inlet logs what it could
 //! not deliver and returns an error (exit status 1). A second signal (`force`) ends the wait at
 //! once, with the same count.
 
-use std::future::{Future, IntoFuture};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,9 +17,13 @@ use tokio::net::TcpListener;
 
 use crate::auth::{Registry, Tokens};
 use crate::config::Config;
+use crate::http::listen::{self, ConnLimits};
 use crate::http::{self, AppState};
 use crate::sink::kafka::KafkaSink;
 use crate::sink::Sink;
+
+/// Open connections on the admin listener at most (scrapers and probes).
+const ADMIN_MAX_CONNECTIONS: usize = 256;
 
 /// How often the token registry file is checked for changes.
 const TOKENS_POLL: Duration = Duration::from_secs(1);
@@ -34,20 +38,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     force: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let metrics = crate::metrics::install();
     let tokens = Arc::new(match &config.tokens_file {
         Some(path) => Tokens::load(path)?,
         None => Tokens::fixed(Registry::dev()),
     });
     let sink: Arc<dyn Sink> = Arc::new(KafkaSink::new(&config).context("kafka")?);
-    let state = AppState {
-        config: Arc::new(config),
-        tokens,
-        sink,
-        draining: Arc::new(AtomicBool::new(false)),
-        metrics,
-    };
-    serve(state, public, admin, shutdown, force).await
+    serve(
+        AppState::new(config, tokens, sink),
+        public,
+        admin,
+        shutdown,
+        force,
+    )
+    .await
 }
 
 /// Serves `state` on both listeners; see the module documentation for the shutdown order.
@@ -79,32 +82,53 @@ pub async fn serve(
 
     let (stop_public, public_stopped) = tokio::sync::watch::channel(false);
     let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
-    let public_server = tokio::spawn(
-        axum::serve(
-            public,
-            http::public_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(changed(public_stopped))
-        .into_future(),
-    );
-    let admin_server = tokio::spawn(
-        axum::serve(admin, http::admin_router(state.clone()).into_make_service())
-            .with_graceful_shutdown(changed(admin_stopped))
-            .into_future(),
-    );
+    let config = &state.config;
+    let public_limits = ConnLimits {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+        max_headers: config.max_headers,
+        max_header_bytes: config.max_header_bytes,
+    };
+    let admin_limits = ConnLimits {
+        max_connections: ADMIN_MAX_CONNECTIONS,
+        ..public_limits
+    };
+    let public_server = tokio::spawn(listen::serve(
+        public,
+        http::public_router(state.clone()),
+        public_limits,
+        "public",
+        changed(public_stopped),
+    ));
+    let admin_server = tokio::spawn(listen::serve(
+        admin,
+        http::admin_router(state.clone()),
+        admin_limits,
+        "admin",
+        changed(admin_stopped),
+    ));
 
     shutdown.await;
     let drain = async {
         let started = Instant::now();
+        state.stopping.store(true, Ordering::Relaxed);
+        let delay = state.config.shutdown_delay.min(grace);
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "shutting down: not ready, still serving while load balancers notice"
+            );
+            tokio::time::sleep(delay).await;
+        }
         tracing::info!(
             grace_ms = grace.as_millis() as u64,
             "shutting down: draining requests"
         );
         state.draining.store(true, Ordering::Relaxed);
         let _ = stop_public.send(true);
-        match tokio::time::timeout(grace, public_server).await {
-            Ok(Ok(Ok(()))) => tracing::info!("in-flight requests finished"),
-            Ok(Ok(Err(error))) => tracing::error!(%error, "public listener failed"),
+        let remaining = grace.saturating_sub(started.elapsed());
+        match tokio::time::timeout(remaining, public_server).await {
+            Ok(Ok(())) => tracing::info!("in-flight requests finished"),
             Ok(Err(error)) => tracing::error!(%error, "public listener task failed"),
             Err(_) => tracing::warn!("grace period over with requests still in flight"),
         }

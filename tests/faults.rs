@@ -478,3 +478,40 @@ fn undelivered_logged(log: &str, n: u64) -> bool {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .any(|line| line["undelivered"].as_u64() == Some(n) && line["level"] == "ERROR")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_the_shutdown_delay_inlet_is_not_ready_but_still_serves() {
+    let (broker, t, mut inlet) =
+        broker_and_process("delay", &[("INLET_SHUTDOWN_DELAY_MS", "3000")]).await;
+    let client = reqwest::Client::new();
+    inlet.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ready = client
+        .get(format!("{}/readyz", inlet.url))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(ready, 503, "not ready once SIGTERM arrived");
+    let a = client
+        .post(format!("{}/v1/beacons", inlet.url))
+        .bearer_auth(SDK)
+        .header("content-type", "application/json")
+        .body(json!({"session_id": "late", "event": "e", "id": "during-delay"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), 200, "still serving during the delay");
+    let status = tokio::task::spawn_blocking(move || inlet.wait(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let landed = tokio::task::spawn_blocking({
+        let (b, topic) = (broker.bootstrap(), t.0.clone());
+        move || consume(&b, &topic, 1, Duration::from_millis(500))
+    })
+    .await
+    .unwrap();
+    assert_eq!(landed.len(), 1);
+    assert_eq!(landed[0].envelope.event_id, "during-delay");
+}

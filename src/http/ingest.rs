@@ -58,7 +58,10 @@ async fn ingest(
     decode::check_media_type(&headers)?;
     let encoding = decode::content_encoding(&headers)?;
     let limits = state.config.limits(kind);
-    let sent = decode::read_body(body, &headers, limits.max_body).await?;
+    let sent = decode::read_body(body, &headers, limits.max_body, |declared| {
+        state.config.body_deadline(declared, limits.max_body)
+    })
+    .await?;
     ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route(kind))
         .record(sent.len() as f64);
     let decoded = if encoding != decode::Encoding::Identity

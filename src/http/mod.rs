@@ -2,6 +2,7 @@
 
 pub mod cors;
 pub mod ingest;
+pub mod listen;
 pub mod ops;
 pub mod pixel;
 
@@ -9,9 +10,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{FromRef, MatchedPath, Request};
+use axum::extract::{FromRef, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -28,9 +30,28 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub tokens: Arc<Tokens>,
     pub sink: Arc<dyn Sink>,
-    /// Set once shutdown begins: readiness turns false and ingest answers 503.
+    /// Set once shutdown begins: readiness turns false.
+    pub stopping: Arc<AtomicBool>,
+    /// Set once the listener closes (after `shutdown_delay`): ingest answers 503.
     pub draining: Arc<AtomicBool>,
     pub metrics: PrometheusHandle,
+    /// Permits for requests in flight on the public listener (`max_concurrent_requests`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// State for `config` with the given registry and sink.
+    pub fn new(config: Config, tokens: Arc<Tokens>, sink: Arc<dyn Sink>) -> AppState {
+        AppState {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests)),
+            config: Arc::new(config),
+            tokens,
+            sink,
+            stopping: Arc::new(AtomicBool::new(false)),
+            draining: Arc::new(AtomicBool::new(false)),
+            metrics: crate::metrics::install(),
+        }
+    }
 }
 
 impl FromRef<AppState> for Arc<Tokens> {
@@ -41,7 +62,8 @@ impl FromRef<AppState> for Arc<Tokens> {
 
 /// The public listener: the ingest API and health endpoints.
 ///
-/// Layers, outermost first: metrics (sees every answer, CORS included), then CORS headers.
+/// Layers, outermost first: request id and metrics (see every answer), load shedding (503 past
+/// `max_concurrent_requests`), then CORS headers.
 /// Body limits live beside their routes, in the ingest handlers, per kind of event.
 pub fn public_router(state: AppState) -> Router {
     Router::new()
@@ -59,6 +81,7 @@ pub fn public_router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn(cors::allow_origin))
+        .layer(middleware::from_fn_with_state(state.clone(), shed))
         .layer(middleware::from_fn(track))
         .with_state(state)
 }
@@ -71,6 +94,19 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .fallback(ops::not_found)
         .with_state(state)
+}
+
+/// Answers 503 `overloaded` at once when `max_concurrent_requests` are already in flight, so
+/// overload shows as fast refusals a load balancer can route around, not as slow answers.
+async fn shed(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = state.in_flight.try_acquire() else {
+        ::metrics::counter!(crate::metrics::REQUESTS_SHED).increment(1);
+        return crate::error::ApiError::Overloaded.into_response();
+    };
+    ::metrics::gauge!(crate::metrics::REQUESTS_IN_FLIGHT).increment(1.0);
+    let response = next.run(request).await;
+    ::metrics::gauge!(crate::metrics::REQUESTS_IN_FLIGHT).decrement(1.0);
+    response
 }
 
 /// The header carrying a request's id, in both directions.

@@ -16,8 +16,8 @@ pub async fn healthz() -> &'static str {
 /// `GET /readyz`: 200 while a broker is reachable and inlet is not draining, else 503, so a load
 /// balancer sends traffic only where it can be produced.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.draining.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    if state.stopping.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else if !state.sink.ready() {
         (
             StatusCode::SERVICE_UNAVAILABLE,

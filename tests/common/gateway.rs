@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use inlet::auth::Tokens;
@@ -144,13 +143,11 @@ impl Gateway {
         let admin_url = format!("http://{}", admin.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let sink = Arc::new(KafkaSink::new(&config).expect("producer"));
-        let state = AppState {
-            config: Arc::new(config.clone()),
-            tokens: Arc::new(Tokens::load(&tokens_file).expect("test registry")),
-            sink: sink.clone(),
-            draining: Arc::new(AtomicBool::new(false)),
-            metrics: inlet::metrics::install(),
-        };
+        let state = AppState::new(
+            config.clone(),
+            Arc::new(Tokens::load(&tokens_file).expect("test registry")),
+            sink.clone(),
+        );
         let task = tokio::spawn(inlet::server::serve(
             state,
             public,
