@@ -236,7 +236,11 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
         self.child = Some(child);
-        self.wait_ready(log_offset)
+        self.wait_ready(log_offset)?;
+        if let Storage::Sqlite(dir) = &self.storage {
+            index_headers(&dir.join("tansu.db"));
+        }
+        Ok(())
     }
 
     /// Ready = Tansu printed `ready in Nms` (it does so right after binding
@@ -383,4 +387,29 @@ fn log_tail(path: &Path, max: u64) -> String {
     let mut buf = Vec::new();
     let _ = f.read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Adds the index Tansu 0.6's SQLite schema lacks on `header (topition, offset_id)`.
+///
+/// Tansu looks up each fetched record's headers one query at a time, and without this index
+/// every lookup scans the whole table: with tens of thousands of records (inlet sends two
+/// headers per message), one Fetch over 512 partitions takes minutes, and consumers read
+/// nothing in time. Idempotent; run after every start, once Tansu has created its schema.
+/// Uses Python's sqlite3 module, which every test machine has.
+fn index_headers(db: &Path) {
+    let script = "import sqlite3, sys\n\
+                  c = sqlite3.connect(sys.argv[1], timeout=30)\n\
+                  c.execute('CREATE INDEX IF NOT EXISTS header_topition_offset ON header (topition, offset_id)')\n\
+                  c.commit()\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(db)
+        .output()
+        .unwrap_or_else(|e| panic!("python3 (needed to index Tansu's SQLite storage): {e}"));
+    assert!(
+        out.status.success(),
+        "indexing {}: {}",
+        db.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

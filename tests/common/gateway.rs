@@ -319,10 +319,6 @@ pub fn consume(brokers: &str, topic: &str, expected: usize, linger: Duration) ->
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("test-{}", uuid::Uuid::now_v7()))
         .set("enable.auto.commit", "false")
-        // inlet's producer is idempotent, not transactional: nothing is ever uncommitted. Tansu
-        // 0.6's SQLite storage reports no last stable offset after a restart, which would hide
-        // every message from a read_committed consumer.
-        .set("isolation.level", "read_uncommitted")
         .create()
         .expect("consumer");
     let md = consumer
