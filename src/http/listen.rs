@@ -51,7 +51,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_headers(limits.max_headers)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        .max_header_size(limits.max_header_bytes);
     tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
