@@ -53,6 +53,9 @@ METRICS: dict[str, tuple[str, dict[str, set[str] | None]]] = {
     "inlet_kafka_broker_rtt_seconds": ("gauge", {"broker": None}),
     "inlet_kafka_retries_total": ("counter", {}),
     "inlet_kafka_errors_total": ("counter", {}),
+    "inlet_http_requests_in_flight": ("gauge", {}),
+    "inlet_http_requests_shed_total": ("counter", {}),
+    "inlet_http_connections_refused_total": ("counter", {"listener": {"public", "admin"}}),
     # Prometheus' own per-target series.
     "up": ("gauge", {}),
 }
@@ -262,6 +265,8 @@ REQUIRED_DASHBOARD_METRICS = [
     "inlet_rate_limited_requests_total",
     "inlet_token_registry_reloads_total",
     "inlet_build_info",
+    "inlet_http_requests_in_flight",
+    "inlet_http_requests_shed_total",
 ]
 
 
@@ -532,6 +537,7 @@ def cmd_compose() -> None:
         if (svc.get("depends_on") or {}).get("create-topics", {}).get("condition") != "service_completed_successfully":
             errors.append(f"{name}: does not wait for create-topics to complete")
         env = svc.get("environment", {})
+        check_env(name, env, inlet_env_names(), errors)
         tokens = env.get("INLET_TOKENS_FILE")
         mounts = {v.split(":")[1]: v.split(":")[0] for v in svc.get("volumes", [])}
         if tokens not in mounts or not mounts[tokens].endswith("tokens.example.toml"):
@@ -614,6 +620,7 @@ def cmd_k8s() -> None:
     if pre_stop is None or not 5 <= pre_stop <= 20:
         errors.append(f"deployment: preStop should be `sleep N` with N about 10, is {cmd}")
     env = {e["name"]: e.get("value") for e in c.get("env", [])}
+    check_env("deployment", env, inlet_env_names(), errors)
     config_file = env.get("INLET_CONFIG")
     mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
     cm = docs["configmap.yaml"][0]
@@ -712,6 +719,37 @@ def cmd_k8s_split(rendered: str, outdir: str) -> None:
     print(n)
 
 
+def inlet_env_names() -> set[str]:
+    """The INLET_* environment variables inlet's source reads."""
+    names = set()
+    for path in (ROOT / "src").rglob("*.rs"):
+        names |= set(re.findall(r'"(INLET_[A-Z0-9_]+)"', path.read_text()))
+    return names
+
+
+def check_env(where: str, env, known: set[str], errors: list[str]) -> None:
+    for name in env:
+        if name.startswith("INLET_") and name not in known:
+            errors.append(f"{where}: {name} is not an environment variable inlet reads (src/)")
+
+
+def cmd_metrics_source() -> None:
+    """Every metric this file knows (and so the dashboard and rules may use) is still named in
+    src/metrics.rs; prints the ones src/metrics.rs has that this file does not know."""
+    source = (ROOT / "src/metrics.rs").read_text()
+    names = set(re.findall(r'"(inlet_[a-z0-9_]+)"', source))
+    errors = [
+        f"{name}: not in src/metrics.rs (renamed or removed?)"
+        for name in METRICS
+        if name != "up" and name not in names
+    ]
+    if errors:
+        finish(errors)
+    extra = sorted(names - set(METRICS))
+    if extra:
+        print("not yet known to deploy/check.py: " + ", ".join(extra))
+
+
 COMMANDS = {
     "alerts": cmd_alerts,
     "dashboard": cmd_dashboard,
@@ -722,6 +760,7 @@ COMMANDS = {
     "compose": cmd_compose,
     "k8s": cmd_k8s,
     "k8s-split": cmd_k8s_split,
+    "metrics-source": cmd_metrics_source,
 }
 
 if __name__ == "__main__":

@@ -175,6 +175,11 @@ if have promtool; then
     check "promtool check config deploy/prometheus/prometheus.yml" \
         bash -c 'cd deploy/prometheus && promtool check config prometheus.yml'
 fi
+if out=$("$PY" deploy/check.py metrics-source 2>&1); then
+    ok "metrics: every name deploy/check.py accepts is still in src/metrics.rs${out:+ ($out)}"
+else
+    fail "metrics: every name deploy/check.py accepts is still in src/metrics.rs" "$out"
+fi
 check "alerts: required alerts with severity/summary/description/for, each tested firing and silent, known metrics and label values" \
     "$PY" deploy/check.py alerts
 

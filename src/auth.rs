@@ -8,6 +8,7 @@
 //! reloads that keep its quota.
 
 use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use arc_swap::ArcSwap;
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use serde::Deserialize;
@@ -23,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::event::Kind;
+use crate::http::AppState;
 use crate::limit::Limiter;
 use crate::metrics;
 
@@ -312,27 +314,45 @@ impl Tokens {
     }
 }
 
-/// A request's authenticated token. Handlers that take it only ever run for a known token.
+/// A request's authenticated token and the client's address. Handlers that take it only ever
+/// run for a known token.
 #[derive(Debug, Clone)]
-pub struct Authenticated(pub Arc<Token>);
+pub struct Authenticated {
+    pub token: Arc<Token>,
+    /// The client's address (see [`crate::client::client_ip`]), before any truncation.
+    pub client_ip: IpAddr,
+}
 
-impl<S> FromRequestParts<S> for Authenticated
-where
-    Arc<Tokens>: FromRef<S>,
-    S: Send + Sync,
-{
+impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let tokens = Arc::<Tokens>::from_ref(state);
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let client_ip =
+            crate::client::client_ip(peer, &parts.headers, &state.config.trusted_proxies);
+        if let Some(wait) = state.auth_failures.blocked(client_ip) {
+            ::metrics::counter!(metrics::AUTH_FAILURES, "reason" => "blocked").increment(1);
+            return Err(ApiError::TooManyAuthFailures {
+                retry_after_secs: wait.as_secs() + 1,
+            });
+        }
         let Some(secret) = presented_secret(parts) else {
             ::metrics::counter!(metrics::AUTH_FAILURES, "reason" => "missing").increment(1);
+            state.auth_failures.fail(client_ip);
             return Err(ApiError::MissingToken);
         };
-        match tokens.lookup(&secret) {
-            Some(token) => Ok(Authenticated(token)),
+        match state.tokens.lookup(&secret) {
+            Some(token) => Ok(Authenticated { token, client_ip }),
             None => {
                 ::metrics::counter!(metrics::AUTH_FAILURES, "reason" => "unknown").increment(1);
+                state.auth_failures.fail(client_ip);
                 Err(ApiError::UnknownToken)
             }
         }

@@ -72,6 +72,26 @@ impl Compression {
     }
 }
 
+/// Whose client addresses are truncated (IPv4 to /24, IPv6 to /48) before they reach Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Truncation {
+    None,
+    Beacons,
+    All,
+}
+
+impl Truncation {
+    /// Whether events of `kind` get truncated addresses.
+    pub fn applies_to(self, kind: crate::event::Kind) -> bool {
+        match self {
+            Truncation::None => false,
+            Truncation::Beacons => kind == crate::event::Kind::Beacon,
+            Truncation::All => true,
+        }
+    }
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -175,6 +195,15 @@ pub struct Settings {
     /// body_timeout + N / this [default: 16384]
     #[arg(long, env = "INLET_BODY_MIN_RATE")]
     pub body_min_rate: Option<u64>,
+    /// Proxies whose X-Forwarded-For is believed, as IPs or CIDRs (comma-separated) [default: none]
+    #[arg(long, env = "INLET_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Whose client IPs are truncated (IPv4 /24, IPv6 /48) before Kafka [default: beacons]
+    #[arg(long, env = "INLET_CLIENT_IP_TRUNCATION", value_enum)]
+    pub client_ip_truncation: Option<Truncation>,
+    /// Failed authentications one client address may make per minute before 429 [default: 30]
+    #[arg(long, env = "INLET_AUTH_FAILURES_PER_MINUTE")]
+    pub auth_failures_per_minute: Option<u32>,
     /// Log format: JSON lines, text, or auto (text on a terminal, JSON otherwise) [default: auto]
     #[arg(long, env = "INLET_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -245,6 +274,9 @@ pub struct Config {
     pub occurrences: BodyLimits,
     pub max_events_per_request: usize,
     pub log_format: LogFormat,
+    pub trusted_proxies: Vec<crate::client::Cidr>,
+    pub client_ip_truncation: Truncation,
+    pub auth_failures_per_minute: u32,
     pub max_connections: usize,
     pub max_concurrent_requests: usize,
     pub header_read_timeout: Duration,
@@ -320,6 +352,16 @@ impl Config {
             },
             max_events_per_request: pick!(max_events_per_request, 1000),
             log_format: pick!(log_format, LogFormat::Auto),
+            trusted_proxies: pick!(trusted_proxies, Vec::new())
+                .iter()
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| {
+                    p.parse()
+                        .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+            client_ip_truncation: pick!(client_ip_truncation, Truncation::Beacons),
+            auth_failures_per_minute: pick!(auth_failures_per_minute, 30),
             max_connections: pick!(max_connections, 16_384),
             max_concurrent_requests: pick!(max_concurrent_requests, 4096),
             header_read_timeout: Duration::from_millis(pick!(header_read_timeout_ms, 75_000)),
@@ -367,6 +409,10 @@ impl Config {
             ("max_headers", self.max_headers),
             ("max_header_bytes", self.max_header_bytes),
             ("body_min_rate", self.body_min_rate as usize),
+            (
+                "auth_failures_per_minute",
+                self.auth_failures_per_minute as usize,
+            ),
         ] {
             if value == 0 {
                 bail!("{key}: must be positive");

@@ -35,6 +35,9 @@ pub enum ApiError {
         encoding: &'static str,
         detail: String,
     },
+    /// This client address failed to authenticate too often.
+    #[error("too many failed authentications from this address")]
+    TooManyAuthFailures { retry_after_secs: u64 },
     /// The body did not arrive in time.
     #[error("the request body arrived too slowly")]
     BodyTimeout,
@@ -112,7 +115,7 @@ impl ApiError {
             | BatchExceedsBurst { .. }
             | RejectedTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType(_) | UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RateLimited { .. } | TooManyAuthFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -141,6 +144,7 @@ impl ApiError {
             UnsupportedMediaType(_) => "unsupported_media_type",
             UnsupportedEncoding(_) => "unsupported_content_encoding",
             RateLimited { .. } => "rate_limited",
+            TooManyAuthFailures { .. } => "too_many_auth_failures",
             BodyTimeout => "body_timeout",
             Overloaded => "overloaded",
             Unavailable { code, .. } => code,
@@ -152,6 +156,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::RateLimited { retry_after_secs }
+            | ApiError::TooManyAuthFailures { retry_after_secs }
             | ApiError::Unavailable {
                 retry_after_secs, ..
             } => Some((*retry_after_secs).max(1)),

@@ -20,6 +20,7 @@
 //! [`dev`] (the embedded mock cluster of `inlet --dev`) and [`tail`] (`inlet tail`).
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod decode;
 pub mod dev;

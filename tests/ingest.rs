@@ -173,7 +173,10 @@ async fn every_accepted_event_lands_once_keyed_partitioned_and_in_order() {
             ),
             (PROJECT, ACCOUNT, "sdk")
         );
-        assert_eq!(e.client_ip, "127.0.0.1");
+        assert_eq!(
+            e.client_ip, "127.0.0.0",
+            "beacon addresses are truncated by default"
+        );
         assert_eq!(e.user_agent, "inlet-tests/1");
         assert!(e.received_at_ms > 1_700_000_000_000);
         assert_eq!(b.url, "https://www.acme.example/pricing");
@@ -225,6 +228,10 @@ async fn every_accepted_event_lands_once_keyed_partitioned_and_in_order() {
         assert_eq!(o.level, inlet::proto::Level::Error as i32);
         assert_eq!(o.exception.as_ref().unwrap().class, "TypeError");
         assert_eq!(o.environment, "production");
+        assert_eq!(
+            c.envelope.client_ip, "127.0.0.1",
+            "occurrence addresses are kept by default"
+        );
         got_ids.push((c.offset, c.envelope.event_id.clone()));
     }
     got_ids.sort();

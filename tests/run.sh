@@ -111,4 +111,7 @@ cargo test --all-targets
 # load tests under loadtest/ that need a release build and a running broker.
 # ---------------------------------------------------------------------------
 
+step "deploy/ checks"
+bash deploy/check.sh
+
 step "all checks passed"

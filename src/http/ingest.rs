@@ -1,12 +1,12 @@
 //! `POST /v1/beacons` and `POST /v1/occurrences`: decode, limit, validate, convert, key,
 //! produce, and answer with exactly which events were accepted.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -27,30 +27,27 @@ use crate::sink::{Failure, Record};
 /// `POST /v1/beacons`.
 pub async fn beacons(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Authenticated(token): Authenticated,
+    auth: Authenticated,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    ingest(Kind::Beacon, state, peer, token, headers, body).await
+    ingest(Kind::Beacon, state, auth, headers, body).await
 }
 
 /// `POST /v1/occurrences`.
 pub async fn occurrences(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Authenticated(token): Authenticated,
+    auth: Authenticated,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    ingest(Kind::Occurrence, state, peer, token, headers, body).await
+    ingest(Kind::Occurrence, state, auth, headers, body).await
 }
 
 async fn ingest(
     kind: Kind,
     state: AppState,
-    peer: SocketAddr,
-    token: std::sync::Arc<Token>,
+    Authenticated { token, client_ip }: Authenticated,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -95,7 +92,14 @@ async fn ingest(
                 .and_then(|map| event::validate(kind, map))
         })
         .collect();
-    let answer = produce(kind, &state, &token, meta(&token, peer, &headers), events).await?;
+    let answer = produce(
+        kind,
+        &state,
+        &token,
+        meta(kind, &state, &token, client_ip, &headers),
+        events,
+    )
+    .await?;
     Ok(answer.into_response())
 }
 
@@ -141,7 +145,13 @@ pub(super) fn charge(kind: Kind, token: &Token, events: usize) -> Result<(), Api
 }
 
 /// The gateway metadata of a request.
-pub(super) fn meta(token: &Token, peer: SocketAddr, headers: &HeaderMap) -> Meta {
+pub(super) fn meta(
+    kind: Kind,
+    state: &AppState,
+    token: &Token,
+    client_ip: IpAddr,
+    headers: &HeaderMap,
+) -> Meta {
     const MAX_USER_AGENT: usize = 512;
     let mut user_agent = headers
         .get(header::USER_AGENT)
@@ -162,7 +172,12 @@ pub(super) fn meta(token: &Token, peer: SocketAddr, headers: &HeaderMap) -> Meta
         project_id: token.project_id.clone(),
         account_id: token.account_id.clone(),
         token_id: token.id.clone(),
-        client_ip: peer.ip().to_string(),
+        client_ip: if state.config.client_ip_truncation.applies_to(kind) {
+            crate::client::truncate(client_ip)
+        } else {
+            client_ip
+        }
+        .to_string(),
         user_agent,
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{FromRef, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
@@ -21,6 +21,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::Instrument;
 
 use crate::auth::Tokens;
+use crate::client::AuthFailures;
 use crate::config::Config;
 use crate::sink::Sink;
 
@@ -37,6 +38,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Permits for requests in flight on the public listener (`max_concurrent_requests`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Failed authentications per client address.
+    pub auth_failures: Arc<AuthFailures>,
 }
 
 impl AppState {
@@ -44,6 +47,10 @@ impl AppState {
     pub fn new(config: Config, tokens: Arc<Tokens>, sink: Arc<dyn Sink>) -> AppState {
         AppState {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests)),
+            auth_failures: Arc::new(AuthFailures::new(
+                config.auth_failures_per_minute,
+                std::time::Duration::from_secs(60),
+            )),
             config: Arc::new(config),
             tokens,
             sink,
@@ -51,12 +58,6 @@ impl AppState {
             draining: Arc::new(AtomicBool::new(false)),
             metrics: crate::metrics::install(),
         }
-    }
-}
-
-impl FromRef<AppState> for Arc<Tokens> {
-    fn from_ref(state: &AppState) -> Arc<Tokens> {
-        Arc::clone(&state.tokens)
     }
 }
 

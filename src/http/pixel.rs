@@ -1,9 +1,7 @@
 //! `GET /v1/pixel.gif`: one beacon in the query string, for image pixels and clients that can
 //! only make a GET. Answers a 1x1 transparent GIF once the beacon is accepted.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
@@ -28,8 +26,7 @@ const NOT_FIELDS: [&str; 2] = ["token", "_"];
 /// `GET /v1/pixel.gif`.
 pub async fn pixel(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Authenticated(token): Authenticated,
+    Authenticated { token, client_ip }: Authenticated,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -41,7 +38,7 @@ pub async fn pixel(
         Kind::Beacon,
         &state,
         &token,
-        meta(&token, peer, &headers),
+        meta(Kind::Beacon, &state, &token, client_ip, &headers),
         vec![beacon],
     )
     .await?;
