@@ -12,8 +12,8 @@
 # Environment:
 #   SKIP_APT=1            never call apt-get (a check whose tool is missing fails)
 #   INLET_DEPLOY_TOOLS    where the venv lives (default ~/.cache/inlet-deploy-check)
-#   INLET_BIN             inlet binary for the live checks (default target/release/inlet,
-#                         else target/debug/inlet; skipped when there is none)
+#   INLET_BIN             inlet binary for the live checks (default: the newer of
+#                         target/release/inlet and target/debug/inlet; skipped when neither is there)
 #
 # Not checked here: building the image or starting the stack (no Docker engine), applying the
 # manifests (no cluster), the ServiceMonitor against its CRD schema (checked structurally).
@@ -251,8 +251,12 @@ fi
 # loopback with no broker; then the Dockerfile's HEALTHCHECK command, /readyz, and SIGTERM.
 inlet_bin="${INLET_BIN:-}"
 if [[ -z "$inlet_bin" ]]; then
+    # The newer of the two: tests/run.sh has just built target/debug/inlet, while a
+    # target/release/inlet may be older than the sources.
     for candidate in target/release/inlet target/debug/inlet; do
-        if [[ -x "$candidate" ]]; then inlet_bin=$candidate; break; fi
+        if [[ -x "$candidate" && (-z "$inlet_bin" || "$candidate" -nt "$inlet_bin") ]]; then
+            inlet_bin=$candidate
+        fi
     done
 fi
 live_inlet() {
@@ -302,8 +306,50 @@ open(sys.argv[2], "w").write(sec["stringData"]["tokens.toml"])' "$work/inlet.tom
     : >"$work/inlet.pid"
     [[ $rc -eq 0 ]] || { echo "inlet exited $rc after SIGTERM"; cat "$work/inlet.log"; return 1; }
 }
+# The compose replicas' environment (with deploy/tokens.example.toml, as compose mounts it):
+# inlet accepts it, and on SIGTERM stays serving, not ready, for the shutdown delay.
+live_compose_env() {
+    local public admin broker inlet_pid
+    read -r public admin broker < <("$PY" -c '
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))')
+    local -a envs
+    mapfile -d '' envs < <("$PY" -c '
+import sys, yaml
+env = yaml.safe_load(open("deploy/compose/docker-compose.yml"))["services"]["inlet-1"]["environment"]
+sys.stdout.write("\0".join(f"{k}={v}" for k, v in env.items()))')
+    ((${#envs[@]} > 3)) || { echo "no environment for inlet-1"; return 1; }
+    # Loopback addresses and the tokens file's path here; a 1 s delay instead of 5 s.
+    env "${envs[@]}" INLET_LISTEN="127.0.0.1:$public" INLET_ADMIN_LISTEN="127.0.0.1:$admin" \
+        INLET_KAFKA_BROKERS="127.0.0.1:$broker" INLET_TOKENS_FILE=deploy/tokens.example.toml \
+        INLET_SHUTDOWN_DELAY_MS=1000 INLET_LOG=warn "$inlet_bin" >"$work/inlet-compose.log" 2>&1 &
+    inlet_pid=$!
+    echo "$inlet_pid" >"$work/inlet.pid"
+    local status="" i
+    for i in $(seq 50); do
+        status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$public/healthz" || true)
+        [[ "$status" == 200 ]] && break
+        if ! kill -0 "$inlet_pid" 2>/dev/null; then echo "inlet exited:"; cat "$work/inlet-compose.log"; return 1; fi
+        sleep 0.2
+    done
+    [[ "$status" == 200 ]] || { echo "/healthz: $status"; cat "$work/inlet-compose.log"; return 1; }
+    kill -TERM "$inlet_pid"
+    sleep 0.3
+    status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$public/healthz" || true)
+    [[ "$status" == 200 ]] || { echo "public /healthz during the shutdown delay: $status, expected 200"; return 1; }
+    status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin/readyz" || true)
+    [[ "$status" == 503 ]] || { echo "/readyz during the shutdown delay: $status, expected 503"; return 1; }
+    local rc=0
+    timeout 15 tail --pid="$inlet_pid" -f /dev/null || { echo "inlet did not exit within 15 s of SIGTERM"; return 1; }
+    wait "$inlet_pid" || rc=$?
+    : >"$work/inlet.pid"
+    [[ $rc -eq 0 ]] || { echo "inlet exited $rc after SIGTERM"; cat "$work/inlet-compose.log"; return 1; }
+}
 if [[ -n "$inlet_bin" ]] && have curl; then
     check "live ($inlet_bin): serves with the k8s ConfigMap + Secret; Dockerfile HEALTHCHECK passes (and fails on a closed port); /readyz 503 with no broker; exits 0 on SIGTERM" live_inlet
+    check "live ($inlet_bin): accepts the compose replicas' environment; serves, not ready, during the shutdown delay; exits 0" live_compose_env
 else
     skip "live: no inlet binary (target/release/inlet or target/debug/inlet) or no curl"
 fi

@@ -62,14 +62,93 @@ pub struct Validated {
 }
 
 /// Parses one event's JSON text into an object.
+///
+/// A field given twice makes the event invalid (`duplicate_field`): JSON parsers disagree on
+/// which copy wins, so accepting it would let a client show one value to one system and another
+/// to the next.
 pub fn parse_object(raw: &str) -> Result<Map<String, Value>, Invalid> {
-    match serde_json::from_str::<Value>(raw) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Invalid::new(
+    match serde_json::from_str::<Strict>(raw) {
+        Ok(Strict::Object(map)) => Ok(map),
+        Ok(Strict::Other) => Err(Invalid::new(
             "not_an_object",
             "an event must be a JSON object",
         )),
-        Err(e) => Err(Invalid::new("malformed_json", format!("invalid JSON: {e}"))),
+        Err(e) => {
+            let text = e.to_string();
+            match text.strip_prefix(DUPLICATE) {
+                Some(rest) => Err(Invalid::new(
+                    "duplicate_field",
+                    format!(
+                        "field `{}` appears more than once",
+                        rest.split('`').next().unwrap_or("")
+                    ),
+                )),
+                None => Err(Invalid::new(
+                    "malformed_json",
+                    format!("invalid JSON: {text}"),
+                )),
+            }
+        }
+    }
+}
+
+const DUPLICATE: &str = "duplicate field `";
+
+/// A JSON value whose top-level object may not repeat a key.
+enum Strict {
+    Object(Map<String, Value>),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Strict;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<Strict, A::Error> {
+                let mut map = Map::new();
+                while let Some(key) = access.next_key::<String>()? {
+                    let value: Value = access.next_value()?;
+                    if map.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format_args!("{DUPLICATE}{key}`")));
+                    }
+                    map.insert(key, value);
+                }
+                Ok(Strict::Object(map))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<Strict, A::Error> {
+                while access.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Strict::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+                Ok(Strict::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+                Ok(Strict::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+                Ok(Strict::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+                Ok(Strict::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+                Ok(Strict::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Strict, E> {
+                Ok(Strict::Other)
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -275,6 +354,15 @@ mod tests {
         let err = string(&mut m, "s", 1, 5).unwrap_err();
         assert_eq!(err.code, "field_too_long");
         assert!(err.message.contains("`s`"));
+    }
+
+    #[test]
+    fn duplicate_fields_are_refused() {
+        let err = parse_object(r#"{"event":"a","session_id":"s","event":"b"}"#).unwrap_err();
+        assert_eq!(err.code, "duplicate_field");
+        assert!(err.message.contains("`event`"), "{}", err.message);
+        // Only the top level is strict.
+        assert!(parse_object(r#"{"props":{"a":1,"a":2}}"#).is_ok());
     }
 
     #[test]

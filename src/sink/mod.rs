@@ -69,6 +69,9 @@ pub trait Sink: Send + Sync {
     fn in_flight(&self) -> usize;
 }
 
+/// Bytes an envelope and Kafka's record framing may add to an event's JSON, at most.
+const ENVELOPE_OVERHEAD: usize = 64 * 1024;
+
 /// The configured properties inlet sets on its producer, for `config` (before the free-form
 /// `librdkafka` ones, which win).
 pub fn producer_properties(config: &crate::config::Config) -> Vec<(String, String)> {
@@ -90,6 +93,13 @@ pub fn producer_properties(config: &crate::config::Config) -> Vec<(String, Strin
         // librdkafka's default queue may hold 1 GiB; bound memory and push back sooner.
         ("queue.buffering.max.kbytes", (128 * 1024).to_string()),
         ("queue.buffering.max.messages", "100000".into()),
+        // Room for the largest event inlet accepts plus its envelope; the broker's (or topic's)
+        // message.max.bytes must be at least this too, or it refuses them (413).
+        (
+            "message.max.bytes",
+            (config.beacons.max_event.max(config.occurrences.max_event) + ENVELOPE_OVERHEAD)
+                .to_string(),
+        ),
         // Queue depth, broker state and round-trip times become metrics.
         ("statistics.interval.ms", "5000".into()),
     ]
