@@ -360,3 +360,69 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encoding() -> impl Strategy<Value = Encoding> {
+        prop_oneof![
+            Just(Encoding::Identity),
+            Just(Encoding::Gzip),
+            Just(Encoding::Deflate),
+            Just(Encoding::Brotli),
+            Just(Encoding::Zstd),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn splitting_any_bytes_never_panics(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = split_events(&body, 100);
+        }
+
+        #[test]
+        fn decoding_any_bytes_stays_under_the_cap(
+            enc in encoding(),
+            body in proptest::collection::vec(any::<u8>(), 0..2048),
+            limit in 0usize..4096,
+        ) {
+            if let Ok(out) = decompress(enc, Bytes::from(body), limit) {
+                prop_assert!(out.len() <= limit);
+            }
+        }
+
+        #[test]
+        fn every_shape_yields_the_same_events(
+            events in proptest::collection::vec(
+                ("[a-z0-9]{1,12}", "[a-z_]{1,10}", any::<u32>()).prop_map(|(s, e, n)| {
+                    serde_json::json!({"session_id": s, "event": e, "props": {"n": n}}).to_string()
+                }),
+                1..20,
+            ),
+        ) {
+            let array = format!("[{}]", events.join(","));
+            let ndjson = events.join("\n");
+            let from_array: Vec<_> = split_events(array.as_bytes(), 100).unwrap().into_iter().map(Result::unwrap).collect();
+            let from_ndjson: Vec<_> = split_events(ndjson.as_bytes(), 100).unwrap().into_iter().map(Result::unwrap).collect();
+            prop_assert_eq!(&from_array, &from_ndjson);
+            prop_assert_eq!(from_array.len(), events.len());
+            if events.len() == 1 {
+                prop_assert_eq!(split_events(events[0].as_bytes(), 100).unwrap().len(), 1);
+            }
+        }
+
+        #[test]
+        fn compression_roundtrips(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            use std::io::Write;
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&data).unwrap();
+            let out = decompress(Encoding::Gzip, Bytes::from(gz.finish().unwrap()), 4096).unwrap();
+            prop_assert_eq!(&out[..], &data[..]);
+            let z = zstd::bulk::compress(&data, 1).unwrap();
+            let out = decompress(Encoding::Zstd, Bytes::from(z), 4096).unwrap();
+            prop_assert_eq!(&out[..], &data[..]);
+        }
+    }
+}

@@ -86,3 +86,28 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn partitions_are_in_range_and_stable(key in proptest::collection::vec(any::<u8>(), 1..256), n in 1u32..4096) {
+            let p = partition(&key, n);
+            prop_assert!(p < n);
+            prop_assert_eq!(p, partition(&key, n));
+        }
+
+        #[test]
+        fn a_beacon_is_keyed_by_its_session(session in "[ -~]{1,128}") {
+            let token = crate::auth::Registry::dev();
+            let token = token.lookup(crate::auth::DEV_TOKEN).unwrap();
+            let beacon = Event::Beacon(crate::proto::Beacon { session_id: session.clone(), ..Default::default() });
+            prop_assert_eq!(shard_key(&beacon, token), session.as_str());
+            let occurrence = Event::Occurrence(crate::proto::Occurrence::default());
+            prop_assert_eq!(shard_key(&occurrence, token), token.account_id.as_str());
+        }
+    }
+}

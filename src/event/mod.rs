@@ -371,3 +371,114 @@ mod tests {
         assert_eq!(parse_object("{").unwrap_err().code, "malformed_json");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    const CODES: &[&str] = &[
+        "missing_field",
+        "invalid_field",
+        "unknown_field",
+        "field_too_long",
+        "not_an_object",
+        "malformed_json",
+        "duplicate_field",
+    ];
+
+    /// Arbitrary JSON, shallow and small.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,40}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(".{0,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Objects that use the fields events have, with arbitrary values.
+    fn event_like() -> impl Strategy<Value = Map<String, Value>> {
+        let field = prop_oneof![
+            Just("session_id"),
+            Just("event"),
+            Just("ts"),
+            Just("url"),
+            Just("props"),
+            Just("id"),
+            Just("level"),
+            Just("message"),
+            Just("exception"),
+            Just("uuid"),
+            Just("timestamp"),
+            Just("custom"),
+            Just("fingerprint"),
+            Just("other"),
+        ];
+        proptest::collection::vec((field, json()), 0..8)
+            .prop_map(|pairs| pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    }
+
+    proptest! {
+        #[test]
+        fn validation_never_panics_and_names_a_known_code(map in event_like(), beacon in any::<bool>()) {
+            let kind = if beacon { Kind::Beacon } else { Kind::Occurrence };
+            match validate(kind, map) {
+                Ok(v) => {
+                    // Whatever validates converts, and the envelope survives the wire.
+                    let meta = Meta { token_id: "t".into(), account_id: "a".into(), ..Meta::default() };
+                    let env = envelope(v, &meta);
+                    let decoded = proto::Envelope::decode(&env.encode_to_vec()[..]).unwrap();
+                    prop_assert_eq!(&decoded, &env);
+                    prop_assert!(!env.event_id.is_empty());
+                    let key = crate::key::partition(env.event_id.as_bytes(), 512);
+                    prop_assert!(key < 512);
+                }
+                Err(invalid) => {
+                    prop_assert!(CODES.contains(&invalid.code), "{}", invalid.code);
+                    prop_assert!(invalid.message.contains('`'), "names the field: {}", invalid.message);
+                }
+            }
+        }
+
+        #[test]
+        fn valid_beacons_keep_their_fields(
+            session in "[a-zA-Z0-9-]{1,128}",
+            event in "[a-z_]{1,64}",
+            ts in 0i64..253_402_300_799_999,
+            id in proptest::option::of("[a-f0-9-]{1,64}"),
+        ) {
+            let mut map = Map::new();
+            map.insert("session_id".into(), Value::from(session.clone()));
+            map.insert("event".into(), Value::from(event.clone()));
+            map.insert("ts".into(), Value::from(ts));
+            if let Some(id) = &id {
+                map.insert("id".into(), Value::from(id.clone()));
+            }
+            let v = validate(Kind::Beacon, map).unwrap();
+            prop_assert_eq!(&v.client_id, &id);
+            let proto::envelope::Event::Beacon(b) = v.body else { panic!("a beacon") };
+            prop_assert_eq!(b.session_id, session);
+            prop_assert_eq!(b.event, event);
+            prop_assert_eq!(b.client_ts_ms, ts);
+        }
+
+        #[test]
+        fn parsing_any_text_never_panics(text in ".{0,200}") {
+            if let Err(invalid) = parse_object(&text) {
+                prop_assert!(CODES.contains(&invalid.code));
+            }
+        }
+    }
+}
