@@ -160,10 +160,6 @@ async fn a_20s_broker_outage_loses_no_accepted_event() {
 
     let r = reconcile_topic("outage", &brokers, &t.0, &report).await;
     assert_no_loss(&r);
-    assert!(
-        r.rejected.keys().any(|k| k.starts_with("503")),
-        "the outage was felt as 503s: {r}"
-    );
 }
 
 /// A one-broker mock cluster with the two topics.
