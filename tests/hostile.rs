@@ -686,3 +686,96 @@ async fn tokens_cannot_be_brute_forced_and_secrets_stay_secret() {
         assert!(!metrics.contains(secret), "the metrics hold a secret");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_and_concurrency_caps_shed_load_instead_of_queueing_it() {
+    let broker = Broker::start_memory();
+    let t = topics("caps");
+    create_topics(&broker.bootstrap(), &[&t.0, &t.1]).await;
+    let inlet = InletProcess::start(
+        &broker.bootstrap(),
+        &t,
+        &[
+            ("INLET_MAX_CONNECTIONS", "4"),
+            ("INLET_MAX_CONCURRENT_REQUESTS", "1"),
+            ("INLET_HEADER_READ_TIMEOUT_MS", "1500"),
+            ("INLET_BODY_TIMEOUT_MS", "5000"),
+        ],
+    );
+    let addr = inlet.url.trim_start_matches("http://").to_owned();
+    let outcome = tokio::task::spawn_blocking(move || {
+        // One request in flight: its body is still coming.
+        let mut slow = TcpStream::connect(&addr).unwrap();
+        slow.write_all(
+            post_head(
+                "/v1/beacons",
+                "content-type: application/json\r\ncontent-length: 40\r\n\r\n{",
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        // A second request finds the concurrency cap taken: 503 at once.
+        let shed = raw(
+            &addr,
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        );
+        // Fill the connection cap (the slow one holds one slot), then one more is closed at once.
+        let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        let refused = raw(
+            &addr,
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+            Duration::from_secs(5),
+        );
+        let refused_after = started.elapsed();
+        // Idle connections are closed by the header read timeout, freeing their slots.
+        let mut idle = held;
+        let mut buf = [0u8; 1];
+        idle[0]
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let closed = idle[0].read(&mut buf).map(|n| n == 0).unwrap_or(true);
+        drop(idle);
+        drop(slow);
+        std::thread::sleep(Duration::from_millis(300));
+        let after = raw(
+            &addr,
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        );
+        (shed, refused, refused_after, closed, after)
+    })
+    .await
+    .unwrap();
+    let (shed, refused, refused_after, idle_closed, after) = outcome;
+    assert_eq!(
+        (status_of(&shed), code_of(&shed).as_str()),
+        (503, "overloaded"),
+        "{shed}"
+    );
+    assert!(shed.contains("retry-after: 1"), "{shed}");
+    assert!(
+        refused.is_empty(),
+        "over max_connections the connection is closed unanswered: {refused:?}"
+    );
+    println!("connection over the cap closed after {refused_after:?}");
+    assert!(
+        idle_closed,
+        "an idle keep-alive connection is closed by the header read timeout"
+    );
+    assert_eq!(status_of(&after), 200, "slots free up again: {after}");
+    let metrics = reqwest::get(format!("{}/metrics", inlet.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("inlet_http_requests_shed_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("inlet_http_connections_refused_total{listener=\"public\"}"));
+}
