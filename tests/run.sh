@@ -115,4 +115,7 @@ cargo test --all-targets --no-fail-fast
 step "deploy/ checks"
 bash deploy/check.sh
 
+step "fuzz targets (10 s each)"
+bash fuzz/run.sh 10
+
 step "all checks passed"

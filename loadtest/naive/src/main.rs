@@ -1,0 +1,310 @@
+//! The naive gateway, a baseline for loadtest/bench, and two helpers.
+//!
+//! ```text
+//! inlet-naive serve --listen 127.0.0.1:8082 --brokers 127.0.0.1:9092 --topic T
+//! inlet-naive create-topic --brokers B --topic T [--partitions 512]
+//! inlet-naive direct --brokers B --topic T --bodies FILE [--concurrency 64] [--seconds 10]
+//! ```
+//!
+//! `serve`: `POST /v1/beacons` takes one beacon JSON object (or an array of them), parses it
+//! with serde_json, and produces each beacon as-is (its JSON text) keyed by `session_id`, one
+//! `FutureProducer::send` per event; it answers 200 `{"accepted":N}` once every delivery future
+//! has resolved, 400 for a body that is not JSON, 503 when a delivery failed. No tokens, no
+//! validation, no compression decoding, no protobuf: what a first version would do.
+//!
+//! `direct`: the broker-side limit. Reads a line-per-request file of JSON arrays (gen.py's
+//! batch-50), turns every line into its messages up front, prints `READY`, waits for a line on
+//! stdin, then runs `concurrency` tasks that each send one batch's messages and await all of
+//! their delivery futures, for `seconds`. Prints one JSON line of results, then waits for stdin
+//! to close before exiting (so the bench can read /proc after the run).
+//!
+//! The producer settings are inlet's defaults (src/sink/mod.rs `producer_properties`).
+
+use std::io::BufRead;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use serde_json::Value;
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn need(args: &[String], name: &str) -> String {
+    arg(args, name).unwrap_or_else(|| {
+        eprintln!("inlet-naive: missing {name}");
+        std::process::exit(2)
+    })
+}
+
+/// inlet's default producer properties (delivery = ack).
+fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "inlet-naive")
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("compression.codec", "lz4")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "10000")
+        .set("queue.buffering.max.kbytes", "131072")
+        .set("queue.buffering.max.messages", "100000")
+        .set("message.max.bytes", "1001024")
+        .create()
+        .unwrap_or_else(|e| {
+            eprintln!("inlet-naive: producer: {e}");
+            std::process::exit(1)
+        })
+}
+
+fn runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(name)
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A beacon's key and value: `session_id` (empty when absent) and the JSON text as received.
+fn message(event: &Value) -> (String, Vec<u8>) {
+    let key = event
+        .get("session_id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    (key, serde_json::to_vec(event).expect("serializable"))
+}
+
+/// Sends every message and awaits every delivery; the number delivered.
+async fn produce_all(producer: &FutureProducer, topic: &str, messages: &[(String, Vec<u8>)]) -> usize {
+    let sends = messages.iter().map(|(key, value)| {
+        producer.send(
+            FutureRecord::to(topic).key(key.as_str()).payload(value.as_slice()),
+            Duration::from_secs(1),
+        )
+    });
+    futures::future::join_all(sends)
+        .await
+        .iter()
+        .filter(|r| r.is_ok())
+        .count()
+}
+
+struct App {
+    producer: FutureProducer,
+    topic: String,
+}
+
+async fn beacons(State(app): State<Arc<App>>, body: Bytes) -> (StatusCode, String) {
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{{\"error\":\"{e}\"}}")),
+    };
+    let messages: Vec<(String, Vec<u8>)> = match &parsed {
+        Value::Array(events) => events.iter().map(message).collect(),
+        event => {
+            // A single event is produced byte for byte as received.
+            let key = event.get("session_id").and_then(Value::as_str).unwrap_or("");
+            vec![(key.to_owned(), body.to_vec())]
+        }
+    };
+    let ok = produce_all(&app.producer, &app.topic, &messages).await;
+    if ok == messages.len() {
+        (StatusCode::OK, format!("{{\"accepted\":{ok}}}"))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{{\"accepted\":{ok},\"failed\":{}}}", messages.len() - ok),
+        )
+    }
+}
+
+fn serve(args: &[String]) {
+    let listen = arg(args, "--listen").unwrap_or_else(|| "127.0.0.1:8082".into());
+    let brokers = need(args, "--brokers");
+    let topic = need(args, "--topic");
+    runtime("naive-worker").block_on(async move {
+        let app = Arc::new(App {
+            producer: producer(&brokers),
+            topic,
+        });
+        let router = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/v1/beacons", post(beacons))
+            .layer(axum::extract::DefaultBodyLimit::max(10 << 20))
+            .with_state(app.clone());
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .expect("bind");
+        eprintln!("inlet-naive listening on {}", listener.local_addr().unwrap());
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .expect("serve");
+        let _ = app.producer.flush(Duration::from_secs(5));
+    });
+}
+
+fn create_topic(args: &[String]) {
+    let brokers = need(args, "--brokers");
+    let topic = need(args, "--topic");
+    let partitions: i32 = arg(args, "--partitions")
+        .map(|p| p.parse().expect("--partitions"))
+        .unwrap_or(512);
+    runtime("naive-admin").block_on(async move {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("admin client");
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(&topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .expect("create topics");
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, e)) => {
+                    eprintln!("creating {t}: {e}");
+                    std::process::exit(1)
+                }
+            }
+        }
+        let p = producer(&brokers);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let md = p.client().fetch_metadata(Some(&topic), Duration::from_secs(5));
+            if md.is_ok_and(|md| md.topics()[0].partitions().len() == partitions as usize) {
+                break;
+            }
+            if Instant::now() > deadline {
+                eprintln!("topic {topic} never showed {partitions} partitions");
+                std::process::exit(1)
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("topic {topic}: {partitions} partitions");
+    });
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[i.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+fn direct(args: &[String]) {
+    let brokers = need(args, "--brokers");
+    let topic = need(args, "--topic");
+    let bodies = need(args, "--bodies");
+    let concurrency: usize = arg(args, "--concurrency")
+        .map(|c| c.parse().expect("--concurrency"))
+        .unwrap_or(64);
+    let seconds: f64 = arg(args, "--seconds")
+        .map(|s| s.parse().expect("--seconds"))
+        .unwrap_or(10.0);
+    let batches: Vec<Vec<(String, Vec<u8>)>> = std::fs::read_to_string(&bodies)
+        .expect("--bodies")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| match serde_json::from_str::<Value>(line).expect("JSON line") {
+            Value::Array(events) => events.iter().map(message).collect(),
+            event => vec![message(&event)],
+        })
+        .collect();
+    let batches = Arc::new(batches);
+    let rt = runtime("direct-worker");
+    let producer = Arc::new(producer(&brokers));
+    // Warm up: metadata for the topic, so the first batches do not wait on it.
+    rt.block_on(async {
+        produce_all(&producer, &topic, &batches[0]).await;
+    });
+    println!("READY");
+    let mut line = String::new();
+    let stdin = std::io::stdin();
+    let _ = stdin.lock().read_line(&mut line);
+
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let results = rt.block_on(async {
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|t| {
+                let producer = producer.clone();
+                let batches = batches.clone();
+                let topic = topic.clone();
+                tokio::spawn(async move {
+                    let (mut lat, mut events, mut failed) = (Vec::new(), 0usize, 0usize);
+                    let mut i = t;
+                    while Instant::now() < deadline {
+                        let batch = &batches[i % batches.len()];
+                        i += concurrency;
+                        let t0 = Instant::now();
+                        let ok = produce_all(&producer, &topic, batch).await;
+                        lat.push(t0.elapsed().as_micros() as u64);
+                        events += ok;
+                        failed += batch.len() - ok;
+                    }
+                    (lat, events, failed)
+                })
+            })
+            .collect();
+        let mut all = (Vec::new(), 0, 0);
+        for t in tasks {
+            let (lat, e, f) = t.await.expect("task");
+            all.0.extend(lat);
+            all.1 += e;
+            all.2 += f;
+        }
+        all
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let (mut lat, events, failed) = results;
+    lat.sort_unstable();
+    println!(
+        "{{\"requests\":{},\"events\":{},\"failed_events\":{},\"elapsed_s\":{:.3},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3}}}",
+        lat.len(),
+        events,
+        failed,
+        elapsed,
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+        percentile(&lat, 99.9)
+    );
+    // Stay alive (idle) until stdin closes, so /proc can be read after the run.
+    let mut rest = String::new();
+    while stdin.lock().read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {
+        rest.clear();
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(&args),
+        Some("create-topic") => create_topic(&args),
+        Some("direct") => direct(&args),
+        _ => {
+            eprintln!("usage: inlet-naive serve|create-topic|direct ... (see src/main.rs)");
+            std::process::exit(2)
+        }
+    }
+}
