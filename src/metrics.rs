@@ -23,11 +23,11 @@ pub const HTTP_BODY_BYTES: &str = "inlet_http_request_body_bytes";
 pub const EVENTS: &str = "inlet_events_total";
 /// Requests refused by a token's rate limit, by `token` (the registry id).
 pub const RATE_LIMITED: &str = "inlet_rate_limited_requests_total";
-/// Authentication failures by `reason` (missing, unknown).
+/// Authentication failures by `reason` (missing, unknown, blocked).
 pub const AUTH_FAILURES: &str = "inlet_auth_failures_total";
 /// Time from handing an event to librdkafka to the broker's acknowledgement.
 pub const PRODUCE_LATENCY: &str = "inlet_kafka_produce_latency_seconds";
-/// Events whose delivery failed, by `reason` (queue_full, too_large, timed_out, broker, fatal).
+/// Events whose delivery failed, by `reason` (queue_full, too_large, timed_out, broker, shutting_down).
 pub const DELIVERY_FAILURES: &str = "inlet_kafka_delivery_failures_total";
 /// Fatal producer errors, each followed by a new producer.
 pub const PRODUCER_FATAL_ERRORS: &str = "inlet_kafka_producer_fatal_errors_total";
