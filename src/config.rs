@@ -133,7 +133,8 @@ pub struct Settings {
     /// Kafka compression codec [default: lz4]
     #[arg(long, env = "INLET_COMPRESSION", value_enum)]
     pub compression: Option<Compression>,
-    /// librdkafka linger.ms: how long to wait to fill a batch [default: 5]
+    /// How long the feeder gathers requests before handing them to librdkafka in one burst
+    /// [default: 5]
     #[arg(long, env = "INLET_LINGER_MS")]
     pub linger_ms: Option<u64>,
     /// How long a request waits for room in a full producer queue before 503 [default: 1000]

@@ -29,6 +29,9 @@ pub const AUTH_FAILURES: &str = "inlet_auth_failures_total";
 pub const PRODUCE_LATENCY: &str = "inlet_kafka_produce_latency_seconds";
 /// Events whose delivery failed, by `reason` (queue_full, too_large, timed_out, broker, shutting_down).
 pub const DELIVERY_FAILURES: &str = "inlet_kafka_delivery_failures_total";
+/// Accepted events (`enqueue` delivery) handed to librdkafka again after it failed them, e.g.
+/// purged by a producer replacement.
+pub const RESENT: &str = "inlet_kafka_resent_total";
 /// Fatal producer errors, each followed by a new producer.
 pub const PRODUCER_FATAL_ERRORS: &str = "inlet_kafka_producer_fatal_errors_total";
 /// 1 while a broker answers metadata requests, else 0.
@@ -120,6 +123,10 @@ pub fn install() -> PrometheusHandle {
             metrics::describe_counter!(
                 DELIVERY_FAILURES,
                 "Events whose delivery failed, by reason."
+            );
+            metrics::describe_counter!(
+                RESENT,
+                "Accepted events handed to librdkafka again after it failed them."
             );
             metrics::describe_counter!(
                 PRODUCER_FATAL_ERRORS,

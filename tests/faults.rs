@@ -329,6 +329,52 @@ async fn produce_errors_become_answers_and_a_fatal_error_is_recovered_from() {
     assert!(!ids.contains("big"), "a refused event was not produced");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_error_under_enqueue_delivery_loses_no_accepted_event() {
+    // Under `enqueue` an event is accepted once queued. A fatal producer error purges the queue;
+    // the purged, accepted events must reach Kafka through the new producer.
+    let t = topics("fatal-enqueue");
+    let cluster = mock_cluster(&t);
+    let brokers = cluster.bootstrap_servers();
+    let gw = Gateway::start(&brokers, &t, |s| {
+        s.delivery = Some(inlet::config::Delivery::Enqueue);
+    })
+    .await;
+    gw.wait_ready().await;
+
+    let (stop, running) = start_load(Load::new(&gw.url, SDK));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // With the broker down, accepted events pile up in librdkafka's queue...
+    cluster.broker_down(1).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let queued = inlet::sink::Sink::in_flight(gw.sink.as_ref());
+    // ...and the fatal error purges them.
+    gw.sink.inject_fatal_error();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.broker_up(1).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let report = running.await.unwrap();
+    println!("[fatal under enqueue] {queued} events queued when the fatal error hit");
+    assert!(queued > 0, "events were queued when the producer failed");
+
+    let metrics = gw
+        .http
+        .get(format!("{}/metrics", gw.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("inlet_kafka_resent_total"),
+        "purged events were handed over again"
+    );
+    let r = reconcile_topic("fatal under enqueue", &brokers, &t.0, &report).await;
+    assert_no_loss(&r);
+}
+
 /// Starts a Tansu broker, topics, and the inlet binary against them.
 async fn broker_and_process(
     test: &str,

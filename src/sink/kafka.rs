@@ -1,12 +1,25 @@
-//! The Kafka sink: librdkafka through rdkafka's `ThreadedProducer`.
+//! The Kafka sink: librdkafka through rdkafka's `ThreadedProducer`, fed in bursts.
 //!
-//! One delivery path for every message: each message carries a small opaque slot naming its
-//! request's [`Batch`] and its index; librdkafka's delivery report (on the producer's polling
-//! thread) records the outcome there and wakes the request once the whole batch is reported.
-//! A request waits once, however many events it carries.
+//! Why bursts: each time librdkafka's broker thread wakes, it walks every partition the broker
+//! leads, and a message put into an empty partition queue wakes it (again when its `linger.ms`
+//! expires). With hundreds of partitions and keys spread over them, a message handed over on
+//! its own costs a few such walks: that, not HTTP or JSON, was most of a request's CPU. So
+//! request handlers never call librdkafka: they queue their records for the feeder thread,
+//! which gathers for `linger` and hands everything gathered over in one burst. A burst costs
+//! the broker thread a few walks however many messages it carries.
+//!
+//! One delivery path back: each message carries a small opaque slot naming its request's
+//! [`Batch`] and its index; librdkafka's delivery report (on the producer's polling thread)
+//! records the outcome there and wakes the request once every record is answered. A request
+//! waits once, however many events it carries.
+//!
+//! Under `enqueue` delivery a record is answered once handed over, and the batch keeps it
+//! until its delivery report: should the producer be replaced after a fatal error (which
+//! purges its queue), the feeder hands the accepted record to the new producer.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -29,48 +42,72 @@ use crate::metrics;
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// How often the supervisor checks for a fatal producer error.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
-/// How much longer than `delivery_timeout` a request waits for late delivery reports.
+/// How much longer than its enqueue wait plus `delivery_timeout` a request waits for late
+/// delivery reports.
 const ACK_GUARD_MARGIN: Duration = Duration::from_secs(1);
-/// How long an enqueue attempt sleeps while librdkafka's queue is full.
+/// How long the feeder pauses while librdkafka's queue is full (or its producer failed).
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
+/// How often an idle feeder checks whether its sink is gone.
+const FEEDER_IDLE_CHECK: Duration = Duration::from_millis(250);
+/// How long one flush of `close` runs before it checks for records handed over again.
+const CLOSE_FLUSH_STEP: Duration = Duration::from_millis(100);
 
-/// The outcomes of one request's records, filled in by delivery reports (`None` until reported).
+/// One request's records and their answers (`None` until answered).
 struct Batch {
+    records: Vec<Record>,
+    /// `ack` delivery: answered by delivery reports; `enqueue`: answered once handed over.
+    wait_for_ack: bool,
+    /// Until when a record may wait for room in librdkafka's queue.
+    enqueue_deadline: Instant,
     outcomes: Mutex<Vec<Option<Outcome>>>,
-    remaining: AtomicUsize,
+    unanswered: AtomicUsize,
     done: Notify,
 }
 
 impl Batch {
-    fn new(n: usize) -> Batch {
-        Batch {
-            outcomes: Mutex::new(vec![None; n]),
-            remaining: AtomicUsize::new(n),
-            done: Notify::new(),
-        }
-    }
-
-    fn complete(&self, index: usize, outcome: Outcome) {
-        if let Ok(mut outcomes) = self.outcomes.lock() {
-            outcomes[index] = Some(outcome);
-        }
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+    /// Records `outcome` for record `index` unless it was answered already (the first answer
+    /// stands), and wakes the request once every record is answered.
+    fn answer(&self, index: usize, outcome: Outcome) {
+        let first = self.lock().get_mut(index).is_some_and(|o| {
+            let first = o.is_none();
+            o.get_or_insert(outcome);
+            first
+        });
+        if first && self.unanswered.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.done.notify_one();
         }
     }
 
+    /// Answers records `from..` with `failure`, counting them.
+    fn fail_from(&self, from: usize, failure: Failure) {
+        let n = self.records.len().saturating_sub(from);
+        if n == 0 {
+            return;
+        }
+        ::metrics::counter!(metrics::DELIVERY_FAILURES, "reason" => failure.as_str())
+            .increment(n as u64);
+        for index in from..self.records.len() {
+            self.answer(index, Err(failure));
+        }
+    }
+
     async fn wait(&self) {
-        while self.remaining.load(Ordering::Acquire) > 0 {
+        while self.unanswered.load(Ordering::Acquire) > 0 {
             self.done.notified().await;
         }
     }
 
-    /// The outcomes so far; an unreported one counts as `unreported`.
-    fn outcomes(&self, unreported: Failure) -> Vec<Outcome> {
-        self.outcomes
-            .lock()
-            .map(|o| o.iter().map(|x| x.unwrap_or(Err(unreported))).collect())
-            .unwrap_or_default()
+    /// The answers so far; an unanswered record counts as `unanswered`.
+    fn outcomes(&self, unanswered: Failure) -> Vec<Outcome> {
+        self.lock()
+            .iter()
+            .map(|o| o.unwrap_or(Err(unanswered)))
+            .collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Option<Outcome>>> {
+        // Answers are plain values: a panic elsewhere cannot leave them half-written.
+        self.outcomes.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -79,10 +116,72 @@ pub struct Slot {
     batch: Arc<Batch>,
     index: usize,
     enqueued: Instant,
+    /// Hand-over order, so records handed over again keep their order.
+    seq: u64,
+}
+
+/// Records waiting for the feeder: `batch.records[next..end]`.
+struct Job {
+    batch: Arc<Batch>,
+    next: usize,
+    end: usize,
+    /// An accepted record handed over again after its producer failed it; it waits for room
+    /// (or a working producer) for as long as it takes, and is never answered again.
+    resend: bool,
+    /// For a resend: its first hand-over's place in order.
+    seq: u64,
+}
+
+impl Job {
+    fn len(&self) -> usize {
+        self.end - self.next
+    }
+}
+
+/// The hand-off between request handlers (and delivery reports) and the feeder thread.
+struct Feed {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Records in `jobs`, plus those the feeder has taken and not yet handed over.
+    records: usize,
+    /// The feeder is waiting for work (so a new job must wake it).
+    idle: bool,
+    /// The sink is gone: the feeder exits.
+    stopped: bool,
+}
+
+impl Feed {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, job: Job) {
+        let mut queue = self.lock();
+        queue.records += job.len();
+        queue.jobs.push_back(job);
+        if queue.idle {
+            queue.idle = false;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Records queued or being handed over.
+    fn pending(&self) -> usize {
+        self.lock().records
+    }
 }
 
 /// Routes librdkafka's logs and errors to tracing and its delivery reports to batches.
-pub struct Context;
+#[derive(Clone)]
+pub struct Context {
+    /// Where accepted records whose producer failed them go to be handed over again.
+    feed: Arc<Feed>,
+}
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
@@ -175,20 +274,38 @@ impl ProducerContext for Context {
     type DeliveryOpaque = Box<Slot>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, slot: Box<Slot>) {
-        let outcome = match result {
+        let batch = &slot.batch;
+        match result {
             Ok(_) => {
                 ::metrics::histogram!(metrics::PRODUCE_LATENCY).record(slot.enqueued.elapsed());
-                Ok(())
+                batch.answer(slot.index, Ok(()));
             }
             Err((error, _)) => {
                 let failure = failure_of(error);
                 ::metrics::counter!(metrics::DELIVERY_FAILURES, "reason" => failure.as_str())
                     .increment(1);
-                tracing::debug!(%error, "delivery failed");
-                Err(failure)
+                if batch.wait_for_ack {
+                    tracing::debug!(%error, "delivery failed");
+                    batch.answer(slot.index, Err(failure));
+                } else if failure == Failure::TooLarge {
+                    // Accepted under `enqueue` and refused by the broker: nothing will ever
+                    // take it. (Under `ack` this is a 413 for the event.)
+                    tracing::error!(%error, "an accepted event was refused by the broker");
+                } else {
+                    // Accepted under `enqueue` (purged by a producer replacement, or failed):
+                    // hand it over again.
+                    tracing::debug!(%error, "delivery failed: handing the event over again");
+                    ::metrics::counter!(metrics::RESENT).increment(1);
+                    self.feed.push(Job {
+                        batch: Arc::clone(batch),
+                        next: slot.index,
+                        end: slot.index + 1,
+                        resend: true,
+                        seq: slot.seq,
+                    });
+                }
             }
-        };
-        slot.batch.complete(slot.index, outcome);
+        }
     }
 }
 
@@ -209,6 +326,7 @@ struct Inner {
     producer: ArcSwap<Producer_>,
     /// What the producer is built from, for rebuilds.
     client_config: ClientConfig,
+    context: Context,
     topics: [String; 2],
     headers: [OwnedHeaders; 2],
     enqueue_wait: Duration,
@@ -216,6 +334,10 @@ struct Inner {
     ack_guard: Duration,
     ready: AtomicBool,
     closed: AtomicBool,
+    /// Messages still in replaced producers (their delivery reports are yet to come).
+    retiring: Arc<AtomicUsize>,
+    /// Records handed over so far (the feeder's order).
+    handed: AtomicU64,
 }
 
 /// The Kafka sink.
@@ -223,15 +345,15 @@ pub struct KafkaSink {
     inner: Arc<Inner>,
 }
 
-fn create_producer(client: &ClientConfig) -> anyhow::Result<Producer_> {
+fn create_producer(client: &ClientConfig, context: &Context) -> anyhow::Result<Producer_> {
     client
-        .create_with_context(Context)
+        .create_with_context(context.clone())
         .map_err(|e| anyhow::anyhow!("librdkafka: cannot create the producer: {e}"))
 }
 
 impl KafkaSink {
-    /// Creates the producer from `config` and starts its supervisor (readiness probe and
-    /// recovery from fatal errors).
+    /// Creates the producer from `config` and starts its feeder and its supervisor (readiness
+    /// probe and recovery from fatal errors).
     pub fn new(config: &Config) -> anyhow::Result<KafkaSink> {
         let mut client = ClientConfig::new();
         for (k, v) in super::producer_properties(config) {
@@ -240,7 +362,13 @@ impl KafkaSink {
         if client.get("acks").is_some_and(|a| a != "all" && a != "-1") {
             tracing::warn!("librdkafka acks is not `all`: an acknowledged event may still be lost");
         }
-        let producer = create_producer(&client)?;
+        let context = Context {
+            feed: Arc::new(Feed {
+                queue: Mutex::new(Queue::default()),
+                wake: Condvar::new(),
+            }),
+        };
+        let producer = create_producer(&client, &context)?;
         let headers = |kind: Kind| {
             OwnedHeaders::new()
                 .insert(Header {
@@ -255,16 +383,23 @@ impl KafkaSink {
         let inner = Arc::new(Inner {
             producer: ArcSwap::from_pointee(producer),
             client_config: client,
+            context,
             topics: [
                 config.topic_beacons.clone(),
                 config.topic_occurrences.clone(),
             ],
             headers: [headers(Kind::Beacon), headers(Kind::Occurrence)],
             enqueue_wait: config.enqueue_wait,
-            ack_guard: config.delivery_timeout + ACK_GUARD_MARGIN,
+            ack_guard: config.enqueue_wait + config.delivery_timeout + ACK_GUARD_MARGIN,
             ready: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            retiring: Arc::new(AtomicUsize::new(0)),
+            handed: AtomicU64::new(0),
         });
+        let (weak, window) = (Arc::downgrade(&inner), config.linger);
+        std::thread::Builder::new()
+            .name("inlet-feeder".into())
+            .spawn(move || feed(weak, window))?;
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("inlet-kafka-supervisor".into())
@@ -290,6 +425,54 @@ impl KafkaSink {
     }
 }
 
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        let feed = &self.inner.context.feed;
+        feed.lock().stopped = true;
+        feed.wake.notify_one();
+    }
+}
+
+/// The feeder thread: waits for records, gathers for `window` from the first, and hands
+/// everything gathered to librdkafka in one burst.
+fn feed(weak: Weak<Inner>, window: Duration) {
+    let Some(feed) = weak.upgrade().map(|inner| Arc::clone(&inner.context.feed)) else {
+        return;
+    };
+    // Jobs that found librdkafka's queue full (or its producer failed), in order.
+    let mut waiting = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            let mut queue = feed.lock();
+            while queue.jobs.is_empty() && !queue.stopped {
+                queue.idle = true;
+                queue = feed
+                    .wake
+                    .wait_timeout(queue, FEEDER_IDLE_CHECK)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                if weak.strong_count() == 0 {
+                    return;
+                }
+            }
+            queue.idle = false;
+            if queue.stopped {
+                return;
+            }
+            drop(queue);
+            if !window.is_zero() {
+                std::thread::sleep(window);
+            }
+        } else {
+            std::thread::sleep(QUEUE_FULL_BACKOFF);
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        waiting.extend(feed.lock().jobs.drain(..));
+        let handed = inner.hand_over(&mut waiting);
+        feed.lock().records -= handed;
+    }
+}
+
 /// Watches the producer: probes readiness with a metadata request for the beacons topic every
 /// [`PROBE_EVERY`], and replaces the producer when librdkafka reports a fatal error (for the
 /// idempotent producer: a fenced or out-of-sequence producer id), which would otherwise fail
@@ -298,9 +481,6 @@ fn supervise(weak: Weak<Inner>) {
     let mut next_probe = Instant::now();
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        if inner.closed.load(Ordering::Relaxed) {
-            return;
-        }
         let producer = inner.producer.load_full();
         if let Some((code, reason)) = producer.client().fatal_error() {
             inner.recover(&producer, code, &reason);
@@ -346,9 +526,10 @@ impl Inner {
         ok
     }
 
-    /// Replaces a producer that hit a fatal error. Its queued and in-flight messages are purged,
-    /// so their requests answer 503 at once and the clients retry (an in-flight one may have been
-    /// written: the retry can duplicate it, which the event id lets consumers drop).
+    /// Replaces a producer that hit a fatal error. Its queued and in-flight messages are purged:
+    /// under `ack` their requests answer 503 at once and the clients retry; under `enqueue`
+    /// (already accepted) they are handed to the new producer. Either way an in-flight one may
+    /// have been written, so it can be duplicated, which the event id lets consumers drop.
     fn recover(&self, failed: &Arc<Producer_>, code: RDKafkaErrorCode, reason: &str) {
         ::metrics::counter!(metrics::PRODUCER_FATAL_ERRORS).increment(1);
         tracing::error!(
@@ -356,96 +537,179 @@ impl Inner {
             reason,
             "fatal producer error: replacing the producer"
         );
-        let fresh = match create_producer(&self.client_config) {
+        let fresh = match create_producer(&self.client_config, &self.context) {
             Ok(fresh) => Arc::new(fresh),
             Err(error) => {
                 tracing::error!(%error, "cannot create a new producer; retrying");
                 return;
             }
         };
+        // Until its delivery reports are in, what the failed producer holds is counted in
+        // flight (its purged records under `enqueue` move to the feeder through them).
+        let held = failed.in_flight_count().max(0) as usize;
+        self.retiring.fetch_add(held, Ordering::SeqCst);
         self.producer.store(fresh);
         failed.purge(PurgeConfig::default().queue().inflight());
-        let failed = Arc::clone(failed);
-        // Dropping joins librdkafka's threads; keep that off the supervisor's clock.
+        let (failed, retiring) = (Arc::clone(failed), Arc::clone(&self.retiring));
+        // Dropping serves the last delivery reports and joins librdkafka's threads; keep that
+        // off the supervisor's clock.
         let _ = std::thread::Builder::new()
             .name("inlet-kafka-retire".into())
-            .spawn(move || drop(failed));
+            .spawn(move || {
+                // A request's hand-over may still hold it for a moment.
+                while Arc::strong_count(&failed) > 1 {
+                    std::thread::sleep(QUEUE_FULL_BACKOFF);
+                }
+                drop(failed);
+                retiring.fetch_sub(held, Ordering::SeqCst);
+            });
     }
 
-    async fn send(&self, records: Vec<Record>, wait_for_ack: bool) -> Vec<Outcome> {
-        let n = records.len();
-        let batch = Arc::new(Batch::new(n));
-        let deadline = Instant::now() + self.enqueue_wait;
-        let mut producer = self.producer.load_full();
-        let mut enqueued = vec![false; n];
-        for (index, record) in records.iter().enumerate() {
-            let i = match record.kind {
-                Kind::Beacon => 0,
-                Kind::Occurrence => 1,
-            };
-            let failure = loop {
-                if self.closed.load(Ordering::Relaxed) {
-                    break Some(Failure::ShuttingDown);
+    /// Hands the records of `jobs` to librdkafka, in order. Jobs that find its queue full stay
+    /// in `jobs` (with every job behind them, to keep each key's order) until their enqueue
+    /// deadline, then are answered `QueueFull`. Records handed over again go first, in the
+    /// order of their first hand-over (their delivery reports come back in no such order), and
+    /// only once a replaced producer has returned them all; new jobs wait for that too.
+    /// Returns how many records left the feeder.
+    fn hand_over(&self, jobs: &mut VecDeque<Job>) -> usize {
+        let producer = self.producer.load_full();
+        let closed = self.closed.load(Ordering::SeqCst);
+        let retiring = self.retiring.load(Ordering::SeqCst) > 0;
+        if jobs.iter().any(|j| j.resend) {
+            let (mut resends, fresh): (Vec<Job>, Vec<Job>) = jobs.drain(..).partition(|j| j.resend);
+            resends.sort_by_key(|j| j.seq);
+            jobs.extend(resends);
+            jobs.extend(fresh);
+        }
+        let now = Instant::now();
+        let mut handed = 0;
+        let mut hold = retiring;
+        let mut blocked = VecDeque::new();
+        while let Some(mut job) = jobs.pop_front() {
+            let batch = Arc::clone(&job.batch);
+            if job.resend && retiring {
+                blocked.push_back(job);
+                continue;
+            }
+            if !job.resend {
+                if closed {
+                    batch.fail_from(job.next, Failure::ShuttingDown);
+                    handed += job.len();
+                    continue;
                 }
+                if hold {
+                    if now >= batch.enqueue_deadline {
+                        batch.fail_from(job.next, Failure::QueueFull);
+                        handed += job.len();
+                    } else {
+                        blocked.push_back(job);
+                    }
+                    continue;
+                }
+            }
+            while job.next < job.end {
+                let index = job.next;
+                let record = &batch.records[index];
+                let i = match record.kind {
+                    Kind::Beacon => 0,
+                    Kind::Occurrence => 1,
+                };
+                let seq = if job.resend {
+                    job.seq
+                } else {
+                    self.handed.fetch_add(1, Ordering::Relaxed)
+                };
                 let slot = Box::new(Slot {
                     batch: Arc::clone(&batch),
                     index,
-                    enqueued: Instant::now(),
+                    enqueued: now,
+                    seq,
                 });
                 let message = BaseRecord::with_opaque_to(&self.topics[i], slot)
                     .key(record.key.as_bytes())
                     .payload(&record.value[..])
                     .headers(self.headers[i].clone());
                 match producer.send(message) {
-                    Ok(()) => break None,
+                    Ok(()) => {
+                        if !batch.wait_for_ack {
+                            batch.answer(index, Ok(()));
+                        }
+                    }
                     Err((error, _)) => {
                         let failure = failure_of(&error);
-                        if failure != Failure::QueueFull {
-                            break Some(failure);
+                        if job.resend && failure != Failure::TooLarge {
+                            // Accepted already: wait for room or for a new producer.
+                            hold |= failure == Failure::QueueFull;
+                            break;
                         }
-                        if Instant::now() >= deadline {
-                            break Some(Failure::QueueFull);
+                        if failure == Failure::QueueFull {
+                            hold = true;
+                            if now < batch.enqueue_deadline {
+                                break;
+                            }
                         }
-                        tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
-                        producer = self.producer.load_full();
+                        if job.resend {
+                            tracing::error!(%error, "an accepted event was refused by the producer");
+                        } else {
+                            ::metrics::counter!(
+                                metrics::DELIVERY_FAILURES,
+                                "reason" => failure.as_str()
+                            )
+                            .increment(1);
+                            batch.answer(index, Err(failure));
+                        }
+                        if failure == Failure::QueueFull {
+                            // The wait is spent: the rest of the request would only wait again.
+                            handed += 1;
+                            job.next += 1;
+                            batch.fail_from(job.next, Failure::QueueFull);
+                            handed += job.len();
+                            job.next = job.end;
+                            break;
+                        }
                     }
                 }
-            };
-            match failure {
-                None => enqueued[index] = true,
-                Some(failure) => {
-                    ::metrics::counter!(metrics::DELIVERY_FAILURES, "reason" => failure.as_str())
-                        .increment(1);
-                    batch.complete(index, Err(failure));
-                    if failure == Failure::QueueFull {
-                        // The wait is spent: the rest of the batch would only wait again.
-                        for rest in index + 1..n {
-                            batch.complete(rest, Err(Failure::QueueFull));
-                        }
-                        break;
-                    }
-                }
+                handed += 1;
+                job.next += 1;
+            }
+            if job.next < job.end {
+                blocked.push_back(job);
             }
         }
-        if wait_for_ack {
-            // librdkafka reports every message within message.timeout.ms; the guard only bounds
-            // the answer should a report come late. An event still unreported then is answered
-            // as timed out (not accepted; it may yet be written, like any "possibly persisted").
-            if tokio::time::timeout(self.ack_guard, batch.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!("delivery reports overdue: answering the rest as timed out");
-            }
-            return batch.outcomes(Failure::TimedOut);
+        *jobs = blocked;
+        handed
+    }
+
+    async fn send(&self, records: Vec<Record>, wait_for_ack: bool) -> Vec<Outcome> {
+        let n = records.len();
+        let batch = Arc::new(Batch {
+            records,
+            wait_for_ack,
+            enqueue_deadline: Instant::now() + self.enqueue_wait,
+            outcomes: Mutex::new(vec![None; n]),
+            unanswered: AtomicUsize::new(n),
+            done: Notify::new(),
+        });
+        self.context.feed.push(Job {
+            batch: Arc::clone(&batch),
+            next: 0,
+            end: n,
+            resend: false,
+            seq: 0,
+        });
+        // librdkafka reports every message within message.timeout.ms and the feeder answers
+        // every record within the enqueue wait; the guard only bounds the answer should either
+        // come late. An event still unanswered then is answered as timed out (not accepted; it
+        // may yet be written, like any "possibly persisted" one).
+        let guard = if wait_for_ack {
+            self.ack_guard
+        } else {
+            self.enqueue_wait + ACK_GUARD_MARGIN
+        };
+        if tokio::time::timeout(guard, batch.wait()).await.is_err() {
+            tracing::warn!("answers overdue: answering the rest as timed out");
         }
-        // `enqueue` delivery: accepted once queued; delivery reports still count failures.
-        let outcomes = batch.outcomes(Failure::Broker);
-        enqueued
-            .iter()
-            .zip(outcomes)
-            .map(|(&queued, outcome)| if queued { Ok(()) } else { outcome })
-            .collect()
+        batch.outcomes(Failure::TimedOut)
     }
 }
 
@@ -458,16 +722,34 @@ impl Sink for KafkaSink {
         self.inner.ready.load(Ordering::Relaxed) && !self.inner.closed.load(Ordering::Relaxed)
     }
 
+    /// Stops handing over new requests' records (the feeder answers them `ShuttingDown`), then
+    /// flushes until nothing is queued, in the feeder or in librdkafka, or `timeout` passes.
+    /// Records handed over again (after a producer replacement) are still delivered.
     fn close(&self, timeout: Duration) -> usize {
-        self.inner.closed.store(true, Ordering::Relaxed);
-        let producer = self.inner.producer.load_full();
-        if let Err(error) = producer.flush(timeout) {
-            tracing::warn!(%error, "producer flush did not complete");
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.in_flight() == 0 || left.is_zero() {
+                break;
+            }
+            let producer = self.inner.producer.load_full();
+            if producer.flush(left.min(CLOSE_FLUSH_STEP)).is_err() {
+                // Not flushed yet, or a failed producer the supervisor is replacing.
+                std::thread::sleep(QUEUE_FULL_BACKOFF.min(left));
+            }
         }
-        self.in_flight()
+        let undelivered = self.in_flight();
+        if undelivered > 0 {
+            tracing::warn!(undelivered, "producer flush did not complete");
+        }
+        undelivered
     }
 
     fn in_flight(&self) -> usize {
-        self.inner.producer.load().in_flight_count().max(0) as usize
+        // Counted in the feeder until librdkafka has it, so nothing is between the two.
+        self.inner.context.feed.pending()
+            + self.inner.producer.load().in_flight_count().max(0) as usize
+            + self.inner.retiring.load(Ordering::SeqCst)
     }
 }

@@ -69,6 +69,9 @@ pub trait Sink: Send + Sync {
     fn in_flight(&self) -> usize;
 }
 
+/// librdkafka's own `linger.ms` behind inlet's feeder.
+const LIBRDKAFKA_LINGER_MS: &str = "0";
+
 /// Bytes an envelope and Kafka's record framing may add to an event's JSON, at most.
 const ENVELOPE_OVERHEAD: usize = 64 * 1024;
 
@@ -88,7 +91,9 @@ pub fn producer_properties(config: &crate::config::Config) -> Vec<(String, Strin
         ("enable.idempotence", "true".into()),
         ("partitioner", "murmur2_random".into()),
         ("compression.codec", config.compression.as_str().into()),
-        ("linger.ms", config.linger.as_millis().to_string()),
+        // inlet's feeder gathers for `linger` and hands over in bursts (see `kafka`); librdkafka
+        // need not wait again.
+        ("linger.ms", LIBRDKAFKA_LINGER_MS.into()),
         ("message.timeout.ms", message_timeout),
         // librdkafka's default queue may hold 1 GiB; bound memory and push back sooner.
         ("queue.buffering.max.kbytes", (128 * 1024).to_string()),
@@ -100,6 +105,9 @@ pub fn producer_properties(config: &crate::config::Config) -> Vec<(String, Strin
             (config.beacons.max_event.max(config.occurrences.max_event) + ENVELOPE_OVERHEAD)
                 .to_string(),
         ),
+        // librdkafka backs off reconnecting up to 10 s by default: after an outage, a broker
+        // that is back would sit unused for that long while requests wait. Retry every second.
+        ("reconnect.backoff.max.ms", "1000".into()),
         // Queue depth, broker state and round-trip times become metrics.
         ("statistics.interval.ms", "5000".into()),
     ]
