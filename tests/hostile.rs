@@ -30,6 +30,28 @@ fn raw(addr: &str, bytes: &[u8], wait: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Sends `head`, then `piece` about once a second, at most `times` times, until an answer
+/// arrives; returns the answer (empty if none came).
+fn trickle(addr: &str, head: &str, piece: &[u8], times: usize) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    for _ in 0..times {
+        let _ = s.write_all(piece);
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = s.read(&mut buf) {
+            out.extend_from_slice(&buf[..n]);
+            if n == 0 || out.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(900));
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn status_of(response: &str) -> u16 {
     response
         .split(' ')
@@ -65,6 +87,12 @@ fn vm_hwm_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
 }
 
 /// `n` KiB of gzip members that each decode to 1 MiB of zeros (a multi-member gzip is valid).
@@ -128,6 +156,17 @@ async fn the_bad_input_corpus_gets_clear_answers_and_produces_nothing() {
     let big_props =
         json!({"session_id": "s", "event": "e", "props": {"p": "x".repeat(70_000)}}).to_string();
     let over_1mib = "x".repeat((1 << 20) + 1);
+    // 1.4 million empty events, 4 MiB decoded (the beacons cap) from about 40 KB of gzip.
+    let tiny_events = {
+        let n = ((4 << 20) - 4) / 3;
+        let mut array = String::with_capacity(4 << 20);
+        array.push('[');
+        for _ in 0..n {
+            array.push_str("{},");
+        }
+        array.push_str("{}]");
+        gzip(array.as_bytes())
+    };
 
     // (name, path, extra headers, body, expected status, expected code)
     type Case = (
@@ -233,6 +272,14 @@ async fn the_bad_input_corpus_gets_clear_answers_and_produces_nothing() {
             "/v1/beacons",
             vec![],
             too_many.into_bytes(),
+            413,
+            "too_many_events",
+        ),
+        (
+            "gzip: 1.4 M events in 4 MiB",
+            "/v1/beacons",
+            vec![("content-encoding", "gzip".into())],
+            tiny_events,
             413,
             "too_many_events",
         ),
@@ -454,24 +501,25 @@ async fn the_bad_input_corpus_gets_clear_answers_and_produces_nothing() {
     let slow_body = tokio::task::spawn_blocking({
         let addr = addr.clone();
         move || {
-            let mut s = TcpStream::connect(&addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(100)))
-                .unwrap();
-            s.write_all(post_head("/v1/beacons", "content-length: 100\r\n\r\n").as_bytes())
-                .unwrap();
-            let mut out = Vec::new();
-            for _ in 0..20 {
-                let _ = s.write_all(b" ");
-                let mut buf = [0u8; 4096];
-                if let Ok(n) = s.read(&mut buf) {
-                    out.extend_from_slice(&buf[..n]);
-                    if n == 0 || out.windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(900));
-            }
-            String::from_utf8_lossy(&out).into_owned()
+            trickle(
+                &addr,
+                &post_head("/v1/beacons", "content-length: 100\r\n\r\n"),
+                b" ",
+                20,
+            )
+        }
+    });
+    // A chunked body (no Content-Length) at a byte a second: cut off once it falls behind
+    // `body_min_rate` after the grace, not after the time the largest body could take.
+    let slow_chunks = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || {
+            trickle(
+                &addr,
+                &post_head("/v1/beacons", "transfer-encoding: chunked\r\n\r\n"),
+                b"1\r\n \r\n",
+                30,
+            )
         }
     });
     // Meanwhile, a normal client is served.
@@ -507,6 +555,16 @@ async fn the_bad_input_corpus_gets_clear_answers_and_produces_nothing() {
     );
     if (status_of(&slow), code_of(&slow).as_str()) != (408, "body_timeout") {
         failures.push(format!("slowloris body: {:?}", slow.lines().next()));
+    }
+    let slow = slow_chunks.await.unwrap();
+    println!(
+        "{:<28} {} {}",
+        "slowloris chunked body",
+        status_of(&slow),
+        code_of(&slow)
+    );
+    if (status_of(&slow), code_of(&slow).as_str()) != (408, "body_timeout") {
+        failures.push(format!("slowloris chunked body: {:?}", slow.lines().next()));
     }
 
     assert!(

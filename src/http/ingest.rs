@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -10,6 +11,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
 use prost::Message;
 use serde::Serialize;
 
@@ -55,10 +57,7 @@ async fn ingest(
     decode::check_media_type(&headers)?;
     let encoding = decode::content_encoding(&headers)?;
     let limits = state.config.limits(kind);
-    let sent = decode::read_body(body, &headers, limits.max_body, |declared| {
-        state.config.body_deadline(declared, limits.max_body)
-    })
-    .await?;
+    let sent = decode::read_body(body, &headers, limits.max_body, state.config.body_rate()).await?;
     ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route(kind))
         .record(sent.len() as f64);
     let decoded = if encoding != decode::Encoding::Identity
@@ -70,28 +69,14 @@ async fn ingest(
     } else {
         decode::decompress(encoding, sent, limits.max_decoded)?
     };
-    let raw_events = decode::split_events(&decoded, state.config.max_events_per_request)?;
-    if let Some((index, size)) = raw_events.iter().enumerate().find_map(|(i, e)| {
-        e.as_ref()
-            .ok()
-            .filter(|raw| raw.len() > limits.max_event)
-            .map(|raw| (i, raw.len()))
-    }) {
-        count(kind, "too_large", raw_events.len());
-        return Err(ApiError::EventTooLarge {
-            index,
-            size,
-            limit: limits.max_event,
-        });
-    }
-    charge(kind, &token, raw_events.len())?;
-    let events = raw_events
-        .into_iter()
-        .map(|raw| {
-            raw.and_then(event::parse_object)
-                .and_then(|map| event::validate(kind, map))
-        })
-        .collect();
+    let events = events(
+        kind,
+        &token,
+        decoded,
+        state.config.max_events_per_request,
+        limits.max_event,
+    )
+    .await?;
     let answer = produce(
         kind,
         &state,
@@ -101,6 +86,60 @@ async fn ingest(
     )
     .await?;
     Ok(answer.into_response())
+}
+
+/// Decoded bodies at least this large are split, parsed and validated on the blocking pool, so
+/// one huge body cannot hold up a runtime worker (and every request queued behind it); smaller
+/// ones, the usual case, are handled in place.
+pub const BLOCKING_PARSE_BYTES: usize = 256 * 1024;
+
+/// Splits a decoded body into events, charges the token's limiter for them, and parses and
+/// validates each one; on the blocking pool when the body is large.
+async fn events(
+    kind: Kind,
+    token: &Arc<Token>,
+    decoded: Bytes,
+    max_events: usize,
+    max_event: usize,
+) -> Result<Vec<Result<Validated, Invalid>>, ApiError> {
+    if decoded.len() < BLOCKING_PARSE_BYTES {
+        return parse(kind, token, &decoded, max_events, max_event);
+    }
+    let token = Arc::clone(token);
+    tokio::task::spawn_blocking(move || parse(kind, &token, &decoded, max_events, max_event))
+        .await
+        .map_err(|_| ApiError::MalformedBody("the body could not be parsed".into()))?
+}
+
+fn parse(
+    kind: Kind,
+    token: &Token,
+    decoded: &[u8],
+    max_events: usize,
+    max_event: usize,
+) -> Result<Vec<Result<Validated, Invalid>>, ApiError> {
+    let raw_events = decode::split_events(decoded, max_events)?;
+    if let Some((index, size)) = raw_events.iter().enumerate().find_map(|(i, e)| {
+        e.as_ref()
+            .ok()
+            .filter(|raw| raw.len() > max_event)
+            .map(|raw| (i, raw.len()))
+    }) {
+        count(kind, "too_large", raw_events.len());
+        return Err(ApiError::EventTooLarge {
+            index,
+            size,
+            limit: max_event,
+        });
+    }
+    charge(kind, token, raw_events.len())?;
+    Ok(raw_events
+        .into_iter()
+        .map(|raw| {
+            raw.and_then(event::parse_object)
+                .and_then(|map| event::validate(kind, map))
+        })
+        .collect())
 }
 
 /// The checks every ingest request passes before its body is read.
@@ -364,5 +403,47 @@ fn count(kind: Kind, outcome: &'static str, n: usize) {
     if n > 0 {
         ::metrics::counter!(metrics::EVENTS, "kind" => kind.as_str(), "outcome" => outcome)
             .increment(n as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::http::testing::{state, SECRET};
+    use crate::sink::memory::MemorySink;
+
+    /// Whether parsing `body` let another task of a single-threaded runtime run, which it can
+    /// only when the parsing went to the blocking pool.
+    async fn yields_while_parsing(body: Bytes) -> (bool, usize) {
+        let token = state(Arc::new(MemorySink::accepting()), |_| {})
+            .tokens
+            .lookup(SECRET)
+            .unwrap();
+        let ran = Arc::new(AtomicBool::new(false));
+        let other = tokio::spawn({
+            let ran = Arc::clone(&ran);
+            async move { ran.store(true, Ordering::SeqCst) }
+        });
+        let parsed = events(Kind::Beacon, &token, body, 100_000, 1 << 20)
+            .await
+            .unwrap();
+        let yielded = ran.load(Ordering::SeqCst);
+        other.await.unwrap();
+        (yielded, parsed.len())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn large_bodies_are_parsed_off_the_runtime_and_small_ones_in_place() {
+        let event = json!({"session_id": "s", "event": "e"}).to_string();
+        let small = Bytes::from(format!("[{}]", [event.as_str(); 10].join(",")));
+        assert_eq!(yields_while_parsing(small).await, (false, 10));
+        let n = BLOCKING_PARSE_BYTES / event.len() + 1;
+        let large = Bytes::from(format!("[{}]", vec![event.as_str(); n].join(",")));
+        assert!(large.len() >= BLOCKING_PARSE_BYTES);
+        assert_eq!(yields_while_parsing(large).await, (true, n));
     }
 }

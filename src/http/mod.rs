@@ -146,3 +146,38 @@ async fn track(request: Request, next: Next) -> Response {
         .increment(1);
     response
 }
+
+/// Shared by the unit tests of the HTTP modules: a router over an in-memory sink.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use super::AppState;
+    use crate::auth::{Registry, Tokens};
+    use crate::config::{Config, Settings};
+    use crate::sink::memory::MemorySink;
+
+    /// The secret of the one token of [`state`]: beacons and occurrences, any origin.
+    pub const SECRET: &str = "unit-secret";
+
+    /// State over `sink`, with the default configuration adjusted by `tweak`.
+    pub fn state(sink: Arc<MemorySink>, tweak: impl FnOnce(&mut Settings)) -> AppState {
+        let mut settings = Settings {
+            kafka_brokers: Some("unused:9092".into()),
+            tokens_file: Some("unused.toml".into()),
+            ..Default::default()
+        };
+        tweak(&mut settings);
+        let config = Config::resolve(settings, Settings::default(), false).unwrap();
+        let registry = Registry::parse(
+            &format!(
+                "[[token]]\nid = \"unit\"\ntoken = \"{SECRET}\"\nproject_id = \"p\"\n\
+                 account_id = \"a\"\nkinds = [\"beacon\", \"occurrence\"]\n\
+                 rate_per_sec = 100000\nburst = 100000\n"
+            ),
+            None,
+        )
+        .unwrap();
+        AppState::new(config, Arc::new(Tokens::fixed(registry)), sink)
+    }
+}
