@@ -251,9 +251,10 @@ impl IntoResponse for Answer {
     }
 }
 
-/// Converts, keys and produces the valid events; answers per event. Fails as a whole only
-/// when nothing was accepted (400 when every event is invalid, 503 or 413 when none could be
-/// delivered).
+/// Converts, keys and produces the valid events; answers per event. Fails as a whole exactly
+/// when nothing was accepted: 503 when an event could not be delivered for a reason worth a
+/// retry, 413 when every event was too large for the broker, else 400 (every event invalid, or
+/// invalid and too large), so an [`Answer`] always has `accepted` > 0.
 pub(super) async fn produce(
     kind: Kind,
     state: &AppState,
@@ -321,9 +322,17 @@ pub(super) async fn produce(
         if let Some(failure) = worst {
             return Err(unavailable(failure));
         }
-        if too_large > 0 && count_invalid(&rejected) == 0 {
+        if count_invalid(&rejected) == 0 {
             return Err(ApiError::RejectedTooLarge);
         }
+        // Some invalid, the others too large for the broker: nothing was accepted, so this is
+        // the 400 with every event's reason, never a 207 with `accepted: 0`.
+        return Err(all_invalid(Answer {
+            accepted,
+            rejected,
+            delivery,
+            retry_after_secs: None,
+        }));
     }
     Ok(Answer {
         accepted,
@@ -410,11 +419,66 @@ fn count(kind: Kind, outcome: &'static str, n: usize) {
 mod tests {
     use std::sync::atomic::AtomicBool;
 
-    use serde_json::json;
+    use axum::http::Request;
+    use serde_json::{json, Value};
 
     use super::*;
-    use crate::http::testing::{state, SECRET};
+    use crate::http::public_router;
+    use crate::http::testing::{send, state, SECRET};
     use crate::sink::memory::MemorySink;
+
+    /// Posts `events` as a JSON array to a router whose sink refuses, as too large for the
+    /// broker, every event of session `big`.
+    async fn post_to_picky_broker(events: Value) -> (StatusCode, Value, usize) {
+        let sink = Arc::new(MemorySink::answering(|record| {
+            if record.key == "big" {
+                Err(Failure::TooLarge)
+            } else {
+                Ok(())
+            }
+        }));
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let request = Request::post("/v1/beacons")
+            .header(header::AUTHORIZATION, format!("Bearer {SECRET}"))
+            .body(Body::from(events.to_string()))
+            .unwrap();
+        let (status, _, body) = send(&router, request).await;
+        let produced = sink.records().len();
+        (status, serde_json::from_slice(&body).unwrap(), produced)
+    }
+
+    #[tokio::test]
+    async fn nothing_accepted_is_never_a_207() {
+        let big = json!({"session_id": "big", "event": "e"});
+        let small = json!({"session_id": "small", "event": "e"});
+        let invalid = json!({"session_id": "small"});
+        // Invalid and too large for the broker, none accepted: 400, with every event's reason.
+        let (status, body, _) = post_to_picky_broker(json!([invalid, big])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["accepted"], 0);
+        let codes: Vec<&str> = body["rejected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, ["missing_field", "event_too_large"]);
+        // Every event too large for the broker: 413.
+        let (status, body, produced) = post_to_picky_broker(json!([big, big])).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        assert_eq!(body["error"]["code"], "event_too_large");
+        assert_eq!(produced, 2);
+        // Every event invalid: 400, nothing handed to the sink.
+        let (status, body, produced) = post_to_picky_broker(json!([invalid, invalid])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["accepted"], 0);
+        assert_eq!(produced, 0);
+        // One accepted: 207 naming the others.
+        let (status, body, _) = post_to_picky_broker(json!([invalid, big, small])).await;
+        assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
+        assert_eq!(body["accepted"], 1);
+        assert_eq!(body["rejected"].as_array().unwrap().len(), 2);
+    }
 
     /// Whether parsing `body` let another task of a single-threaded runtime run, which it can
     /// only when the parsing went to the blocking pool.

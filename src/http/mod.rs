@@ -152,6 +152,11 @@ async fn track(request: Request, next: Next) -> Response {
 pub(crate) mod testing {
     use std::sync::Arc;
 
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::Router;
+    use tower::ServiceExt;
+
     use super::AppState;
     use crate::auth::{Registry, Tokens};
     use crate::config::{Config, Settings};
@@ -179,5 +184,16 @@ pub(crate) mod testing {
         )
         .unwrap();
         AppState::new(config, Arc::new(Tokens::fixed(registry)), sink)
+    }
+
+    /// Sends `request` through `router`; returns the status, the headers and the body.
+    pub async fn send(
+        router: &Router,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let response = router.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (parts.status, parts.headers, bytes.to_vec())
     }
 }
