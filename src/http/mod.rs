@@ -76,7 +76,10 @@ pub fn public_router(state: AppState) -> Router {
             "/v1/occurrences",
             post(ingest::occurrences).options(cors::preflight),
         )
-        .route("/v1/pixel.gif", get(pixel::pixel).options(cors::preflight))
+        .route(
+            "/v1/pixel.gif",
+            get(pixel::pixel).head(pixel::head).options(cors::preflight),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(ops::not_found)
@@ -195,5 +198,61 @@ pub(crate) mod testing {
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
         (parts.status, parts.headers, bytes.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{header, Method, Request, StatusCode};
+
+    use super::testing::{send, state, SECRET};
+    use super::*;
+    use crate::sink::memory::MemorySink;
+
+    #[tokio::test]
+    async fn head_on_the_pixel_ingests_nothing() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let uri = format!("/v1/pixel.gif?token={SECRET}&session_id=s&event=view");
+        let head = Request::builder()
+            .method(Method::HEAD)
+            .uri(&uri)
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = send(&router, head).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers[header::ALLOW], "GET, OPTIONS");
+        assert!(body.is_empty(), "a HEAD answer has no body");
+        assert!(sink.records().is_empty(), "HEAD produced an event");
+        // The same URL with GET is a beacon.
+        let get = Request::get(&uri).body(Body::empty()).unwrap();
+        let (status, headers, _) = send(&router, get).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "image/gif");
+        assert_eq!(sink.records().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_pixel_field_is_a_400_naming_it() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let get = Request::get(format!(
+            "/v1/pixel.gif?token={SECRET}&session_id=a&event=view&session_id=b"
+        ))
+        .body(Body::empty())
+        .unwrap();
+        let (status, _, body) = send(&router, get).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["accepted"], 0);
+        assert_eq!(body["rejected"][0]["code"], "duplicate_field");
+        assert!(body["rejected"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`session_id`"));
+        assert!(sink.records().is_empty());
     }
 }
