@@ -773,10 +773,10 @@ async fn connection_and_concurrency_caps_shed_load_instead_of_queueing_it() {
         )
         .unwrap();
         std::thread::sleep(Duration::from_millis(300));
-        // A second request finds the concurrency cap taken: 503 at once.
+        // A second request finds the concurrency cap taken: 503 at once, readable by a page.
         let shed = raw(
             &addr,
-            b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\norigin: https://www.acme.example\r\nconnection: close\r\n\r\n",
             Duration::from_secs(5),
         );
         // Fill the connection cap (the slow one holds one slot), then one more is closed at once.
@@ -815,6 +815,10 @@ async fn connection_and_concurrency_caps_shed_load_instead_of_queueing_it() {
         "{shed}"
     );
     assert!(shed.contains("retry-after: 1"), "{shed}");
+    assert!(
+        shed.contains("access-control-allow-origin: https://www.acme.example"),
+        "a browser must be able to read the 503: {shed}"
+    );
     assert!(
         refused.is_empty(),
         "over max_connections the connection is closed unanswered: {refused:?}"

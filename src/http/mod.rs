@@ -63,8 +63,9 @@ impl AppState {
 
 /// The public listener: the ingest API and health endpoints.
 ///
-/// Layers, outermost first: request id and metrics (see every answer), load shedding (503 past
-/// `max_concurrent_requests`), then CORS headers.
+/// Layers, outermost first: request id and metrics, then CORS headers (both see every answer,
+/// so a browser can read even a 503 `overloaded`), then load shedding (503 past
+/// `max_concurrent_requests`).
 /// Body limits live beside their routes, in the ingest handlers, per kind of event.
 pub fn public_router(state: AppState) -> Router {
     Router::new()
@@ -84,8 +85,8 @@ pub fn public_router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
-        .layer(middleware::from_fn(cors::allow_origin))
         .layer(middleware::from_fn_with_state(state.clone(), shed))
+        .layer(middleware::from_fn(cors::allow_origin))
         .layer(middleware::from_fn(track))
         .with_state(state)
 }
@@ -211,6 +212,28 @@ mod tests {
     use super::testing::{send, state, SECRET};
     use super::*;
     use crate::sink::memory::MemorySink;
+
+    const ORIGIN: &str = "https://www.acme.example";
+
+    #[tokio::test]
+    async fn an_overloaded_answer_carries_the_cors_headers() {
+        let state = state(Arc::new(MemorySink::accepting()), |s| {
+            s.max_concurrent_requests = Some(1)
+        });
+        let router = public_router(state.clone());
+        let _busy = state.in_flight.try_acquire().unwrap();
+        let request = Request::post("/v1/beacons")
+            .header(header::AUTHORIZATION, format!("Bearer {SECRET}"))
+            .header(header::ORIGIN, ORIGIN)
+            .body(Body::from(r#"{"session_id":"s","event":"e"}"#))
+            .unwrap();
+        let (status, headers, body) = send(&router, request).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(String::from_utf8_lossy(&body).contains("overloaded"));
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], ORIGIN);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert!(headers.contains_key(REQUEST_ID));
+    }
 
     #[tokio::test]
     async fn head_on_the_pixel_ingests_nothing() {
