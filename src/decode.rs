@@ -99,11 +99,15 @@ pub struct MinRate {
 }
 
 impl MinRate {
-    /// When a body that started at `started` and has delivered `received` bytes falls behind.
+    /// When a body that started at `started` and has delivered `received` bytes falls behind
+    /// (far in the future, rather than an overflow, for an absurd configured grace).
     fn deadline(&self, started: Instant, received: usize) -> Instant {
+        let behind =
+            Duration::try_from_secs_f64(received as f64 / self.bytes_per_sec.max(1) as f64)
+                .unwrap_or(Duration::MAX);
         started
-            + self.grace
-            + Duration::from_secs_f64(received as f64 / self.bytes_per_sec.max(1) as f64)
+            .checked_add(self.grace.saturating_add(behind))
+            .unwrap_or_else(|| started + Duration::from_secs(30 * 365 * 86_400))
     }
 }
 
@@ -462,6 +466,17 @@ mod tests {
         assert_eq!(
             read_body(paced, &no_length, 10_000, rate).await.unwrap(),
             &b"     "[..]
+        );
+        // An absurd grace means no deadline, not an overflow.
+        let endless = MinRate {
+            grace: Duration::from_millis(u64::MAX),
+            bytes_per_sec: 1,
+        };
+        assert_eq!(
+            read_body(Body::from("x"), &no_length, 10, endless)
+                .await
+                .unwrap(),
+            &b"x"[..]
         );
         let over = Trickle::body(11, Duration::from_millis(1));
         assert!(matches!(
