@@ -4,7 +4,7 @@
 //! as SHA-256 digests (`sha256`), or in plain text (`token`) for development; either way inlet
 //! looks a presented secret up by its digest, so lookups never compare secrets byte by byte.
 //! The registry is swapped atomically: a reload (file change, polled every second, or SIGHUP)
-//! that fails to parse keeps the previous registry and logs why. A token's rate limiter survives
+//! that fails to parse, or holds no token at all, keeps the previous registry and logs why. A token's rate limiter survives
 //! reloads that keep its quota.
 
 use std::collections::{HashMap, HashSet};
@@ -230,12 +230,10 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    /// Loads the registry at `path`; a file that does not parse is a start-up error.
+    /// Loads the registry at `path`; a file that does not parse, or holds no token, is a
+    /// start-up error.
     pub fn load(path: &Path) -> anyhow::Result<Tokens> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("tokens_file: cannot read {}", path.display()))?;
-        let registry = Registry::parse(&text, None)
-            .with_context(|| format!("tokens_file: invalid {}", path.display()))?;
+        let registry = read(path, None).context("tokens_file")?;
         if registry.plain > 0 {
             tracing::warn!(
                 plain = registry.plain,
@@ -262,15 +260,13 @@ impl Tokens {
         self.current.load().lookup(secret).cloned()
     }
 
-    /// Re-reads the file; on failure keeps the current registry and says why.
+    /// Re-reads the file; on failure (including a file with no token, which would lock every
+    /// client out) keeps the current registry and says why.
     pub fn reload(&self) -> anyhow::Result<usize> {
         let Some(path) = &self.path else {
             return Ok(self.current.load().len());
         };
-        let result = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))
-            .and_then(|text| Registry::parse(&text, Some(&self.current.load())));
-        match result {
+        match read(path, Some(&self.current.load())) {
             Ok(registry) => {
                 let n = registry.len();
                 self.current.store(Arc::new(registry));
@@ -312,6 +308,23 @@ impl Tokens {
             }
         }
     }
+}
+
+/// Reads and parses the registry file at `path`. A registry with no token is refused: it would
+/// answer every request 401, which is never what an operator means (an empty or truncated file
+/// written mid-deploy, a wrong path in a template).
+fn read(path: &Path, previous: Option<&Registry>) -> anyhow::Result<Registry> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let registry =
+        Registry::parse(&text, previous).with_context(|| format!("invalid {}", path.display()))?;
+    if registry.is_empty() {
+        bail!(
+            "{} holds no token (no [[token]] table): every request would be refused",
+            path.display()
+        );
+    }
+    Ok(registry)
 }
 
 /// A request's authenticated token and the client's address. Handlers that take it only ever
@@ -521,6 +534,34 @@ burst = 100
                 .unwrap(),
         );
         assert_eq!(presented_secret(&p), None);
+    }
+
+    #[test]
+    fn an_empty_registry_is_refused_at_start_up_and_on_reload() {
+        let dir = std::env::temp_dir().join(format!("inlet-auth-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens.toml");
+        for empty in ["", "# no tokens yet\n"] {
+            std::fs::write(&path, empty).unwrap();
+            let err = format!("{:#}", Tokens::load(&path).unwrap_err());
+            assert!(err.starts_with("tokens_file"), "{err}");
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(err.contains("no token"), "{err}");
+        }
+        std::fs::write(&path, FILE).unwrap();
+        let tokens = Tokens::load(&path).unwrap();
+        std::fs::write(&path, "").unwrap();
+        let err = format!("{:#}", tokens.reload().unwrap_err());
+        assert!(err.contains("no token"), "{err}");
+        assert_eq!(
+            tokens.lookup("test").unwrap().id,
+            "web",
+            "the previous registry stays"
+        );
+        std::fs::write(&path, FILE.replace("id = \"web\"", "id = \"web2\"")).unwrap();
+        assert_eq!(tokens.reload().unwrap(), 2);
+        assert_eq!(tokens.lookup("test").unwrap().id, "web2");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

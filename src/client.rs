@@ -118,7 +118,9 @@ pub fn truncate(ip: IpAddr) -> IpAddr {
 
 /// Limits how often one client address may fail to authenticate, so tokens cannot be
 /// brute-forced: past `max_failures` within `window`, the address is refused with 429 (before
-/// any token lookup) until the window has passed since its first failure.
+/// any token lookup) until the window has passed since its first failure. An IPv6 client is
+/// counted by its /64, the smallest block a network hands one subscriber, so it cannot start
+/// afresh from each of its 2^64 addresses; an IPv4 client by its whole address.
 #[derive(Debug)]
 pub struct AuthFailures {
     max_failures: u32,
@@ -141,13 +143,14 @@ impl AuthFailures {
     /// `Some(wait)` while `ip` is blocked.
     pub fn blocked(&self, ip: IpAddr) -> Option<Duration> {
         let seen = self.seen.lock().ok()?;
-        let (start, count) = *seen.get(&ip)?;
+        let (start, count) = *seen.get(&failure_key(ip))?;
         let left = self.window.checked_sub(start.elapsed())?;
         (count >= self.max_failures).then_some(left)
     }
 
     /// Counts a failure of `ip`.
     pub fn fail(&self, ip: IpAddr) {
+        let ip = failure_key(ip);
         let Ok(mut seen) = self.seen.lock() else {
             return;
         };
@@ -164,6 +167,15 @@ impl AuthFailures {
             *entry = (now, 0);
         }
         entry.1 = entry.1.saturating_add(1);
+    }
+}
+
+/// Whose failures `ip`'s count toward: an IPv4 address (IPv4-mapped IPv6 included) itself, an
+/// IPv6 address its /64.
+fn failure_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        v4 => v4,
     }
 }
 
@@ -233,5 +245,44 @@ mod tests {
         gate.fail(a);
         assert!(gate.blocked(a).is_some_and(|d| d > Duration::from_secs(50)));
         assert_eq!(gate.blocked(b), None);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let gate = AuthFailures::new(3, Duration::from_secs(60));
+        // One client rotating through its /64: three addresses, one count.
+        for host in [
+            "2001:db8:1:2::1",
+            "2001:db8:1:2::2",
+            "2001:db8:1:2:ffff:ffff:ffff:ffff",
+        ] {
+            assert_eq!(gate.blocked(ip(host)), None);
+            gate.fail(ip(host));
+        }
+        assert!(gate.blocked(ip("2001:db8:1:2:abcd::7")).is_some());
+        // The neighbouring /64 is another subscriber.
+        assert_eq!(gate.blocked(ip("2001:db8:1:3::1")), None);
+    }
+
+    #[test]
+    fn ipv4_is_counted_by_address_mapped_or_not() {
+        let gate = AuthFailures::new(2, Duration::from_secs(60));
+        gate.fail(ip("::ffff:198.51.100.1"));
+        gate.fail(ip("198.51.100.1"));
+        assert!(gate.blocked(ip("198.51.100.1")).is_some());
+        assert!(gate.blocked(ip("::ffff:198.51.100.1")).is_some());
+        // Neither its /24 neighbour nor the IPv6 network whose top bits look alike.
+        assert_eq!(gate.blocked(ip("198.51.100.2")), None);
+        assert_eq!(gate.blocked(ip("::198.51.100.1")), None);
+    }
+
+    #[test]
+    fn failure_keys() {
+        assert_eq!(
+            failure_key(ip("2001:db8:a:b:c:d:e:f")),
+            ip("2001:db8:a:b::")
+        );
+        assert_eq!(failure_key(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(failure_key(ip("203.0.113.7")), ip("203.0.113.7"));
     }
 }

@@ -189,11 +189,12 @@ pub struct Settings {
     /// Bytes of request line and headers at most (431 past it) [default: 65536]
     #[arg(long, env = "INLET_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
-    /// Base time to receive a request body; slower bodies get 408 [default: 10000]
+    /// Grace period for a request body before body_min_rate applies; slower bodies get 408
+    /// [default: 10000]
     #[arg(long, env = "INLET_BODY_TIMEOUT_MS")]
     pub body_timeout_ms: Option<u64>,
-    /// Slowest body upload accepted, in bytes per second: a body of N bytes may take
-    /// body_timeout + N / this [default: 16384]
+    /// Slowest body upload accepted, in bytes per second: after body_timeout, a body must keep
+    /// delivering at least this on average, or get 408 [default: 16384]
     #[arg(long, env = "INLET_BODY_MIN_RATE")]
     pub body_min_rate: Option<u64>,
     /// Proxies whose X-Forwarded-For is believed, as IPs or CIDRs (comma-separated) [default: none]
@@ -431,10 +432,12 @@ impl Config {
         Ok(())
     }
 
-    /// How long a body of `declared` bytes (or, unknown, up to `max`) may take to arrive.
-    pub fn body_deadline(&self, declared: Option<u64>, max: usize) -> Duration {
-        let bytes = declared.unwrap_or(max as u64);
-        self.body_timeout + Duration::from_secs_f64(bytes as f64 / self.body_min_rate as f64)
+    /// How fast a request body must arrive (`body_timeout`, then `body_min_rate`).
+    pub fn body_rate(&self) -> crate::decode::MinRate {
+        crate::decode::MinRate {
+            grace: self.body_timeout,
+            bytes_per_sec: self.body_min_rate,
+        }
     }
 
     /// Size caps of the endpoint for `kind`.

@@ -6,12 +6,15 @@
 //! instead of filling memory. A body is one JSON object, a JSON array of objects, or NDJSON.
 
 use std::io::Read;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::event::Invalid;
@@ -86,13 +89,35 @@ fn truncate(text: &str, max: usize) -> String {
     text[..end].to_owned()
 }
 
-/// Reads the whole body, refusing more than `limit` bytes as sent, and a body that takes longer
-/// than `deadline(declared length)` to arrive (408: a slow client holds no worker for long).
+/// How fast a body must arrive: within `grace` of the request, then on average at least
+/// `bytes_per_sec` since the grace ended. A client that stops sending, or trickles, is cut off
+/// with 408 as soon as it falls behind, so a slow client holds no worker for long.
+#[derive(Debug, Clone, Copy)]
+pub struct MinRate {
+    pub grace: Duration,
+    pub bytes_per_sec: u64,
+}
+
+impl MinRate {
+    /// When a body that started at `started` and has delivered `received` bytes falls behind
+    /// (far in the future, rather than an overflow, for an absurd configured grace).
+    fn deadline(&self, started: Instant, received: usize) -> Instant {
+        let behind =
+            Duration::try_from_secs_f64(received as f64 / self.bytes_per_sec.max(1) as f64)
+                .unwrap_or(Duration::MAX);
+        started
+            .checked_add(self.grace.saturating_add(behind))
+            .unwrap_or_else(|| started + Duration::from_secs(30 * 365 * 86_400))
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes as sent (up front from
+/// `Content-Length`, then while reading), and a body that falls behind `rate` (408).
 pub async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
-    deadline: impl FnOnce(Option<u64>) -> std::time::Duration,
+    rate: MinRate,
 ) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -101,14 +126,28 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    let collect = Limited::new(body, limit).collect();
-    match tokio::time::timeout(deadline(declared), collect).await {
-        Err(_) => Err(ApiError::BodyTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(ApiError::BodyTooLarge { limit }),
-        Ok(Err(e)) => Err(ApiError::MalformedBody(format!(
-            "could not read the body: {e}"
-        ))),
+    let started = Instant::now();
+    let mut body = Limited::new(body, limit);
+    let mut out = BytesMut::new();
+    loop {
+        // Every byte received moves the deadline out by 1 / rate seconds.
+        let deadline = rate.deadline(started, out.len());
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(ApiError::BodyTimeout),
+            Ok(None) => return Ok(out.freeze()),
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) if e.is::<LengthLimitError>() => {
+                return Err(ApiError::BodyTooLarge { limit })
+            }
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::MalformedBody(format!(
+                    "could not read the body: {e}"
+                )))
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            out.extend_from_slice(&data);
+        }
     }
 }
 
@@ -173,6 +212,9 @@ pub type RawEvent<'a> = Result<&'a str, Invalid>;
 
 /// Splits a decoded body into events: a JSON array of events, one JSON object, or NDJSON (one
 /// event per non-blank line; a line that is not JSON rejects that event only).
+///
+/// Reading stops at the first event past `max_events`, so a body of millions of tiny events
+/// costs no more than `max_events` slots, whatever its size.
 pub fn split_events(body: &[u8], max_events: usize) -> Result<Vec<RawEvent<'_>>, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|e| ApiError::MalformedBody(format!("body is not valid UTF-8: {e}")))?;
@@ -180,16 +222,21 @@ pub fn split_events(body: &[u8], max_events: usize) -> Result<Vec<RawEvent<'_>>,
     if text.is_empty() {
         return Err(ApiError::NoEvents);
     }
+    let too_many = || ApiError::TooManyEvents { limit: max_events };
     let events: Vec<RawEvent<'_>> = if text.starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_str(text)
-            .map_err(|e| ApiError::MalformedBody(format!("invalid JSON array: {e}")))?;
-        if items.len() > max_events {
-            return Err(ApiError::TooManyEvents {
-                count: items.len(),
-                limit: max_events,
-            });
+        let mut items = Vec::new();
+        let mut de = serde_json::Deserializer::from_str(text);
+        let read = Elements {
+            items: &mut items,
+            max: max_events,
         }
-        items.into_iter().map(|raw| Ok(raw.get())).collect()
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+        match read {
+            Ok(()) => items.into_iter().map(|raw| Ok(raw.get())).collect(),
+            Err(_) if items.len() > max_events => return Err(too_many()),
+            Err(e) => return Err(ApiError::MalformedBody(format!("invalid JSON array: {e}"))),
+        }
     } else {
         match serde_json::from_str::<&RawValue>(text) {
             Ok(raw) => vec![Ok(raw.get())],
@@ -200,10 +247,7 @@ pub fn split_events(body: &[u8], max_events: usize) -> Result<Vec<RawEvent<'_>>,
                 let mut events = Vec::new();
                 for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
                     if events.len() == max_events {
-                        return Err(ApiError::TooManyEvents {
-                            count: text.lines().filter(|l| !l.trim().is_empty()).count(),
-                            limit: max_events,
-                        });
+                        return Err(too_many());
                     }
                     events.push(
                         serde_json::from_str::<&RawValue>(line)
@@ -222,6 +266,39 @@ pub fn split_events(body: &[u8], max_events: usize) -> Result<Vec<RawEvent<'_>>,
         return Err(ApiError::NoEvents);
     }
     Ok(events)
+}
+
+/// Reads a JSON array's elements as raw slices of the body, one at a time, into `items`; fails
+/// as soon as it holds more than `max`, without reading the rest of the array.
+struct Elements<'v, 'a> {
+    items: &'v mut Vec<&'a RawValue>,
+    max: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Elements<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Elements<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            self.items.push(item);
+            if self.items.len() > self.max {
+                return Err(serde::de::Error::custom("too many events"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -278,20 +355,140 @@ mod tests {
         let array = format!("[{}]", ["{}"; 11].join(","));
         assert!(matches!(
             split_events(array.as_bytes(), 10),
-            Err(ApiError::TooManyEvents {
-                count: 11,
-                limit: 10
-            })
+            Err(ApiError::TooManyEvents { limit: 10 })
         ));
         let nd = ["{}"; 11].join("\n");
         assert!(matches!(
             split_events(nd.as_bytes(), 10),
-            Err(ApiError::TooManyEvents {
-                count: 11,
-                limit: 10
-            })
+            Err(ApiError::TooManyEvents { limit: 10 })
         ));
         assert_eq!(split_events(nd.as_bytes(), 11).unwrap().len(), 11);
+        assert_eq!(split_events(array.as_bytes(), 11).unwrap().len(), 11);
+    }
+
+    #[test]
+    fn counting_stops_at_the_first_event_over_the_limit() {
+        // A million tiny events (what a 40 KB gzip body can decode to): refused without
+        // collecting them all.
+        let huge = format!("[{}]", ["{}"; 1_000_000].join(","));
+        assert!(matches!(
+            split_events(huge.as_bytes(), 1000),
+            Err(ApiError::TooManyEvents { limit: 1000 })
+        ));
+        // Reading collects event 1,001 and no more.
+        let mut items = Vec::new();
+        let mut de = serde_json::Deserializer::from_str(&huge);
+        let read = Elements {
+            items: &mut items,
+            max: 1000,
+        }
+        .deserialize(&mut de);
+        assert!(read.is_err());
+        assert_eq!(items.len(), 1001);
+        // Reading stops right after event 1,001: what follows it is never looked at, not even
+        // the JSON error that reading the whole array would find.
+        let then_garbage = format!("[{},{{}}, this is not JSON", ["{}"; 1000].join(","));
+        assert!(matches!(
+            split_events(then_garbage.as_bytes(), 1000),
+            Err(ApiError::TooManyEvents { limit: 1000 })
+        ));
+        let nd_then_garbage = format!("{}\n{{}}\n{{oops", ["{}"; 1000].join("\n"));
+        assert!(matches!(
+            split_events(nd_then_garbage.as_bytes(), 1000),
+            Err(ApiError::TooManyEvents { limit: 1000 })
+        ));
+        // At the limit exactly, the array is read to its end and checked.
+        let at_limit_then_garbage = format!("[{}, oops", ["{}"; 1000].join(","));
+        assert!(matches!(
+            split_events(at_limit_then_garbage.as_bytes(), 1000),
+            Err(ApiError::MalformedBody(_))
+        ));
+    }
+
+    /// A body that sends one byte every `every`, `left` times.
+    struct Trickle {
+        left: usize,
+        every: Duration,
+        sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    }
+
+    impl Trickle {
+        fn body(left: usize, every: Duration) -> Body {
+            Body::new(Trickle {
+                left,
+                every,
+                sleep: Box::pin(tokio::time::sleep(every)),
+            })
+        }
+    }
+
+    impl hyper::body::Body for Trickle {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            use std::future::Future;
+            if self.left == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            std::task::ready!(self.sleep.as_mut().poll(cx));
+            let next = Instant::now() + self.every;
+            self.sleep.as_mut().reset(next);
+            self.left -= 1;
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(b" ")))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_must_keep_up_with_the_minimum_rate() {
+        let rate = MinRate {
+            grace: Duration::from_millis(100),
+            bytes_per_sec: 1000,
+        };
+        let no_length = HeaderMap::new();
+        // 200 bytes at 50 bytes/s, no Content-Length: it falls behind 1000 bytes/s as soon as the
+        // grace is over, long before its last byte (a single deadline from the size cap, 10 s
+        // here, would have let all four seconds of it through).
+        let slow = Trickle::body(200, Duration::from_millis(20));
+        assert!(matches!(
+            read_body(slow, &no_length, 10_000, rate).await,
+            Err(ApiError::BodyTimeout)
+        ));
+        // A body that keeps ahead arrives whole, however it is split.
+        let rate = MinRate {
+            grace: Duration::from_secs(10),
+            bytes_per_sec: 1000,
+        };
+        let paced = Trickle::body(5, Duration::from_millis(1));
+        assert_eq!(
+            read_body(paced, &no_length, 10_000, rate).await.unwrap(),
+            &b"     "[..]
+        );
+        // An absurd grace means no deadline, not an overflow.
+        let endless = MinRate {
+            grace: Duration::from_millis(u64::MAX),
+            bytes_per_sec: 1,
+        };
+        assert_eq!(
+            read_body(Body::from("x"), &no_length, 10, endless)
+                .await
+                .unwrap(),
+            &b"x"[..]
+        );
+        let over = Trickle::body(11, Duration::from_millis(1));
+        assert!(matches!(
+            read_body(over, &no_length, 10, rate).await,
+            Err(ApiError::BodyTooLarge { limit: 10 })
+        ));
+        let mut declared = HeaderMap::new();
+        declared.insert(header::CONTENT_LENGTH, "11".parse().unwrap());
+        assert!(matches!(
+            read_body(Body::from("x"), &declared, 10, rate).await,
+            Err(ApiError::BodyTooLarge { limit: 10 })
+        ));
     }
 
     fn gzip(data: &[u8]) -> Vec<u8> {

@@ -61,8 +61,8 @@ pub enum ApiError {
         limit: usize,
     },
     /// More events than a request may carry.
-    #[error("{count} events in one request, over the limit of {limit}")]
-    TooManyEvents { count: usize, limit: usize },
+    #[error("more than {limit} events in one request")]
+    TooManyEvents { limit: usize },
     /// More events than the token's burst: this request can never pass the rate limit.
     #[error("{count} events in one request, over this token's burst of {burst}: split the batch")]
     BatchExceedsBurst { count: usize, burst: u32 },

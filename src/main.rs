@@ -24,6 +24,15 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_format);
+    // The registry is configuration too: one that is unreadable, invalid or empty stops inlet
+    // before it binds.
+    let tokens = match inlet::server::tokens(&config) {
+        Ok(tokens) => tokens,
+        Err(error) => {
+            eprintln!("inlet: invalid configuration: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
     // Kept alive for the whole run: dropping it stops the embedded cluster.
     let _dev = if cli.dev {
         let topics = [
@@ -58,7 +67,7 @@ fn main() -> ExitCode {
             .await
             .with_context(|| format!("admin_listen: cannot bind {}", config.admin_listen))?;
         let (first, second) = signals()?;
-        inlet::server::run(config, public, admin, first, second).await
+        inlet::server::run(config, tokens, public, admin, first, second).await
     });
     // Do not wait on a flush a forced exit abandoned.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));

@@ -28,20 +28,27 @@ const ADMIN_MAX_CONNECTIONS: usize = 256;
 /// How often the token registry file is checked for changes.
 const TOKENS_POLL: Duration = Duration::from_secs(1);
 
+/// The token registry `config` names (its file, or the development token under `--dev`); a
+/// file that cannot be read, does not parse or holds no token is an error naming the file.
+pub fn tokens(config: &Config) -> anyhow::Result<Tokens> {
+    match &config.tokens_file {
+        Some(path) => Tokens::load(path),
+        None => Ok(Tokens::fixed(Registry::dev())),
+    }
+}
+
 /// Runs inlet on bound listeners until `shutdown` resolves, then drains and flushes. If `force`
 /// resolves during the drain (a second signal), returns at once with an error that counts the
 /// events not yet delivered.
 pub async fn run(
     config: Config,
+    tokens: Tokens,
     public: TcpListener,
     admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     force: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let tokens = Arc::new(match &config.tokens_file {
-        Some(path) => Tokens::load(path)?,
-        None => Tokens::fixed(Registry::dev()),
-    });
+    let tokens = Arc::new(tokens);
     let sink: Arc<dyn Sink> = Arc::new(KafkaSink::new(&config).context("kafka")?);
     serve(
         AppState::new(config, tokens, sink),

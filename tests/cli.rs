@@ -88,6 +88,27 @@ fn invalid_configuration_names_the_key_before_binding() {
 }
 
 #[test]
+fn an_empty_token_registry_is_a_configuration_error() {
+    let dir = std::env::temp_dir().join(format!("inlet-cli-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("tokens.toml");
+    std::fs::write(&tokens, "# every token was removed\n").unwrap();
+    let out = inlet()
+        .args(["--kafka-brokers", "127.0.0.1:1", "--tokens-file"])
+        .arg(&tokens)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("tokens_file") && err.contains(&tokens.display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("no token"), "{err}");
+}
+
+#[test]
 fn help_documents_every_setting() {
     let out = inlet().arg("--help").output().unwrap();
     assert!(out.status.success());

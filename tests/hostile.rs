@@ -19,6 +19,15 @@ use serde_json::{json, Value};
 /// The most resident memory inlet may reach while it answers the whole corpus.
 const RSS_BOUND_KIB: u64 = 256 * 1024;
 
+/// The corpus case whose own memory is measured: refusing too many events must not first
+/// collect them all.
+const TINY_EVENTS: &str = "gzip: 1.4 M events in 4 MiB";
+
+/// How far that one request may raise inlet's resident memory: its 4 MiB decoded body a few
+/// times over (4 MiB measured). Collecting the 1.4 million events before counting them (22 MB
+/// of slices, in a vector that doubles as it grows) raised it by 25 MiB.
+const TINY_EVENTS_GROWTH_BOUND_KIB: u64 = 16 * 1024;
+
 /// Sends raw bytes on a fresh connection, then reads until the server closes it or `wait`
 /// passes; returns what came back.
 fn raw(addr: &str, bytes: &[u8], wait: Duration) -> String {
@@ -27,6 +36,28 @@ fn raw(addr: &str, bytes: &[u8], wait: Duration) -> String {
     let _ = s.write_all(bytes);
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends `head`, then `piece` about once a second, at most `times` times, until an answer
+/// arrives; returns the answer (empty if none came).
+fn trickle(addr: &str, head: &str, piece: &[u8], times: usize) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    for _ in 0..times {
+        let _ = s.write_all(piece);
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = s.read(&mut buf) {
+            out.extend_from_slice(&buf[..n]);
+            if n == 0 || out.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(900));
+    }
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -59,12 +90,30 @@ fn post_head(path: &str, extra: &str) -> String {
 }
 
 fn vm_hwm_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+/// Resets the process's peak resident memory to its current one (Linux `clear_refs` 5), and
+/// returns the peak before the reset and the current resident memory.
+fn reset_peak_rss(pid: u32) -> (u64, u64) {
+    let peak = vm_hwm_kib(pid);
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    (peak, proc_status_kib(pid, "VmRSS:"))
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
 }
 
 /// `n` KiB of gzip members that each decode to 1 MiB of zeros (a multi-member gzip is valid).
@@ -128,6 +177,17 @@ async fn the_bad_input_corpus_gets_clear_answers_and_produces_nothing() {
     let big_props =
         json!({"session_id": "s", "event": "e", "props": {"p": "x".repeat(70_000)}}).to_string();
     let over_1mib = "x".repeat((1 << 20) + 1);
+    // 1.4 million empty events, 4 MiB decoded (the beacons cap) from about 40 KB of gzip.
+    let tiny_events = {
+        let n = ((4 << 20) - 4) / 3;
+        let mut array = String::with_capacity(4 << 20);
+        array.push('[');
+        for _ in 0..n {
+            array.push_str("{},");
+        }
+        array.push_str("{}]");
+        gzip(array.as_bytes())
+    };
 
     // (name, path, extra headers, body, expected status, expected code)
     type Case = (
@@ -237,6 +297,14 @@ async fn the_bad_input_corpus_gets_clear_answers_and_produces_nothing() {
             "too_many_events",
         ),
         (
+            TINY_EVENTS,
+            "/v1/beacons",
+            vec![("content-encoding", "gzip".into())],
+            tiny_events,
+            413,
+            "too_many_events",
+        ),
+        (
             "empty body",
             "/v1/beacons",
             vec![],
@@ -327,7 +395,14 @@ async fn the_bad_input_corpus_gets_clear_answers_and_produces_nothing() {
     ];
     let client = reqwest::Client::new();
     let mut failures = Vec::new();
+    // The highest peak seen before a reset of the peak.
+    let mut earlier_peak = 0;
     for (name, path, headers, body, status, code) in cases {
+        let rss_before = (name == TINY_EVENTS).then(|| {
+            let (peak, rss) = reset_peak_rss(pid);
+            earlier_peak = peak;
+            rss
+        });
         let mut req = client
             .post(format!("{}{path}", inlet.url))
             .bearer_auth(SDK)
@@ -359,6 +434,20 @@ async fn the_bad_input_corpus_gets_clear_answers_and_produces_nothing() {
             failures.push(format!(
                 "{name}: expected {status} {code}, got {got_status} {got_code} {body}"
             ));
+        }
+        if let Some(before) = rss_before {
+            let growth = vm_hwm_kib(pid).saturating_sub(before);
+            println!(
+                "{:<28} raised peak RSS by {} MiB (bound {} MiB)",
+                "",
+                growth / 1024,
+                TINY_EVENTS_GROWTH_BOUND_KIB / 1024
+            );
+            if growth > TINY_EVENTS_GROWTH_BOUND_KIB {
+                failures.push(format!(
+                    "{name}: raised peak RSS by {growth} KiB, over {TINY_EVENTS_GROWTH_BOUND_KIB} KiB"
+                ));
+            }
         }
     }
 
@@ -454,24 +543,25 @@ async fn the_bad_input_corpus_gets_clear_answers_and_produces_nothing() {
     let slow_body = tokio::task::spawn_blocking({
         let addr = addr.clone();
         move || {
-            let mut s = TcpStream::connect(&addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(100)))
-                .unwrap();
-            s.write_all(post_head("/v1/beacons", "content-length: 100\r\n\r\n").as_bytes())
-                .unwrap();
-            let mut out = Vec::new();
-            for _ in 0..20 {
-                let _ = s.write_all(b" ");
-                let mut buf = [0u8; 4096];
-                if let Ok(n) = s.read(&mut buf) {
-                    out.extend_from_slice(&buf[..n]);
-                    if n == 0 || out.windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(900));
-            }
-            String::from_utf8_lossy(&out).into_owned()
+            trickle(
+                &addr,
+                &post_head("/v1/beacons", "content-length: 100\r\n\r\n"),
+                b" ",
+                20,
+            )
+        }
+    });
+    // A chunked body (no Content-Length) at a byte a second: cut off once it falls behind
+    // `body_min_rate` after the grace, not after the time the largest body could take.
+    let slow_chunks = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || {
+            trickle(
+                &addr,
+                &post_head("/v1/beacons", "transfer-encoding: chunked\r\n\r\n"),
+                b"1\r\n \r\n",
+                30,
+            )
         }
     });
     // Meanwhile, a normal client is served.
@@ -508,6 +598,16 @@ async fn the_bad_input_corpus_gets_clear_answers_and_produces_nothing() {
     if (status_of(&slow), code_of(&slow).as_str()) != (408, "body_timeout") {
         failures.push(format!("slowloris body: {:?}", slow.lines().next()));
     }
+    let slow = slow_chunks.await.unwrap();
+    println!(
+        "{:<28} {} {}",
+        "slowloris chunked body",
+        status_of(&slow),
+        code_of(&slow)
+    );
+    if (status_of(&slow), code_of(&slow).as_str()) != (408, "body_timeout") {
+        failures.push(format!("slowloris chunked body: {:?}", slow.lines().next()));
+    }
 
     assert!(
         failures.is_empty(),
@@ -515,7 +615,7 @@ async fn the_bad_input_corpus_gets_clear_answers_and_produces_nothing() {
         failures.join("\n")
     );
 
-    let peak = vm_hwm_kib(pid);
+    let peak = vm_hwm_kib(pid).max(earlier_peak);
     println!(
         "inlet peak RSS over the corpus: {} MiB (bound {} MiB)",
         peak / 1024,
@@ -715,10 +815,10 @@ async fn connection_and_concurrency_caps_shed_load_instead_of_queueing_it() {
         )
         .unwrap();
         std::thread::sleep(Duration::from_millis(300));
-        // A second request finds the concurrency cap taken: 503 at once.
+        // A second request finds the concurrency cap taken: 503 at once, readable by a page.
         let shed = raw(
             &addr,
-            b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\norigin: https://www.acme.example\r\nconnection: close\r\n\r\n",
             Duration::from_secs(5),
         );
         // Fill the connection cap (the slow one holds one slot), then one more is closed at once.
@@ -757,6 +857,10 @@ async fn connection_and_concurrency_caps_shed_load_instead_of_queueing_it() {
         "{shed}"
     );
     assert!(shed.contains("retry-after: 1"), "{shed}");
+    assert!(
+        shed.contains("access-control-allow-origin: https://www.acme.example"),
+        "a browser must be able to read the 503: {shed}"
+    );
     assert!(
         refused.is_empty(),
         "over max_connections the connection is closed unanswered: {refused:?}"

@@ -514,6 +514,30 @@ async fn pixel_preflight_and_enqueue_delivery() {
     .await;
     assert_eq!(a.status, 400);
     assert_eq!(a.body["rejected"][0]["code"], "unknown_field");
+    // A field given twice is refused, not resolved by the last (or first) copy.
+    let a = Answer::from_response(
+        h.get(format!(
+            "{}/v1/pixel.gif?token={WEB}&session_id=px-dup&event=view&session_id=px-other",
+            gw.url
+        ))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, 400);
+    assert_eq!(a.body["rejected"][0]["code"], "duplicate_field");
+    // HEAD is not a GET: 405, and nothing reaches Kafka (the read-back below finds two beacons).
+    let r = h
+        .head(format!(
+            "{}/v1/pixel.gif?token={WEB}&session_id=px-head&event=view",
+            gw.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, OPTIONS");
     // sendBeacon: text/plain, token in the query string.
     let r = h
         .post(format!("{}/v1/beacons?token={WEB}", gw.url))

@@ -48,6 +48,13 @@ impl Invalid {
     pub(crate) fn bad(field: &str, why: impl std::fmt::Display) -> Self {
         Invalid::new("invalid_field", format!("`{field}` {why}"))
     }
+    /// A field given more than once: parsers disagree on which copy wins, so inlet takes neither.
+    pub(crate) fn duplicate(field: &str) -> Self {
+        Invalid::new(
+            "duplicate_field",
+            format!("field `{field}` appears more than once"),
+        )
+    }
     pub(crate) fn unknown(field: &str) -> Self {
         Invalid::new("unknown_field", format!("unknown field `{field}`"))
     }
@@ -76,13 +83,7 @@ pub fn parse_object(raw: &str) -> Result<Map<String, Value>, Invalid> {
         Err(e) => {
             let text = e.to_string();
             match text.strip_prefix(DUPLICATE) {
-                Some(rest) => Err(Invalid::new(
-                    "duplicate_field",
-                    format!(
-                        "field `{}` appears more than once",
-                        rest.split('`').next().unwrap_or("")
-                    ),
-                )),
+                Some(rest) => Err(Invalid::duplicate(rest.split('`').next().unwrap_or(""))),
                 None => Err(Invalid::new(
                     "malformed_json",
                     format!("invalid JSON: {text}"),

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -10,6 +11,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
 use prost::Message;
 use serde::Serialize;
 
@@ -55,10 +57,7 @@ async fn ingest(
     decode::check_media_type(&headers)?;
     let encoding = decode::content_encoding(&headers)?;
     let limits = state.config.limits(kind);
-    let sent = decode::read_body(body, &headers, limits.max_body, |declared| {
-        state.config.body_deadline(declared, limits.max_body)
-    })
-    .await?;
+    let sent = decode::read_body(body, &headers, limits.max_body, state.config.body_rate()).await?;
     ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route(kind))
         .record(sent.len() as f64);
     let decoded = if encoding != decode::Encoding::Identity
@@ -70,28 +69,14 @@ async fn ingest(
     } else {
         decode::decompress(encoding, sent, limits.max_decoded)?
     };
-    let raw_events = decode::split_events(&decoded, state.config.max_events_per_request)?;
-    if let Some((index, size)) = raw_events.iter().enumerate().find_map(|(i, e)| {
-        e.as_ref()
-            .ok()
-            .filter(|raw| raw.len() > limits.max_event)
-            .map(|raw| (i, raw.len()))
-    }) {
-        count(kind, "too_large", raw_events.len());
-        return Err(ApiError::EventTooLarge {
-            index,
-            size,
-            limit: limits.max_event,
-        });
-    }
-    charge(kind, &token, raw_events.len())?;
-    let events = raw_events
-        .into_iter()
-        .map(|raw| {
-            raw.and_then(event::parse_object)
-                .and_then(|map| event::validate(kind, map))
-        })
-        .collect();
+    let events = events(
+        kind,
+        &token,
+        decoded,
+        state.config.max_events_per_request,
+        limits.max_event,
+    )
+    .await?;
     let answer = produce(
         kind,
         &state,
@@ -101,6 +86,60 @@ async fn ingest(
     )
     .await?;
     Ok(answer.into_response())
+}
+
+/// Decoded bodies at least this large are split, parsed and validated on the blocking pool, so
+/// one huge body cannot hold up a runtime worker (and every request queued behind it); smaller
+/// ones, the usual case, are handled in place.
+pub const BLOCKING_PARSE_BYTES: usize = 256 * 1024;
+
+/// Splits a decoded body into events, charges the token's limiter for them, and parses and
+/// validates each one; on the blocking pool when the body is large.
+async fn events(
+    kind: Kind,
+    token: &Arc<Token>,
+    decoded: Bytes,
+    max_events: usize,
+    max_event: usize,
+) -> Result<Vec<Result<Validated, Invalid>>, ApiError> {
+    if decoded.len() < BLOCKING_PARSE_BYTES {
+        return parse(kind, token, &decoded, max_events, max_event);
+    }
+    let token = Arc::clone(token);
+    tokio::task::spawn_blocking(move || parse(kind, &token, &decoded, max_events, max_event))
+        .await
+        .map_err(|_| ApiError::MalformedBody("the body could not be parsed".into()))?
+}
+
+fn parse(
+    kind: Kind,
+    token: &Token,
+    decoded: &[u8],
+    max_events: usize,
+    max_event: usize,
+) -> Result<Vec<Result<Validated, Invalid>>, ApiError> {
+    let raw_events = decode::split_events(decoded, max_events)?;
+    if let Some((index, size)) = raw_events.iter().enumerate().find_map(|(i, e)| {
+        e.as_ref()
+            .ok()
+            .filter(|raw| raw.len() > max_event)
+            .map(|raw| (i, raw.len()))
+    }) {
+        count(kind, "too_large", raw_events.len());
+        return Err(ApiError::EventTooLarge {
+            index,
+            size,
+            limit: max_event,
+        });
+    }
+    charge(kind, token, raw_events.len())?;
+    Ok(raw_events
+        .into_iter()
+        .map(|raw| {
+            raw.and_then(event::parse_object)
+                .and_then(|map| event::validate(kind, map))
+        })
+        .collect())
 }
 
 /// The checks every ingest request passes before its body is read.
@@ -212,9 +251,10 @@ impl IntoResponse for Answer {
     }
 }
 
-/// Converts, keys and produces the valid events; answers per event. Fails as a whole only
-/// when nothing was accepted (400 when every event is invalid, 503 or 413 when none could be
-/// delivered).
+/// Converts, keys and produces the valid events; answers per event. Fails as a whole exactly
+/// when nothing was accepted: 503 when an event could not be delivered for a reason worth a
+/// retry, 413 when every event was too large for the broker, else 400 (every event invalid, or
+/// invalid and too large), so an [`Answer`] always has `accepted` > 0.
 pub(super) async fn produce(
     kind: Kind,
     state: &AppState,
@@ -282,9 +322,17 @@ pub(super) async fn produce(
         if let Some(failure) = worst {
             return Err(unavailable(failure));
         }
-        if too_large > 0 && count_invalid(&rejected) == 0 {
+        if count_invalid(&rejected) == 0 {
             return Err(ApiError::RejectedTooLarge);
         }
+        // Some invalid, the others too large for the broker: nothing was accepted, so this is
+        // the 400 with every event's reason, never a 207 with `accepted: 0`.
+        return Err(all_invalid(Answer {
+            accepted,
+            rejected,
+            delivery,
+            retry_after_secs: None,
+        }));
     }
     Ok(Answer {
         accepted,
@@ -364,5 +412,102 @@ fn count(kind: Kind, outcome: &'static str, n: usize) {
     if n > 0 {
         ::metrics::counter!(metrics::EVENTS, "kind" => kind.as_str(), "outcome" => outcome)
             .increment(n as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use axum::http::Request;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::http::public_router;
+    use crate::http::testing::{send, state, SECRET};
+    use crate::sink::memory::MemorySink;
+
+    /// Posts `events` as a JSON array to a router whose sink refuses, as too large for the
+    /// broker, every event of session `big`.
+    async fn post_to_picky_broker(events: Value) -> (StatusCode, Value, usize) {
+        let sink = Arc::new(MemorySink::answering(|record| {
+            if record.key == "big" {
+                Err(Failure::TooLarge)
+            } else {
+                Ok(())
+            }
+        }));
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let request = Request::post("/v1/beacons")
+            .header(header::AUTHORIZATION, format!("Bearer {SECRET}"))
+            .body(Body::from(events.to_string()))
+            .unwrap();
+        let (status, _, body) = send(&router, request).await;
+        let produced = sink.records().len();
+        (status, serde_json::from_slice(&body).unwrap(), produced)
+    }
+
+    #[tokio::test]
+    async fn nothing_accepted_is_never_a_207() {
+        let big = json!({"session_id": "big", "event": "e"});
+        let small = json!({"session_id": "small", "event": "e"});
+        let invalid = json!({"session_id": "small"});
+        // Invalid and too large for the broker, none accepted: 400, with every event's reason.
+        let (status, body, _) = post_to_picky_broker(json!([invalid, big])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["accepted"], 0);
+        let codes: Vec<&str> = body["rejected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, ["missing_field", "event_too_large"]);
+        // Every event too large for the broker: 413.
+        let (status, body, produced) = post_to_picky_broker(json!([big, big])).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        assert_eq!(body["error"]["code"], "event_too_large");
+        assert_eq!(produced, 2);
+        // Every event invalid: 400, nothing handed to the sink.
+        let (status, body, produced) = post_to_picky_broker(json!([invalid, invalid])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["accepted"], 0);
+        assert_eq!(produced, 0);
+        // One accepted: 207 naming the others.
+        let (status, body, _) = post_to_picky_broker(json!([invalid, big, small])).await;
+        assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
+        assert_eq!(body["accepted"], 1);
+        assert_eq!(body["rejected"].as_array().unwrap().len(), 2);
+    }
+
+    /// Whether parsing `body` let another task of a single-threaded runtime run, which it can
+    /// only when the parsing went to the blocking pool.
+    async fn yields_while_parsing(body: Bytes) -> (bool, usize) {
+        let token = state(Arc::new(MemorySink::accepting()), |_| {})
+            .tokens
+            .lookup(SECRET)
+            .unwrap();
+        let ran = Arc::new(AtomicBool::new(false));
+        let other = tokio::spawn({
+            let ran = Arc::clone(&ran);
+            async move { ran.store(true, Ordering::SeqCst) }
+        });
+        let parsed = events(Kind::Beacon, &token, body, 100_000, 1 << 20)
+            .await
+            .unwrap();
+        let yielded = ran.load(Ordering::SeqCst);
+        other.await.unwrap();
+        (yielded, parsed.len())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn large_bodies_are_parsed_off_the_runtime_and_small_ones_in_place() {
+        let event = json!({"session_id": "s", "event": "e"}).to_string();
+        let small = Bytes::from(format!("[{}]", [event.as_str(); 10].join(",")));
+        assert_eq!(yields_while_parsing(small).await, (false, 10));
+        let n = BLOCKING_PARSE_BYTES / event.len() + 1;
+        let large = Bytes::from(format!("[{}]", vec![event.as_str(); n].join(",")));
+        assert!(large.len() >= BLOCKING_PARSE_BYTES);
+        assert_eq!(yields_while_parsing(large).await, (true, n));
     }
 }

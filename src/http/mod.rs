@@ -63,8 +63,9 @@ impl AppState {
 
 /// The public listener: the ingest API and health endpoints.
 ///
-/// Layers, outermost first: request id and metrics (see every answer), load shedding (503 past
-/// `max_concurrent_requests`), then CORS headers.
+/// Layers, outermost first: request id and metrics, then CORS headers (both see every answer,
+/// so a browser can read even a 503 `overloaded`), then load shedding (503 past
+/// `max_concurrent_requests`).
 /// Body limits live beside their routes, in the ingest handlers, per kind of event.
 pub fn public_router(state: AppState) -> Router {
     Router::new()
@@ -76,13 +77,16 @@ pub fn public_router(state: AppState) -> Router {
             "/v1/occurrences",
             post(ingest::occurrences).options(cors::preflight),
         )
-        .route("/v1/pixel.gif", get(pixel::pixel).options(cors::preflight))
+        .route(
+            "/v1/pixel.gif",
+            get(pixel::pixel).head(pixel::head).options(cors::preflight),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
-        .layer(middleware::from_fn(cors::allow_origin))
         .layer(middleware::from_fn_with_state(state.clone(), shed))
+        .layer(middleware::from_fn(cors::allow_origin))
         .layer(middleware::from_fn(track))
         .with_state(state)
 }
@@ -145,4 +149,133 @@ async fn track(request: Request, next: Next) -> Response {
     ::metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "status" => status)
         .increment(1);
     response
+}
+
+/// Shared by the unit tests of the HTTP modules: a router over an in-memory sink.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::Router;
+    use tower::ServiceExt;
+
+    use super::AppState;
+    use crate::auth::{Registry, Tokens};
+    use crate::config::{Config, Settings};
+    use crate::sink::memory::MemorySink;
+
+    /// The secret of the one token of [`state`]: beacons and occurrences, any origin.
+    pub const SECRET: &str = "unit-secret";
+
+    /// State over `sink`, with the default configuration adjusted by `tweak`.
+    pub fn state(sink: Arc<MemorySink>, tweak: impl FnOnce(&mut Settings)) -> AppState {
+        let mut settings = Settings {
+            kafka_brokers: Some("unused:9092".into()),
+            tokens_file: Some("unused.toml".into()),
+            ..Default::default()
+        };
+        tweak(&mut settings);
+        let config = Config::resolve(settings, Settings::default(), false).unwrap();
+        let registry = Registry::parse(
+            &format!(
+                "[[token]]\nid = \"unit\"\ntoken = \"{SECRET}\"\nproject_id = \"p\"\n\
+                 account_id = \"a\"\nkinds = [\"beacon\", \"occurrence\"]\n\
+                 rate_per_sec = 100000\nburst = 100000\n"
+            ),
+            None,
+        )
+        .unwrap();
+        AppState::new(config, Arc::new(Tokens::fixed(registry)), sink)
+    }
+
+    /// Sends `request` through `router`; returns the status, the headers and the body.
+    pub async fn send(
+        router: &Router,
+        request: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let response = router.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (parts.status, parts.headers, bytes.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{header, Method, Request, StatusCode};
+
+    use super::testing::{send, state, SECRET};
+    use super::*;
+    use crate::sink::memory::MemorySink;
+
+    const ORIGIN: &str = "https://www.acme.example";
+
+    #[tokio::test]
+    async fn an_overloaded_answer_carries_the_cors_headers() {
+        let state = state(Arc::new(MemorySink::accepting()), |s| {
+            s.max_concurrent_requests = Some(1)
+        });
+        let router = public_router(state.clone());
+        let _busy = state.in_flight.try_acquire().unwrap();
+        let request = Request::post("/v1/beacons")
+            .header(header::AUTHORIZATION, format!("Bearer {SECRET}"))
+            .header(header::ORIGIN, ORIGIN)
+            .body(Body::from(r#"{"session_id":"s","event":"e"}"#))
+            .unwrap();
+        let (status, headers, body) = send(&router, request).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(String::from_utf8_lossy(&body).contains("overloaded"));
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], ORIGIN);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert!(headers.contains_key(REQUEST_ID));
+    }
+
+    #[tokio::test]
+    async fn head_on_the_pixel_ingests_nothing() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let uri = format!("/v1/pixel.gif?token={SECRET}&session_id=s&event=view");
+        let head = Request::builder()
+            .method(Method::HEAD)
+            .uri(&uri)
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = send(&router, head).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers[header::ALLOW], "GET, OPTIONS");
+        assert!(body.is_empty(), "a HEAD answer has no body");
+        assert!(sink.records().is_empty(), "HEAD produced an event");
+        // The same URL with GET is a beacon.
+        let get = Request::get(&uri).body(Body::empty()).unwrap();
+        let (status, headers, _) = send(&router, get).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "image/gif");
+        assert_eq!(sink.records().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_pixel_field_is_a_400_naming_it() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let get = Request::get(format!(
+            "/v1/pixel.gif?token={SECRET}&session_id=a&event=view&session_id=b"
+        ))
+        .body(Body::empty())
+        .unwrap();
+        let (status, _, body) = send(&router, get).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["accepted"], 0);
+        assert_eq!(body["rejected"][0]["code"], "duplicate_field");
+        assert!(body["rejected"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`session_id`"));
+        assert!(sink.records().is_empty());
+    }
 }

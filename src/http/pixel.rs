@@ -23,6 +23,16 @@ const GIF: &[u8] = &[
 /// Query parameters that are not beacon fields: the token, and `_`, the usual cache buster.
 const NOT_FIELDS: [&str; 2] = ["token", "_"];
 
+/// `HEAD /v1/pixel.gif`: 405. The GET ingests a beacon, so a HEAD (which axum would otherwise
+/// route to it) must not: link checkers and prefetchers send HEADs nobody meant as events.
+pub async fn head() -> Response {
+    let mut response = ApiError::MethodNotAllowed.into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, OPTIONS"));
+    response
+}
+
 /// `GET /v1/pixel.gif`.
 pub async fn pixel(
     State(state): State<AppState>,
@@ -57,12 +67,17 @@ pub async fn pixel(
 }
 
 /// The beacon's fields from the query string: `ts` as a number when it is all digits, `props`
-/// parsed as JSON, everything else a string.
+/// parsed as JSON, everything else a string. A field given twice (`?event=a&event=b`) makes
+/// the beacon invalid (`duplicate_field`), as a repeated key in a JSON body does: servers and
+/// proxies disagree on which copy wins.
 fn fields(query: &str) -> Result<Map<String, Value>, Invalid> {
     let mut map = Map::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         if NOT_FIELDS.contains(&k.as_ref()) {
             continue;
+        }
+        if map.contains_key(k.as_ref()) {
+            return Err(Invalid::duplicate(&k));
         }
         let value = match k.as_ref() {
             "ts" if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
@@ -102,6 +117,21 @@ mod tests {
     fn bad_props_name_the_field() {
         let err = fields("props=nope").unwrap_err();
         assert!(err.message.contains("`props`"));
+    }
+
+    #[test]
+    fn a_repeated_field_is_refused() {
+        for query in [
+            "session_id=a&session_id=b&event=e",
+            "session_id=a&event=e&event=e",
+            "session_id=a&event=e&props=%7B%7D&props=%7B%7D",
+        ] {
+            let err = fields(query).unwrap_err();
+            assert_eq!(err.code, "duplicate_field", "{query}");
+            assert!(err.message.contains("appears more than once"), "{query}");
+        }
+        // The token and the cache buster are not fields.
+        assert!(fields("token=a&token=b&_=1&_=2&session_id=s&event=e").is_ok());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! [`Outcome`] per record, in order, so a response can say exactly which events were accepted.
 
 pub mod kafka;
+#[cfg(test)]
+pub mod memory;
 
 use std::future::Future;
 use std::pin::Pin;
