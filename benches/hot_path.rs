@@ -1,0 +1,108 @@
+//! Micro-benchmarks of the request path's pure steps, per event: split a body into events,
+//! parse and validate one, convert it to its envelope and encode it, derive its key, and look
+//! up its token. `cargo bench --bench hot_path`; under `cargo test` each runs once, as a check.
+//!
+//! The bodies are the load tests' shapes: an 800-byte beacon, a batch of 50 of them, and a
+//! 2.5 KB occurrence with a stack trace.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use inlet::auth::Registry;
+use inlet::decode::split_events;
+use inlet::event::{self, Kind, Meta};
+use inlet::key::{partition, shard_key};
+use prost::Message;
+
+fn beacon(session: u32) -> String {
+    let pad = "lorem ipsum dolor sit amet ".repeat(20);
+    let b = serde_json::json!({
+        "session_id": format!("s-{session:08}"),
+        "event": "page_view",
+        "ts": 1_763_900_000_000u64,
+        "url": "https://www.acme.example/products/42?ref=home",
+        "referrer": "https://www.acme.example/",
+        "title": "Product 42",
+        "user_id": "u-1234",
+        "id": format!("0190f6a4-0000-7000-8000-{session:012}"),
+        "props": {"plan": "pro", "pad": pad},
+    });
+    b.to_string()
+}
+
+fn occurrence() -> String {
+    let frames: Vec<_> = (0..12)
+        .map(|i| {
+            serde_json::json!({"filename": format!("/srv/app/src/module_{i}.py"),
+                "lineno": 100 + i, "colno": 7, "method": format!("handler_{i}")})
+        })
+        .collect();
+    serde_json::json!({
+        "level": "error",
+        "uuid": "0190f6a4-0000-7000-8000-000000000001",
+        "environment": "production",
+        "platform": "python",
+        "language": "python",
+        "code_version": "3f2a9c1",
+        "exception": {"class": "KeyError", "message": "'user_id'", "frames": frames},
+        "custom": {"request_id": "r-42", "region": "eu-west-1"},
+    })
+    .to_string()
+}
+
+fn meta() -> Meta {
+    Meta {
+        received_at_ms: 1_763_900_000_123,
+        project_id: "proj-7".into(),
+        account_id: "acct-42".into(),
+        token_id: "acme-web".into(),
+        client_ip: "203.0.113.0".into(),
+        user_agent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0".into(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let registry = Registry::dev();
+    let token = registry
+        .lookup(inlet::auth::DEV_TOKEN)
+        .expect("dev token")
+        .clone();
+    let one = beacon(7);
+    let batch = format!("[{}]", (0..50).map(beacon).collect::<Vec<_>>().join(","));
+    let occ = occurrence();
+    let meta = meta();
+
+    let mut g = c.benchmark_group("split");
+    g.throughput(Throughput::Elements(50));
+    g.bench_function("batch-50", |b| {
+        b.iter(|| split_events(black_box(batch.as_bytes()), 1000).map(|e| e.len()))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("event");
+    g.throughput(Throughput::Elements(1));
+    for (name, kind, raw) in [
+        ("beacon-800", Kind::Beacon, &one),
+        ("occurrence-2k5", Kind::Occurrence, &occ),
+    ] {
+        g.bench_function(format!("parse+validate/{name}"), |b| {
+            b.iter(|| event::parse_object(black_box(raw)).and_then(|m| event::validate(kind, m)))
+        });
+        let valid = event::parse_object(raw)
+            .and_then(|m| event::validate(kind, m))
+            .expect("a valid event");
+        g.bench_function(format!("envelope+encode/{name}"), |b| {
+            b.iter(|| event::envelope(black_box(valid.clone()), &meta).encode_to_vec())
+        });
+        g.bench_function(format!("key/{name}"), |b| {
+            b.iter(|| partition(shard_key(black_box(&valid.body), &token).as_bytes(), 512))
+        });
+    }
+    g.bench_function("token lookup", |b| {
+        b.iter(|| registry.lookup(black_box(inlet::auth::DEV_TOKEN)).is_some())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
