@@ -176,6 +176,9 @@ pub struct Settings {
     /// Open connections on the public listener at most; more are closed at once [default: 16384]
     #[arg(long, env = "INLET_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Threads serving HTTP (the async runtime's workers) [default: the CPUs available]
+    #[arg(long, env = "INLET_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
     /// Requests in flight at most; more are answered 503 `overloaded` at once [default: 4096]
     #[arg(long, env = "INLET_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<usize>,
@@ -280,6 +283,7 @@ pub struct Config {
     pub client_ip_truncation: Truncation,
     pub auth_failures_per_minute: u32,
     pub max_connections: usize,
+    pub worker_threads: usize,
     pub max_concurrent_requests: usize,
     pub header_read_timeout: Duration,
     pub max_headers: usize,
@@ -365,6 +369,10 @@ impl Config {
             client_ip_truncation: pick!(client_ip_truncation, Truncation::Beacons),
             auth_failures_per_minute: pick!(auth_failures_per_minute, 30),
             max_connections: pick!(max_connections, 16_384),
+            worker_threads: pick!(
+                worker_threads,
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ),
             max_concurrent_requests: pick!(max_concurrent_requests, 4096),
             header_read_timeout: Duration::from_millis(pick!(header_read_timeout_ms, 75_000)),
             max_headers: pick!(max_headers, 100),
@@ -407,6 +415,7 @@ impl Config {
         for (key, value) in [
             ("max_events_per_request", self.max_events_per_request),
             ("max_connections", self.max_connections),
+            ("worker_threads", self.worker_threads),
             ("max_concurrent_requests", self.max_concurrent_requests),
             ("max_headers", self.max_headers),
             ("max_header_bytes", self.max_header_bytes),

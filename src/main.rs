@@ -54,6 +54,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("inlet-worker")
+        .worker_threads(config.worker_threads)
         .build()
     {
         Ok(runtime) => runtime,
