@@ -5,7 +5,8 @@
 #   tests/run.sh            # from anywhere; works in CI (CI=true) without prompts
 #
 # Steps: Debian build packages (only if missing) -> Tansu 0.6.0 broker (only if
-# missing) -> cargo fmt --check -> cargo clippy -D warnings -> cargo test.
+# missing) -> cargo fmt --check -> cargo clippy -D warnings -> cargo test ->
+# loadtest/bench --quick -> deploy/ checks -> fuzz targets.
 #
 # Environment:
 #   TANSU_BIN   use this tansu binary instead of PATH / ~/.cargo/bin (also read
@@ -108,9 +109,11 @@ step "cargo test --all-targets --no-fail-fast"
 cargo test --all-targets --no-fail-fast
 
 # ---------------------------------------------------------------------------
-# Later suites go here (each with its own `step` banner), e.g. end-to-end or
-# load tests under loadtest/ that need a release build and a running broker.
-# ---------------------------------------------------------------------------
+step "loadtest/bench --quick (smoke check: builds, runs every scenario briefly)"
+# Installs what it lacks (wrk, cmake, `cargo install oha --locked`), builds inlet and
+# the two baselines in release mode, and prints its table. It fails only when a run
+# fails; its figures are a report, never an assertion (the machine is shared).
+python3 loadtest/bench --quick
 
 step "deploy/ checks"
 bash deploy/check.sh
