@@ -592,5 +592,39 @@ mod tests {
                 defaults.max_events_per_request
             )
         );
+        assert_eq!(
+            format!(
+                "{:?}",
+                (
+                    c.max_connections,
+                    c.max_concurrent_requests,
+                    c.header_read_timeout,
+                    c.max_headers,
+                    c.max_header_bytes,
+                    c.body_timeout,
+                    c.body_min_rate,
+                    &c.trusted_proxies,
+                    c.client_ip_truncation,
+                    c.auth_failures_per_minute,
+                    c.log_format
+                )
+            ),
+            format!(
+                "{:?}",
+                (
+                    defaults.max_connections,
+                    defaults.max_concurrent_requests,
+                    defaults.header_read_timeout,
+                    defaults.max_headers,
+                    defaults.max_header_bytes,
+                    defaults.body_timeout,
+                    defaults.body_min_rate,
+                    &defaults.trusted_proxies,
+                    defaults.client_ip_truncation,
+                    defaults.auth_failures_per_minute,
+                    defaults.log_format
+                )
+            )
+        );
     }
 }
