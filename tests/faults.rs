@@ -299,15 +299,7 @@ async fn produce_errors_become_answers_and_a_fatal_error_is_recovered_from() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!("[produce errors] answers after the fatal error: {statuses:?}");
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("inlet_kafka_producer_fatal_errors_total"),
         "fatal error counted"
@@ -358,15 +350,7 @@ async fn a_fatal_error_under_enqueue_delivery_loses_no_accepted_event() {
     println!("[fatal under enqueue] {queued} events queued when the fatal error hit");
     assert!(queued > 0, "events were queued when the producer failed");
 
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("inlet_kafka_resent_total"),
         "purged events were handed over again"

@@ -772,15 +772,7 @@ async fn token_registry_reloads_on_change_and_keeps_the_old_one_when_broken() {
         200,
         "a broken file keeps the previous registry"
     );
-    let metrics = gw
-        .http
-        .get(format!("{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(metrics.contains("inlet_token_registry_reloads_total{result=\"failure\"}"));
 }
 

@@ -211,6 +211,18 @@ impl Gateway {
         Answer::from_response(req.send().await.expect("request")).await
     }
 
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Shuts down gracefully (as on SIGTERM) and returns what `server::run` returned.
     pub async fn stop(&self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.lock().unwrap().take() {
