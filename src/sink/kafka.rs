@@ -3,10 +3,12 @@
 //! Why bursts: each time librdkafka's broker thread wakes, it walks every partition the broker
 //! leads, and a message put into an empty partition queue wakes it (again when its `linger.ms`
 //! expires). With hundreds of partitions and keys spread over them, a message handed over on
-//! its own costs a few such walks: that, not HTTP or JSON, was most of a request's CPU. So
+//! its own costs a few such walks: those, not HTTP or JSON, were most of a request's CPU. So
 //! request handlers never call librdkafka: they queue their records for the feeder thread,
-//! which gathers for `linger` and hands everything gathered over in one burst. A burst costs
-//! the broker thread a few walks however many messages it carries.
+//! which gathers for `linger` and hands everything gathered over in one burst, with
+//! librdkafka's own `linger.ms` at 0. A burst wakes the broker thread about once, and no
+//! linger expiry wakes it again. (librdkafka still sends one request per partition, and each
+//! response wakes it: that part no client can batch; see loadtest/RESULTS.md.)
 //!
 //! One delivery path back: each message carries a small opaque slot naming its request's
 //! [`Batch`] and its index; its delivery report records the outcome there and wakes the request
@@ -53,13 +55,13 @@ const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
 const ACK_GUARD_MARGIN: Duration = Duration::from_secs(1);
 /// How long the feeder pauses while librdkafka's queue is full (or its producer failed).
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
-/// How often an idle feeder checks whether its sink is gone.
+/// How often an idle feeder (or reports thread) checks whether its sink is gone.
 const FEEDER_IDLE_CHECK: Duration = Duration::from_millis(250);
 /// How long delivery reports gather before the reports thread serves them, at most (and at
 /// most `linger`: with no feeder window there is no report window either). 2 ms kept p99 at
 /// 1,000 req/s under 9 ms where 5 ms cost 12 ms, for the same CPU (loadtest/RESULTS.md).
 const REPORT_WINDOW: Duration = Duration::from_millis(2);
-/// Events the reports thread serves before it looks for a stop.
+/// Events the reports thread serves before it lets go of the producer and looks again.
 const EVENTS_PER_SERVE: usize = 1024;
 /// How long one flush of `close` runs before it checks for records handed over again.
 const CLOSE_FLUSH_STEP: Duration = Duration::from_millis(100);
