@@ -43,6 +43,7 @@ METRICS: dict[str, tuple[str, dict[str, set[str] | None]]] = {
     ),
     "inlet_kafka_ready": ("gauge", {}),
     "inlet_kafka_producer_fatal_errors_total": ("counter", {}),
+    "inlet_kafka_resent_total": ("counter", {}),
     "inlet_token_registry_reloads_total": ("counter", {"result": {"success", "failure"}}),
     "inlet_build_info": ("gauge", {"version": None}),
     "inlet_kafka_queue_messages": ("gauge", {}),
