@@ -465,14 +465,7 @@ async fn every_error_answer_of_the_contract() {
     assert_eq!(partial, HashSet::from(["partial-0", "partial-3"]));
 
     // The metrics saw it all.
-    let metrics = h
-        .get(format!("{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     for needle in [
         "inlet_http_requests_total{route=\"/v1/beacons\",status=\"207\"}",
         "inlet_events_total{kind=\"beacon\",outcome=\"accepted\"}",

@@ -782,16 +782,20 @@ impl Inner {
                     }
                     Err((error, _)) => {
                         let failure = failure_of(&error);
+                        hold |= failure == Failure::QueueFull;
                         if job.resend && failure != Failure::TooLarge {
                             // Accepted already: wait for room or for a new producer.
-                            hold |= failure == Failure::QueueFull;
                             break;
                         }
                         if failure == Failure::QueueFull {
-                            hold = true;
-                            if now < batch.enqueue_deadline {
-                                break;
+                            if now >= batch.enqueue_deadline {
+                                // The wait is spent: the rest of the request would only wait
+                                // again.
+                                batch.fail_from(job.next, Failure::QueueFull);
+                                handed += job.len();
+                                job.next = job.end;
                             }
+                            break;
                         }
                         if job.resend {
                             tracing::error!(%error, "an accepted event was refused by the producer");
@@ -802,15 +806,6 @@ impl Inner {
                             )
                             .increment(1);
                             batch.answer(index, Err(failure));
-                        }
-                        if failure == Failure::QueueFull {
-                            // The wait is spent: the rest of the request would only wait again.
-                            handed += 1;
-                            job.next += 1;
-                            batch.fail_from(job.next, Failure::QueueFull);
-                            handed += job.len();
-                            job.next = job.end;
-                            break;
                         }
                     }
                 }
