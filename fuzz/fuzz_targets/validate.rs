@@ -1,13 +1,15 @@
-//! `inlet::event::{parse_object, validate, envelope}` and the protobuf wire roundtrip.
+//! `inlet::event::{parse, parse_object, validate, envelope}` and the protobuf wire roundtrip.
 //!
 //! Input: byte 0 picks the kind (even: beacon, odd: occurrence); the rest, if UTF-8, is one
 //! event's JSON text.
-//! Checks: no panic; every rejection carries a known per-event code; a validated event has the
+//! Checks: no panic; `parse` (beacons read straight from the text) and `parse_object` then
+//! `validate` agree, with the same code on a rejection and the same event otherwise (`props`
+//! as the same JSON); every rejection carries a known per-event code; a validated event has the
 //! kind asked for and respects the documented bounds; its envelope has an event id, and
 //! `encode_to_vec` then `Envelope::decode` gives back an equal envelope of `encoded_len` bytes.
 #![no_main]
 
-use inlet::event::{envelope, parse_object, validate, Kind, Meta};
+use inlet::event::{envelope, parse, parse_object, validate, Kind, Meta};
 use inlet::proto::{self, envelope::Event};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
@@ -21,6 +23,10 @@ const CODES: &[&str] = &[
     "field_too_long",
     "unknown_field",
 ];
+
+fn json(text: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(text).ok()
+}
 
 fn is_json_object(text: &str) -> bool {
     text.is_empty() || serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.is_object())
@@ -38,23 +44,28 @@ fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(rest) else {
         return;
     };
-    let map = match parse_object(raw) {
-        Ok(map) => map,
-        Err(invalid) => {
-            assert!(CODES.contains(&invalid.code), "{invalid:?}");
-            return;
+    let direct = parse(kind, raw);
+    let via_map = parse_object(raw).and_then(|map| validate(kind, map));
+    let validated = match (direct, via_map) {
+        (Ok(mut direct), Ok(via_map)) => {
+            if let (Event::Beacon(d), Event::Beacon(m)) = (&mut direct.body, &via_map.body) {
+                assert_eq!(json(&d.props_json), json(&m.props_json), "props differ");
+                d.props_json.clone_from(&m.props_json);
+            }
+            assert_eq!(direct, via_map);
+            direct
         }
-    };
-    let validated = match validate(kind, map) {
-        Ok(v) => v,
-        Err(invalid) => {
+        (Err(invalid), Err(other)) => {
+            assert_eq!(invalid.code, other.code, "{invalid:?} vs {other:?}");
             assert!(CODES.contains(&invalid.code), "{invalid:?}");
             assert!(
-                invalid.message.contains('`'),
+                ["malformed_json", "not_an_object"].contains(&invalid.code)
+                    || invalid.message.contains('`'),
                 "message names no field: {invalid:?}"
             );
             return;
         }
+        (direct, via_map) => panic!("parse: {direct:?}, parse_object+validate: {via_map:?}"),
     };
     if let Some(id) = &validated.client_id {
         assert!((1..=64).contains(&id.len()), "client id {id:?}");

@@ -1,33 +1,156 @@
 //! Analytics beacons: `POST /v1/beacons` and `GET /v1/pixel.gif`.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
-use super::{
-    no_other_fields, object_json, required_string, string, timestamp_ms, Invalid, Validated,
-};
+use super::{duplicate_error, json_error, object_field, Field, Invalid, Validated};
 use crate::proto;
 
 /// Largest `props`, serialized.
 pub const MAX_PROPS_BYTES: usize = 64 * 1024;
 
-/// Validates a beacon's fields (see API.md) and converts it.
+/// The top-level fields a beacon may have, in the order they are checked.
+const FIELDS: [&str; 9] = [
+    "session_id",
+    "event",
+    "ts",
+    "url",
+    "referrer",
+    "title",
+    "user_id",
+    "props",
+    "id",
+];
+const PROPS: usize = 7;
+
+/// A beacon's fields as the client sent them, before any rule is applied.
+#[derive(Default)]
+struct Fields<'a> {
+    /// By position in [`FIELDS`].
+    known: [Field<'a>; FIELDS.len()],
+    /// The first field not in [`FIELDS`].
+    unknown: Option<Cow<'a, str>>,
+}
+
+impl Fields<'_> {
+    /// Applies API.md's rules, field by field in [`FIELDS`] order, and converts.
+    fn validate(self) -> Result<Validated, Invalid> {
+        let [session_id, event, ts, url, referrer, title, user_id, props, id] = self.known;
+        let beacon = proto::Beacon {
+            session_id: session_id.required_string("session_id", 1, 128)?,
+            event: event.required_string("event", 1, 64)?,
+            client_ts_ms: ts.timestamp_ms("ts")?,
+            url: url.string("url", 0, 4096)?.unwrap_or_default(),
+            referrer: referrer.string("referrer", 0, 4096)?.unwrap_or_default(),
+            title: title.string("title", 0, 1024)?.unwrap_or_default(),
+            user_id: user_id.string("user_id", 0, 256)?.unwrap_or_default(),
+            props_json: props.object_json("props", MAX_PROPS_BYTES)?,
+        };
+        let client_id = id.string("id", 1, 64)?;
+        if let Some(field) = self.unknown {
+            return Err(Invalid::unknown(&field));
+        }
+        Ok(Validated {
+            client_id,
+            body: proto::envelope::Event::Beacon(beacon),
+        })
+    }
+}
+
+/// Reads one beacon straight from its JSON text and validates it: strings are borrowed from
+/// the body (copied once, into the protobuf), and `props` is carried as the client wrote it
+/// (see [`super::object_field`]). Same answers as [`super::parse_object`] then [`validate`].
+pub fn parse(raw: &str) -> Result<Validated, Invalid> {
+    match serde_json::from_str::<Top>(raw) {
+        Ok(Top(Some(fields))) => fields.validate(),
+        Ok(Top(None)) => Err(Invalid::new(
+            "not_an_object",
+            "an event must be a JSON object",
+        )),
+        Err(e) => Err(json_error(e)),
+    }
+}
+
+/// A beacon's JSON text, read in one pass: its fields, or `None` when it is not an object.
+struct Top<'a>(Option<Fields<'a>>);
+
+impl<'de> serde::Deserialize<'de> for Top<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Top<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<Top<'de>, A::Error> {
+                let mut fields = Fields::default();
+                let mut seen = [false; FIELDS.len()];
+                // Unknown fields are rare (and make the beacon invalid), but a repeated one is
+                // still `duplicate_field`, as for any other.
+                let mut unknown: Vec<Cow<'de, str>> = Vec::new();
+                while let Some(super::Key(key)) = access.next_key()? {
+                    let Some(i) = FIELDS.iter().position(|f| *f == key) else {
+                        if unknown.contains(&key) {
+                            return Err(duplicate_error(&key));
+                        }
+                        access.next_value::<super::Checked>()?;
+                        unknown.push(key);
+                        continue;
+                    };
+                    if std::mem::replace(&mut seen[i], true) {
+                        return Err(duplicate_error(&key));
+                    }
+                    fields.known[i] = if i == PROPS {
+                        object_field(&mut access)?
+                    } else {
+                        access.next_value()?
+                    };
+                }
+                fields.unknown = unknown.into_iter().next();
+                Ok(Top(Some(fields)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<Top<'de>, A::Error> {
+                while access.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Top(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Top<'de>, E> {
+                Ok(Top(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Top<'de>, E> {
+                Ok(Top(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Top<'de>, E> {
+                Ok(Top(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Top<'de>, E> {
+                Ok(Top(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Top<'de>, E> {
+                Ok(Top(None))
+            }
+            fn visit_unit<E>(self) -> Result<Top<'de>, E> {
+                Ok(Top(None))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Validates a beacon already parsed into a map (the pixel's query string) and converts it.
 pub fn validate(mut map: Map<String, Value>) -> Result<Validated, Invalid> {
-    let beacon = proto::Beacon {
-        session_id: required_string(&mut map, "session_id", 1, 128)?,
-        event: required_string(&mut map, "event", 1, 64)?,
-        client_ts_ms: timestamp_ms(&mut map, "ts")?,
-        url: string(&mut map, "url", 0, 4096)?.unwrap_or_default(),
-        referrer: string(&mut map, "referrer", 0, 4096)?.unwrap_or_default(),
-        title: string(&mut map, "title", 0, 1024)?.unwrap_or_default(),
-        user_id: string(&mut map, "user_id", 0, 256)?.unwrap_or_default(),
-        props_json: object_json(&mut map, "props", MAX_PROPS_BYTES)?,
-    };
-    let client_id = string(&mut map, "id", 1, 64)?;
-    no_other_fields(&map)?;
-    Ok(Validated {
-        client_id,
-        body: proto::envelope::Event::Beacon(beacon),
-    })
+    let mut fields = Fields::default();
+    for (slot, name) in fields.known.iter_mut().zip(FIELDS) {
+        *slot = Field::from(map.remove(name));
+    }
+    fields.unknown = map.into_iter().next().map(|(field, _)| Cow::Owned(field));
+    fields.validate()
 }
 
 #[cfg(test)]
@@ -128,6 +251,60 @@ mod tests {
                 "{input}: {}",
                 err.message
             );
+        }
+    }
+
+    #[test]
+    fn text_is_read_directly_and_props_carried_as_sent() {
+        let raw = r#"{"session_id":"s\u0031","event":"e","ts":"2023-11-14T22:13:20.123Z",
+            "props": {"z": 1, "a": {"k": "\u00e9"}}, "id": "i"}"#;
+        let v = parse(raw).unwrap();
+        assert_eq!(v.client_id.as_deref(), Some("i"));
+        let b = beacon(v);
+        assert_eq!(b.session_id, "s1");
+        assert_eq!(b.client_ts_ms, 1_700_000_000_123);
+        // Not re-serialized: the client's order, spacing and escapes.
+        assert_eq!(b.props_json, r#"{"z": 1, "a": {"k": "\u00e9"}}"#);
+        // Unless a key repeats inside: then rewritten, the last copy winning.
+        let raw = r#"{"session_id":"s","event":"e","props":{"a":{"x":1,"x":2}}}"#;
+        assert_eq!(beacon(parse(raw).unwrap()).props_json, r#"{"a":{"x":2}}"#);
+        let raw = r#"{"session_id":"s","event":"e","props":null}"#;
+        assert_eq!(beacon(parse(raw).unwrap()).props_json, "");
+    }
+
+    #[test]
+    fn text_and_map_give_the_same_answers() {
+        let many_keys = (0..40).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>();
+        let many = format!(
+            r#"{{"session_id":"s","event":"e","props":{{{},"k39":0}}}}"#,
+            many_keys.join(",")
+        );
+        let cases = [
+            r#"{"session_id":"s","event":"e","event":"f"}"#,
+            r#"{"session_id":"s","event":"e","x":1,"x":2}"#,
+            r#"{"session_id":"s","event":"e","x":1,"y":2}"#,
+            r#"{"session_id":"s","event":{"a":1}}"#,
+            r#"{"session_id":"s","event":"e","props":[1]}"#,
+            r#"{"session_id":"s","event":"e","props":"{}"}"#,
+            r#"{"session_id":"s","event":"e","props":{"a":"\ud800"}}"#,
+            r#"{"session_id":"s","event":"e","props":{"a":1e400}}"#,
+            r#"{"session_id":"s","event":"e","ts":18446744073709551615}"#,
+            r#"{"session_id":"s","event":"e","ts":-0}"#,
+            r#"{"session_id":"s","event":"e","u\u0072l":"x"}"#,
+            r#"{"event":"e"}"#,
+            r#"[{"session_id":"s","event":"e"}]"#,
+            r#""\ud800""#,
+            r#"{"session_id":"s","event":"e""#,
+            &many,
+        ];
+        for raw in cases {
+            let direct = parse(raw);
+            let via_map = crate::event::parse_object(raw).and_then(validate);
+            match (&direct, &via_map) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{raw}"),
+                (Err(a), Err(b)) => assert_eq!(a.code, b.code, "{raw}: {a:?} vs {b:?}"),
+                _ => panic!("{raw}: {direct:?} vs {via_map:?}"),
+            }
         }
     }
 

@@ -7,6 +7,8 @@
 pub mod beacon;
 pub mod occurrence;
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::proto;
@@ -80,20 +82,34 @@ pub fn parse_object(raw: &str) -> Result<Map<String, Value>, Invalid> {
             "not_an_object",
             "an event must be a JSON object",
         )),
-        Err(e) => {
-            let text = e.to_string();
-            match text.strip_prefix(DUPLICATE) {
-                Some(rest) => Err(Invalid::duplicate(rest.split('`').next().unwrap_or(""))),
-                None => Err(Invalid::new(
-                    "malformed_json",
-                    format!("invalid JSON: {text}"),
-                )),
-            }
-        }
+        Err(e) => Err(json_error(e)),
+    }
+}
+
+/// Parses one event's JSON text and validates it as `kind`: the path every request body
+/// takes. Beacons are read straight from the text, borrowing it ([`beacon::parse`]).
+pub fn parse(kind: Kind, raw: &str) -> Result<Validated, Invalid> {
+    match kind {
+        Kind::Beacon => beacon::parse(raw),
+        Kind::Occurrence => parse_object(raw).and_then(occurrence::validate),
+    }
+}
+
+/// The [`Invalid`] for a JSON text that did not parse: a repeated field, or malformed JSON.
+fn json_error(e: serde_json::Error) -> Invalid {
+    let text = e.to_string();
+    match text.strip_prefix(DUPLICATE) {
+        Some(rest) => Invalid::duplicate(rest.split('`').next().unwrap_or("")),
+        None => Invalid::new("malformed_json", format!("invalid JSON: {text}")),
     }
 }
 
 const DUPLICATE: &str = "duplicate field `";
+
+/// The error that makes a parse fail with `duplicate_field` naming `key`.
+fn duplicate_error<E: serde::de::Error>(key: &str) -> E {
+    E::custom(format_args!("{DUPLICATE}{key}`"))
+}
 
 /// A JSON value whose top-level object may not repeat a key.
 enum Strict {
@@ -117,7 +133,7 @@ impl<'de> serde::Deserialize<'de> for Strict {
                 while let Some(key) = access.next_key::<String>()? {
                     let value: Value = access.next_value()?;
                     if map.contains_key(&key) {
-                        return Err(serde::de::Error::custom(format_args!("{DUPLICATE}{key}`")));
+                        return Err(duplicate_error(&key));
                     }
                     map.insert(key, value);
                 }
@@ -151,6 +167,175 @@ impl<'de> serde::Deserialize<'de> for Strict {
         }
         d.deserialize_any(Visitor)
     }
+}
+
+// ---- reading fields straight from JSON text ----
+
+/// An error met inside a value read on its own, for the outer parse (which adds its position).
+fn inner_error<E: serde::de::Error>(e: serde_json::Error) -> E {
+    let text = e.to_string();
+    E::custom(
+        text.rsplit_once(" at line ")
+            .map_or(&*text, |(message, _)| message),
+    )
+}
+
+/// An object key, borrowed from the text unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
+/// Any JSON value, read in full (strings decoded, numbers range-checked, as a [`Value`] would
+/// be) without being kept: whether every object in it has distinct keys.
+struct Checked(bool);
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckedVisitor).map(Checked)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<bool, A::Error> {
+        // Objects are small; past a few keys a set keeps a hostile one linear.
+        const LINEAR: usize = 16;
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        let mut set: Option<std::collections::HashSet<Cow<'de, str>>> = None;
+        let mut unique = true;
+        while let Some(Key(key)) = access.next_key::<Key<'de>>()? {
+            unique &= access.next_value::<Checked>()?.0;
+            if !unique {
+                continue;
+            }
+            unique = match &mut set {
+                None if keys.len() < LINEAR => {
+                    let fresh = !keys.contains(&key);
+                    keys.push(key);
+                    fresh
+                }
+                None => set.insert(keys.drain(..).collect()).insert(key),
+                Some(set) => set.insert(key),
+            };
+        }
+        Ok(unique)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut access: A) -> Result<bool, A::Error> {
+        let mut unique = true;
+        while let Some(Checked(u)) = access.next_element()? {
+            unique &= u;
+        }
+        Ok(unique)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(true)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Field<'de> {
+    /// A scalar field's value: strings borrowed where they had no escapes; arrays and objects
+    /// are read in full but kept only as their type (no scalar field takes them).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Field<'de>, E> {
+                Ok(Field::Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Field<'de>, E> {
+                Ok(Field::Str(Cow::Owned(s.to_owned())))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Field<'de>, E> {
+                Ok(Field::Number(Some(n)))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Field<'de>, E> {
+                Ok(Field::Number(i64::try_from(n).ok()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Field<'de>, E> {
+                Ok(Field::Number(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Field<'de>, E> {
+                Ok(Field::Other("a boolean"))
+            }
+            fn visit_unit<E>(self) -> Result<Field<'de>, E> {
+                Ok(Field::Absent)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<Field<'de>, A::Error> {
+                CheckedVisitor
+                    .visit_seq(a)
+                    .map(|_| Field::Other("an array"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<Field<'de>, A::Error> {
+                CheckedVisitor
+                    .visit_map(a)
+                    .map(|_| Field::Other("an object"))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// An object-valued field (`props`) read from JSON text: the client's own text, carried as
+/// sent instead of parsed and written again. Only an object whose keys repeat somewhere is
+/// rewritten (as a [`Value`] would: the last copy wins), so consumers never meet a repeated key.
+fn object_field<'de, A: serde::de::MapAccess<'de>>(access: &mut A) -> Result<Field<'de>, A::Error> {
+    let raw: &'de serde_json::value::RawValue = access.next_value()?;
+    let text = raw.get();
+    Ok(match text.as_bytes().first() {
+        Some(b'{') => match serde_json::from_str::<Checked>(text) {
+            Ok(Checked(true)) => Field::Object(Cow::Borrowed(text)),
+            Ok(Checked(false)) => match serde_json::from_str::<Value>(text) {
+                Ok(value) => Field::Object(Cow::Owned(value.to_string())),
+                Err(e) => return Err(inner_error(e)),
+            },
+            Err(e) => return Err(inner_error(e)),
+        },
+        Some(b'n') => Field::Absent,
+        Some(b'"') => Field::Other("a string"),
+        Some(b'[') => Field::Other("an array"),
+        Some(b't' | b'f') => Field::Other("a boolean"),
+        _ => Field::Other("a number"),
+    })
 }
 
 /// Validates one event of `kind`.
@@ -191,6 +376,139 @@ pub fn envelope(event: Validated, meta: &Meta) -> proto::Envelope {
 
 // ---- field helpers shared by both kinds ----
 
+/// One field's value as the client sent it: borrowed from the request body when it is read
+/// straight from the JSON text, owned when it comes from a parsed [`Map`]. Every rule on a
+/// field's type and size is here, once, whichever way the event was read.
+#[derive(Debug, Default)]
+pub(crate) enum Field<'a> {
+    /// Absent, or `null`.
+    #[default]
+    Absent,
+    Str(Cow<'a, str>),
+    /// A number: its value when it is an integer that fits an `i64`.
+    Number(Option<i64>),
+    /// An object, as JSON text.
+    Object(Cow<'a, str>),
+    /// Any other value: its type, for the error.
+    Other(&'static str),
+}
+
+impl From<Option<Value>> for Field<'_> {
+    fn from(value: Option<Value>) -> Self {
+        match value {
+            None | Some(Value::Null) => Field::Absent,
+            Some(Value::String(s)) => Field::Str(Cow::Owned(s)),
+            Some(Value::Number(n)) => Field::Number(n.as_i64()),
+            Some(object @ Value::Object(_)) => Field::Object(Cow::Owned(object.to_string())),
+            Some(other) => Field::Other(type_name(&other)),
+        }
+    }
+}
+
+impl Field<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Field::Absent => "null",
+            Field::Str(_) => "a string",
+            Field::Number(_) => "a number",
+            Field::Object(_) => "an object",
+            Field::Other(name) => name,
+        }
+    }
+
+    /// An optional string of at most `max` bytes (and at least `min` when present).
+    pub(crate) fn string(
+        self,
+        field: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<Option<String>, Invalid> {
+        match self {
+            Field::Absent => Ok(None),
+            Field::Str(s) => {
+                if s.len() < min {
+                    Err(Invalid::bad(
+                        field,
+                        format_args!("must be at least {min} bytes"),
+                    ))
+                } else if s.len() > max {
+                    Err(too_long(field, s.len(), "", max))
+                } else {
+                    Ok(Some(s.into_owned()))
+                }
+            }
+            other => Err(Invalid::bad(
+                field,
+                format_args!("must be a string, not {}", other.type_name()),
+            )),
+        }
+    }
+
+    /// A required string.
+    pub(crate) fn required_string(
+        self,
+        field: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<String, Invalid> {
+        self.string(field, min, max)?
+            .ok_or_else(|| Invalid::missing(field))
+    }
+
+    /// An optional object's JSON text (at most `max` bytes), or "" when absent.
+    pub(crate) fn object_json(self, field: &str, max: usize) -> Result<String, Invalid> {
+        match self {
+            Field::Absent => Ok(String::new()),
+            Field::Object(text) if text.len() > max => {
+                Err(too_long(field, text.len(), " serialized", max))
+            }
+            Field::Object(text) => Ok(text.into_owned()),
+            other => Err(Invalid::bad(
+                field,
+                format_args!("must be an object, not {}", other.type_name()),
+            )),
+        }
+    }
+
+    /// An optional time: integer milliseconds since the epoch, or an RFC 3339 string; 0 when
+    /// absent.
+    pub(crate) fn timestamp_ms(self, field: &str) -> Result<i64, Invalid> {
+        const MAX_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        match self {
+            Field::Absent => Ok(0),
+            Field::Number(Some(ms)) if (0..=MAX_MS).contains(&ms) => Ok(ms),
+            Field::Number(_) => Err(Invalid::bad(
+                field,
+                "must be non-negative integer milliseconds since the epoch",
+            )),
+            Field::Str(s) => {
+                let t =
+                    time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                        .map_err(|_| Invalid::bad(field, "must be an RFC 3339 time"))?;
+                let ms = t.unix_timestamp_nanos() / 1_000_000;
+                i64::try_from(ms)
+                    .ok()
+                    .filter(|ms| (0..=MAX_MS).contains(ms))
+                    .ok_or_else(|| Invalid::bad(field, "is out of range"))
+            }
+            other => Err(Invalid::bad(
+                field,
+                format_args!(
+                    "must be integer milliseconds or an RFC 3339 string, not {}",
+                    other.type_name()
+                ),
+            )),
+        }
+    }
+}
+
+fn too_long(field: &str, len: usize, what: &str, max: usize) -> Invalid {
+    Invalid::new(
+        "field_too_long",
+        format!("`{field}` is {len} bytes{what}, over the limit of {max}"),
+    )
+}
+
 /// Takes an optional string field of at most `max` bytes (and at least `min` when present).
 pub(crate) fn string(
     map: &mut Map<String, Value>,
@@ -198,28 +516,7 @@ pub(crate) fn string(
     min: usize,
     max: usize,
 ) -> Result<Option<String>, Invalid> {
-    match map.remove(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => {
-            if s.len() < min {
-                Err(Invalid::bad(
-                    field,
-                    format_args!("must be at least {min} bytes"),
-                ))
-            } else if s.len() > max {
-                Err(Invalid::new(
-                    "field_too_long",
-                    format!("`{field}` is {} bytes, over the limit of {max}", s.len()),
-                ))
-            } else {
-                Ok(Some(s))
-            }
-        }
-        Some(other) => Err(Invalid::bad(
-            field,
-            format_args!("must be a string, not {}", type_name(&other)),
-        )),
-    }
+    Field::from(map.remove(field)).string(field, min, max)
 }
 
 /// Takes a required string field.
@@ -229,7 +526,7 @@ pub(crate) fn required_string(
     min: usize,
     max: usize,
 ) -> Result<String, Invalid> {
-    string(map, field, min, max)?.ok_or_else(|| Invalid::missing(field))
+    Field::from(map.remove(field)).required_string(field, min, max)
 }
 
 /// Takes an optional JSON object and returns its compact JSON text (at most `max` bytes).
@@ -238,59 +535,12 @@ pub(crate) fn object_json(
     field: &str,
     max: usize,
 ) -> Result<String, Invalid> {
-    match map.remove(field) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(value @ Value::Object(_)) => {
-            let text = value.to_string();
-            if text.len() > max {
-                Err(Invalid::new(
-                    "field_too_long",
-                    format!(
-                        "`{field}` is {} bytes serialized, over the limit of {max}",
-                        text.len()
-                    ),
-                ))
-            } else {
-                Ok(text)
-            }
-        }
-        Some(other) => Err(Invalid::bad(
-            field,
-            format_args!("must be an object, not {}", type_name(&other)),
-        )),
-    }
+    Field::from(map.remove(field)).object_json(field, max)
 }
 
-/// Takes an optional time: integer milliseconds since the epoch, or an RFC 3339 string.
-/// Returns 0 when absent.
+/// Takes an optional time (see [`Field::timestamp_ms`]).
 pub(crate) fn timestamp_ms(map: &mut Map<String, Value>, field: &str) -> Result<i64, Invalid> {
-    const MAX_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
-    match map.remove(field) {
-        None | Some(Value::Null) => Ok(0),
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(ms) if (0..=MAX_MS).contains(&ms) => Ok(ms),
-            _ => Err(Invalid::bad(
-                field,
-                "must be non-negative integer milliseconds since the epoch",
-            )),
-        },
-        Some(Value::String(s)) => {
-            let t = time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| Invalid::bad(field, "must be an RFC 3339 time"))?;
-            let ms = t.unix_timestamp_nanos() / 1_000_000;
-            i64::try_from(ms)
-                .ok()
-                .filter(|ms| (0..=MAX_MS).contains(ms))
-                .ok_or_else(|| Invalid::bad(field, "is out of range"))
-        }
-        Some(other) => Err(Invalid::bad(
-            field,
-            format_args!(
-                "must be integer milliseconds or an RFC 3339 string, not {}",
-                type_name(&other)
-            ),
-        )),
-    }
+    Field::from(map.remove(field)).timestamp_ms(field)
 }
 
 /// Rejects whatever top-level field is left once the known ones were taken.
@@ -450,6 +700,34 @@ mod properties {
                     prop_assert!(CODES.contains(&invalid.code), "{}", invalid.code);
                     prop_assert!(invalid.message.contains('`'), "names the field: {}", invalid.message);
                 }
+            }
+        }
+
+        #[test]
+        fn beacons_read_from_text_match_the_map_path(map in event_like(), pretty in any::<bool>()) {
+            let text = if pretty {
+                serde_json::to_string_pretty(&map).unwrap()
+            } else {
+                serde_json::to_string(&map).unwrap()
+            };
+            match (parse(Kind::Beacon, &text), validate(Kind::Beacon, map)) {
+                (Ok(mut direct), Ok(via_map)) => {
+                    if let (
+                        proto::envelope::Event::Beacon(d),
+                        proto::envelope::Event::Beacon(m),
+                    ) = (&mut direct.body, &via_map.body)
+                    {
+                        let same = |a: &str, b: &str| {
+                            serde_json::from_str::<Option<Value>>(a).ok()
+                                == serde_json::from_str::<Option<Value>>(b).ok()
+                        };
+                        prop_assert!(same(&d.props_json, &m.props_json));
+                        d.props_json.clone_from(&m.props_json);
+                    }
+                    prop_assert_eq!(direct, via_map);
+                }
+                (Err(a), Err(b)) => prop_assert_eq!(a.code, b.code),
+                (a, b) => prop_assert!(false, "{:?} vs {:?}", a, b),
             }
         }
 

@@ -135,10 +135,7 @@ fn parse(
     charge(kind, token, raw_events.len())?;
     Ok(raw_events
         .into_iter()
-        .map(|raw| {
-            raw.and_then(event::parse_object)
-                .and_then(|map| event::validate(kind, map))
-        })
+        .map(|raw| raw.and_then(|raw| event::parse(kind, raw)))
         .collect())
 }
 

@@ -25,9 +25,20 @@ use crate::client::AuthFailures;
 use crate::config::Config;
 use crate::sink::Sink;
 
-/// Everything a handler may need, shared by all requests.
+/// Everything a handler may need, shared by all requests: one `Arc`, so handing it to a
+/// request (axum clones the state for every extractor and middleware) is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub config: Arc<Config>,
     pub tokens: Arc<Tokens>,
     pub sink: Arc<dyn Sink>,
@@ -45,7 +56,7 @@ pub struct AppState {
 impl AppState {
     /// State for `config` with the given registry and sink.
     pub fn new(config: Config, tokens: Arc<Tokens>, sink: Arc<dyn Sink>) -> AppState {
-        AppState {
+        AppState(Arc::new(Shared {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests)),
             auth_failures: Arc::new(AuthFailures::new(
                 config.auth_failures_per_minute,
@@ -57,7 +68,7 @@ impl AppState {
             stopping: Arc::new(AtomicBool::new(false)),
             draining: Arc::new(AtomicBool::new(false)),
             metrics: crate::metrics::install(),
-        }
+        }))
     }
 }
 
