@@ -57,10 +57,25 @@ async fn reconcile_topic(
     r
 }
 
-fn assert_no_loss(r: &Reconciliation) {
+/// Whether a reconciliation may find an event twice.
+#[derive(PartialEq)]
+enum Copies {
+    /// Never: the broker drops the idempotent producer's retries.
+    Once,
+    /// Only as retries into librdkafka's mock cluster that took a broker down: the mock checks
+    /// producer sequence numbers for transactional producers only
+    /// (`rd_kafka_mock_validate_records`), so a request it appended whose answer the downed
+    /// broker never sent is appended again when librdkafka retries it, where a real broker
+    /// would drop the retry.
+    RetriedIntoMock,
+}
+
+fn assert_no_loss(r: &Reconciliation, copies: Copies) {
     assert!(r.accepted > 0, "the load got events accepted: {r}");
     assert_eq!(r.missing, 0, "every accepted event is in Kafka: {r}");
-    assert_eq!(r.duplicated, 0, "no event was written twice: {r}");
+    if copies == Copies::Once {
+        assert_eq!(r.duplicated, 0, "no event was written twice: {r}");
+    }
     assert_eq!(
         r.out_of_order, 0,
         "each session's events stay in order: {r}"
@@ -159,7 +174,7 @@ async fn a_20s_broker_outage_loses_no_accepted_event() {
     assert_eq!(a.status, 200, "{:?}", a.body);
 
     let r = reconcile_topic("outage", &brokers, &t.0, &report).await;
-    assert_no_loss(&r);
+    assert_no_loss(&r, Copies::Once);
 }
 
 /// A one-broker mock cluster with the two topics.
@@ -197,7 +212,7 @@ async fn a_full_queue_answers_503_within_the_enqueue_wait_and_loses_nothing() {
     let report = running.await.unwrap();
 
     let r = reconcile_topic("full queue", &brokers, &t.0, &report).await;
-    assert_no_loss(&r);
+    assert_no_loss(&r, Copies::RetriedIntoMock);
     assert!(
         r.rejected.get("503 queue_full").is_some_and(|n| *n > 0),
         "the queue filled: {r}"
@@ -356,7 +371,7 @@ async fn a_fatal_error_under_enqueue_delivery_loses_no_accepted_event() {
         "purged events were handed over again"
     );
     let r = reconcile_topic("fatal under enqueue", &brokers, &t.0, &report).await;
-    assert_no_loss(&r);
+    assert_no_loss(&r, Copies::RetriedIntoMock);
 }
 
 /// Starts a Tansu broker, topics, and the inlet binary against them.
@@ -412,7 +427,7 @@ async fn sigterm_under_load_answers_in_flight_requests_and_delivers_every_accept
         inlet.log()
     );
     let r = reconcile_topic("sigterm", &broker.bootstrap(), &t.0, &report).await;
-    assert_no_loss(&r);
+    assert_no_loss(&r, Copies::Once);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,7 +441,7 @@ async fn sigkill_under_ack_delivery_loses_no_event_answered_200() {
     let report = running.await.unwrap();
     drop(inlet);
     let r = reconcile_topic("sigkill", &broker.bootstrap(), &t.0, &report).await;
-    assert_no_loss(&r);
+    assert_no_loss(&r, Copies::Once);
     assert!(
         r.rejected.keys().any(|k| k.starts_with("no answer")),
         "some requests died with inlet: {r}"
