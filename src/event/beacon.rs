@@ -92,23 +92,26 @@ impl<'de> serde::Deserialize<'de> for Top<'de> {
                 // Unknown fields are rare (and make the beacon invalid), but a repeated one is
                 // still `duplicate_field`, as for any other.
                 let mut unknown: Vec<Cow<'de, str>> = Vec::new();
+                // Each value is read before its key is checked for a repeat, as a parse into a
+                // map would: a malformed value is `malformed_json` even under a repeated key.
                 while let Some(super::Key(key)) = access.next_key()? {
                     let Some(i) = FIELDS.iter().position(|f| *f == key) else {
+                        access.next_value::<super::Checked>()?;
                         if unknown.contains(&key) {
                             return Err(duplicate_error(&key));
                         }
-                        access.next_value::<super::Checked>()?;
                         unknown.push(key);
                         continue;
                     };
-                    if std::mem::replace(&mut seen[i], true) {
-                        return Err(duplicate_error(&key));
-                    }
-                    fields.known[i] = if i == PROPS {
+                    let value = if i == PROPS {
                         object_field(&mut access)?
                     } else {
                         access.next_value()?
                     };
+                    if std::mem::replace(&mut seen[i], true) {
+                        return Err(duplicate_error(&key));
+                    }
+                    fields.known[i] = value;
                 }
                 fields.unknown = unknown.into_iter().next();
                 Ok(Top(Some(fields)))
@@ -295,6 +298,8 @@ mod tests {
             r#"[{"session_id":"s","event":"e"}]"#,
             r#""\ud800""#,
             r#"{"session_id":"s","event":"e""#,
+            "{\"x\":\"a\",\"x\":\"\u{1}\"}",
+            "{\"event\":\"a\",\"event\":\"\u{1}\"}",
             &many,
         ];
         for raw in cases {
