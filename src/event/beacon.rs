@@ -1,159 +1,60 @@
 //! Analytics beacons: `POST /v1/beacons` and `GET /v1/pixel.gif`.
 
-use std::borrow::Cow;
-
 use serde_json::{Map, Value};
 
-use super::{duplicate_error, json_error, object_field, Field, Invalid, Validated};
+use super::{no_unknown, not_an_object, Fields, Invalid, Read, Validated};
 use crate::proto;
 
 /// Largest `props`, serialized.
 pub const MAX_PROPS_BYTES: usize = 64 * 1024;
 
-/// The top-level fields a beacon may have, in the order they are checked.
-const FIELDS: [&str; 9] = [
-    "session_id",
-    "event",
-    "ts",
-    "url",
-    "referrer",
-    "title",
-    "user_id",
-    "props",
-    "id",
+/// A beacon's top-level fields, in the order they are checked.
+const FIELDS: [(&str, Read); 9] = [
+    ("session_id", Read::Scalar),
+    ("event", Read::Scalar),
+    ("ts", Read::Scalar),
+    ("url", Read::Scalar),
+    ("referrer", Read::Scalar),
+    ("title", Read::Scalar),
+    ("user_id", Read::Scalar),
+    ("props", Read::Text),
+    ("id", Read::Scalar),
 ];
-const PROPS: usize = 7;
-
-/// A beacon's fields as the client sent them, before any rule is applied.
-#[derive(Default)]
-struct Fields<'a> {
-    /// By position in [`FIELDS`].
-    known: [Field<'a>; FIELDS.len()],
-    /// The first field not in [`FIELDS`].
-    unknown: Option<Cow<'a, str>>,
-}
-
-impl Fields<'_> {
-    /// Applies API.md's rules, field by field in [`FIELDS`] order, and converts.
-    fn validate(self) -> Result<Validated, Invalid> {
-        let [session_id, event, ts, url, referrer, title, user_id, props, id] = self.known;
-        let beacon = proto::Beacon {
-            session_id: session_id.required_string("session_id", 1, 128)?,
-            event: event.required_string("event", 1, 64)?,
-            client_ts_ms: ts.timestamp_ms("ts")?,
-            url: url.string("url", 0, 4096)?.unwrap_or_default(),
-            referrer: referrer.string("referrer", 0, 4096)?.unwrap_or_default(),
-            title: title.string("title", 0, 1024)?.unwrap_or_default(),
-            user_id: user_id.string("user_id", 0, 256)?.unwrap_or_default(),
-            props_json: props.object_json("props", MAX_PROPS_BYTES)?,
-        };
-        let client_id = id.string("id", 1, 64)?;
-        if let Some(field) = self.unknown {
-            return Err(Invalid::unknown(&field));
-        }
-        Ok(Validated {
-            client_id,
-            body: proto::envelope::Event::Beacon(beacon),
-        })
-    }
-}
 
 /// Reads one beacon straight from its JSON text and validates it: strings are borrowed from
 /// the body (copied once, into the protobuf), and `props` is carried as the client wrote it
 /// (see [`super::object_field`]). Same answers as [`super::parse_object`] then [`validate`].
 pub fn parse(raw: &str) -> Result<Validated, Invalid> {
-    match serde_json::from_str::<Top>(raw) {
-        Ok(Top(Some(fields))) => fields.validate(),
-        Ok(Top(None)) => Err(Invalid::new(
-            "not_an_object",
-            "an event must be a JSON object",
-        )),
-        Err(e) => Err(json_error(e)),
-    }
-}
-
-/// A beacon's JSON text, read in one pass: its fields, or `None` when it is not an object.
-struct Top<'a>(Option<Fields<'a>>);
-
-impl<'de> serde::Deserialize<'de> for Top<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Top<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut access: A,
-            ) -> Result<Top<'de>, A::Error> {
-                let mut fields = Fields::default();
-                let mut seen = [false; FIELDS.len()];
-                // Unknown fields are rare (and make the beacon invalid), but a repeated one is
-                // still `duplicate_field`, as for any other.
-                let mut unknown: Vec<Cow<'de, str>> = Vec::new();
-                // Each value is read before its key is checked for a repeat, as a parse into a
-                // map would: a malformed value is `malformed_json` even under a repeated key.
-                while let Some(super::Key(key)) = access.next_key()? {
-                    let Some(i) = FIELDS.iter().position(|f| *f == key) else {
-                        access.next_value::<super::Checked>()?;
-                        if unknown.contains(&key) {
-                            return Err(duplicate_error(&key));
-                        }
-                        unknown.push(key);
-                        continue;
-                    };
-                    let value = if i == PROPS {
-                        object_field(&mut access)?
-                    } else {
-                        access.next_value()?
-                    };
-                    if std::mem::replace(&mut seen[i], true) {
-                        return Err(duplicate_error(&key));
-                    }
-                    fields.known[i] = value;
-                }
-                fields.unknown = unknown.into_iter().next();
-                Ok(Top(Some(fields)))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut access: A,
-            ) -> Result<Top<'de>, A::Error> {
-                while access.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Top(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Top<'de>, E> {
-                Ok(Top(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Top<'de>, E> {
-                Ok(Top(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Top<'de>, E> {
-                Ok(Top(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Top<'de>, E> {
-                Ok(Top(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Top<'de>, E> {
-                Ok(Top(None))
-            }
-            fn visit_unit<E>(self) -> Result<Top<'de>, E> {
-                Ok(Top(None))
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
+    convert(Fields::read(raw, &FIELDS)?.ok_or_else(not_an_object)?)
 }
 
 /// Validates a beacon already parsed into a map (the pixel's query string) and converts it.
-pub fn validate(mut map: Map<String, Value>) -> Result<Validated, Invalid> {
-    let mut fields = Fields::default();
-    for (slot, name) in fields.known.iter_mut().zip(FIELDS) {
-        *slot = Field::from(map.remove(name));
-    }
-    fields.unknown = map.into_iter().next().map(|(field, _)| Cow::Owned(field));
-    fields.validate()
+pub fn validate(map: Map<String, Value>) -> Result<Validated, Invalid> {
+    convert(Fields::from_map(map, &FIELDS))
+}
+
+/// Applies API.md's rules, field by field in [`FIELDS`] order, and converts.
+fn convert(fields: Fields<'_, 9>) -> Result<Validated, Invalid> {
+    let Fields {
+        known: [session_id, event, ts, url, referrer, title, user_id, props, id],
+        unknown,
+    } = fields;
+    let beacon = proto::Beacon {
+        session_id: session_id.required_string("session_id", 1, 128)?,
+        event: event.required_string("event", 1, 64)?,
+        client_ts_ms: ts.timestamp_ms("ts")?,
+        url: url.string("url", 0, 4096)?.unwrap_or_default(),
+        referrer: referrer.string("referrer", 0, 4096)?.unwrap_or_default(),
+        title: title.string("title", 0, 1024)?.unwrap_or_default(),
+        user_id: user_id.string("user_id", 0, 256)?.unwrap_or_default(),
+        props_json: props.object_json("props", MAX_PROPS_BYTES)?,
+    };
+    let client_id = id.string("id", 1, 64)?;
+    no_unknown(unknown)?;
+    Ok(Validated {
+        client_id,
+        body: proto::envelope::Event::Beacon(beacon),
+    })
 }
 
 #[cfg(test)]

@@ -87,11 +87,12 @@ pub fn parse_object(raw: &str) -> Result<Map<String, Value>, Invalid> {
 }
 
 /// Parses one event's JSON text and validates it as `kind`: the path every request body
-/// takes. Beacons are read straight from the text, borrowing it ([`beacon::parse`]).
+/// takes. The top-level fields are read straight from the text, borrowing it
+/// ([`Fields::read`]).
 pub fn parse(kind: Kind, raw: &str) -> Result<Validated, Invalid> {
     match kind {
         Kind::Beacon => beacon::parse(raw),
-        Kind::Occurrence => parse_object(raw).and_then(occurrence::validate),
+        Kind::Occurrence => occurrence::parse(raw),
     }
 }
 
@@ -338,6 +339,142 @@ fn object_field<'de, A: serde::de::MapAccess<'de>>(access: &mut A) -> Result<Fie
     })
 }
 
+/// How [`Fields::read`] reads one top-level field's value from JSON text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// A scalar, strings borrowed from the text ([`Field`]'s own reading).
+    Scalar,
+    /// An object carried on as the client's own text ([`object_field`]).
+    Text,
+    /// A nested structure validated further, parsed into a [`Value`].
+    Tree,
+}
+
+/// An event's top-level fields as the client sent them, before any rule is applied, in the
+/// order of a kind's field table.
+pub(crate) struct Fields<'a, const N: usize> {
+    pub known: [Field<'a>; N],
+    /// The first field not in the table.
+    pub unknown: Option<Cow<'a, str>>,
+}
+
+impl<'a, const N: usize> Fields<'a, N> {
+    /// Reads them straight from an event's JSON text, in one pass; `None` when it is not an
+    /// object. Same answers as [`parse_object`] then [`Fields::from_map`].
+    pub(crate) fn read(
+        raw: &'a str,
+        table: &'static [(&'static str, Read); N],
+    ) -> Result<Option<Self>, Invalid> {
+        let mut de = serde_json::Deserializer::from_str(raw);
+        serde::de::DeserializeSeed::deserialize(Table(table), &mut de)
+            .and_then(|fields| de.end().map(|()| fields))
+            .map_err(json_error)
+    }
+
+    /// Takes them from a parsed object (the pixel's query string, or [`validate`]).
+    pub(crate) fn from_map(mut map: Map<String, Value>, table: &[(&str, Read); N]) -> Self {
+        let known = std::array::from_fn(|i| {
+            let (name, read) = table[i];
+            let value = map.remove(name);
+            if read == Read::Tree {
+                Field::tree(value)
+            } else {
+                Field::from(value)
+            }
+        });
+        let unknown = map.into_iter().next().map(|(field, _)| Cow::Owned(field));
+        Fields { known, unknown }
+    }
+}
+
+/// Refuses the first field a kind does not have, once its known fields passed.
+pub(crate) fn no_unknown(unknown: Option<Cow<'_, str>>) -> Result<(), Invalid> {
+    match unknown {
+        Some(field) => Err(Invalid::unknown(&field)),
+        None => Ok(()),
+    }
+}
+
+/// Reads [`Fields`] for a field table.
+struct Table<const N: usize>(&'static [(&'static str, Read); N]);
+
+impl<'de, const N: usize> serde::de::DeserializeSeed<'de> for Table<N> {
+    type Value = Option<Fields<'de, N>>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, const N: usize> serde::de::Visitor<'de> for Table<N> {
+    type Value = Option<Fields<'de, N>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut access: A,
+    ) -> Result<Self::Value, A::Error> {
+        let mut known: [Field<'de>; N] = std::array::from_fn(|_| Field::Absent);
+        let mut seen = [false; N];
+        // Unknown fields are rare (and make the event invalid), but a repeated one is still
+        // `duplicate_field`, as for any other.
+        let mut unknown: Vec<Cow<'de, str>> = Vec::new();
+        // Each value is read before its key is checked for a repeat, as a parse into a map
+        // would: a malformed value is `malformed_json` even under a repeated key.
+        while let Some(Key(key)) = access.next_key()? {
+            let Some(i) = self.0.iter().position(|(name, _)| *name == key) else {
+                access.next_value::<Checked>()?;
+                if unknown.contains(&key) {
+                    return Err(duplicate_error(&key));
+                }
+                unknown.push(key);
+                continue;
+            };
+            let value = match self.0[i].1 {
+                Read::Scalar => access.next_value()?,
+                Read::Text => object_field(&mut access)?,
+                Read::Tree => Field::tree(Some(access.next_value::<Value>()?)),
+            };
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(duplicate_error(&key));
+            }
+            known[i] = value;
+        }
+        let unknown = unknown.into_iter().next();
+        Ok(Some(Fields { known, unknown }))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut access: A,
+    ) -> Result<Self::Value, A::Error> {
+        while access.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// The answer for a text that is JSON but not an object.
+pub(crate) fn not_an_object() -> Invalid {
+    Invalid::new("not_an_object", "an event must be a JSON object")
+}
+
 /// Validates one event of `kind`.
 pub fn validate(kind: Kind, map: Map<String, Value>) -> Result<Validated, Invalid> {
     match kind {
@@ -391,6 +528,8 @@ pub(crate) enum Field<'a> {
     Object(Cow<'a, str>),
     /// Any other value: its type, for the error.
     Other(&'static str),
+    /// A nested structure kept whole, for a field validated further ([`Read::Tree`]).
+    Tree(Value),
 }
 
 impl From<Option<Value>> for Field<'_> {
@@ -413,6 +552,15 @@ impl Field<'_> {
             Field::Number(_) => "a number",
             Field::Object(_) => "an object",
             Field::Other(name) => name,
+            Field::Tree(value) => type_name(value),
+        }
+    }
+
+    /// A field kept whole ([`Read::Tree`]): absent when missing or `null`.
+    pub(crate) fn tree(value: Option<Value>) -> Self {
+        match value {
+            None | Some(Value::Null) => Field::Absent,
+            Some(value) => Field::Tree(value),
         }
     }
 
@@ -519,38 +667,6 @@ pub(crate) fn string(
     Field::from(map.remove(field)).string(field, min, max)
 }
 
-/// Takes a required string field.
-pub(crate) fn required_string(
-    map: &mut Map<String, Value>,
-    field: &str,
-    min: usize,
-    max: usize,
-) -> Result<String, Invalid> {
-    Field::from(map.remove(field)).required_string(field, min, max)
-}
-
-/// Takes an optional JSON object and returns its compact JSON text (at most `max` bytes).
-pub(crate) fn object_json(
-    map: &mut Map<String, Value>,
-    field: &str,
-    max: usize,
-) -> Result<String, Invalid> {
-    Field::from(map.remove(field)).object_json(field, max)
-}
-
-/// Takes an optional time (see [`Field::timestamp_ms`]).
-pub(crate) fn timestamp_ms(map: &mut Map<String, Value>, field: &str) -> Result<i64, Invalid> {
-    Field::from(map.remove(field)).timestamp_ms(field)
-}
-
-/// Rejects whatever top-level field is left once the known ones were taken.
-pub(crate) fn no_other_fields(map: &Map<String, Value>) -> Result<(), Invalid> {
-    match map.keys().next() {
-        Some(field) => Err(Invalid::unknown(field)),
-        None => Ok(()),
-    }
-}
-
 pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -569,6 +685,10 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    fn timestamp_ms(map: &mut Map<String, Value>, field: &str) -> Result<i64, Invalid> {
+        Field::from(map.remove(field)).timestamp_ms(field)
     }
 
     #[test]
@@ -704,25 +824,35 @@ mod properties {
         }
 
         #[test]
-        fn beacons_read_from_text_match_the_map_path(map in event_like(), pretty in any::<bool>()) {
+        fn events_read_from_text_match_the_map_path(
+            map in event_like(),
+            pretty in any::<bool>(),
+            beacon in any::<bool>(),
+        ) {
+            let kind = if beacon { Kind::Beacon } else { Kind::Occurrence };
             let text = if pretty {
                 serde_json::to_string_pretty(&map).unwrap()
             } else {
                 serde_json::to_string(&map).unwrap()
             };
-            match (parse(Kind::Beacon, &text), validate(Kind::Beacon, map)) {
+            match (parse(kind, &text), validate(kind, map)) {
                 (Ok(mut direct), Ok(via_map)) => {
-                    if let (
-                        proto::envelope::Event::Beacon(d),
-                        proto::envelope::Event::Beacon(m),
-                    ) = (&mut direct.body, &via_map.body)
-                    {
-                        let same = |a: &str, b: &str| {
-                            serde_json::from_str::<Option<Value>>(a).ok()
-                                == serde_json::from_str::<Option<Value>>(b).ok()
-                        };
-                        prop_assert!(same(&d.props_json, &m.props_json));
-                        d.props_json.clone_from(&m.props_json);
+                    // The JSON text carried on may differ in spacing and order, not in meaning.
+                    let same = |a: &str, b: &str| {
+                        serde_json::from_str::<Option<Value>>(a).ok()
+                            == serde_json::from_str::<Option<Value>>(b).ok()
+                    };
+                    use proto::envelope::Event;
+                    match (&mut direct.body, &via_map.body) {
+                        (Event::Beacon(d), Event::Beacon(m)) => {
+                            prop_assert!(same(&d.props_json, &m.props_json));
+                            d.props_json.clone_from(&m.props_json);
+                        }
+                        (Event::Occurrence(d), Event::Occurrence(m)) => {
+                            prop_assert!(same(&d.custom_json, &m.custom_json));
+                            d.custom_json.clone_from(&m.custom_json);
+                        }
+                        _ => prop_assert!(false, "kinds differ"),
                     }
                     prop_assert_eq!(direct, via_map);
                 }

@@ -3,8 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::{
-    no_other_fields, object_json, required_string, string, timestamp_ms, type_name, Invalid,
-    Validated,
+    no_unknown, not_an_object, string, type_name, Field, Fields, Invalid, Read, Validated,
 };
 use crate::proto;
 
@@ -15,24 +14,56 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Most stack frames in one exception.
 pub const MAX_FRAMES: usize = 1024;
 
-/// Validates an occurrence's fields (see API.md) and converts it.
-pub fn validate(mut map: Map<String, Value>) -> Result<Validated, Invalid> {
-    let level = level(&mut map)?;
-    let message = string(&mut map, "message", 0, MAX_MESSAGE_BYTES)?;
-    let exception = match map.remove("exception") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(obj)) => Some(exception(obj)?),
-        Some(other) => {
+/// An occurrence's top-level fields, in the order they are checked.
+const FIELDS: [(&str, Read); 11] = [
+    ("level", Read::Scalar),
+    ("message", Read::Scalar),
+    ("exception", Read::Tree),
+    ("uuid", Read::Scalar),
+    ("timestamp", Read::Scalar),
+    ("environment", Read::Scalar),
+    ("platform", Read::Scalar),
+    ("language", Read::Scalar),
+    ("code_version", Read::Scalar),
+    ("fingerprint", Read::Scalar),
+    ("custom", Read::Text),
+];
+
+/// Reads one occurrence straight from its JSON text and validates it: top-level strings are
+/// borrowed from the body, `custom` is carried as the client wrote it, and only `exception`
+/// is parsed into a tree. Same answers as [`super::parse_object`] then [`validate`].
+pub fn parse(raw: &str) -> Result<Validated, Invalid> {
+    convert(Fields::read(raw, &FIELDS)?.ok_or_else(not_an_object)?)
+}
+
+/// Validates an occurrence already parsed into a map and converts it.
+pub fn validate(map: Map<String, Value>) -> Result<Validated, Invalid> {
+    convert(Fields::from_map(map, &FIELDS))
+}
+
+/// Applies API.md's rules, field by field in [`FIELDS`] order, and converts.
+fn convert(fields: Fields<'_, 11>) -> Result<Validated, Invalid> {
+    let Fields {
+        known:
+            [level_, message, exception_, uuid, timestamp, environment, platform, language, code_version, fingerprint, custom],
+        unknown,
+    } = fields;
+    let level = level(level_)?;
+    let message = message.string("message", 0, MAX_MESSAGE_BYTES)?;
+    let exception = match exception_ {
+        Field::Absent => None,
+        Field::Tree(Value::Object(obj)) => Some(exception(obj)?),
+        other => {
             return Err(Invalid::bad(
                 "exception",
-                format_args!("must be an object, not {}", type_name(&other)),
+                format_args!("must be an object, not {}", other.type_name()),
             ))
         }
     };
     if message.is_none() && exception.is_none() {
         return Err(Invalid::missing("message` or `exception"));
     }
-    let client_id = match string(&mut map, "uuid", 1, 64)? {
+    let client_id = match uuid.string("uuid", 1, 64)? {
         None => None,
         Some(text) => Some(
             uuid::Uuid::try_parse(&text)
@@ -45,23 +76,29 @@ pub fn validate(mut map: Map<String, Value>) -> Result<Validated, Invalid> {
         level: level as i32,
         message: message.unwrap_or_default(),
         exception,
-        client_ts_ms: timestamp_ms(&mut map, "timestamp")?,
-        environment: string(&mut map, "environment", 0, 256)?.unwrap_or_default(),
-        platform: string(&mut map, "platform", 0, 256)?.unwrap_or_default(),
-        language: string(&mut map, "language", 0, 256)?.unwrap_or_default(),
-        code_version: string(&mut map, "code_version", 0, 256)?.unwrap_or_default(),
-        fingerprint: string(&mut map, "fingerprint", 0, 1024)?.unwrap_or_default(),
-        custom_json: object_json(&mut map, "custom", MAX_CUSTOM_BYTES)?,
+        client_ts_ms: timestamp.timestamp_ms("timestamp")?,
+        environment: environment
+            .string("environment", 0, 256)?
+            .unwrap_or_default(),
+        platform: platform.string("platform", 0, 256)?.unwrap_or_default(),
+        language: language.string("language", 0, 256)?.unwrap_or_default(),
+        code_version: code_version
+            .string("code_version", 0, 256)?
+            .unwrap_or_default(),
+        fingerprint: fingerprint
+            .string("fingerprint", 0, 1024)?
+            .unwrap_or_default(),
+        custom_json: custom.object_json("custom", MAX_CUSTOM_BYTES)?,
     };
-    no_other_fields(&map)?;
+    no_unknown(unknown)?;
     Ok(Validated {
         client_id,
         body: proto::envelope::Event::Occurrence(occurrence),
     })
 }
 
-fn level(map: &mut Map<String, Value>) -> Result<proto::Level, Invalid> {
-    let text = required_string(map, "level", 1, 16)?;
+fn level(field: Field<'_>) -> Result<proto::Level, Invalid> {
+    let text = field.required_string("level", 1, 16)?;
     Ok(match text.as_str() {
         "critical" => proto::Level::Critical,
         "error" => proto::Level::Error,
@@ -204,6 +241,53 @@ mod tests {
         let err = check(json!({"level": "info"})).unwrap_err();
         assert_eq!(err.code, "missing_field");
         assert!(err.message.contains("message"), "{}", err.message);
+    }
+
+    #[test]
+    fn text_and_map_give_the_same_answers_and_custom_is_carried_as_sent() {
+        let raw = r#"{"level": "error", "message": "m", "custom": {"z": 1, "a": [1, 2]},
+            "exception": {"class": "E", "frames": [{"filename": "f", "lineno": 3, "x": 1}]}}"#;
+        let direct = parse(raw).unwrap();
+        let proto::envelope::Event::Occurrence(o) = &direct.body else {
+            panic!("an occurrence")
+        };
+        assert_eq!(o.custom_json, r#"{"z": 1, "a": [1, 2]}"#);
+        assert_eq!(o.exception.as_ref().unwrap().frames[0].lineno, 3);
+        let cases = [
+            r#"{"level":"error","message":"m","level":"info"}"#,
+            r#"{"level":"error","exception":"E"}"#,
+            r#"{"level":"error","exception":{"class":"E","frames":{}}}"#,
+            r#"{"level":"error","exception":null}"#,
+            r#"{"level":"error","message":"m","custom":[]}"#,
+            r#"{"level":"error","message":"m","custom":{"a":1,"a":2}}"#,
+            r#"{"level":"error","message":"m","extra":1}"#,
+            r#"{"level":"loud","message":"m"}"#,
+            r#"{"level":"error","message":"m","uuid":"nope"}"#,
+            r#"{"level":"error","message":"m","timestamp":"2023-11-14T22:13:20Z"}"#,
+            r#"{"level":"error","exception":{"class":"E","class":"F"}}"#,
+        ];
+        for raw in cases {
+            let direct = parse(raw);
+            let via_map = crate::event::parse_object(raw).and_then(validate);
+            match (&direct, &via_map) {
+                (Ok(a), Ok(b)) => {
+                    let (
+                        proto::envelope::Event::Occurrence(a),
+                        proto::envelope::Event::Occurrence(b),
+                    ) = (&a.body, &b.body)
+                    else {
+                        panic!("occurrences")
+                    };
+                    let json = |t: &str| serde_json::from_str::<Option<Value>>(t).ok();
+                    assert_eq!(json(&a.custom_json), json(&b.custom_json), "{raw}");
+                    let mut a = a.clone();
+                    a.custom_json.clone_from(&b.custom_json);
+                    assert_eq!(&a, b, "{raw}");
+                }
+                (Err(a), Err(b)) => assert_eq!(a.code, b.code, "{raw}: {a:?} vs {b:?}"),
+                _ => panic!("{raw}: {direct:?} vs {via_map:?}"),
+            }
+        }
     }
 
     #[test]
