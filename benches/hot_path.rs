@@ -98,6 +98,12 @@ fn bench(c: &mut Criterion) {
             b.iter(|| partition(shard_key(black_box(&valid.body), &token).as_bytes(), 512))
         });
     }
+    // An id for an event the client gave none, and for every request: from the thread's
+    // generator, against uuid's own (a getrandom system call each).
+    g.bench_function("new id", |b| b.iter(inlet::id::uuid_v7));
+    g.bench_function("new id (uuid::now_v7, for comparison)", |b| {
+        b.iter(uuid::Uuid::now_v7)
+    });
     g.bench_function("token lookup", |b| {
         b.iter(|| registry.lookup(black_box(inlet::auth::DEV_TOKEN)).is_some())
     });

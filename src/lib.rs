@@ -27,6 +27,7 @@ pub mod dev;
 pub mod error;
 pub mod event;
 pub mod http;
+pub mod id;
 pub mod key;
 pub mod limit;
 pub mod metrics;

@@ -498,7 +498,7 @@ pub struct Meta {
 pub fn envelope(event: Validated, meta: &Meta) -> proto::Envelope {
     let event_id = event
         .client_id
-        .unwrap_or_else(|| uuid::Uuid::now_v7().hyphenated().to_string());
+        .unwrap_or_else(|| crate::id::uuid_v7().hyphenated().to_string());
     proto::Envelope {
         event_id,
         received_at_ms: meta.received_at_ms,

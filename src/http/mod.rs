@@ -143,7 +143,7 @@ async fn track(request: Request, next: Next) -> Response {
         .filter(|v| v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::now_v7().simple().to_string())
+            HeaderValue::from_str(&crate::id::uuid_v7().simple().to_string())
                 .expect("hex is a valid header value")
         });
     let span = tracing::info_span!(
