@@ -2,6 +2,7 @@
 //! a curl-like request whose event `inlet tail` then prints.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,8 @@ fn without_brokers_it_refuses_to_start_and_says_how_to_fix_it() {
 
 #[test]
 fn invalid_configuration_names_the_key_before_binding() {
-    let dir = std::env::temp_dir().join(format!("inlet-cli-{}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("inlet-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("inlet.toml");
     std::fs::write(
@@ -89,7 +91,8 @@ fn invalid_configuration_names_the_key_before_binding() {
 
 #[test]
 fn an_empty_token_registry_is_a_configuration_error() {
-    let dir = std::env::temp_dir().join(format!("inlet-cli-empty-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("inlet-cli-empty-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let tokens = dir.join("tokens.toml");
     std::fs::write(&tokens, "# every token was removed\n").unwrap();

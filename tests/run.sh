@@ -106,6 +106,9 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
 step "cargo test --all-targets --no-fail-fast"
+# The tests' scratch directories (token files, broker data, logs) live in target/tmp; the
+# previous run's stay there to be read until now.
+rm -rf target/tmp/inlet-*
 cargo test --all-targets --no-fail-fast
 
 # ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -36,9 +36,11 @@ pub const PROJECT: &str = "proj-7";
 pub const ACCOUNT: &str = "acct-42";
 pub const ORIGIN: &str = "https://www.acme.example";
 
-/// A fresh temporary directory.
+/// A fresh temporary directory, under cargo's target/tmp (tests/run.sh clears the previous
+/// run's at the start, so a failed run's files stay to be read until the next).
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("inlet-{name}-{}", uuid::Uuid::now_v7()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("inlet-{name}-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
