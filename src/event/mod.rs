@@ -78,10 +78,7 @@ pub struct Validated {
 pub fn parse_object(raw: &str) -> Result<Map<String, Value>, Invalid> {
     match serde_json::from_str::<Strict>(raw) {
         Ok(Strict::Object(map)) => Ok(map),
-        Ok(Strict::Other) => Err(Invalid::new(
-            "not_an_object",
-            "an event must be a JSON object",
-        )),
+        Ok(Strict::Other) => Err(not_an_object()),
         Err(e) => Err(json_error(e)),
     }
 }
@@ -316,8 +313,8 @@ impl<'de> serde::Deserialize<'de> for Field<'de> {
     }
 }
 
-/// An object-valued field (`props`) read from JSON text: the client's own text, carried as
-/// sent instead of parsed and written again. Only an object whose keys repeat somewhere is
+/// An object-valued field (`props`, `custom`) read from JSON text: the client's own text,
+/// carried as sent instead of parsed and written again. Only an object whose keys repeat somewhere is
 /// rewritten (as a [`Value`] would: the last copy wins), so consumers never meet a repeated key.
 fn object_field<'de, A: serde::de::MapAccess<'de>>(access: &mut A) -> Result<Field<'de>, A::Error> {
     let raw: &'de serde_json::value::RawValue = access.next_value()?;

@@ -43,16 +43,17 @@ pub fn validate(map: Map<String, Value>) -> Result<Validated, Invalid> {
 
 /// Applies API.md's rules, field by field in [`FIELDS`] order, and converts.
 fn convert(fields: Fields<'_, 11>) -> Result<Validated, Invalid> {
-    let Fields {
-        known:
-            [level_, message, exception_, uuid, timestamp, environment, platform, language, code_version, fingerprint, custom],
-        unknown,
-    } = fields;
-    let level = level(level_)?;
+    let Fields { known, unknown } = fields;
+    #[rustfmt::skip]
+    let [
+        level, message, exception, uuid, timestamp, environment, platform, language,
+        code_version, fingerprint, custom,
+    ] = known;
+    let level = to_level(level)?;
     let message = message.string("message", 0, MAX_MESSAGE_BYTES)?;
-    let exception = match exception_ {
+    let exception = match exception {
         Field::Absent => None,
-        Field::Tree(Value::Object(obj)) => Some(exception(obj)?),
+        Field::Tree(Value::Object(obj)) => Some(to_exception(obj)?),
         other => {
             return Err(Invalid::bad(
                 "exception",
@@ -97,7 +98,7 @@ fn convert(fields: Fields<'_, 11>) -> Result<Validated, Invalid> {
     })
 }
 
-fn level(field: Field<'_>) -> Result<proto::Level, Invalid> {
+fn to_level(field: Field<'_>) -> Result<proto::Level, Invalid> {
     let text = field.required_string("level", 1, 16)?;
     Ok(match text.as_str() {
         "critical" => proto::Level::Critical,
@@ -114,7 +115,7 @@ fn level(field: Field<'_>) -> Result<proto::Level, Invalid> {
     })
 }
 
-fn exception(mut obj: Map<String, Value>) -> Result<proto::Exception, Invalid> {
+fn to_exception(mut obj: Map<String, Value>) -> Result<proto::Exception, Invalid> {
     let class = string(&mut obj, "class", 1, 1024)
         .map_err(|e| nested("exception", e))?
         .ok_or_else(|| Invalid::missing("exception.class"))?;
