@@ -192,6 +192,8 @@ mod tests {
             r#"{"session_id":"s","event":"e","props":"{}"}"#,
             r#"{"session_id":"s","event":"e","props":{"a":"\ud800"}}"#,
             r#"{"session_id":"s","event":"e","props":{"a":1e400}}"#,
+            r#"{"session_id":"s","event":"e","props":"\ud800a","x":1,"x":2}"#,
+            r#"{"session_id":"s","event":"e","props":["\ud800"]}"#,
             r#"{"session_id":"s","event":"e","ts":18446744073709551615}"#,
             r#"{"session_id":"s","event":"e","ts":-0}"#,
             r#"{"session_id":"s","event":"e","u\u0072l":"x"}"#,

@@ -319,13 +319,15 @@ impl<'de> serde::Deserialize<'de> for Field<'de> {
 fn object_field<'de, A: serde::de::MapAccess<'de>>(access: &mut A) -> Result<Field<'de>, A::Error> {
     let raw: &'de serde_json::value::RawValue = access.next_value()?;
     let text = raw.get();
+    // Capturing the text checks its structure only: read it in full as a `Value` would (a
+    // lone surrogate in any string is malformed JSON), whatever its type.
+    let unique = serde_json::from_str::<Checked>(text)
+        .map_err(inner_error)?
+        .0;
     Ok(match text.as_bytes().first() {
-        Some(b'{') => match serde_json::from_str::<Checked>(text) {
-            Ok(Checked(true)) => Field::Object(Cow::Borrowed(text)),
-            Ok(Checked(false)) => match serde_json::from_str::<Value>(text) {
-                Ok(value) => Field::Object(Cow::Owned(value.to_string())),
-                Err(e) => return Err(inner_error(e)),
-            },
+        Some(b'{') if unique => Field::Object(Cow::Borrowed(text)),
+        Some(b'{') => match serde_json::from_str::<Value>(text) {
+            Ok(value) => Field::Object(Cow::Owned(value.to_string())),
             Err(e) => return Err(inner_error(e)),
         },
         Some(b'n') => Field::Absent,
