@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{no_unknown, not_an_object, Fields, Invalid, Read, Validated};
+use super::{no_unknown, Fields, Invalid, Read, Validated};
 use crate::proto;
 
 /// Largest `props`, serialized.
@@ -25,7 +25,7 @@ const FIELDS: [(&str, Read); 9] = [
 /// the body (copied once, into the protobuf), and `props` is carried as the client wrote it
 /// (see [`super::object_field`]). Same answers as [`super::parse_object`] then [`validate`].
 pub fn parse(raw: &str) -> Result<Validated, Invalid> {
-    convert(Fields::read(raw, &FIELDS)?.ok_or_else(not_an_object)?)
+    convert(Fields::read(raw, &FIELDS)?)
 }
 
 /// Validates a beacon already parsed into a map (the pixel's query string) and converts it.

@@ -358,16 +358,17 @@ pub(crate) struct Fields<'a, const N: usize> {
 }
 
 impl<'a, const N: usize> Fields<'a, N> {
-    /// Reads them straight from an event's JSON text, in one pass; `None` when it is not an
-    /// object. Same answers as [`parse_object`] then [`Fields::from_map`].
+    /// Reads them straight from an event's JSON text, in one pass. Same answers as
+    /// [`parse_object`] then [`Fields::from_map`].
     pub(crate) fn read(
         raw: &'a str,
         table: &'static [(&'static str, Read); N],
-    ) -> Result<Option<Self>, Invalid> {
+    ) -> Result<Self, Invalid> {
         let mut de = serde_json::Deserializer::from_str(raw);
         serde::de::DeserializeSeed::deserialize(Table(table), &mut de)
             .and_then(|fields| de.end().map(|()| fields))
-            .map_err(json_error)
+            .map_err(json_error)?
+            .ok_or_else(not_an_object)
     }
 
     /// Takes them from a parsed object (the pixel's query string, or [`validate`]).
@@ -470,7 +471,7 @@ impl<'de, const N: usize> serde::de::Visitor<'de> for Table<N> {
 }
 
 /// The answer for a text that is JSON but not an object.
-pub(crate) fn not_an_object() -> Invalid {
+fn not_an_object() -> Invalid {
     Invalid::new("not_an_object", "an event must be a JSON object")
 }
 
@@ -515,10 +516,9 @@ pub fn envelope(event: Validated, meta: &Meta) -> proto::Envelope {
 /// One field's value as the client sent it: borrowed from the request body when it is read
 /// straight from the JSON text, owned when it comes from a parsed [`Map`]. Every rule on a
 /// field's type and size is here, once, whichever way the event was read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) enum Field<'a> {
     /// Absent, or `null`.
-    #[default]
     Absent,
     Str(Cow<'a, str>),
     /// A number: its value when it is an integer that fits an `i64`.

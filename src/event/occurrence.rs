@@ -2,9 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{
-    no_unknown, not_an_object, string, type_name, Field, Fields, Invalid, Read, Validated,
-};
+use super::{no_unknown, string, type_name, Field, Fields, Invalid, Read, Validated};
 use crate::proto;
 
 /// Largest `custom`, serialized.
@@ -33,7 +31,7 @@ const FIELDS: [(&str, Read); 11] = [
 /// borrowed from the body, `custom` is carried as the client wrote it, and only `exception`
 /// is parsed into a tree. Same answers as [`super::parse_object`] then [`validate`].
 pub fn parse(raw: &str) -> Result<Validated, Invalid> {
-    convert(Fields::read(raw, &FIELDS)?.ok_or_else(not_an_object)?)
+    convert(Fields::read(raw, &FIELDS)?)
 }
 
 /// Validates an occurrence already parsed into a map and converts it.
