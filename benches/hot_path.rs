@@ -95,7 +95,12 @@ fn bench(c: &mut Criterion) {
             b.iter(|| event::envelope(black_box(valid.clone()), &meta).encode_to_vec())
         });
         g.bench_function(format!("key/{name}"), |b| {
-            b.iter(|| partition(shard_key(black_box(&valid.body), &token).as_bytes(), 512))
+            b.iter(|| {
+                partition(
+                    shard_key(black_box(&valid.body), &token.account_id).as_bytes(),
+                    512,
+                )
+            })
         });
     }
     // An id for an event the client gave none, and for every request: from the thread's

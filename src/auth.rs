@@ -1,14 +1,14 @@
-//! The token registry and the authentication extractor.
+//! The token registry: who may send, what, from where, and how fast.
 //!
 //! The registry (a TOML file of `[[token]]` tables) maps secrets to tokens. Secrets are stored
 //! as SHA-256 digests (`sha256`), or in plain text (`token`) for development; either way inlet
 //! looks a presented secret up by its digest, so lookups never compare secrets byte by byte.
 //! The registry is swapped atomically: a reload (file change, polled every second, or SIGHUP)
 //! that fails to parse, or holds no token at all, keeps the previous registry and logs why. A token's rate limiter survives
-//! reloads that keep its quota.
+//! reloads that keep its quota. Finding the secret in a request is the HTTP layer's job
+//! (`http::authenticate`).
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,15 +16,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use arc_swap::ArcSwap;
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
 use crate::event::Kind;
-use crate::http::AppState;
 use crate::limit::Limiter;
 use crate::metrics;
 
@@ -53,37 +48,21 @@ impl Token {
         }
     }
 
-    /// Checks the request's `Origin` (or, lacking it, `Referer`) against `allowed_origins`.
+    /// Whether a request from `origin` (a page's `scheme://host[:port]`, as its `Origin` or
+    /// `Referer` names it) may use this token.
     ///
-    /// A request that names neither passes: only browsers send them, and a non-browser client
-    /// can forge them anyway. The check keeps a leaked browser token from being used on other
+    /// A request that names no origin passes: only browsers send one, and a non-browser client
+    /// can forge it anyway. The check keeps a leaked browser token from being used on other
     /// sites; it is not authentication.
-    pub fn check_origin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(allowed) = &self.allowed_origins else {
-            return Ok(());
-        };
-        let Some(origin) = request_origin(headers) else {
-            return Ok(());
-        };
-        if allowed.contains(&origin) {
-            Ok(())
-        } else {
-            Err(ApiError::OriginNotAllowed)
+    pub fn allows_origin(&self, origin: Option<&str>) -> bool {
+        match (&self.allowed_origins, origin) {
+            (Some(allowed), Some(origin)) => allowed.contains(&normalize_origin(origin)),
+            _ => true,
         }
     }
 }
 
-/// The request's origin, normalized: `Origin`, else the scheme and host of `Referer`.
-pub fn request_origin(headers: &HeaderMap) -> Option<String> {
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        return Some(normalize_origin(origin));
-    }
-    let referer = headers.get(header::REFERER)?.to_str().ok()?;
-    let (scheme, rest) = referer.split_once("://")?;
-    let host = rest.split(['/', '?', '#']).next()?;
-    Some(normalize_origin(&format!("{scheme}://{host}")))
-}
-
+/// An origin as the registry stores it: trimmed, lowercase, without a trailing slash.
 fn normalize_origin(origin: &str) -> String {
     origin.trim().trim_end_matches('/').to_ascii_lowercase()
 }
@@ -327,78 +306,6 @@ fn read(path: &Path, previous: Option<&Registry>) -> anyhow::Result<Registry> {
     Ok(registry)
 }
 
-/// A request's authenticated token and the client's address. Handlers that take it only ever
-/// run for a known token.
-#[derive(Debug, Clone)]
-pub struct Authenticated {
-    pub token: Arc<Token>,
-    /// The client's address (see [`crate::client::client_ip`]), before any truncation.
-    pub client_ip: IpAddr,
-}
-
-impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let client_ip =
-            crate::client::client_ip(peer, &parts.headers, &state.config.trusted_proxies);
-        if let Some(wait) = state.auth_failures.blocked(client_ip) {
-            ::metrics::counter!(metrics::AUTH_FAILURES, "reason" => "blocked").increment(1);
-            return Err(ApiError::TooManyAuthFailures {
-                retry_after_secs: wait.as_secs() + 1,
-            });
-        }
-        let Some(secret) = presented_secret(parts) else {
-            ::metrics::counter!(metrics::AUTH_FAILURES, "reason" => "missing").increment(1);
-            state.auth_failures.fail(client_ip);
-            return Err(ApiError::MissingToken);
-        };
-        match state.tokens.lookup(&secret) {
-            Some(token) => Ok(Authenticated { token, client_ip }),
-            None => {
-                ::metrics::counter!(metrics::AUTH_FAILURES, "reason" => "unknown").increment(1);
-                state.auth_failures.fail(client_ip);
-                Err(ApiError::UnknownToken)
-            }
-        }
-    }
-}
-
-/// The secret from `Authorization: Bearer`, `X-Inlet-Token`, or the `token` query parameter.
-pub fn presented_secret(parts: &Parts) -> Option<String> {
-    let header_value = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    };
-    if let Some(auth) = header_value(header::AUTHORIZATION.as_str()) {
-        if let Some((scheme, rest)) = auth.split_once(' ') {
-            if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
-                return Some(rest.trim().to_owned());
-            }
-        }
-    }
-    if let Some(token) = header_value("x-inlet-token") {
-        return Some(token.to_owned());
-    }
-    let query = parts.uri.query()?;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| !v.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,54 +393,12 @@ burst = 100
     fn origins_are_checked_when_present() {
         let r = Registry::parse(FILE, None).unwrap();
         let web = r.lookup("test").unwrap();
-        let mut h = HeaderMap::new();
-        assert!(web.check_origin(&h).is_ok());
-        h.insert(header::ORIGIN, "https://WWW.acme.example".parse().unwrap());
-        assert!(web.check_origin(&h).is_ok());
-        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
-        assert!(web.check_origin(&h).is_err());
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::REFERER,
-            "https://evil.example/page?x".parse().unwrap(),
-        );
-        assert!(web.check_origin(&h).is_err());
-    }
-
-    #[test]
-    fn secrets_come_from_header_or_query() {
-        let parts = |req: axum::http::Request<()>| req.into_parts().0;
-        let p = parts(
-            axum::http::Request::builder()
-                .uri("/v1/beacons")
-                .header("authorization", "Bearer abc")
-                .body(())
-                .unwrap(),
-        );
-        assert_eq!(presented_secret(&p).as_deref(), Some("abc"));
-        let p = parts(
-            axum::http::Request::builder()
-                .uri("/v1/beacons")
-                .header("x-inlet-token", "def")
-                .body(())
-                .unwrap(),
-        );
-        assert_eq!(presented_secret(&p).as_deref(), Some("def"));
-        let p = parts(
-            axum::http::Request::builder()
-                .uri("/v1/beacons?a=1&token=g%2Bh")
-                .body(())
-                .unwrap(),
-        );
-        assert_eq!(presented_secret(&p).as_deref(), Some("g+h"));
-        let p = parts(
-            axum::http::Request::builder()
-                .uri("/v1/beacons")
-                .header("authorization", "Basic abc")
-                .body(())
-                .unwrap(),
-        );
-        assert_eq!(presented_secret(&p), None);
+        assert!(web.allows_origin(None));
+        assert!(web.allows_origin(Some("https://WWW.acme.example")));
+        assert!(web.allows_origin(Some("https://www.acme.example/")));
+        assert!(!web.allows_origin(Some("https://evil.example")));
+        let server = r.lookup("plain-secret").unwrap();
+        assert!(server.allows_origin(Some("https://evil.example")));
     }
 
     #[test]

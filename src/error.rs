@@ -1,12 +1,17 @@
-//! The request path's one error type, mapped to HTTP once.
+//! Why something was not accepted, as types: [`ApiError`] for a whole request, [`Refusal`] for
+//! one event of it.
 //!
 //! Every failure a client can cause or observe becomes an [`ApiError`] with a status and a
-//! stable, machine-readable `code` (part of the public contract: clients branch on it). Client
-//! errors are logged at debug, 5xx at error; no client input produces a 500.
+//! stable, machine-readable `code` (part of the public contract: clients branch on it); one
+//! event that was not accepted carries a [`Refusal`], which says once what it means for the API
+//! (its code and message) and once for the metrics (its outcome label). Rendering either as an
+//! HTTP answer is the HTTP layer's job (`http::reply`); nothing here knows about axum.
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use http::StatusCode;
+use serde::{Serialize, Serializer};
+
+use crate::event::Invalid;
+use crate::sink::Failure;
 
 /// A request-level failure: nothing in the request was accepted.
 #[derive(Debug, thiserror::Error)]
@@ -77,19 +82,16 @@ pub enum ApiError {
     /// The token's rate limit is exhausted.
     #[error("rate limit exceeded for this token")]
     RateLimited { retry_after_secs: u64 },
-    /// inlet cannot take events now; the client should retry after `retry_after_secs`.
-    #[error("{reason}")]
-    Unavailable {
-        code: &'static str,
-        reason: String,
-        retry_after_secs: u64,
-    },
+    /// inlet cannot take events now (a delivery failure worth a retry, or shutting down).
+    #[error("{}", failure_message(*.0))]
+    Unavailable(Failure),
     /// The broker refused an event as too large.
     #[error("event too large for the broker")]
     RejectedTooLarge,
-    /// Every event of the request is invalid; the body lists why, as a 207 would.
+    /// No event of the request was accepted and at least one is invalid; the body lists every
+    /// event's reason, as a 207 would, with `accepted: 0`.
     #[error("every event is invalid")]
-    AllInvalid(serde_json::Value),
+    AllInvalid(Vec<Rejection>),
     /// No such route.
     #[error("no such endpoint")]
     NotFound,
@@ -147,63 +149,114 @@ impl ApiError {
             TooManyAuthFailures { .. } => "too_many_auth_failures",
             BodyTimeout => "body_timeout",
             Overloaded => "overloaded",
-            Unavailable { code, .. } => code,
+            Unavailable(failure) => failure_code(*failure),
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
         }
     }
 
-    fn retry_after(&self) -> Option<u64> {
+    /// Seconds a client should wait before retrying, for the `Retry-After` header.
+    pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             ApiError::RateLimited { retry_after_secs }
-            | ApiError::TooManyAuthFailures { retry_after_secs }
-            | ApiError::Unavailable {
-                retry_after_secs, ..
-            } => Some((*retry_after_secs).max(1)),
+            | ApiError::TooManyAuthFailures { retry_after_secs } => {
+                Some((*retry_after_secs).max(1))
+            }
+            ApiError::Unavailable(failure) => Some(failure_retry_after_secs(*failure)),
             ApiError::Overloaded => Some(1),
             _ => None,
         }
     }
 }
 
-/// Marks a response refused for its `Origin`, so the CORS layer leaves out
-/// `Access-Control-Allow-Origin` and the browser's own check refuses it too.
-#[derive(Clone, Copy, Debug)]
-pub struct OriginRefused;
+/// Why one event was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The event broke a rule of the contract; the client must not resend it as it is.
+    Invalid(Invalid),
+    /// The event was valid but not delivered (or, under `enqueue`, not queued).
+    Undelivered(Failure),
+}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let code = self.code();
-        if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), code, error = %self, "request failed");
-        } else {
-            tracing::debug!(status = status.as_u16(), code, error = %self, "request rejected");
+impl Refusal {
+    /// The stable code listed for the event in a 207 or 400 answer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Invalid(invalid) => invalid.code,
+            Refusal::Undelivered(failure) => failure_code(*failure),
         }
-        let body = match self {
-            ApiError::AllInvalid(ref answer) => answer.clone(),
-            _ => serde_json::json!({ "error": { "code": code, "message": self.to_string() } }),
-        };
-        let mut response = (status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after() {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+
+    /// The detail listed for the event, naming the field when it is invalid.
+    pub fn message(&self) -> &str {
+        match self {
+            Refusal::Invalid(invalid) => &invalid.message,
+            Refusal::Undelivered(failure) => failure_message(*failure),
         }
-        if matches!(self, ApiError::OriginNotAllowed) {
-            response.extensions_mut().insert(OriginRefused);
+    }
+
+    /// The `outcome` label of `inlet_events_total` for the event.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Refusal::Invalid(_) => "invalid",
+            Refusal::Undelivered(Failure::TooLarge) => "too_large",
+            Refusal::Undelivered(_) => "unavailable",
         }
-        response
+    }
+
+    /// Whether a retry of the same event may succeed (it was valid but not taken now), as
+    /// opposed to an event that can never be accepted (invalid, or too large for the broker).
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Refusal::Undelivered(f) if *f != Failure::TooLarge)
     }
 }
 
-/// Why one event of a request was not accepted; listed in 207 and 400 answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One event of a request that was not accepted, listed in 207 and 400 answers as
+/// `{"index", "code", "message"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// Position of the event in the request (0-based; NDJSON counts non-blank lines).
     pub index: usize,
-    /// Stable, machine-readable code.
-    pub code: &'static str,
-    /// Human-readable detail naming the field.
-    pub message: String,
+    pub refusal: Refusal,
+}
+
+impl Serialize for Rejection {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("Rejection", 3)?;
+        out.serialize_field("index", &self.index)?;
+        out.serialize_field("code", self.refusal.code())?;
+        out.serialize_field("message", self.refusal.message())?;
+        out.end()
+    }
+}
+
+// ---- what a delivery failure means to a client: the one table of it ----
+
+fn failure_code(failure: Failure) -> &'static str {
+    match failure {
+        Failure::QueueFull => "queue_full",
+        Failure::TooLarge => "event_too_large",
+        Failure::TimedOut => "delivery_timed_out",
+        Failure::Broker => "delivery_failed",
+        Failure::ShuttingDown => "shutting_down",
+    }
+}
+
+fn failure_message(failure: Failure) -> &'static str {
+    match failure {
+        Failure::QueueFull => "inlet's producer queue is full; retry later",
+        Failure::TooLarge => "the event is larger than the broker accepts",
+        Failure::TimedOut => "the broker did not acknowledge the event in time; retry later",
+        Failure::Broker => "the broker refused the event; retry later",
+        Failure::ShuttingDown => "inlet is shutting down; retry on another replica",
+    }
+}
+
+/// Seconds a client should wait before retrying an event that failed so.
+pub fn failure_retry_after_secs(failure: Failure) -> u64 {
+    match failure {
+        Failure::QueueFull => 1,
+        _ => 5,
+    }
 }

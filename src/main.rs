@@ -1,14 +1,16 @@
-//! The `inlet` binary: parse the command line and configuration, set up logging, then hand a
-//! bound listener and a shutdown signal to [`inlet::server::run`]. Exits 2 on bad configuration,
+//! The `inlet` binary: parse the command line and configuration, set up logging, then hand the
+//! bound listeners, the Kafka producer and the shutdown signals to [`inlet::server::run`]. Exits 2 on bad configuration,
 //! 1 when it cannot start, 0 after a graceful shutdown.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
 use inlet::config::{self, Cli, Command, LogFormat};
+use inlet::sink::kafka::KafkaSink;
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
@@ -61,14 +63,17 @@ fn main() -> ExitCode {
         Err(error) => return report(Err(error.into())),
     };
     let result = runtime.block_on(async move {
-        let public = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("listen: cannot bind {}", config.listen))?;
-        let admin = tokio::net::TcpListener::bind(config.admin_listen)
-            .await
-            .with_context(|| format!("admin_listen: cannot bind {}", config.admin_listen))?;
+        let listeners = inlet::server::Listeners {
+            public: tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("listen: cannot bind {}", config.listen))?,
+            admin: tokio::net::TcpListener::bind(config.admin_listen)
+                .await
+                .with_context(|| format!("admin_listen: cannot bind {}", config.admin_listen))?,
+        };
+        let sink = Arc::new(KafkaSink::new(&config).context("kafka")?);
         let (first, second) = signals()?;
-        inlet::server::run(config, tokens, public, admin, first, second).await
+        inlet::server::run(config, tokens, sink, listeners, first, second).await
     });
     // Do not wait on a flush a forced exit abandoned.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));

@@ -1,32 +1,36 @@
-//! The server: builds the shared state, serves both listeners, and shuts down in order.
+//! The server: builds the shared state, serves both listeners, and shuts down in order. The
+//! binary and the tests both start inlet through [`run`].
 //!
-//! Shutdown, once the `shutdown` future resolves: readiness turns false; after `shutdown_delay`
-//! (time for load balancers to notice, 0 by default) new ingest requests get 503, the public
-//! listener stops accepting and in-flight requests finish; then the producer
-//! delivers what is queued; all within the grace period, after which inlet logs what it could
-//! not deliver and returns an error (exit status 1). A second signal (`force`) ends the wait at
-//! once, with the same count.
+//! Shutdown, once the `shutdown` future resolves, goes through the [`Phase`]s within the grace
+//! period: not ready (still serving for `shutdown_delay`, 0 by default, while load balancers
+//! notice); draining (the public listener stops accepting, new ingest requests get 503, and
+//! in-flight requests finish); flushing (the producer delivers what is queued). Past the grace,
+//! inlet logs what it could not deliver and returns an error (exit status 1). A second signal
+//! (`force`) ends the wait at once, with the same count.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::auth::{Registry, Tokens};
 use crate::config::Config;
-use crate::http::listen::{self, ConnLimits};
-use crate::http::{self, AppState};
-use crate::sink::kafka::KafkaSink;
+use crate::http::{self, listen};
+use crate::shutdown::Phase;
 use crate::sink::Sink;
+use crate::state::AppState;
 
 /// Open connections on the admin listener at most (scrapers and probes).
 const ADMIN_MAX_CONNECTIONS: usize = 256;
 
 /// How often the token registry file is checked for changes.
 const TOKENS_POLL: Duration = Duration::from_secs(1);
+
+/// How often the metrics recorder does its upkeep (histogram buckets).
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// The token registry `config` names (its file, or the development token under `--dev`); a
 /// file that cannot be read, does not parse or holds no token is an error naming the file.
@@ -37,130 +41,48 @@ pub fn tokens(config: &Config) -> anyhow::Result<Tokens> {
     }
 }
 
-/// Runs inlet on bound listeners until `shutdown` resolves, then drains and flushes. If `force`
-/// resolves during the drain (a second signal), returns at once with an error that counts the
-/// events not yet delivered.
+/// The two bound listeners inlet serves.
+pub struct Listeners {
+    /// The ingest API.
+    pub public: TcpListener,
+    /// Metrics and probes.
+    pub admin: TcpListener,
+}
+
+/// Runs inlet on bound listeners, producing to `sink`, until `shutdown` resolves; then drains
+/// and flushes. If `force` resolves during the drain (a second signal), returns at once with an
+/// error that counts the events not yet delivered.
 pub async fn run(
     config: Config,
     tokens: Tokens,
-    public: TcpListener,
-    admin: TcpListener,
+    sink: Arc<dyn Sink>,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
     force: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let tokens = Arc::new(tokens);
-    let sink: Arc<dyn Sink> = Arc::new(KafkaSink::new(&config).context("kafka")?);
-    serve(
-        AppState::new(config, tokens, sink),
-        public,
-        admin,
-        shutdown,
-        force,
-    )
-    .await
-}
-
-/// Serves `state` on both listeners; see the module documentation for the shutdown order.
-pub async fn serve(
-    state: AppState,
-    public: TcpListener,
-    admin: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    force: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let grace = state.config.shutdown_grace;
+    let state = AppState::new(config, Arc::new(tokens), sink);
     tracing::info!(
-        public = %public.local_addr()?,
-        admin = %admin.local_addr()?,
+        public = %listeners.public.local_addr()?,
+        admin = %listeners.admin.local_addr()?,
         delivery = ?state.config.delivery,
         "inlet is serving"
     );
-    let watcher = tokio::spawn(Arc::clone(&state.tokens).watch(TOKENS_POLL));
-    let upkeep = {
-        let handle = state.metrics.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                handle.run_upkeep();
-            }
-        })
-    };
-
-    let (stop_public, public_stopped) = tokio::sync::watch::channel(false);
-    let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
-    let config = &state.config;
-    let public_limits = ConnLimits {
-        max_connections: config.max_connections,
-        header_read_timeout: config.header_read_timeout,
-        max_headers: config.max_headers,
-        max_header_bytes: config.max_header_bytes,
-    };
-    let admin_limits = ConnLimits {
-        max_connections: ADMIN_MAX_CONNECTIONS,
-        ..public_limits
-    };
-    let public_server = tokio::spawn(listen::serve(
-        public,
-        http::public_router(state.clone()),
-        public_limits,
-        "public",
-        changed(public_stopped),
-    ));
-    let admin_server = tokio::spawn(listen::serve(
-        admin,
-        http::admin_router(state.clone()),
-        admin_limits,
-        "admin",
-        changed(admin_stopped),
-    ));
+    let chores = [
+        tokio::spawn(Arc::clone(&state.tokens).watch(TOKENS_POLL)),
+        tokio::spawn(metrics_upkeep(state.clone())),
+    ];
+    let (public, admin) = (
+        Server::start(&state, listeners.public, true),
+        Server::start(&state, listeners.admin, false),
+    );
 
     shutdown.await;
-    let drain = async {
-        let started = Instant::now();
-        state.stopping.store(true, Ordering::Relaxed);
-        let delay = state.config.shutdown_delay.min(grace);
-        if !delay.is_zero() {
-            tracing::info!(
-                delay_ms = delay.as_millis() as u64,
-                "shutting down: not ready, still serving while load balancers notice"
-            );
-            tokio::time::sleep(delay).await;
-        }
-        tracing::info!(
-            grace_ms = grace.as_millis() as u64,
-            "shutting down: draining requests"
-        );
-        state.draining.store(true, Ordering::Relaxed);
-        let _ = stop_public.send(true);
-        let remaining = grace.saturating_sub(started.elapsed());
-        match tokio::time::timeout(remaining, public_server).await {
-            Ok(Ok(())) => tracing::info!("in-flight requests finished"),
-            Ok(Err(error)) => tracing::error!(%error, "public listener task failed"),
-            Err(_) => tracing::warn!("grace period over with requests still in flight"),
-        }
-        let remaining = grace
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(100));
-        let sink = Arc::clone(&state.sink);
-        let undelivered = tokio::task::spawn_blocking(move || sink.close(remaining))
-            .await
-            .unwrap_or(usize::MAX);
-        if undelivered == 0 {
-            tracing::info!("producer flushed: every accepted event was delivered");
-        } else {
-            tracing::error!(undelivered, "grace period over: events were not delivered");
-        }
-        undelivered
-    };
     let (undelivered, forced) = tokio::select! {
-        n = drain => (n, false),
+        n = drain(&state, public) => (n, false),
         () = force => (state.sink.in_flight(), true),
     };
-    let _ = stop_admin.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(1), admin_server).await;
-    watcher.abort();
-    upkeep.abort();
+    admin.stop(Duration::from_secs(1)).await;
+    chores.iter().for_each(JoinHandle::abort);
     if forced {
         tracing::error!(
             undelivered,
@@ -174,10 +96,101 @@ pub async fn serve(
     Ok(())
 }
 
-async fn changed(mut rx: tokio::sync::watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            return;
+/// One listener being served, and the switch that stops it.
+struct Server {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Serves the public router (`public`) or the admin router on `listener`.
+    fn start(state: &AppState, listener: TcpListener, public: bool) -> Server {
+        let config = &state.config;
+        let limits = listen::ConnLimits {
+            max_connections: if public {
+                config.max_connections
+            } else {
+                ADMIN_MAX_CONNECTIONS
+            },
+            header_read_timeout: config.header_read_timeout,
+            max_headers: config.max_headers,
+            max_header_bytes: config.max_header_bytes,
+        };
+        let (router, name) = if public {
+            (http::public_router(state.clone()), "public")
+        } else {
+            (http::admin_router(state.clone()), "admin")
+        };
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(listen::serve(listener, router, limits, name, async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }));
+        Server { stop, task }
+    }
+
+    /// Stops accepting and waits up to `within` for the requests in flight; whether they all
+    /// finished.
+    async fn stop(self, within: Duration) -> bool {
+        let _ = self.stop.send(true);
+        match tokio::time::timeout(within, self.task).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "listener task failed");
+                false
+            }
+            Err(_) => false,
         }
+    }
+}
+
+/// The graceful shutdown, phase by phase, within `shutdown_grace`; returns how many accepted
+/// events were not delivered.
+async fn drain(state: &AppState, public: Server) -> usize {
+    let grace = state.config.shutdown_grace;
+    let started = Instant::now();
+    let left = || grace.saturating_sub(started.elapsed());
+
+    state.shutdown.enter(Phase::NotReady);
+    let delay = state.config.shutdown_delay.min(grace);
+    if !delay.is_zero() {
+        tracing::info!(
+            delay_ms = delay.as_millis() as u64,
+            "shutting down: not ready, still serving while load balancers notice"
+        );
+        tokio::time::sleep(delay).await;
+    }
+
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: draining requests"
+    );
+    state.shutdown.enter(Phase::Draining);
+    if public.stop(left()).await {
+        tracing::info!("in-flight requests finished");
+    } else {
+        tracing::warn!("grace period over with requests still in flight");
+    }
+
+    state.shutdown.enter(Phase::Flushing);
+    let within = left().max(Duration::from_millis(100));
+    let sink = Arc::clone(&state.sink);
+    let undelivered = tokio::task::spawn_blocking(move || sink.close(within))
+        .await
+        .unwrap_or(usize::MAX);
+    if undelivered == 0 {
+        tracing::info!("producer flushed: every accepted event was delivered");
+    } else {
+        tracing::error!(undelivered, "grace period over: events were not delivered");
+    }
+    undelivered
+}
+
+/// Keeps the metrics recorder's histograms fresh, for as long as inlet runs.
+async fn metrics_upkeep(state: AppState) {
+    let mut tick = tokio::time::interval(METRICS_UPKEEP);
+    loop {
+        tick.tick().await;
+        state.metrics.run_upkeep();
     }
 }

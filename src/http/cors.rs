@@ -11,8 +11,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
-use crate::error::OriginRefused;
+use super::authenticate::{presented_secret, request_origin};
+use super::reply::OriginRefused;
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Methods browsers may use on the ingest routes.
 const ALLOW_METHODS: &str = "POST, GET, OPTIONS";
@@ -26,11 +28,9 @@ const MAX_AGE_SECS: u32 = 86_400;
 /// Answers `OPTIONS` on the ingest routes.
 pub async fn preflight(State(state): State<AppState>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    if let Some(secret) = crate::auth::presented_secret(&parts) {
-        if let Some(token) = state.tokens.lookup(&secret) {
-            if let Err(e) = token.check_origin(&parts.headers) {
-                return e.into_response();
-            }
+    if let Some(token) = presented_secret(&parts).and_then(|s| state.tokens.lookup(&s)) {
+        if !token.allows_origin(request_origin(&parts.headers).as_deref()) {
+            return ApiError::OriginNotAllowed.into_response();
         }
     }
     let mut response = StatusCode::NO_CONTENT.into_response();

@@ -1,13 +1,15 @@
-//! HTTP: the one route table of each listener, and the layers around it.
+//! HTTP: the one route table of each listener, the layers around it, and one module per
+//! endpoint. Handlers only extract what a request carries and shape the reply; what happens to
+//! the events is the [pipeline](crate::pipeline)'s.
 
+pub mod authenticate;
 pub mod cors;
 pub mod ingest;
 pub mod listen;
 pub mod ops;
 pub mod pixel;
+pub mod reply;
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -17,60 +19,9 @@ use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::Instrument;
 
-use crate::auth::Tokens;
-use crate::client::AuthFailures;
-use crate::config::Config;
-use crate::sink::Sink;
-
-/// Everything a handler may need, shared by all requests: one `Arc`, so handing it to a
-/// request (axum clones the state for every extractor and middleware) is one reference count.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-/// What [`AppState`] shares.
-pub struct Shared {
-    pub config: Arc<Config>,
-    pub tokens: Arc<Tokens>,
-    pub sink: Arc<dyn Sink>,
-    /// Set once shutdown begins: readiness turns false.
-    pub stopping: Arc<AtomicBool>,
-    /// Set once the listener closes (after `shutdown_delay`): ingest answers 503.
-    pub draining: Arc<AtomicBool>,
-    pub metrics: PrometheusHandle,
-    /// Permits for requests in flight on the public listener (`max_concurrent_requests`).
-    pub in_flight: Arc<tokio::sync::Semaphore>,
-    /// Failed authentications per client address.
-    pub auth_failures: Arc<AuthFailures>,
-}
-
-impl AppState {
-    /// State for `config` with the given registry and sink.
-    pub fn new(config: Config, tokens: Arc<Tokens>, sink: Arc<dyn Sink>) -> AppState {
-        AppState(Arc::new(Shared {
-            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests)),
-            auth_failures: Arc::new(AuthFailures::new(
-                config.auth_failures_per_minute,
-                std::time::Duration::from_secs(60),
-            )),
-            config: Arc::new(config),
-            tokens,
-            sink,
-            stopping: Arc::new(AtomicBool::new(false)),
-            draining: Arc::new(AtomicBool::new(false)),
-            metrics: crate::metrics::install(),
-        }))
-    }
-}
+use crate::state::AppState;
 
 /// The public listener: the ingest API and health endpoints.
 ///
@@ -162,44 +113,13 @@ async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-/// Shared by the unit tests of the HTTP modules: a router over an in-memory sink.
+/// Shared by the unit tests of the HTTP modules: sending a request through a router.
 #[cfg(test)]
 pub(crate) mod testing {
-    use std::sync::Arc;
-
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use axum::Router;
     use tower::ServiceExt;
-
-    use super::AppState;
-    use crate::auth::{Registry, Tokens};
-    use crate::config::{Config, Settings};
-    use crate::sink::memory::MemorySink;
-
-    /// The secret of the one token of [`state`]: beacons and occurrences, any origin.
-    pub const SECRET: &str = "unit-secret";
-
-    /// State over `sink`, with the default configuration adjusted by `tweak`.
-    pub fn state(sink: Arc<MemorySink>, tweak: impl FnOnce(&mut Settings)) -> AppState {
-        let mut settings = Settings {
-            kafka_brokers: Some("unused:9092".into()),
-            tokens_file: Some("unused.toml".into()),
-            ..Default::default()
-        };
-        tweak(&mut settings);
-        let config = Config::resolve(settings, Settings::default(), false).unwrap();
-        let registry = Registry::parse(
-            &format!(
-                "[[token]]\nid = \"unit\"\ntoken = \"{SECRET}\"\nproject_id = \"p\"\n\
-                 account_id = \"a\"\nkinds = [\"beacon\", \"occurrence\"]\n\
-                 rate_per_sec = 100000\nburst = 100000\n"
-            ),
-            None,
-        )
-        .unwrap();
-        AppState::new(config, Arc::new(Tokens::fixed(registry)), sink)
-    }
 
     /// Sends `request` through `router`; returns the status, the headers and the body.
     pub async fn send(
@@ -220,9 +140,10 @@ mod tests {
     use axum::body::Body;
     use axum::http::{header, Method, Request, StatusCode};
 
-    use super::testing::{send, state, SECRET};
+    use super::testing::send;
     use super::*;
     use crate::sink::memory::MemorySink;
+    use crate::testing::{state, SECRET};
 
     const ORIGIN: &str = "https://www.acme.example";
 

@@ -3,10 +3,9 @@
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::sync::atomic::Ordering;
 
-use super::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// `GET /healthz`: the process is alive and serving.
 pub async fn healthz() -> &'static str {
@@ -16,9 +15,9 @@ pub async fn healthz() -> &'static str {
 /// `GET /readyz`: 200 while a broker is reachable and inlet is not draining, else 503, so a load
 /// balancer sends traffic only where it can be produced.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.stopping.load(Ordering::Relaxed) {
+    if !state.shutdown.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    } else if !state.sink.ready() {
+    } else if !state.pipeline.sink_ready() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "no Kafka broker reachable\n",

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use inlet::auth::Tokens;
 use inlet::config::{Config, Settings};
-use inlet::http::AppState;
 use inlet::proto;
 use inlet::sink::kafka::KafkaSink;
 use prost::Message as _;
@@ -145,15 +144,12 @@ impl Gateway {
         let admin_url = format!("http://{}", admin.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let sink = Arc::new(KafkaSink::new(&config).expect("producer"));
-        let state = AppState::new(
+        let tokens = Tokens::load(&tokens_file).expect("test registry");
+        let task = tokio::spawn(inlet::server::run(
             config.clone(),
-            Arc::new(Tokens::load(&tokens_file).expect("test registry")),
+            tokens,
             sink.clone(),
-        );
-        let task = tokio::spawn(inlet::server::serve(
-            state,
-            public,
-            admin,
+            inlet::server::Listeners { public, admin },
             async move {
                 let _ = rx.await;
             },

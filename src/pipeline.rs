@@ -1,0 +1,549 @@
+//! The pipeline: what happens to a request's events once its endpoint has authenticated the
+//! token and split what the client sent into events.
+//!
+//! ```text
+//! endpoint (HTTP):   extract the token and the body → split into a Batch
+//! pipeline (here):   limit → validate → convert → key → produce → one typed Answer
+//! endpoint (HTTP):   shape the Answer (or the ApiError) into the protocol's reply
+//! ```
+//!
+//! Every endpoint calls [`Pipeline::ingest`], so every event reaches Kafka the same way: the
+//! native JSON endpoints, the pixel, and each SDK adapter after them. Nothing here knows about
+//! HTTP, so tests call it directly with an in-memory sink. [`Pipeline::admit`] holds the checks
+//! that come before a body is read at all (shutdown, the token's kinds and origins).
+
+use std::net::IpAddr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use prost::Message;
+
+use crate::auth::Token;
+use crate::config::{Config, Delivery};
+use crate::error::{failure_retry_after_secs, ApiError, Refusal, Rejection};
+use crate::event::{self, Invalid, Kind, Meta, Validated};
+use crate::key::shard_key;
+use crate::limit::Decision;
+use crate::metrics;
+use crate::shutdown::Shutdown;
+use crate::sink::{Failure, Record, Sink};
+
+/// Batches whose text is at least this large are split, validated and converted on the
+/// blocking pool, so one huge body cannot hold up a runtime worker (and every request queued
+/// behind it); smaller ones, the usual case, are handled in place.
+pub const BLOCKING_PARSE_BYTES: usize = 256 * 1024;
+
+/// User agents are kept up to this many bytes.
+const MAX_USER_AGENT: usize = 512;
+
+/// The way from validated events to Kafka, shared by every endpoint.
+pub struct Pipeline {
+    config: Arc<Config>,
+    sink: Arc<dyn Sink>,
+    shutdown: Arc<Shutdown>,
+}
+
+/// Who sent a request, as the envelope records it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The client's address (behind trusted proxies), before any truncation.
+    pub ip: IpAddr,
+    /// The `User-Agent` as sent (cut to 512 bytes by the pipeline).
+    pub user_agent: String,
+}
+
+/// One request's events of one kind, split by its endpoint but not yet validated.
+pub struct Batch {
+    kind: Kind,
+    /// The text the events are read from: a decoded body, or a query string.
+    text: Bytes,
+    events: Vec<Result<Raw, Invalid>>,
+}
+
+/// Where one event of a [`Batch`] is.
+enum Raw {
+    /// JSON text at this range of the batch's text.
+    Json(Range<usize>),
+    /// The whole text is one beacon's query string (`GET /v1/pixel.gif`).
+    Query,
+}
+
+impl Batch {
+    /// Splits a decoded body into events (one object, an array, or NDJSON; see
+    /// [`crate::decode::split_events`]): at most `max_events`, none of them over `max_event`
+    /// bytes (413 `event_too_large` naming the first one that is). On the blocking pool when
+    /// the body is large.
+    pub async fn split(
+        kind: Kind,
+        body: Bytes,
+        max_events: usize,
+        max_event: usize,
+    ) -> Result<Batch, ApiError> {
+        if body.len() < BLOCKING_PARSE_BYTES {
+            return Batch::split_now(kind, body, max_events, max_event);
+        }
+        tokio::task::spawn_blocking(move || Batch::split_now(kind, body, max_events, max_event))
+            .await
+            .map_err(|_| ApiError::MalformedBody("the body could not be parsed".into()))?
+    }
+
+    fn split_now(
+        kind: Kind,
+        body: Bytes,
+        max_events: usize,
+        max_event: usize,
+    ) -> Result<Batch, ApiError> {
+        let start = body.as_ptr() as usize;
+        let events: Vec<Result<Raw, Invalid>> = crate::decode::split_events(&body, max_events)?
+            .into_iter()
+            .map(|event| {
+                event.map(|text| {
+                    let at = text.as_ptr() as usize - start;
+                    Raw::Json(at..at + text.len())
+                })
+            })
+            .collect();
+        let too_large = events
+            .iter()
+            .enumerate()
+            .find_map(|(index, event)| match event {
+                Ok(Raw::Json(range)) if range.len() > max_event => Some((index, range.len())),
+                _ => None,
+            });
+        if let Some((index, size)) = too_large {
+            count(kind, "too_large", events.len());
+            return Err(ApiError::EventTooLarge {
+                index,
+                size,
+                limit: max_event,
+            });
+        }
+        Ok(Batch {
+            kind,
+            text: body,
+            events,
+        })
+    }
+
+    /// One beacon given as a query string's fields (`session_id=s&event=e&props=…`), as the
+    /// pixel receives it.
+    pub fn query(query: &str) -> Batch {
+        Batch {
+            kind: Kind::Beacon,
+            text: Bytes::copy_from_slice(query.as_bytes()),
+            events: vec![Ok(Raw::Query)],
+        }
+    }
+
+    /// The kind of every event of the batch.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// How many events the batch holds, valid or not.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether the batch holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+/// What a request's events came to, when at least one was accepted.
+#[derive(Debug)]
+pub struct Answer {
+    pub accepted: usize,
+    /// The events not accepted, by index.
+    pub rejected: Vec<Rejection>,
+    /// How accepted events were accepted: acknowledged by the broker, or queued.
+    pub delivery: Delivery,
+    /// Set when an event was refused for a reason a retry may overcome.
+    pub retry_after_secs: Option<u64>,
+}
+
+/// A batch's events as records for the sink, and the ones that did not validate.
+struct Converted {
+    records: Vec<Record>,
+    /// Each record's index in the request.
+    indices: Vec<usize>,
+    rejected: Vec<Rejection>,
+}
+
+impl Pipeline {
+    pub fn new(config: Arc<Config>, sink: Arc<dyn Sink>, shutdown: Arc<Shutdown>) -> Pipeline {
+        Pipeline {
+            config,
+            sink,
+            shutdown,
+        }
+    }
+
+    /// The checks every ingest request passes before its body is read: inlet is not draining,
+    /// the token may send `kind`, and from the page `origin` (its `Origin` or `Referer`).
+    pub fn admit(&self, token: &Token, kind: Kind, origin: Option<&str>) -> Result<(), ApiError> {
+        if !self.shutdown.is_accepting() {
+            return Err(ApiError::Unavailable(Failure::ShuttingDown));
+        }
+        if !token.allows(kind) {
+            return Err(ApiError::KindNotAllowed {
+                token_id: token.id.clone(),
+                kind: kind.as_str(),
+            });
+        }
+        if !token.allows_origin(origin) {
+            return Err(ApiError::OriginNotAllowed);
+        }
+        Ok(())
+    }
+
+    /// Limits, validates, converts, keys and produces `batch`'s events, and answers per event.
+    ///
+    /// Fails as a whole exactly when nothing was accepted: 429 (or 413 past the burst) when the
+    /// token's limit refuses the batch; 503 when an event could not be delivered for a reason
+    /// worth a retry; 413 when every event was too large for the broker; else 400 (every event
+    /// invalid, or invalid and too large), so an [`Answer`] always has `accepted` > 0.
+    pub async fn ingest(
+        &self,
+        token: &Token,
+        client: Client,
+        batch: Batch,
+    ) -> Result<Answer, ApiError> {
+        let kind = batch.kind;
+        charge(kind, token, batch.len())?;
+        let meta = self.meta(kind, token, client);
+        let account_id = token.account_id.clone();
+        let converted = if batch.text.len() < BLOCKING_PARSE_BYTES {
+            convert(batch, &meta, &account_id)
+        } else {
+            tokio::task::spawn_blocking(move || convert(batch, &meta, &account_id))
+                .await
+                .map_err(|_| ApiError::MalformedBody("the body could not be parsed".into()))?
+        };
+        self.produce(kind, converted).await
+    }
+
+    /// Whether the sink can deliver now (a broker answered recently).
+    pub fn sink_ready(&self) -> bool {
+        self.sink.ready()
+    }
+
+    /// The gateway's metadata for a request's events.
+    fn meta(&self, kind: Kind, token: &Token, client: Client) -> Meta {
+        let mut user_agent = client.user_agent;
+        if user_agent.len() > MAX_USER_AGENT {
+            let mut end = MAX_USER_AGENT;
+            while !user_agent.is_char_boundary(end) {
+                end -= 1;
+            }
+            user_agent.truncate(end);
+        }
+        let client_ip = if self.config.client_ip_truncation.applies_to(kind) {
+            crate::client::truncate(client.ip)
+        } else {
+            client.ip
+        };
+        Meta {
+            received_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+            project_id: token.project_id.clone(),
+            account_id: token.account_id.clone(),
+            token_id: token.id.clone(),
+            client_ip: client_ip.to_string(),
+            user_agent,
+        }
+    }
+
+    /// Hands the valid events to the sink and turns its outcomes into the answer.
+    async fn produce(&self, kind: Kind, converted: Converted) -> Result<Answer, ApiError> {
+        let Converted {
+            records,
+            indices,
+            mut rejected,
+        } = converted;
+        count(kind, "invalid", rejected.len());
+        if records.is_empty() {
+            return Err(ApiError::AllInvalid(rejected));
+        }
+        let delivery = self.config.delivery;
+        let outcomes = self.sink.send(records, delivery == Delivery::Ack).await;
+        let mut accepted = 0;
+        for (index, outcome) in indices.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => accepted += 1,
+                Err(failure) => {
+                    let refusal = Refusal::Undelivered(failure);
+                    count(kind, refusal.outcome(), 1);
+                    rejected.push(Rejection { index, refusal });
+                }
+            }
+        }
+        count(kind, "accepted", accepted);
+        rejected.sort_by_key(|r| r.index);
+        answer(accepted, rejected, delivery)
+    }
+}
+
+/// Charges the token's limiter for `events` events (all or nothing).
+fn charge(kind: Kind, token: &Token, events: usize) -> Result<(), ApiError> {
+    let refused = match token.limiter.check(events) {
+        Decision::Allowed => return Ok(()),
+        Decision::Wait(wait) => ApiError::RateLimited {
+            retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+        },
+        Decision::TooBig => ApiError::BatchExceedsBurst {
+            count: events,
+            burst: token.limiter.burst,
+        },
+    };
+    count(kind, "rate_limited", events);
+    ::metrics::counter!(metrics::RATE_LIMITED, "token" => token.id.clone()).increment(1);
+    Err(refused)
+}
+
+/// Validates each event of `batch`, and converts and keys the valid ones into records.
+fn convert(batch: Batch, meta: &Meta, account_id: &str) -> Converted {
+    let Batch { kind, text, events } = batch;
+    // The text was checked to be UTF-8 when it was split (or came from a `&str`).
+    let text = std::str::from_utf8(&text).unwrap_or_default();
+    let mut converted = Converted {
+        records: Vec::with_capacity(events.len()),
+        indices: Vec::with_capacity(events.len()),
+        rejected: Vec::new(),
+    };
+    for (index, event) in events.into_iter().enumerate() {
+        match event.and_then(|raw| validate(kind, text, raw)) {
+            Ok(valid) => {
+                let key = shard_key(&valid.body, account_id).to_owned();
+                let value = event::envelope(valid, meta).encode_to_vec();
+                converted.records.push(Record { kind, key, value });
+                converted.indices.push(index);
+            }
+            Err(invalid) => converted.rejected.push(Rejection {
+                index,
+                refusal: Refusal::Invalid(invalid),
+            }),
+        }
+    }
+    converted
+}
+
+/// Reads and validates one event of a batch.
+fn validate(kind: Kind, text: &str, raw: Raw) -> Result<Validated, Invalid> {
+    match raw {
+        Raw::Json(range) => event::parse(kind, &text[range]),
+        Raw::Query => event::beacon::from_query(text),
+    }
+}
+
+/// The answer for a request's events, or its error when none was accepted.
+fn answer(
+    accepted: usize,
+    rejected: Vec<Rejection>,
+    delivery: Delivery,
+) -> Result<Answer, ApiError> {
+    // The last event refused for a reason a retry may overcome decides the 503 and the wait.
+    let retriable = rejected.iter().rev().find_map(|r| match r.refusal {
+        Refusal::Undelivered(failure) if r.refusal.is_retriable() => Some(failure),
+        _ => None,
+    });
+    if accepted == 0 {
+        if let Some(failure) = retriable {
+            return Err(ApiError::Unavailable(failure));
+        }
+        if !rejected
+            .iter()
+            .any(|r| matches!(r.refusal, Refusal::Invalid(_)))
+        {
+            return Err(ApiError::RejectedTooLarge);
+        }
+        // Some invalid, the others too large for the broker: nothing was accepted, so this is
+        // the 400 with every event's reason, never a 207 with `accepted: 0`.
+        return Err(ApiError::AllInvalid(rejected));
+    }
+    Ok(Answer {
+        accepted,
+        rejected,
+        delivery,
+        retry_after_secs: retriable.map(failure_retry_after_secs),
+    })
+}
+
+/// Counts `n` events of `kind` with `outcome` in `inlet_events_total`.
+fn count(kind: Kind, outcome: &'static str, n: usize) {
+    if n > 0 {
+        ::metrics::counter!(metrics::EVENTS, "kind" => kind.as_str(), "outcome" => outcome)
+            .increment(n as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::sink::memory::MemorySink;
+    use crate::testing;
+
+    fn pipeline(sink: Arc<MemorySink>) -> Pipeline {
+        Pipeline::new(
+            Arc::new(testing::config(|_| {})),
+            sink,
+            Arc::new(Shutdown::new()),
+        )
+    }
+
+    fn client() -> Client {
+        Client {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            user_agent: "unit".into(),
+        }
+    }
+
+    /// Ingests `events` (a JSON array of beacons) through a sink that refuses, as too large for
+    /// the broker, every event of session `big`; returns the answer and how many records the
+    /// sink was handed.
+    async fn ingest_to_picky_broker(events: Value) -> (Result<Answer, ApiError>, usize) {
+        let sink = Arc::new(MemorySink::answering(|record| {
+            if record.key == "big" {
+                Err(Failure::TooLarge)
+            } else {
+                Ok(())
+            }
+        }));
+        let body = Bytes::from(events.to_string());
+        let batch = Batch::split(Kind::Beacon, body, 1000, 1 << 20)
+            .await
+            .unwrap();
+        let answer = pipeline(Arc::clone(&sink))
+            .ingest(&testing::token(), client(), batch)
+            .await;
+        (answer, sink.records().len())
+    }
+
+    fn codes(rejected: &[Rejection]) -> Vec<&'static str> {
+        rejected.iter().map(|r| r.refusal.code()).collect()
+    }
+
+    #[tokio::test]
+    async fn nothing_accepted_is_never_a_partial_answer() {
+        let big = json!({"session_id": "big", "event": "e"});
+        let small = json!({"session_id": "small", "event": "e"});
+        let invalid = json!({"session_id": "small"});
+        // Invalid and too large for the broker, none accepted: 400, with every event's reason.
+        match ingest_to_picky_broker(json!([invalid, big])).await.0 {
+            Err(ApiError::AllInvalid(rejected)) => {
+                assert_eq!(codes(&rejected), ["missing_field", "event_too_large"])
+            }
+            other => panic!("{other:?}"),
+        }
+        // Every event too large for the broker: 413.
+        let (answer, produced) = ingest_to_picky_broker(json!([big, big])).await;
+        assert!(
+            matches!(answer, Err(ApiError::RejectedTooLarge)),
+            "{answer:?}"
+        );
+        assert_eq!(produced, 2);
+        // Every event invalid: 400, nothing handed to the sink.
+        let (answer, produced) = ingest_to_picky_broker(json!([invalid, invalid])).await;
+        assert!(matches!(answer, Err(ApiError::AllInvalid(_))), "{answer:?}");
+        assert_eq!(produced, 0);
+        // One accepted: a partial answer naming the others.
+        let answer = ingest_to_picky_broker(json!([invalid, big, small]))
+            .await
+            .0
+            .unwrap();
+        assert_eq!(answer.accepted, 1);
+        assert_eq!(
+            codes(&answer.rejected),
+            ["missing_field", "event_too_large"]
+        );
+        assert_eq!(answer.retry_after_secs, None, "nothing worth a retry");
+    }
+
+    #[tokio::test]
+    async fn a_retriable_failure_is_a_503_when_nothing_was_accepted() {
+        let sink = Arc::new(MemorySink::answering(|_| Err(Failure::QueueFull)));
+        let batch = Batch::split(
+            Kind::Beacon,
+            r#"{"session_id":"s","event":"e"}"#.into(),
+            10,
+            1000,
+        )
+        .await
+        .unwrap();
+        let answer = pipeline(sink)
+            .ingest(&testing::token(), client(), batch)
+            .await;
+        let error = answer.unwrap_err();
+        assert_eq!(error.code(), "queue_full");
+        assert_eq!(error.retry_after_secs(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_query_string_beacon_is_keyed_by_its_session() {
+        let sink = Arc::new(MemorySink::accepting());
+        let answer = pipeline(Arc::clone(&sink))
+            .ingest(
+                &testing::token(),
+                client(),
+                Batch::query("token=t&session_id=s-1&event=view"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.accepted, 1);
+        let records = sink.records();
+        assert_eq!(records[0].key, "s-1");
+        assert_eq!(records[0].kind, Kind::Beacon);
+    }
+
+    #[tokio::test]
+    async fn admission_refuses_a_draining_replica_a_kind_and_an_origin() {
+        let shutdown = Arc::new(Shutdown::new());
+        let pipeline = Pipeline::new(
+            Arc::new(testing::config(|_| {})),
+            Arc::new(MemorySink::accepting()),
+            Arc::clone(&shutdown),
+        );
+        let token = testing::token();
+        assert!(pipeline.admit(&token, Kind::Occurrence, None).is_ok());
+        shutdown.enter(crate::shutdown::Phase::Draining);
+        let error = pipeline.admit(&token, Kind::Beacon, None).unwrap_err();
+        assert_eq!(error.code(), "shutting_down");
+    }
+
+    /// Whether splitting `body` let another task of a single-threaded runtime run, which it can
+    /// only when the splitting went to the blocking pool.
+    async fn yields_while_splitting(body: Bytes) -> (bool, usize) {
+        let ran = Arc::new(AtomicBool::new(false));
+        let other = tokio::spawn({
+            let ran = Arc::clone(&ran);
+            async move { ran.store(true, Ordering::SeqCst) }
+        });
+        let batch = Batch::split(Kind::Beacon, body, 100_000, 1 << 20)
+            .await
+            .unwrap();
+        let yielded = ran.load(Ordering::SeqCst);
+        other.await.unwrap();
+        (yielded, batch.len())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn large_bodies_are_split_off_the_runtime_and_small_ones_in_place() {
+        let event = json!({"session_id": "s", "event": "e"}).to_string();
+        let small = Bytes::from(format!("[{}]", [event.as_str(); 10].join(",")));
+        assert_eq!(yields_while_splitting(small).await, (false, 10));
+        let n = BLOCKING_PARSE_BYTES / event.len() + 1;
+        let large = Bytes::from(format!("[{}]", vec![event.as_str(); n].join(",")));
+        assert!(large.len() >= BLOCKING_PARSE_BYTES);
+        assert_eq!(yields_while_splitting(large).await, (true, n));
+    }
+}

@@ -1,0 +1,66 @@
+//! What every request shares: configuration, the token registry, the pipeline, the shutdown
+//! phase and the HTTP edge's own bookkeeping. Built once, when inlet starts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Semaphore;
+
+use crate::auth::Tokens;
+use crate::client::AuthFailures;
+use crate::config::Config;
+use crate::pipeline::Pipeline;
+use crate::shutdown::Shutdown;
+use crate::sink::Sink;
+
+/// Everything a handler may need, shared by all requests: one `Arc`, so handing it to a
+/// request (axum clones the state for every extractor and middleware) is one reference count.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub tokens: Arc<Tokens>,
+    pub pipeline: Pipeline,
+    pub sink: Arc<dyn Sink>,
+    pub shutdown: Arc<Shutdown>,
+    pub metrics: PrometheusHandle,
+    /// Permits for requests in flight on the public listener (`max_concurrent_requests`).
+    pub in_flight: Semaphore,
+    /// Failed authentications per client address.
+    pub auth_failures: AuthFailures,
+}
+
+impl AppState {
+    /// State for `config` with the given registry and sink, serving.
+    pub fn new(config: Config, tokens: Arc<Tokens>, sink: Arc<dyn Sink>) -> AppState {
+        let config = Arc::new(config);
+        let shutdown = Arc::new(Shutdown::new());
+        AppState(Arc::new(Shared {
+            in_flight: Semaphore::new(config.max_concurrent_requests),
+            auth_failures: AuthFailures::new(
+                config.auth_failures_per_minute,
+                Duration::from_secs(60),
+            ),
+            pipeline: Pipeline::new(
+                Arc::clone(&config),
+                Arc::clone(&sink),
+                Arc::clone(&shutdown),
+            ),
+            config,
+            tokens,
+            sink,
+            shutdown,
+            metrics: crate::metrics::install(),
+        }))
+    }
+}

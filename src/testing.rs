@@ -1,0 +1,47 @@
+//! Shared by the unit tests: a configuration, a registry with one token, and state over an
+//! in-memory sink.
+
+use std::sync::Arc;
+
+use crate::auth::{Registry, Token, Tokens};
+use crate::config::{Config, Settings};
+use crate::sink::memory::MemorySink;
+use crate::state::AppState;
+
+/// The secret of the one token of [`tokens`]: beacons and occurrences, any origin.
+pub const SECRET: &str = "unit-secret";
+
+/// The default configuration, adjusted by `tweak`.
+pub fn config(tweak: impl FnOnce(&mut Settings)) -> Config {
+    let mut settings = Settings {
+        kafka_brokers: Some("unused:9092".into()),
+        tokens_file: Some("unused.toml".into()),
+        ..Default::default()
+    };
+    tweak(&mut settings);
+    Config::resolve(settings, Settings::default(), false).unwrap()
+}
+
+/// A registry holding one token, [`SECRET`].
+pub fn tokens() -> Tokens {
+    let registry = Registry::parse(
+        &format!(
+            "[[token]]\nid = \"unit\"\ntoken = \"{SECRET}\"\nproject_id = \"p\"\n\
+             account_id = \"a\"\nkinds = [\"beacon\", \"occurrence\"]\n\
+             rate_per_sec = 100000\nburst = 100000\n"
+        ),
+        None,
+    )
+    .unwrap();
+    Tokens::fixed(registry)
+}
+
+/// The token [`SECRET`].
+pub fn token() -> Arc<Token> {
+    tokens().lookup(SECRET).unwrap()
+}
+
+/// State over `sink`, with the default configuration adjusted by `tweak`.
+pub fn state(sink: Arc<MemorySink>, tweak: impl FnOnce(&mut Settings)) -> AppState {
+    AppState::new(config(tweak), Arc::new(tokens()), sink)
+}
