@@ -28,7 +28,8 @@ pub fn parse(raw: &str) -> Result<Validated, Invalid> {
 
 /// Reads one beacon from the pixel's query string (`GET /v1/pixel.gif`, without the `?`) and
 /// validates it: the parameters are its fields, `ts` a number when it is all digits, `props`
-/// a JSON string; `token` and `_` (the cache buster) are not fields. See [`query::fields`].
+/// a JSON string; `token` and `_` (the cache buster) are not fields. Same answers, and the
+/// same bytes in Kafka, as the map the pixel built before (`query::fields` says how).
 pub fn from_query(query: &str) -> Result<Validated, Invalid> {
     convert(query::fields(query, &FIELDS)?)
 }

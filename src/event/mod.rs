@@ -4,10 +4,11 @@
 //! error names it) and tolerant inside nested objects (`exception`, `frames`), where SDKs add
 //! their own extras. Lengths are in bytes of UTF-8.
 //!
-//! An event is read into its kind's field table ([`fields`]) from JSON text ([`text`], every
-//! request body) or from the pixel's query string ([`beacon::from_query`]); each kind then
-//! applies its rules once. The [`reference`] parser (through a `serde_json::Map`) exists only
-//! for the tests and the fuzzer, as the oracle the readers are compared against.
+//! An event is read into its kind's field table (`fields.rs`) from JSON text (`text.rs`, every
+//! request body) or from the pixel's query string (`query.rs`, [`beacon::from_query`]); each
+//! kind then applies its rules once. The reference parser (`reference.rs`, through a
+//! `serde_json::Map`) is compiled only for the tests and, with the `reference` feature, the
+//! fuzzer: it is the oracle the readers are compared against.
 
 pub mod beacon;
 mod fields;

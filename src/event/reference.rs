@@ -2,8 +2,8 @@
 //! from the map; and the pixel's query string collected into such a map, as the pixel did before
 //! it read its beacon's fields directly.
 //!
-//! Production reads fields straight from the text ([`super::text`]) or the query string
-//! ([`super::query`]). This slower, simpler path is kept only as their oracle: the unit and
+//! Production reads fields straight from the text (`text.rs`) or the query string
+//! (`query.rs`). This slower, simpler path is kept only as their oracle: the unit and
 //! property tests and the `validate` fuzz target check that both give the same answers. It is
 //! compiled for tests and with the `reference` feature (which the fuzz crate enables), never
 //! into the gateway.
