@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the request path's pure steps, per event: split a body into events,
-//! parse and validate one, convert it to its envelope and encode it, derive its key, and look
-//! up its token. `cargo bench --bench hot_path`; under `cargo test` each runs once, as a check.
+//! parse and validate one (or the pixel's query string), convert it to its envelope and encode
+//! it, derive its key, and look up its token. `cargo bench --bench hot_path`; under `cargo test` each runs once, as a check.
 //!
 //! The bodies are the load tests' shapes: an 800-byte beacon, a batch of 50 of them, and a
 //! 2.5 KB occurrence with a stack trace.
@@ -103,6 +103,14 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The pixel's beacon, read from its query string.
+    let query = "token=dev&_=1763900000000&session_id=sess-00000007&event=page_view\
+        &ts=1763900000000&url=https%3A%2F%2Fwww.acme.example%2Fproducts%2F42\
+        &title=Launch+week+-+Acme+Blog&props=%7B%22plan%22%3A%22free%22%2C%22seq%22%3A1%7D";
+    event::beacon::from_query(query).expect("a valid pixel beacon");
+    g.bench_function("from_query/pixel", |b| {
+        b.iter(|| event::beacon::from_query(black_box(query)))
+    });
     // An id for an event the client gave none, and for every request: from the thread's
     // generator, against uuid's own (a getrandom system call each).
     g.bench_function("new id", |b| b.iter(inlet::id::uuid_v7));

@@ -24,7 +24,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-targets=(${FUZZ_TARGETS:-split_events decompress validate partition})
+targets=(${FUZZ_TARGETS:-split_events decompress validate pixel partition})
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz"
@@ -58,7 +58,7 @@ for target in "${targets[@]}"; do
     mkdir -p "$corpus" "$artifacts"
     dict=()
     case "$target" in
-        split_events | validate) dict=(-dict=fuzz/dict/events.dict) ;;
+        split_events | validate | pixel) dict=(-dict=fuzz/dict/events.dict) ;;
     esac
     status=0
     ASAN_OPTIONS="${ASAN_OPTIONS:-detect_odr_violation=0}" \

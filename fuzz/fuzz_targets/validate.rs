@@ -1,4 +1,5 @@
-//! `inlet::event::{parse, parse_object, validate, envelope}` and the protobuf wire roundtrip.
+//! `inlet::event::{parse, envelope}` against `inlet::event::reference::{parse_object, validate}`
+//! (the map parser, built with inlet's `reference` feature), and the protobuf wire roundtrip.
 //!
 //! Input: byte 0 picks the kind (even: beacon, odd: occurrence); the rest, if UTF-8, is one
 //! event's JSON text.
@@ -10,7 +11,8 @@
 //! `encoded_len` bytes.
 #![no_main]
 
-use inlet::event::{envelope, parse, parse_object, validate, Kind, Meta};
+use inlet::event::reference::{parse_object, validate};
+use inlet::event::{envelope, parse, Kind, Meta};
 use inlet::proto::{self, envelope::Event};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;

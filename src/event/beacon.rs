@@ -1,15 +1,14 @@
 //! Analytics beacons: `POST /v1/beacons` and `GET /v1/pixel.gif`.
 
-use serde_json::{Map, Value};
-
-use super::{no_unknown, Fields, Invalid, Read, Validated};
+use super::fields::{no_unknown, Fields, Read};
+use super::{query, Invalid, Validated};
 use crate::proto;
 
 /// Largest `props`, serialized.
 pub const MAX_PROPS_BYTES: usize = 64 * 1024;
 
 /// A beacon's top-level fields, in the order they are checked.
-const FIELDS: [(&str, Read); 9] = [
+pub(super) const FIELDS: [(&str, Read); 9] = [
     ("session_id", Read::Scalar),
     ("event", Read::Scalar),
     ("ts", Read::Scalar),
@@ -22,15 +21,17 @@ const FIELDS: [(&str, Read); 9] = [
 ];
 
 /// Reads one beacon straight from its JSON text and validates it: strings are borrowed from
-/// the body (copied once, into the protobuf), and `props` is carried as the client wrote it
-/// (see [`super::object_field`]). Same answers as [`super::parse_object`] then [`validate`].
+/// the body (copied once, into the protobuf), and `props` is carried as the client wrote it.
 pub fn parse(raw: &str) -> Result<Validated, Invalid> {
     convert(Fields::read(raw, &FIELDS)?)
 }
 
-/// Validates a beacon already parsed into a map (the pixel's query string) and converts it.
-pub fn validate(map: Map<String, Value>) -> Result<Validated, Invalid> {
-    convert(Fields::from_map(map, &FIELDS))
+/// Reads one beacon from the pixel's query string (`GET /v1/pixel.gif`, without the `?`) and
+/// validates it: the parameters are its fields, `ts` a number when it is all digits, `props`
+/// a JSON string; `token` and `_` (the cache buster) are not fields. Same answers, and the
+/// same bytes in Kafka, as the map the pixel built before (`query::fields` says how).
+pub fn from_query(query: &str) -> Result<Validated, Invalid> {
+    convert(query::fields(query, &FIELDS)?)
 }
 
 /// TEMPORARY shim until the field-table version lands: a beacon from a pixel's query string.
@@ -63,7 +64,7 @@ fn fields(query: &str) -> Result<Map<String, Value>, Invalid> {
 }
 
 /// Applies API.md's rules, field by field in [`FIELDS`] order, and converts.
-fn convert(fields: Fields<'_, 9>) -> Result<Validated, Invalid> {
+pub(super) fn convert(fields: Fields<'_, 9>) -> Result<Validated, Invalid> {
     let Fields {
         known: [session_id, event, ts, url, referrer, title, user_id, props, id],
         unknown,
@@ -89,10 +90,12 @@ fn convert(fields: Fields<'_, 9>) -> Result<Validated, Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::event::{reference, Kind};
+    use serde_json::{json, Value};
 
+    /// Validates `v` as a request body would bring it.
     fn check(v: Value) -> Result<Validated, Invalid> {
-        validate(v.as_object().unwrap().clone())
+        parse(&v.to_string())
     }
 
     fn beacon(v: Validated) -> proto::Beacon {
@@ -236,7 +239,7 @@ mod tests {
         ];
         for raw in cases {
             let direct = parse(raw);
-            let via_map = crate::event::parse_object(raw).and_then(validate);
+            let via_map = reference::parse(Kind::Beacon, raw);
             match (&direct, &via_map) {
                 (Ok(a), Ok(b)) => assert_eq!(a, b, "{raw}"),
                 (Err(a), Err(b)) => assert_eq!(a.code, b.code, "{raw}: {a:?} vs {b:?}"),

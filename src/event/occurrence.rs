@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use super::{no_unknown, string, type_name, Field, Fields, Invalid, Read, Validated};
+use super::fields::{no_unknown, string, type_name, Field, Fields, Read};
+use super::{Invalid, Validated};
 use crate::proto;
 
 /// Largest `custom`, serialized.
@@ -13,7 +14,7 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 pub const MAX_FRAMES: usize = 1024;
 
 /// An occurrence's top-level fields, in the order they are checked.
-const FIELDS: [(&str, Read); 11] = [
+pub(super) const FIELDS: [(&str, Read); 11] = [
     ("level", Read::Scalar),
     ("message", Read::Scalar),
     ("exception", Read::Tree),
@@ -29,18 +30,13 @@ const FIELDS: [(&str, Read); 11] = [
 
 /// Reads one occurrence straight from its JSON text and validates it: top-level strings are
 /// borrowed from the body, `custom` is carried as the client wrote it, and only `exception`
-/// is parsed into a tree. Same answers as [`super::parse_object`] then [`validate`].
+/// is parsed into a tree.
 pub fn parse(raw: &str) -> Result<Validated, Invalid> {
     convert(Fields::read(raw, &FIELDS)?)
 }
 
-/// Validates an occurrence already parsed into a map and converts it.
-pub fn validate(map: Map<String, Value>) -> Result<Validated, Invalid> {
-    convert(Fields::from_map(map, &FIELDS))
-}
-
 /// Applies API.md's rules, field by field in [`FIELDS`] order, and converts.
-fn convert(fields: Fields<'_, 11>) -> Result<Validated, Invalid> {
+pub(super) fn convert(fields: Fields<'_, 11>) -> Result<Validated, Invalid> {
     let Fields { known, unknown } = fields;
     #[rustfmt::skip]
     let [
@@ -193,10 +189,12 @@ fn nested(parent: &str, e: Invalid) -> Invalid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{reference, Kind};
     use serde_json::json;
 
+    /// Validates `v` as a request body would bring it.
     fn check(v: Value) -> Result<Validated, Invalid> {
-        validate(v.as_object().unwrap().clone())
+        parse(&v.to_string())
     }
 
     fn occurrence(v: Validated) -> proto::Occurrence {
@@ -267,7 +265,7 @@ mod tests {
         ];
         for raw in cases {
             let direct = parse(raw);
-            let via_map = crate::event::parse_object(raw).and_then(validate);
+            let via_map = reference::parse(Kind::Occurrence, raw);
             match (&direct, &via_map) {
                 (Ok(a), Ok(b)) => {
                     let (

@@ -1,0 +1,290 @@
+//! Reading an event's fields straight from its JSON text, in one pass: the path every request
+//! body takes. Strings are borrowed from the body where they had no escapes, an object field
+//! (`props`, `custom`) is carried on as the client's own text, and only a field validated
+//! further (`exception`) is parsed into a tree.
+//!
+//! The answers are those of parsing the text into a map first (the reference parser the tests
+//! and the fuzzer compare against): the same code for every invalid event, the same event
+//! otherwise.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use super::fields::{Field, Fields, Read};
+use super::Invalid;
+
+impl<'a, const N: usize> Fields<'a, N> {
+    /// Reads them straight from an event's JSON text, in one pass. `unknown` is the first
+    /// field not in `table`, in the text's order.
+    pub(crate) fn read(
+        raw: &'a str,
+        table: &'static [(&'static str, Read); N],
+    ) -> Result<Self, Invalid> {
+        let mut de = serde_json::Deserializer::from_str(raw);
+        serde::de::DeserializeSeed::deserialize(Table(table), &mut de)
+            .and_then(|fields| de.end().map(|()| fields))
+            .map_err(json_error)?
+            .ok_or_else(Invalid::not_an_object)
+    }
+}
+
+/// The [`Invalid`] for a JSON text that did not parse: a repeated field, or malformed JSON.
+pub(super) fn json_error(e: serde_json::Error) -> Invalid {
+    let text = e.to_string();
+    match text.strip_prefix(DUPLICATE) {
+        Some(rest) => Invalid::duplicate(rest.split('`').next().unwrap_or("")),
+        None => Invalid::malformed_json(format_args!("invalid JSON: {text}")),
+    }
+}
+
+const DUPLICATE: &str = "duplicate field `";
+
+/// The error that makes a parse fail with `duplicate_field` naming `key`.
+pub(super) fn duplicate_error<E: serde::de::Error>(key: &str) -> E {
+    E::custom(format_args!("{DUPLICATE}{key}`"))
+}
+
+/// An error met inside a value read on its own, for the outer parse (which adds its position).
+fn inner_error<E: serde::de::Error>(e: serde_json::Error) -> E {
+    let text = e.to_string();
+    E::custom(
+        text.rsplit_once(" at line ")
+            .map_or(&*text, |(message, _)| message),
+    )
+}
+
+/// An object key, borrowed from the text unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
+/// Any JSON value, read in full (strings decoded, numbers range-checked, as a [`Value`] would
+/// be) without being kept: whether every object in it has distinct keys.
+struct Checked(bool);
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckedVisitor).map(Checked)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<bool, A::Error> {
+        // Objects are small; past a few keys a set keeps a hostile one linear.
+        const LINEAR: usize = 16;
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        let mut set: Option<std::collections::HashSet<Cow<'de, str>>> = None;
+        let mut unique = true;
+        while let Some(Key(key)) = access.next_key::<Key<'de>>()? {
+            unique &= access.next_value::<Checked>()?.0;
+            if !unique {
+                continue;
+            }
+            unique = match &mut set {
+                None if keys.len() < LINEAR => {
+                    let fresh = !keys.contains(&key);
+                    keys.push(key);
+                    fresh
+                }
+                None => set.insert(keys.drain(..).collect()).insert(key),
+                Some(set) => set.insert(key),
+            };
+        }
+        Ok(unique)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut access: A) -> Result<bool, A::Error> {
+        let mut unique = true;
+        while let Some(Checked(u)) = access.next_element()? {
+            unique &= u;
+        }
+        Ok(unique)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(true)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Field<'de> {
+    /// A scalar field's value: strings borrowed where they had no escapes; arrays and objects
+    /// are read in full but kept only as their type (no scalar field takes them).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Field<'de>, E> {
+                Ok(Field::Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Field<'de>, E> {
+                Ok(Field::Str(Cow::Owned(s.to_owned())))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Field<'de>, E> {
+                Ok(Field::Number(Some(n)))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Field<'de>, E> {
+                Ok(Field::Number(i64::try_from(n).ok()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Field<'de>, E> {
+                Ok(Field::Number(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Field<'de>, E> {
+                Ok(Field::Other("a boolean"))
+            }
+            fn visit_unit<E>(self) -> Result<Field<'de>, E> {
+                Ok(Field::Absent)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<Field<'de>, A::Error> {
+                CheckedVisitor
+                    .visit_seq(a)
+                    .map(|_| Field::Other("an array"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<Field<'de>, A::Error> {
+                CheckedVisitor
+                    .visit_map(a)
+                    .map(|_| Field::Other("an object"))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// An object-valued field (`props`, `custom`) read from JSON text: the client's own text,
+/// carried as sent instead of parsed and written again. Only an object whose keys repeat somewhere is
+/// rewritten (as a [`Value`] would: the last copy wins), so consumers never meet a repeated key.
+fn object_field<'de, A: serde::de::MapAccess<'de>>(access: &mut A) -> Result<Field<'de>, A::Error> {
+    let raw: &'de serde_json::value::RawValue = access.next_value()?;
+    let text = raw.get();
+    // Capturing the text checks its structure only: read it in full as a `Value` would (a
+    // lone surrogate in any string is malformed JSON), whatever its type.
+    let unique = serde_json::from_str::<Checked>(text)
+        .map_err(inner_error)?
+        .0;
+    Ok(match text.as_bytes().first() {
+        Some(b'{') if unique => Field::Object(Cow::Borrowed(text)),
+        Some(b'{') => match serde_json::from_str::<Value>(text) {
+            Ok(value) => Field::Object(Cow::Owned(value.to_string())),
+            Err(e) => return Err(inner_error(e)),
+        },
+        Some(b'n') => Field::Absent,
+        Some(b'"') => Field::Other("a string"),
+        Some(b'[') => Field::Other("an array"),
+        Some(b't' | b'f') => Field::Other("a boolean"),
+        _ => Field::Other("a number"),
+    })
+}
+
+/// Reads [`Fields`] for a field table.
+struct Table<const N: usize>(&'static [(&'static str, Read); N]);
+
+impl<'de, const N: usize> serde::de::DeserializeSeed<'de> for Table<N> {
+    type Value = Option<Fields<'de, N>>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, const N: usize> serde::de::Visitor<'de> for Table<N> {
+    type Value = Option<Fields<'de, N>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut access: A,
+    ) -> Result<Self::Value, A::Error> {
+        let mut known: [Field<'de>; N] = std::array::from_fn(|_| Field::Absent);
+        let mut seen = [false; N];
+        // Unknown fields are rare (and make the event invalid), but a repeated one is still
+        // `duplicate_field`, as for any other.
+        let mut unknown: Vec<Cow<'de, str>> = Vec::new();
+        // Each value is read before its key is checked for a repeat, as a parse into a map
+        // would: a malformed value is `malformed_json` even under a repeated key.
+        while let Some(Key(key)) = access.next_key()? {
+            let Some(i) = self.0.iter().position(|(name, _)| *name == key) else {
+                access.next_value::<Checked>()?;
+                if unknown.contains(&key) {
+                    return Err(duplicate_error(&key));
+                }
+                unknown.push(key);
+                continue;
+            };
+            let value = match self.0[i].1 {
+                Read::Scalar => access.next_value()?,
+                Read::Text => object_field(&mut access)?,
+                Read::Tree => Field::tree(Some(access.next_value::<Value>()?)),
+            };
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(duplicate_error(&key));
+            }
+            known[i] = value;
+        }
+        let unknown = unknown.into_iter().next();
+        Ok(Some(Fields { known, unknown }))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut access: A,
+    ) -> Result<Self::Value, A::Error> {
+        while access.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
