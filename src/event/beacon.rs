@@ -34,35 +34,6 @@ pub fn from_query(query: &str) -> Result<Validated, Invalid> {
     convert(query::fields(query, &FIELDS)?)
 }
 
-/// TEMPORARY shim until the field-table version lands: a beacon from a pixel's query string.
-pub fn from_query(query: &str) -> Result<Validated, Invalid> {
-    fields(query).and_then(validate)
-}
-
-const NOT_FIELDS: [&str; 2] = ["token", "_"];
-
-fn fields(query: &str) -> Result<Map<String, Value>, Invalid> {
-    let mut map = Map::new();
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        if NOT_FIELDS.contains(&k.as_ref()) {
-            continue;
-        }
-        if map.contains_key(k.as_ref()) {
-            return Err(Invalid::duplicate(&k));
-        }
-        let value = match k.as_ref() {
-            "ts" if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
-                serde_json::from_str(&v).map_err(|_| Invalid::bad("ts", "is out of range"))?
-            }
-            "props" => serde_json::from_str(&v)
-                .map_err(|_| Invalid::bad("props", "must be a JSON object"))?,
-            _ => Value::String(v.into_owned()),
-        };
-        map.insert(k.into_owned(), value);
-    }
-    Ok(map)
-}
-
 /// Applies API.md's rules, field by field in [`FIELDS`] order, and converts.
 pub(super) fn convert(fields: Fields<'_, 9>) -> Result<Validated, Invalid> {
     let Fields {

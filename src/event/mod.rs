@@ -131,15 +131,3 @@ pub fn envelope(event: Validated, meta: &Meta) -> proto::Envelope {
         event: Some(event.body),
     }
 }
-
-/// TRANSITIONAL, for `src/http/pixel.rs` until it calls [`beacon::from_query`]: validates a
-/// beacon the pixel parsed into a map, by writing the map as JSON text and reading that as a
-/// request body would (same answers, same bytes, as the map parser gave). Delete with the
-/// pixel's `fields()` when merging issue 11's pixel rewrite.
-#[doc(hidden)]
-pub fn validate(
-    kind: Kind,
-    map: serde_json::Map<String, serde_json::Value>,
-) -> Result<Validated, Invalid> {
-    parse(kind, &serde_json::Value::Object(map).to_string())
-}
