@@ -69,13 +69,6 @@ mod tests {
         parse(&v.to_string())
     }
 
-    fn beacon(v: Validated) -> proto::Beacon {
-        match v.body {
-            proto::envelope::Event::Beacon(b) => b,
-            other => panic!("not a beacon: {other:?}"),
-        }
-    }
-
     #[test]
     fn full_beacon_converts() {
         let v = check(json!({
@@ -85,7 +78,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(v.client_id.as_deref(), Some("evt-1"));
-        let b = beacon(v);
+        let b = v.into_beacon();
         assert_eq!(b.session_id, "s1");
         assert_eq!(b.event, "page_view");
         assert_eq!(b.client_ts_ms, 1_700_000_000_000);
@@ -96,7 +89,7 @@ mod tests {
     fn minimal_beacon_converts() {
         let v = check(json!({"session_id": "s", "event": "e"})).unwrap();
         assert_eq!(v.client_id, None);
-        assert_eq!(beacon(v).props_json, "");
+        assert_eq!(v.into_beacon().props_json, "");
     }
 
     #[test]
@@ -167,16 +160,19 @@ mod tests {
             "props": {"z": 1, "a": {"k": "\u00e9"}}, "id": "i"}"#;
         let v = parse(raw).unwrap();
         assert_eq!(v.client_id.as_deref(), Some("i"));
-        let b = beacon(v);
+        let b = v.into_beacon();
         assert_eq!(b.session_id, "s1");
         assert_eq!(b.client_ts_ms, 1_700_000_000_123);
         // Not re-serialized: the client's order, spacing and escapes.
         assert_eq!(b.props_json, r#"{"z": 1, "a": {"k": "\u00e9"}}"#);
         // Unless a key repeats inside: then rewritten, the last copy winning.
         let raw = r#"{"session_id":"s","event":"e","props":{"a":{"x":1,"x":2}}}"#;
-        assert_eq!(beacon(parse(raw).unwrap()).props_json, r#"{"a":{"x":2}}"#);
+        assert_eq!(
+            parse(raw).unwrap().into_beacon().props_json,
+            r#"{"a":{"x":2}}"#
+        );
         let raw = r#"{"session_id":"s","event":"e","props":null}"#;
-        assert_eq!(beacon(parse(raw).unwrap()).props_json, "");
+        assert_eq!(parse(raw).unwrap().into_beacon().props_json, "");
     }
 
     #[test]

@@ -104,6 +104,25 @@ pub fn parse(kind: Kind, raw: &str) -> Result<Validated, Invalid> {
     }
 }
 
+#[cfg(test)]
+impl Validated {
+    /// The beacon, for tests; panics on an occurrence.
+    pub(crate) fn into_beacon(self) -> proto::Beacon {
+        match self.body {
+            proto::envelope::Event::Beacon(b) => b,
+            other => panic!("not a beacon: {other:?}"),
+        }
+    }
+
+    /// The occurrence, for tests; panics on a beacon.
+    pub(crate) fn into_occurrence(self) -> proto::Occurrence {
+        match self.body {
+            proto::envelope::Event::Occurrence(o) => o,
+            other => panic!("not an occurrence: {other:?}"),
+        }
+    }
+}
+
 /// Gateway metadata added to every event.
 #[derive(Debug, Clone, Default)]
 pub struct Meta {

@@ -197,13 +197,6 @@ mod tests {
         parse(&v.to_string())
     }
 
-    fn occurrence(v: Validated) -> proto::Occurrence {
-        match v.body {
-            proto::envelope::Event::Occurrence(o) => o,
-            other => panic!("not an occurrence: {other:?}"),
-        }
-    }
-
     #[test]
     fn full_occurrence_converts() {
         let v = check(json!({
@@ -221,7 +214,7 @@ mod tests {
             v.client_id.as_deref(),
             Some("6f9619ff-8b86-d011-b42d-00c04fc964ff")
         );
-        let o = occurrence(v);
+        let o = v.into_occurrence();
         assert_eq!(o.level, proto::Level::Error as i32);
         assert_eq!(o.client_ts_ms, 1_704_067_200_000);
         let e = o.exception.unwrap();

@@ -73,15 +73,7 @@ fn field<'a>(name: &str, value: Cow<'a, str>) -> Result<Field<'a>, Invalid> {
 #[cfg(test)]
 mod tests {
     use crate::event::beacon::{from_query, MAX_PROPS_BYTES};
-    use crate::event::{reference, Validated};
-    use crate::proto;
-
-    fn beacon(v: Validated) -> proto::Beacon {
-        match v.body {
-            proto::envelope::Event::Beacon(b) => b,
-            other => panic!("not a beacon: {other:?}"),
-        }
-    }
+    use crate::event::reference;
 
     #[test]
     fn query_fields_become_a_beacon() {
@@ -89,7 +81,7 @@ mod tests {
             "token=t&_=123&session_id=s%201&event=view&ts=1700000000000&props=%7B%22a%22%3A1%7D",
         )
         .unwrap();
-        let b = beacon(v);
+        let b = v.into_beacon();
         assert_eq!(b.session_id, "s 1");
         assert_eq!(b.client_ts_ms, 1_700_000_000_000);
         assert_eq!(b.props_json, r#"{"a":1}"#);
@@ -98,9 +90,9 @@ mod tests {
     #[test]
     fn props_are_written_again_compactly_in_key_order() {
         let v = from_query("session_id=s&event=e&props=%7B%22z%22%3A+1%2C+%22a%22%3A+%5B1%5D%7D");
-        assert_eq!(beacon(v.unwrap()).props_json, r#"{"a":[1],"z":1}"#);
+        assert_eq!(v.unwrap().into_beacon().props_json, r#"{"a":[1],"z":1}"#);
         let v = from_query("session_id=s&event=e&props=%7B%22a%22%3A1%2C%22a%22%3A2%7D");
-        assert_eq!(beacon(v.unwrap()).props_json, r#"{"a":2}"#);
+        assert_eq!(v.unwrap().into_beacon().props_json, r#"{"a":2}"#);
     }
 
     #[test]

@@ -117,38 +117,29 @@ mod tests {
 
     #[test]
     fn secrets_come_from_header_or_query() {
-        let parts = |req: axum::http::Request<()>| req.into_parts().0;
-        let p = parts(
-            axum::http::Request::builder()
-                .uri("/v1/beacons")
-                .header("authorization", "Bearer abc")
-                .body(())
-                .unwrap(),
-        );
-        assert_eq!(presented_secret(&p).as_deref(), Some("abc"));
-        let p = parts(
-            axum::http::Request::builder()
-                .uri("/v1/beacons")
-                .header("x-inlet-token", "def")
-                .body(())
-                .unwrap(),
-        );
-        assert_eq!(presented_secret(&p).as_deref(), Some("def"));
-        let p = parts(
-            axum::http::Request::builder()
-                .uri("/v1/beacons?a=1&token=g%2Bh")
-                .body(())
-                .unwrap(),
-        );
-        assert_eq!(presented_secret(&p).as_deref(), Some("g+h"));
-        let p = parts(
-            axum::http::Request::builder()
-                .uri("/v1/beacons")
-                .header("authorization", "Basic abc")
-                .body(())
-                .unwrap(),
-        );
-        assert_eq!(presented_secret(&p), None);
+        let cases = [
+            (
+                "/v1/beacons",
+                Some(("authorization", "Bearer abc")),
+                Some("abc"),
+            ),
+            ("/v1/beacons", Some(("x-inlet-token", "def")), Some("def")),
+            ("/v1/beacons?a=1&token=g%2Bh", None, Some("g+h")),
+            ("/v1/beacons", Some(("authorization", "Basic abc")), None),
+            ("/v1/beacons?token=", None, None),
+        ];
+        for (uri, header, expected) in cases {
+            let mut request = axum::http::Request::builder().uri(uri);
+            if let Some((name, value)) = header {
+                request = request.header(name, value);
+            }
+            let (parts, ()) = request.body(()).unwrap().into_parts();
+            assert_eq!(
+                presented_secret(&parts).as_deref(),
+                expected,
+                "{uri} {header:?}"
+            );
+        }
     }
 
     #[test]
