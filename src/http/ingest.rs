@@ -15,6 +15,7 @@ use bytes::Bytes;
 use prost::Message;
 use serde::Serialize;
 
+use super::body::{check_media_type, content_encoding, read_body, MinRate};
 use super::AppState;
 use crate::auth::{Authenticated, Token};
 use crate::config::Delivery;
@@ -54,10 +55,10 @@ async fn ingest(
     body: Body,
 ) -> Result<Response, ApiError> {
     admit(kind, &state, &token, &headers)?;
-    decode::check_media_type(&headers)?;
-    let encoding = decode::content_encoding(&headers)?;
+    check_media_type(&headers)?;
+    let encoding = content_encoding(&headers)?;
     let limits = state.config.limits(kind);
-    let sent = decode::read_body(body, &headers, limits.max_body, state.config.body_rate()).await?;
+    let sent = read_body(body, &headers, limits.max_body, MinRate::of(&state.config)).await?;
     ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route(kind))
         .record(sent.len() as f64);
     let decoded = if encoding != decode::Encoding::Identity

@@ -1,5 +1,6 @@
 //! HTTP: the one route table of each listener, and the layers around it.
 
+pub mod body;
 pub mod cors;
 pub mod ingest;
 pub mod listen;
