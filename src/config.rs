@@ -441,14 +441,6 @@ impl Config {
         Ok(())
     }
 
-    /// How fast a request body must arrive (`body_timeout`, then `body_min_rate`).
-    pub fn body_rate(&self) -> crate::decode::MinRate {
-        crate::decode::MinRate {
-            grace: self.body_timeout,
-            bytes_per_sec: self.body_min_rate,
-        }
-    }
-
     /// Size caps of the endpoint for `kind`.
     pub fn limits(&self, kind: crate::event::Kind) -> BodyLimits {
         match kind {

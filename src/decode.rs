@@ -1,20 +1,16 @@
-//! Body decoding: media types, content encodings, the two size caps, and splitting a body into
-//! events.
+//! Body decoding: content encodings, the cap on the decoded body, and splitting a body into
+//! events. Plain functions over bytes, with no HTTP in them: reading the body off the wire,
+//! within its cap as sent, is `http::body`'s work.
 //!
-//! The cap on the body as sent is enforced while reading (and up front from `Content-Length`),
-//! the cap on the decoded body while decompressing, so a small compressed bomb stops at the cap
-//! instead of filling memory. A body is one JSON object, a JSON array of objects, or NDJSON.
+//! The cap on the decoded body is enforced while decompressing, so a small compressed bomb
+//! stops at the cap instead of filling memory. A body is one JSON object, a JSON array of
+//! objects, or NDJSON.
 
 use std::io::Read;
-use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap};
-use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::Bytes;
 use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::event::Invalid;
@@ -30,6 +26,19 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    /// The encoding a `Content-Encoding` token names, ignoring ASCII case (`x-gzip` is gzip);
+    /// `None` for one inlet does not decode, stacked encodings included.
+    pub fn from_name(name: &str) -> Option<Encoding> {
+        match name.to_ascii_lowercase().as_str() {
+            "identity" => Some(Encoding::Identity),
+            "gzip" | "x-gzip" => Some(Encoding::Gzip),
+            "deflate" => Some(Encoding::Deflate),
+            "br" => Some(Encoding::Brotli),
+            "zstd" => Some(Encoding::Zstd),
+            _ => None,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Encoding::Identity => "identity",
@@ -37,116 +46,6 @@ impl Encoding {
             Encoding::Deflate => "deflate",
             Encoding::Brotli => "br",
             Encoding::Zstd => "zstd",
-        }
-    }
-}
-
-/// The request's content encoding; 415 for anything else (including stacked encodings).
-pub fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
-        return Ok(Encoding::Identity);
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::UnsupportedEncoding("<non-ASCII>".into()))?
-        .trim();
-    match text.to_ascii_lowercase().as_str() {
-        "" | "identity" => Ok(Encoding::Identity),
-        "gzip" | "x-gzip" => Ok(Encoding::Gzip),
-        "deflate" => Ok(Encoding::Deflate),
-        "br" => Ok(Encoding::Brotli),
-        "zstd" => Ok(Encoding::Zstd),
-        _ => Err(ApiError::UnsupportedEncoding(truncate(text, 64))),
-    }
-}
-
-/// Accepts `application/json`, `application/x-ndjson`, `text/plain` (what sendBeacon sends for
-/// a string) or no `Content-Type`; parameters such as `charset` are ignored.
-pub fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::UnsupportedMediaType("<non-ASCII>".into()))?;
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match essence.as_str() {
-        "" | "application/json" | "application/x-ndjson" | "text/plain" => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType(truncate(text, 64))),
-    }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
-}
-
-/// How fast a body must arrive: within `grace` of the request, then on average at least
-/// `bytes_per_sec` since the grace ended. A client that stops sending, or trickles, is cut off
-/// with 408 as soon as it falls behind, so a slow client holds no worker for long.
-#[derive(Debug, Clone, Copy)]
-pub struct MinRate {
-    pub grace: Duration,
-    pub bytes_per_sec: u64,
-}
-
-impl MinRate {
-    /// When a body that started at `started` and has delivered `received` bytes falls behind
-    /// (far in the future, rather than an overflow, for an absurd configured grace).
-    fn deadline(&self, started: Instant, received: usize) -> Instant {
-        let behind =
-            Duration::try_from_secs_f64(received as f64 / self.bytes_per_sec.max(1) as f64)
-                .unwrap_or(Duration::MAX);
-        started
-            .checked_add(self.grace.saturating_add(behind))
-            .unwrap_or_else(|| started + Duration::from_secs(30 * 365 * 86_400))
-    }
-}
-
-/// Reads the whole body, refusing more than `limit` bytes as sent (up front from
-/// `Content-Length`, then while reading), and a body that falls behind `rate` (408).
-pub async fn read_body(
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-    rate: MinRate,
-) -> Result<Bytes, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::BodyTooLarge { limit });
-    }
-    let started = Instant::now();
-    let mut body = Limited::new(body, limit);
-    let mut out = BytesMut::new();
-    loop {
-        // Every byte received moves the deadline out by 1 / rate seconds.
-        let deadline = rate.deadline(started, out.len());
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => return Err(ApiError::BodyTimeout),
-            Ok(None) => return Ok(out.freeze()),
-            Ok(Some(Ok(frame))) => frame,
-            Ok(Some(Err(e))) if e.is::<LengthLimitError>() => {
-                return Err(ApiError::BodyTooLarge { limit })
-            }
-            Ok(Some(Err(e))) => {
-                return Err(ApiError::MalformedBody(format!(
-                    "could not read the body: {e}"
-                )))
-            }
-        };
-        if let Ok(data) = frame.into_data() {
-            out.extend_from_slice(&data);
         }
     }
 }
@@ -405,92 +304,6 @@ mod tests {
         ));
     }
 
-    /// A body that sends one byte every `every`, `left` times.
-    struct Trickle {
-        left: usize,
-        every: Duration,
-        sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
-    }
-
-    impl Trickle {
-        fn body(left: usize, every: Duration) -> Body {
-            Body::new(Trickle {
-                left,
-                every,
-                sleep: Box::pin(tokio::time::sleep(every)),
-            })
-        }
-    }
-
-    impl hyper::body::Body for Trickle {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-
-        fn poll_frame(
-            mut self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-            use std::future::Future;
-            if self.left == 0 {
-                return std::task::Poll::Ready(None);
-            }
-            std::task::ready!(self.sleep.as_mut().poll(cx));
-            let next = Instant::now() + self.every;
-            self.sleep.as_mut().reset(next);
-            self.left -= 1;
-            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(b" ")))))
-        }
-    }
-
-    #[tokio::test]
-    async fn a_body_must_keep_up_with_the_minimum_rate() {
-        let rate = MinRate {
-            grace: Duration::from_millis(100),
-            bytes_per_sec: 1000,
-        };
-        let no_length = HeaderMap::new();
-        // 200 bytes at 50 bytes/s, no Content-Length: it falls behind 1000 bytes/s as soon as the
-        // grace is over, long before its last byte (a single deadline from the size cap, 10 s
-        // here, would have let all four seconds of it through).
-        let slow = Trickle::body(200, Duration::from_millis(20));
-        assert!(matches!(
-            read_body(slow, &no_length, 10_000, rate).await,
-            Err(ApiError::BodyTimeout)
-        ));
-        // A body that keeps ahead arrives whole, however it is split.
-        let rate = MinRate {
-            grace: Duration::from_secs(10),
-            bytes_per_sec: 1000,
-        };
-        let paced = Trickle::body(5, Duration::from_millis(1));
-        assert_eq!(
-            read_body(paced, &no_length, 10_000, rate).await.unwrap(),
-            &b"     "[..]
-        );
-        // An absurd grace means no deadline, not an overflow.
-        let endless = MinRate {
-            grace: Duration::from_millis(u64::MAX),
-            bytes_per_sec: 1,
-        };
-        assert_eq!(
-            read_body(Body::from("x"), &no_length, 10, endless)
-                .await
-                .unwrap(),
-            &b"x"[..]
-        );
-        let over = Trickle::body(11, Duration::from_millis(1));
-        assert!(matches!(
-            read_body(over, &no_length, 10, rate).await,
-            Err(ApiError::BodyTooLarge { limit: 10 })
-        ));
-        let mut declared = HeaderMap::new();
-        declared.insert(header::CONTENT_LENGTH, "11".parse().unwrap());
-        assert!(matches!(
-            read_body(Body::from("x"), &declared, 10, rate).await,
-            Err(ApiError::BodyTooLarge { limit: 10 })
-        ));
-    }
-
     fn gzip(data: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(data).unwrap();
@@ -532,29 +345,20 @@ mod tests {
     }
 
     #[test]
-    fn media_types_and_encodings() {
-        let mut h = HeaderMap::new();
-        assert!(check_media_type(&h).is_ok());
-        for ok in [
-            "application/json; charset=utf-8",
-            "text/plain;charset=UTF-8",
-            "application/x-ndjson",
+    fn encodings_by_name() {
+        for (name, encoding) in [
+            ("identity", Encoding::Identity),
+            ("GZIP", Encoding::Gzip),
+            ("x-gzip", Encoding::Gzip),
+            ("deflate", Encoding::Deflate),
+            ("br", Encoding::Brotli),
+            ("Zstd", Encoding::Zstd),
         ] {
-            h.insert(header::CONTENT_TYPE, ok.parse().unwrap());
-            assert!(check_media_type(&h).is_ok(), "{ok}");
+            assert_eq!(Encoding::from_name(name), Some(encoding), "{name}");
         }
-        h.insert(header::CONTENT_TYPE, "application/xml".parse().unwrap());
-        assert_eq!(
-            check_media_type(&h).unwrap_err().code(),
-            "unsupported_media_type"
-        );
-        h.insert(header::CONTENT_ENCODING, "GZIP".parse().unwrap());
-        assert_eq!(content_encoding(&h).unwrap(), Encoding::Gzip);
-        h.insert(header::CONTENT_ENCODING, "compress".parse().unwrap());
-        assert_eq!(
-            content_encoding(&h).unwrap_err().code(),
-            "unsupported_content_encoding"
-        );
+        for unknown in ["compress", "gzip, br", "", "gzip "] {
+            assert_eq!(Encoding::from_name(unknown), None, "{unknown:?}");
+        }
     }
 }
 

@@ -7,8 +7,9 @@
 //!    per endpoint; [`state`] is what every request shares.
 //! 2. **authenticate**: [`http::authenticate`] finds the token (header or query) and resolves
 //!    it against [`auth`]'s hot-reloaded registry; handlers only ever see a valid token.
-//! 3. **decode**: [`decode`] decodes the body (content encodings, the decoded-size cap) and
-//!    splits it into events (object, array or NDJSON).
+//! 3. **decode**: [`http::body`] checks the media type and reads the body within its cap as
+//!    sent; [`decode`] decodes it (content encodings, the decoded-size cap) and splits it into
+//!    events (object, array or NDJSON).
 //! 4. **the pipeline**: every endpoint hands its events to [`pipeline`], which runs the rest:
 //!    - **limit**: [`limit`] charges the token's GCRA limiter one unit per event;
 //!    - **validate** and **convert**: [`event`] checks each event field by field and builds the

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::authenticate::{request_origin, Authenticated};
+use super::body::{check_media_type, content_encoding, read_body, MinRate};
 use crate::decode;
 use crate::error::ApiError;
 use crate::event::Kind;
@@ -62,10 +63,10 @@ async fn read_decoded(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Bytes, ApiError> {
-    decode::check_media_type(headers)?;
-    let encoding = decode::content_encoding(headers)?;
+    check_media_type(headers)?;
+    let encoding = content_encoding(headers)?;
     let limits = state.config.limits(kind);
-    let sent = decode::read_body(body, headers, limits.max_body, state.config.body_rate()).await?;
+    let sent = read_body(body, headers, limits.max_body, MinRate::of(&state.config)).await?;
     ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route(kind))
         .record(sent.len() as f64);
     if encoding == decode::Encoding::Identity || sent.len() < decode::BLOCKING_DECODE_BYTES {

@@ -4,6 +4,12 @@
 //! new connections are closed at once), a header read timeout (which also closes idle keep-alive
 //! connections, since hyper starts it whenever it waits for a request), caps on header count and
 //! size, and a graceful drain that lets in-flight requests finish.
+//!
+//! Two things hyper does with a request body, which `http::body` builds on: it sends
+//! `100 Continue` to a client that asked for it only when the handler first polls the body, and
+//! when a handler answers without reading the body to its end, it reads what has already arrived
+//! and closes the connection (so a client still sending may see a reset, not the answer; that
+//! is why an over-cap body is discarded before its 413).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -3,6 +3,7 @@
 //! the events is the [pipeline](crate::pipeline)'s.
 
 pub mod authenticate;
+pub mod body;
 pub mod cors;
 pub mod ingest;
 pub mod listen;
