@@ -243,13 +243,18 @@ struct Pass<'a> {
 
 impl<'a> Pass<'a> {
     fn new(inner: &'a Inner, order: &'a mut HandOverOrder) -> Pass<'a> {
+        // The producer before `retiring`: a recovery counts the failed producer's records in
+        // `retiring` before it stores the new one, so a pass that sees the new producer also
+        // sees them, and holds resends until they are back.
+        let producer = inner.producer.load_full();
+        let closed = inner.closed.load(Ordering::SeqCst);
         let retiring = inner.retiring.load(Ordering::SeqCst) > 0;
         Pass {
             inner,
             order,
-            producer: inner.producer.load_full(),
+            producer,
             now: Instant::now(),
-            closed: inner.closed.load(Ordering::SeqCst),
+            closed,
             retiring,
             hold: retiring,
             left: 0,

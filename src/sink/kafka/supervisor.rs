@@ -87,7 +87,8 @@ fn recover(inner: &Inner, failed: &Arc<Producer>, code: RDKafkaErrorCode, reason
         }
     };
     // Until its delivery reports are in, what the failed producer holds is counted in
-    // flight (its purged records under `enqueue` move to the feeder through them).
+    // flight (its purged records under `enqueue` move to the feeder through them). Counted
+    // before the new producer is stored: a feeder pass that sees the new one holds resends.
     let held = failed.in_flight_count().max(0) as usize;
     inner.retiring.fetch_add(held, Ordering::SeqCst);
     inner.producer.store(fresh);
