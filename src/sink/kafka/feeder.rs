@@ -1,6 +1,7 @@
 //! The feeder: the one thread that hands records to librdkafka. Request handlers (and delivery
 //! reports, for records to hand over again) queue [`Job`]s on the [`FeedQueue`]; the feeder
-//! gathers them for `linger` and hands them over in one burst (why bursts: see the `kafka` module).
+//! gathers them for `linger` and hands them over in one burst (why bursts: see the `kafka`
+//! module).
 //!
 //! One pass over the jobs waiting, in order, decides for each: resends first in their first
 //! order, held while a replaced producer retires; new records answered `ShuttingDown` once the
