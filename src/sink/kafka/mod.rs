@@ -1,0 +1,238 @@
+//! The Kafka sink: librdkafka through rdkafka's `BaseProducer`, fed in bursts.
+//!
+//! Why bursts: each time librdkafka's broker thread wakes, it walks every partition the broker
+//! leads, and a message put into an empty partition queue wakes it (again when its `linger.ms`
+//! expires). With hundreds of partitions and keys spread over them, a message handed over on
+//! its own costs a few such walks: those, not HTTP or JSON, were most of a request's CPU. So
+//! request handlers never call librdkafka: they queue their records for the feeder thread,
+//! which gathers for `linger` and hands everything gathered over in one burst, with
+//! librdkafka's own `linger.ms` at 0. A burst wakes the broker thread about once, and no
+//! linger expiry wakes it again. (librdkafka still sends one request per partition, and each
+//! response wakes it: that part no client can batch; see loadtest/RESULTS.md.)
+//!
+//! One delivery path back: each message carries a small opaque slot naming its request's
+//! [`Batch`] and its index; its delivery report records the outcome there and wakes the request
+//! once every record is answered. A request waits once, however many events it carries.
+//! Reports are served in batches too: librdkafka signals the reports thread when its report
+//! queue turns non-empty, and the thread lets reports gather for up to [`REPORT_WINDOW`] before
+//! serving them all, so at a steady load one wake-up (of it, and of a runtime worker) answers
+//! several requests instead of one. (rdkafka's `ThreadedProducer` serves each report as it
+//! comes, waking a worker per request.)
+//!
+//! Under `enqueue` delivery a record is answered once handed over, and the batch keeps it
+//! until its delivery report: should the producer be replaced after a fatal error (which
+//! purges its queue), the feeder hands the accepted record to the new producer.
+//!
+//! The parts: [`properties`] (how the producer is configured), [`batch`] (a request's records
+//! and answers), [`feeder`] (the hand-off and the thread that hands records over), [`reports`]
+//! (delivery reports and librdkafka's other callbacks, with all of the FFI), [`supervisor`]
+//! (readiness and producer replacement) and [`stats`] (librdkafka's statistics as metrics).
+//! This file holds the sink itself and starts its three threads.
+//!
+//! [`Batch`]: batch::Batch
+//! [`REPORT_WINDOW`]: reports::REPORT_WINDOW
+
+mod batch;
+mod feeder;
+mod properties;
+mod reports;
+mod stats;
+mod supervisor;
+
+pub use properties::producer_properties;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::Producer as _;
+
+use super::{BoxFuture, Failure, Outcome, Record, Sink};
+use crate::config::Config;
+use crate::event::Kind;
+use batch::Batch;
+use feeder::{FeedQueue, Job};
+use reports::{Context, Producer, Signal};
+
+/// How much longer than its enqueue wait plus `delivery_timeout` a request waits for late
+/// delivery reports.
+const ACK_GUARD_MARGIN: Duration = Duration::from_secs(1);
+/// How long the feeder pauses while librdkafka's queue is full (or its producer failed); also
+/// the pause of `close` and of a retiring producer's thread between looks.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
+/// How often an idle feeder (or reports thread) checks whether its sink is gone.
+const IDLE_CHECK: Duration = Duration::from_millis(250);
+/// How long one flush of `close` runs before it checks for records handed over again.
+const CLOSE_FLUSH_STEP: Duration = Duration::from_millis(100);
+
+/// The Kafka sink.
+pub struct KafkaSink {
+    inner: Arc<Inner>,
+}
+
+/// What the sink's handle and its threads share. The threads hold it weakly: they exit once
+/// the sink is dropped.
+struct Inner {
+    /// The live producer; replaced whole after a fatal error.
+    producer: ArcSwap<Producer>,
+    /// What the producer is built from, for rebuilds.
+    client_config: ClientConfig,
+    /// What every producer built calls back into; also holds the feeder's queue.
+    context: Context,
+    /// The beacons topic, then the occurrences topic.
+    topics: [String; 2],
+    /// Each topic's message headers.
+    headers: [OwnedHeaders; 2],
+    enqueue_wait: Duration,
+    /// Longest wait for delivery reports under `ack` delivery.
+    ack_guard: Duration,
+    /// Whether the last readiness probe found the beacons topic.
+    ready: AtomicBool,
+    /// `close` was called: new records are answered `ShuttingDown`.
+    closed: AtomicBool,
+    /// Messages still in replaced producers (their delivery reports are yet to come).
+    retiring: Arc<AtomicUsize>,
+}
+
+impl KafkaSink {
+    /// Creates the producer from `config` and starts its feeder, its reports thread and its
+    /// supervisor (readiness probe and recovery from fatal errors).
+    pub fn new(config: &Config) -> anyhow::Result<KafkaSink> {
+        let client_config = properties::client_config(config);
+        let context = Context {
+            feed_queue: Arc::new(FeedQueue::new()),
+            reports_waiting: Arc::new(Signal::default()),
+        };
+        let producer = Producer::new(&client_config, &context)?;
+        let inner = Arc::new(Inner {
+            producer: ArcSwap::from_pointee(producer),
+            client_config,
+            context,
+            topics: [
+                config.topic_beacons.clone(),
+                config.topic_occurrences.clone(),
+            ],
+            headers: [headers(Kind::Beacon), headers(Kind::Occurrence)],
+            enqueue_wait: config.enqueue_wait,
+            ack_guard: config.enqueue_wait + config.delivery_timeout + ACK_GUARD_MARGIN,
+            ready: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            retiring: Arc::new(AtomicUsize::new(0)),
+        });
+        start_threads(&inner, config.linger)?;
+        Ok(KafkaSink { inner })
+    }
+
+    /// Raises a fatal error in the live producer, as a broker fencing the idempotent producer
+    /// would. For fault tests.
+    #[doc(hidden)]
+    pub fn inject_fatal_error(&self) {
+        self.inner.producer.load_full().inject_fatal_error();
+    }
+}
+
+/// The headers of every message of `kind`.
+fn headers(kind: Kind) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: "inlet-kind",
+            value: Some(kind.as_str()),
+        })
+        .insert(Header {
+            key: "inlet-schema",
+            value: Some("inlet.v1.Envelope"),
+        })
+}
+
+/// Starts the feeder (gathering for `linger`), the supervisor and the reports thread; each
+/// holds `inner` weakly and exits once the sink is gone.
+fn start_threads(inner: &Arc<Inner>, linger: Duration) -> std::io::Result<()> {
+    let weak = Arc::downgrade(inner);
+    std::thread::Builder::new()
+        .name("inlet-feeder".into())
+        .spawn(move || feeder::run(weak, linger))?;
+    let weak = Arc::downgrade(inner);
+    std::thread::Builder::new()
+        .name("inlet-kafka-supervisor".into())
+        .spawn(move || supervisor::run(weak))?;
+    let (weak, reports_waiting) = (
+        Arc::downgrade(inner),
+        Arc::clone(&inner.context.reports_waiting),
+    );
+    std::thread::Builder::new()
+        .name("inlet-reports".into())
+        .spawn(move || reports::run(weak, reports_waiting, linger))?;
+    Ok(())
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        self.inner.context.feed_queue.stop();
+    }
+}
+
+impl Inner {
+    /// Queues `records` for the feeder and waits for their answers, within a guard.
+    async fn send(&self, records: Vec<Record>, wait_for_ack: bool) -> Vec<Outcome> {
+        let enqueue_deadline = Instant::now() + self.enqueue_wait;
+        let batch = Arc::new(Batch::new(records, wait_for_ack, enqueue_deadline));
+        self.context.feed_queue.push(Job::new(Arc::clone(&batch)));
+        // librdkafka reports every message within message.timeout.ms and the feeder answers
+        // every record within the enqueue wait; the guard only bounds the answer should either
+        // come late. An event still unanswered then is answered as timed out (not accepted; it
+        // may yet be written, like any "possibly persisted" one).
+        let guard = if wait_for_ack {
+            self.ack_guard
+        } else {
+            self.enqueue_wait + ACK_GUARD_MARGIN
+        };
+        if tokio::time::timeout(guard, batch.wait()).await.is_err() {
+            tracing::warn!("answers overdue: answering the rest as timed out");
+        }
+        batch.outcomes(Failure::TimedOut)
+    }
+}
+
+impl Sink for KafkaSink {
+    fn send(&self, records: Vec<Record>, wait_for_ack: bool) -> BoxFuture<'_, Vec<Outcome>> {
+        Box::pin(self.inner.send(records, wait_for_ack))
+    }
+
+    fn ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Relaxed) && !self.inner.closed.load(Ordering::Relaxed)
+    }
+
+    /// Stops handing over new requests' records (the feeder answers them `ShuttingDown`), then
+    /// flushes until nothing is queued, in the feeder or in librdkafka, or `timeout` passes.
+    /// Records handed over again (after a producer replacement) are still delivered.
+    fn close(&self, timeout: Duration) -> usize {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.in_flight() == 0 || left.is_zero() {
+                break;
+            }
+            let producer = self.inner.producer.load_full();
+            if producer.flush(left.min(CLOSE_FLUSH_STEP)).is_err() {
+                // Not flushed yet, or a failed producer the supervisor is replacing.
+                std::thread::sleep(QUEUE_FULL_BACKOFF.min(left));
+            }
+        }
+        let undelivered = self.in_flight();
+        if undelivered > 0 {
+            tracing::warn!(undelivered, "producer flush did not complete");
+        }
+        undelivered
+    }
+
+    fn in_flight(&self) -> usize {
+        // Counted in the feeder until librdkafka has it, so nothing is between the two.
+        self.inner.context.feed_queue.pending()
+            + self.inner.producer.load().in_flight_count().max(0) as usize
+            + self.inner.retiring.load(Ordering::SeqCst)
+    }
+}
