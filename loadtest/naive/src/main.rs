@@ -18,7 +18,7 @@
 //! their delivery futures, for `seconds`. Prints one JSON line of results, then waits for stdin
 //! to close before exiting (so the bench can read /proc after the run).
 //!
-//! The producer settings are inlet's defaults (src/sink/mod.rs `producer_properties`).
+//! The producer settings are inlet's defaults (src/sink/kafka/properties.rs `producer_properties`).
 
 use std::io::BufRead;
 use std::sync::Arc;
