@@ -7,18 +7,22 @@
 //! order, held while a replaced producer retires; new records answered `ShuttingDown` once the
 //! sink is closed, held behind a full queue (or a retiring producer) until their enqueue
 //! deadline, then answered `QueueFull`.
+//!
+//! [`FeedQueue`]: super::queue::FeedQueue
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
 use rdkafka::producer::BaseRecord;
 
-use super::batch::{failure_of, Batch, Slot};
+use super::batch::{failure_of, Slot};
+use super::queue::Job;
 use super::reports::Producer;
-use super::{Inner, IDLE_CHECK, QUEUE_FULL_BACKOFF};
+use super::shared::Shared;
+use super::timing::QUEUE_FULL_BACKOFF;
 use crate::event::Kind;
 use crate::metrics;
 use crate::sink::Failure;
@@ -26,10 +30,10 @@ use crate::sink::Failure;
 /// The feeder thread: waits for records, gathers for `window` from the first, and hands
 /// everything gathered to librdkafka in one burst. Jobs that find librdkafka's queue full (or
 /// its producer failed) are tried again every [`QUEUE_FULL_BACKOFF`].
-pub(super) fn run(weak: Weak<Inner>, window: Duration) {
+pub(super) fn run(weak: Weak<Shared>, window: Duration) {
     let Some(feed_queue) = weak
         .upgrade()
-        .map(|inner| Arc::clone(&inner.context.feed_queue))
+        .map(|shared| Arc::clone(&shared.context.feed_queue))
     else {
         return;
     };
@@ -47,134 +51,10 @@ pub(super) fn run(weak: Weak<Inner>, window: Duration) {
         } else {
             std::thread::sleep(QUEUE_FULL_BACKOFF);
         }
-        let Some(inner) = weak.upgrade() else { return };
+        let Some(shared) = weak.upgrade() else { return };
         feed_queue.take_jobs(&mut waiting);
-        let handed = hand_over(&inner, &mut order, &mut waiting);
+        let handed = hand_over(&shared, &mut order, &mut waiting);
         feed_queue.left(handed);
-    }
-}
-
-/// Records waiting for the feeder: `batch.records[next..end]`.
-pub(super) struct Job {
-    batch: Arc<Batch>,
-    next: usize,
-    end: usize,
-    /// An accepted record handed over again after its producer failed it; it waits for room
-    /// (or a working producer) for as long as it takes, and is never answered again.
-    resend: bool,
-    /// For a resend: its first hand-over's place in order.
-    seq: u64,
-}
-
-impl Job {
-    /// All of a request's records.
-    pub(super) fn new(batch: Arc<Batch>) -> Job {
-        let end = batch.records.len();
-        Job {
-            batch,
-            next: 0,
-            end,
-            resend: false,
-            seq: 0,
-        }
-    }
-
-    /// Record `index` of `batch`, accepted already and failed by its producer, first handed
-    /// over as number `seq`.
-    pub(super) fn resend(batch: Arc<Batch>, index: usize, seq: u64) -> Job {
-        Job {
-            batch,
-            next: index,
-            end: index + 1,
-            resend: true,
-            seq,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.end - self.next
-    }
-}
-
-/// The hand-off between request handlers (and delivery reports) and the feeder thread.
-pub(super) struct FeedQueue {
-    state: Mutex<FeedState>,
-    wake: Condvar,
-}
-
-#[derive(Default)]
-struct FeedState {
-    jobs: VecDeque<Job>,
-    /// Records in `jobs`, plus those the feeder has taken and not yet handed over.
-    records: usize,
-    /// The feeder is waiting for work (so a new job must wake it).
-    idle: bool,
-    /// The sink is gone: the feeder exits.
-    stopped: bool,
-}
-
-impl FeedQueue {
-    pub(super) fn new() -> FeedQueue {
-        FeedQueue {
-            state: Mutex::new(FeedState::default()),
-            wake: Condvar::new(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, FeedState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues `job` for the feeder, waking it if idle.
-    pub(super) fn push(&self, job: Job) {
-        let mut state = self.lock();
-        state.records += job.len();
-        state.jobs.push_back(job);
-        if state.idle {
-            state.idle = false;
-            self.wake.notify_one();
-        }
-    }
-
-    /// Records queued or being handed over.
-    pub(super) fn pending(&self) -> usize {
-        self.lock().records
-    }
-
-    /// Tells the feeder to exit.
-    pub(super) fn stop(&self) {
-        self.lock().stopped = true;
-        self.wake.notify_one();
-    }
-
-    /// Waits until jobs are queued, looking every [`IDLE_CHECK`] whether `sink_gone`; false
-    /// when the feeder should exit instead.
-    fn wait_for_jobs(&self, sink_gone: impl Fn() -> bool) -> bool {
-        let mut state = self.lock();
-        while state.jobs.is_empty() && !state.stopped {
-            state.idle = true;
-            state = self
-                .wake
-                .wait_timeout(state, IDLE_CHECK)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            if sink_gone() {
-                return false;
-            }
-        }
-        state.idle = false;
-        !state.stopped
-    }
-
-    /// Moves every queued job to the end of `waiting`; their records still count as pending
-    /// until [`Self::left`].
-    fn take_jobs(&self, waiting: &mut VecDeque<Job>) {
-        waiting.extend(self.lock().jobs.drain(..));
-    }
-
-    /// `n` records left the feeder: handed over, or answered without.
-    fn left(&self, n: usize) {
-        self.lock().records -= n;
     }
 }
 
@@ -199,9 +79,9 @@ impl HandOverOrder {
 /// order of their first hand-over (their delivery reports come back in no such order), and
 /// only once a replaced producer has returned them all; new jobs wait for that too.
 /// Returns how many records left the feeder.
-fn hand_over(inner: &Inner, order: &mut HandOverOrder, jobs: &mut VecDeque<Job>) -> usize {
+fn hand_over(shared: &Shared, order: &mut HandOverOrder, jobs: &mut VecDeque<Job>) -> usize {
     resends_first(jobs);
-    let mut pass = Pass::new(inner, order);
+    let mut pass = Pass::new(shared, order);
     let mut blocked = VecDeque::new();
     while let Some(job) = jobs.pop_front() {
         let left = if job.resend {
@@ -227,7 +107,7 @@ fn resends_first(jobs: &mut VecDeque<Job>) {
 
 /// One hand-over pass over the jobs waiting, with what it knows at its start.
 struct Pass<'a> {
-    inner: &'a Inner,
+    shared: &'a Shared,
     order: &'a mut HandOverOrder,
     producer: Arc<Producer>,
     now: Instant,
@@ -243,15 +123,15 @@ struct Pass<'a> {
 }
 
 impl<'a> Pass<'a> {
-    fn new(inner: &'a Inner, order: &'a mut HandOverOrder) -> Pass<'a> {
+    fn new(shared: &'a Shared, order: &'a mut HandOverOrder) -> Pass<'a> {
         // The producer before `retiring`: a recovery counts the failed producer's records in
         // `retiring` before it stores the new one, so a pass that sees the new producer also
         // sees them, and holds resends until they are back.
-        let producer = inner.producer.load_full();
-        let closed = inner.closed.load(Ordering::SeqCst);
-        let retiring = inner.retiring.load(Ordering::SeqCst) > 0;
+        let producer = shared.producer.load_full();
+        let closed = shared.closed.load(Ordering::SeqCst);
+        let retiring = shared.retiring.load(Ordering::SeqCst) > 0;
         Pass {
-            inner,
+            shared,
             order,
             producer,
             now: Instant::now(),
@@ -355,10 +235,10 @@ impl<'a> Pass<'a> {
             enqueued: self.now,
             seq,
         });
-        let message = BaseRecord::with_opaque_to(&self.inner.topics[i], slot)
+        let message = BaseRecord::with_opaque_to(&self.shared.topics[i], slot)
             .key(record.key.as_bytes())
             .payload(&record.value[..])
-            .headers(self.inner.headers[i].clone());
+            .headers(self.shared.headers[i].clone());
         self.producer
             .send(message)
             .map_err(|(error, _)| (failure_of(&error), error))

@@ -24,10 +24,15 @@
 //! purges its queue), the feeder hands the accepted record to the new producer.
 //!
 //! The parts: [`properties`] (how the producer is configured), [`batch`] (a request's records
-//! and answers), [`feeder`] (the hand-off and the thread that hands records over), [`reports`]
-//! (delivery reports and librdkafka's other callbacks, with all of the FFI), [`supervisor`]
-//! (readiness and producer replacement) and [`stats`] (librdkafka's statistics as metrics).
-//! This file holds the sink itself and starts its three threads.
+//! and answers), [`queue`] (the hand-off to the feeder), [`feeder`] (the thread that hands
+//! records over), [`reports`] (delivery reports and librdkafka's other callbacks, with all of
+//! the FFI), [`shared`] (what the sink and its threads share), [`supervisor`] (readiness and
+//! producer replacement), [`stats`] (librdkafka's statistics as metrics) and [`timing`] (the
+//! pauses the threads share). This file holds the sink itself and starts its three threads.
+//!
+//! The parts are layered, each importing only parts below it (none imports this file):
+//! `batch`, `stats`, `properties` and `timing` need no other part; `queue` needs `batch`;
+//! `reports` needs `queue`; `shared` needs `reports`; `feeder` and `supervisor` need `shared`.
 //!
 //! [`Batch`]: batch::Batch
 //! [`REPORT_WINDOW`]: reports::REPORT_WINDOW
@@ -35,9 +40,12 @@
 mod batch;
 mod feeder;
 mod properties;
+mod queue;
 mod reports;
+mod shared;
 mod stats;
 mod supervisor;
+mod timing;
 
 pub use properties::producer_properties;
 
@@ -46,7 +54,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::Producer as _;
 
@@ -54,47 +61,20 @@ use super::{BoxFuture, Failure, Outcome, Record, Sink};
 use crate::config::Config;
 use crate::event::Kind;
 use batch::Batch;
-use feeder::{FeedQueue, Job};
+use queue::{FeedQueue, Job};
 use reports::{Context, Producer, Signal};
+use shared::Shared;
+use timing::QUEUE_FULL_BACKOFF;
 
 /// How much longer than its enqueue wait plus `delivery_timeout` a request waits for late
 /// delivery reports.
 const ACK_GUARD_MARGIN: Duration = Duration::from_secs(1);
-/// How long the feeder pauses while librdkafka's queue is full (or its producer failed); also
-/// the pause of `close` and of a retiring producer's thread between looks.
-const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
-/// How often an idle feeder (or reports thread) checks whether its sink is gone.
-const IDLE_CHECK: Duration = Duration::from_millis(250);
 /// How long one flush of `close` runs before it checks for records handed over again.
 const CLOSE_FLUSH_STEP: Duration = Duration::from_millis(100);
 
 /// The Kafka sink.
 pub struct KafkaSink {
-    inner: Arc<Inner>,
-}
-
-/// What the sink's handle and its threads share. The threads hold it weakly: they exit once
-/// the sink is dropped.
-struct Inner {
-    /// The live producer; replaced whole after a fatal error.
-    producer: ArcSwap<Producer>,
-    /// What the producer is built from, for rebuilds.
-    client_config: ClientConfig,
-    /// What every producer built calls back into; also holds the feeder's queue.
-    context: Context,
-    /// The beacons topic, then the occurrences topic.
-    topics: [String; 2],
-    /// Each topic's message headers.
-    headers: [OwnedHeaders; 2],
-    enqueue_wait: Duration,
-    /// Longest wait for delivery reports under `ack` delivery.
-    ack_guard: Duration,
-    /// Whether the last readiness probe found the beacons topic.
-    ready: AtomicBool,
-    /// `close` was called: new records are answered `ShuttingDown`.
-    closed: AtomicBool,
-    /// Messages still in replaced producers (their delivery reports are yet to come).
-    retiring: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
 }
 
 impl KafkaSink {
@@ -107,8 +87,8 @@ impl KafkaSink {
             reports_waiting: Arc::new(Signal::default()),
         };
         let producer = Producer::new(&client_config, &context)?;
-        let inner = Arc::new(Inner {
-            producer: ArcSwap::from_pointee(producer),
+        let shared = Arc::new(Shared {
+            producer: Arc::new(ArcSwap::from_pointee(producer)),
             client_config,
             context,
             topics: [
@@ -122,15 +102,15 @@ impl KafkaSink {
             closed: AtomicBool::new(false),
             retiring: Arc::new(AtomicUsize::new(0)),
         });
-        start_threads(&inner, config.linger)?;
-        Ok(KafkaSink { inner })
+        start_threads(&shared, config.linger)?;
+        Ok(KafkaSink { shared })
     }
 
     /// Raises a fatal error in the live producer, as a broker fencing the idempotent producer
     /// would. For fault tests.
     #[doc(hidden)]
     pub fn inject_fatal_error(&self) {
-        self.inner.producer.load_full().inject_fatal_error();
+        self.shared.producer.load_full().inject_fatal_error();
     }
 }
 
@@ -148,19 +128,20 @@ fn headers(kind: Kind) -> OwnedHeaders {
 }
 
 /// Starts the feeder (gathering for `linger`), the supervisor and the reports thread; each
-/// holds `inner` weakly and exits once the sink is gone.
-fn start_threads(inner: &Arc<Inner>, linger: Duration) -> std::io::Result<()> {
-    let weak = Arc::downgrade(inner);
+/// holds `shared` (the reports thread: its live producer) weakly and exits once the sink is
+/// gone.
+fn start_threads(shared: &Arc<Shared>, linger: Duration) -> std::io::Result<()> {
+    let weak = Arc::downgrade(shared);
     std::thread::Builder::new()
         .name("inlet-feeder".into())
         .spawn(move || feeder::run(weak, linger))?;
-    let weak = Arc::downgrade(inner);
+    let weak = Arc::downgrade(shared);
     std::thread::Builder::new()
         .name("inlet-kafka-supervisor".into())
         .spawn(move || supervisor::run(weak))?;
     let (weak, reports_waiting) = (
-        Arc::downgrade(inner),
-        Arc::clone(&inner.context.reports_waiting),
+        Arc::downgrade(&shared.producer),
+        Arc::clone(&shared.context.reports_waiting),
     );
     std::thread::Builder::new()
         .name("inlet-reports".into())
@@ -170,24 +151,25 @@ fn start_threads(inner: &Arc<Inner>, linger: Duration) -> std::io::Result<()> {
 
 impl Drop for KafkaSink {
     fn drop(&mut self) {
-        self.inner.context.feed_queue.stop();
+        self.shared.context.feed_queue.stop();
     }
 }
 
-impl Inner {
+impl KafkaSink {
     /// Queues `records` for the feeder and waits for their answers, within a guard.
-    async fn send(&self, records: Vec<Record>, wait_for_ack: bool) -> Vec<Outcome> {
-        let enqueue_deadline = Instant::now() + self.enqueue_wait;
+    async fn queue_and_wait(&self, records: Vec<Record>, wait_for_ack: bool) -> Vec<Outcome> {
+        let shared = &self.shared;
+        let enqueue_deadline = Instant::now() + shared.enqueue_wait;
         let batch = Arc::new(Batch::new(records, wait_for_ack, enqueue_deadline));
-        self.context.feed_queue.push(Job::new(Arc::clone(&batch)));
+        shared.context.feed_queue.push(Job::new(Arc::clone(&batch)));
         // librdkafka reports every message within message.timeout.ms and the feeder answers
         // every record within the enqueue wait; the guard only bounds the answer should either
         // come late. An event still unanswered then is answered as timed out (not accepted; it
         // may yet be written, like any "possibly persisted" one).
         let guard = if wait_for_ack {
-            self.ack_guard
+            shared.ack_guard
         } else {
-            self.enqueue_wait + ACK_GUARD_MARGIN
+            shared.enqueue_wait + ACK_GUARD_MARGIN
         };
         if tokio::time::timeout(guard, batch.wait()).await.is_err() {
             tracing::warn!("answers overdue: answering the rest as timed out");
@@ -198,25 +180,25 @@ impl Inner {
 
 impl Sink for KafkaSink {
     fn send(&self, records: Vec<Record>, wait_for_ack: bool) -> BoxFuture<'_, Vec<Outcome>> {
-        Box::pin(self.inner.send(records, wait_for_ack))
+        Box::pin(self.queue_and_wait(records, wait_for_ack))
     }
 
     fn ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Relaxed) && !self.inner.closed.load(Ordering::Relaxed)
+        self.shared.ready.load(Ordering::Relaxed) && !self.shared.closed.load(Ordering::Relaxed)
     }
 
     /// Stops handing over new requests' records (the feeder answers them `ShuttingDown`), then
     /// flushes until nothing is queued, in the feeder or in librdkafka, or `timeout` passes.
     /// Records handed over again (after a producer replacement) are still delivered.
     fn close(&self, timeout: Duration) -> usize {
-        self.inner.closed.store(true, Ordering::SeqCst);
+        self.shared.closed.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if self.in_flight() == 0 || left.is_zero() {
                 break;
             }
-            let producer = self.inner.producer.load_full();
+            let producer = self.shared.producer.load_full();
             if producer.flush(left.min(CLOSE_FLUSH_STEP)).is_err() {
                 // Not flushed yet, or a failed producer the supervisor is replacing.
                 std::thread::sleep(QUEUE_FULL_BACKOFF.min(left));
@@ -231,8 +213,8 @@ impl Sink for KafkaSink {
 
     fn in_flight(&self) -> usize {
         // Counted in the feeder until librdkafka has it, so nothing is between the two.
-        self.inner.context.feed_queue.pending()
-            + self.inner.producer.load().in_flight_count().max(0) as usize
-            + self.inner.retiring.load(Ordering::SeqCst)
+        self.shared.context.feed_queue.pending()
+            + self.shared.producer.load().in_flight_count().max(0) as usize
+            + self.shared.retiring.load(Ordering::SeqCst)
     }
 }

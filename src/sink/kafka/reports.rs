@@ -11,6 +11,7 @@ use std::ffi::{c_void, CString};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use rdkafka::bindings as rdsys;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -19,8 +20,9 @@ use rdkafka::producer::{BaseProducer, DeliveryResult, Producer as _, ProducerCon
 use rdkafka::types::RDKafkaRespErr;
 
 use super::batch::{failure_of, Batch, Slot};
-use super::feeder::{FeedQueue, Job};
-use super::{stats, Inner, IDLE_CHECK};
+use super::queue::{FeedQueue, Job};
+use super::stats;
+use super::timing::IDLE_CHECK;
 use crate::metrics;
 use crate::sink::Failure;
 
@@ -32,17 +34,24 @@ pub(super) const REPORT_WINDOW: Duration = Duration::from_millis(2);
 const EVENTS_PER_SERVE: usize = 1024;
 
 /// The reports thread: once signalled, lets reports gather for `linger` (at most
-/// [`REPORT_WINDOW`]), then serves every report waiting; for as long as the sink lives. It also
-/// looks every [`IDLE_CHECK`] unsignalled, so nothing can wait longer than that.
-pub(super) fn run(weak: Weak<Inner>, reports_waiting: Arc<Signal>, linger: Duration) {
+/// [`REPORT_WINDOW`]), then serves every report waiting on the live producer; for as long as
+/// the sink (the only strong holder of `live_producer`) lives. It also looks every
+/// [`IDLE_CHECK`] unsignalled, so nothing can wait longer than that.
+pub(super) fn run(
+    live_producer: Weak<ArcSwap<Producer>>,
+    reports_waiting: Arc<Signal>,
+    linger: Duration,
+) {
     let window = linger.min(REPORT_WINDOW);
     let mut drained = true;
     loop {
         if drained && reports_waiting.wait(IDLE_CHECK) && !window.is_zero() {
             std::thread::sleep(window);
         }
-        let Some(inner) = weak.upgrade() else { return };
-        drained = inner.producer.load().serve_reports();
+        let Some(producer) = live_producer.upgrade() else {
+            return;
+        };
+        drained = producer.load().serve_reports();
     }
 }
 

@@ -9,7 +9,8 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{Producer as _, PurgeConfig};
 
 use super::reports::Producer;
-use super::{Inner, QUEUE_FULL_BACKOFF};
+use super::shared::Shared;
+use super::timing::QUEUE_FULL_BACKOFF;
 use crate::metrics;
 
 /// How often readiness is probed with a metadata request (and how long a probe may take).
@@ -23,16 +24,16 @@ const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
 /// [`PROBE_EVERY`], and replaces the producer when librdkafka reports a fatal error (for the
 /// idempotent producer: a fenced or out-of-sequence producer id); for as long as the sink
 /// lives.
-pub(super) fn run(weak: Weak<Inner>) {
+pub(super) fn run(weak: Weak<Shared>) {
     let mut next_probe = Instant::now();
     loop {
-        let Some(inner) = weak.upgrade() else { return };
-        let producer = inner.producer.load_full();
+        let Some(shared) = weak.upgrade() else { return };
+        let producer = shared.producer.load_full();
         if let Some((code, reason)) = producer.client().fatal_error() {
-            recover(&inner, &producer, code, &reason);
+            recover(&shared, &producer, code, &reason);
         }
         if Instant::now() >= next_probe {
-            let ok = probe(&inner, &producer);
+            let ok = probe(&shared, &producer);
             next_probe = Instant::now()
                 + if ok {
                     PROBE_EVERY
@@ -40,14 +41,14 @@ pub(super) fn run(weak: Weak<Inner>) {
                     PROBE_AGAIN_AFTER_FAILURE
                 };
         }
-        drop((producer, inner));
+        drop((producer, shared));
         std::thread::sleep(SUPERVISE_EVERY);
     }
 }
 
 /// One readiness probe; returns whether a broker answered with the topic's partitions.
-fn probe(inner: &Inner, producer: &Producer) -> bool {
-    let topic = &inner.topics[0];
+fn probe(shared: &Shared, producer: &Producer) -> bool {
+    let topic = &shared.topics[0];
     let result = producer.client().fetch_metadata(Some(topic), PROBE_EVERY);
     let ok = match &result {
         Ok(md) => md
@@ -56,7 +57,7 @@ fn probe(inner: &Inner, producer: &Producer) -> bool {
             .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty()),
         Err(_) => false,
     };
-    let was = inner.ready.swap(ok, Ordering::Relaxed);
+    let was = shared.ready.swap(ok, Ordering::Relaxed);
     if was != ok {
         match &result {
             Ok(_) if ok => tracing::info!(topic = %topic, "Kafka is reachable"),
@@ -72,14 +73,14 @@ fn probe(inner: &Inner, producer: &Producer) -> bool {
 /// under `ack` their requests answer 503 at once and the clients retry; under `enqueue`
 /// (already accepted) they are handed to the new producer. Either way an in-flight one may
 /// have been written, so it can be duplicated, which the event id lets consumers drop.
-fn recover(inner: &Inner, failed: &Arc<Producer>, code: RDKafkaErrorCode, reason: &str) {
+fn recover(shared: &Shared, failed: &Arc<Producer>, code: RDKafkaErrorCode, reason: &str) {
     ::metrics::counter!(metrics::PRODUCER_FATAL_ERRORS).increment(1);
     tracing::error!(
         ?code,
         reason,
         "fatal producer error: replacing the producer"
     );
-    let fresh = match Producer::new(&inner.client_config, &inner.context) {
+    let fresh = match Producer::new(&shared.client_config, &shared.context) {
         Ok(fresh) => Arc::new(fresh),
         Err(error) => {
             tracing::error!(%error, "cannot create a new producer; retrying");
@@ -90,10 +91,10 @@ fn recover(inner: &Inner, failed: &Arc<Producer>, code: RDKafkaErrorCode, reason
     // flight (its purged records under `enqueue` move to the feeder through them). Counted
     // before the new producer is stored: a feeder pass that sees the new one holds resends.
     let held = failed.in_flight_count().max(0) as usize;
-    inner.retiring.fetch_add(held, Ordering::SeqCst);
-    inner.producer.store(fresh);
+    shared.retiring.fetch_add(held, Ordering::SeqCst);
+    shared.producer.store(fresh);
     failed.purge(PurgeConfig::default().queue().inflight());
-    retire(Arc::clone(failed), held, Arc::clone(&inner.retiring));
+    retire(Arc::clone(failed), held, Arc::clone(&shared.retiring));
 }
 
 /// Drops a replaced producer on a thread of its own, then takes its `held` records off
