@@ -19,6 +19,10 @@ use inlet::proto::envelope::Event;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+/// How long a test reads on after the events it expects arrived, to catch a duplicate or a
+/// stray event.
+const LINGER: Duration = Duration::from_secs(1);
+
 const SESSIONS: usize = 20;
 const EVENTS_PER_SESSION: usize = 15;
 
@@ -194,7 +198,7 @@ async fn occurrences_land_keyed_by_account_in_order_with_client_uuids_as_event_i
         assert_eq!(a.status, 200, "{:?}", a.body);
     }
 
-    let occurrences = kafka.occurrences(30, Duration::from_secs(1)).await;
+    let occurrences = kafka.occurrences(30, LINGER).await;
     assert_eq!(occurrences.len(), 30);
     let partition = inlet::key::partition(ACCOUNT.as_bytes(), 512) as i32;
     let mut got_ids = Vec::new();
@@ -417,17 +421,13 @@ async fn every_refusal_of_the_contract_gets_its_status_and_code_and_produces_not
         failures.extend(expected.failures(name, &gw.request(&request).await));
     }
     assert_no_failures("refusals", &failures);
-    let landed = kafka.beacons(0, Duration::from_secs(2)).await;
+    let (beacons, occurrences) = kafka.both((0, 0), Duration::from_secs(2)).await;
+    let none = Vec::<&str>::new();
+    assert_eq!(event_ids(&beacons), none, "no refused beacon reached Kafka");
     assert_eq!(
-        event_ids(&landed),
-        Vec::<&str>::new(),
-        "nothing from a refused request reached Kafka"
-    );
-    let landed = kafka.occurrences(0, Duration::from_secs(1)).await;
-    assert_eq!(
-        event_ids(&landed),
-        Vec::<&str>::new(),
-        "nothing from a refused request reached Kafka"
+        event_ids(&occurrences),
+        none,
+        "no refused occurrence reached Kafka"
     );
 }
 
@@ -457,7 +457,7 @@ async fn an_allowed_origin_passes_the_preflight_gets_a_cors_grant_and_its_event_
         .await;
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.header("access-control-allow-origin"), Some(ORIGIN));
-    let landed = kafka.beacons(1, Duration::from_secs(1)).await;
+    let landed = kafka.beacons(1, LINGER).await;
     assert_eq!(event_ids(&landed), ["from-origin"]);
 }
 
@@ -493,7 +493,7 @@ async fn a_partly_invalid_request_is_207_and_only_its_valid_events_land() {
             (2, "malformed_json".to_owned())
         ]
     );
-    let landed = kafka.beacons(2, Duration::from_secs(2)).await;
+    let landed = kafka.beacons(2, LINGER).await;
     assert_eq!(event_ids(&landed), ["partial-0", "partial-3"]);
 
     // The metrics saw it.
@@ -536,7 +536,7 @@ async fn over_its_rate_a_token_gets_429_with_retry_after_and_a_batch_over_its_bu
     let six = json!(vec![json!({"session_id": "s", "event": "e"}); 6]).to_string();
     let a = gw.post("/v1/beacons", TIGHT, six, &[]).await;
     assert_eq!((a.status, a.code()), (413, "batch_exceeds_burst"));
-    let landed = kafka.beacons(5, Duration::from_secs(2)).await;
+    let landed = kafka.beacons(5, LINGER).await;
     assert_eq!(landed.len(), 5, "only the five accepted events landed");
     assert_metrics_hold(&gw, &["inlet_rate_limited_requests_total{token=\"tight\"}"]).await;
 }
@@ -576,7 +576,7 @@ async fn the_pixel_answers_a_gif_and_its_event_lands() {
     assert_eq!(a.status, 202, "enqueue delivery answers 202");
     assert_eq!(a.header("content-type"), Some("image/gif"));
     assert!(a.bytes.starts_with(b"GIF89a"));
-    let landed = kafka.beacons(1, Duration::from_secs(2)).await;
+    let landed = kafka.beacons(1, LINGER).await;
     assert_eq!(
         sessions_and_props(&landed),
         [("px-1".to_owned(), r#"{"a":1}"#.to_owned())]
@@ -594,7 +594,7 @@ async fn send_beacon_with_the_token_in_the_query_string_is_accepted_and_lands() 
         .body(json!({"session_id": "sb-1", "event": "unload"}).to_string());
     let a = gw.request(&request).await;
     assert_eq!((a.status, &a.body), (202, &json!({"accepted": 1})));
-    let landed = kafka.beacons(1, Duration::from_secs(2)).await;
+    let landed = kafka.beacons(1, LINGER).await;
     assert_eq!(
         sessions_and_props(&landed),
         [("sb-1".to_owned(), String::new())]
@@ -727,7 +727,7 @@ async fn graceful_shutdown_answers_in_flight_requests_and_delivers_them() {
         accepted.len()
     );
     assert!(stopped.is_ok(), "run() returns Ok after the drain");
-    let landed = kafka.beacons(accepted.len(), Duration::from_secs(1)).await;
+    let landed = kafka.beacons(accepted.len(), LINGER).await;
     accepted.sort();
     assert_eq!(
         event_ids(&landed),

@@ -298,6 +298,18 @@ impl Kafka {
     pub async fn occurrences(&self, expected: usize, linger: Duration) -> Vec<Consumed> {
         landed(&self.brokers(), &self.topics.1, expected, linger).await
     }
+
+    /// Both topics read back at once: `expected` (beacons, occurrences).
+    pub async fn both(
+        &self,
+        expected: (usize, usize),
+        linger: Duration,
+    ) -> (Vec<Consumed>, Vec<Consumed>) {
+        tokio::join!(
+            self.beacons(expected.0, linger),
+            self.occurrences(expected.1, linger)
+        )
+    }
 }
 
 /// [`consume`] from async code, on a blocking thread.
@@ -380,6 +392,9 @@ pub fn consume(brokers: &str, topic: &str, expected: usize, linger: Duration) ->
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("test-{}", uuid::Uuid::now_v7()))
         .set("enable.auto.commit", "false")
+        // An empty partition's fetch is answered after 50 ms, not librdkafka's 500: reading
+        // 512 mostly empty partitions back then takes a fraction of a second.
+        .set("fetch.wait.max.ms", "50")
         .create()
         .expect("consumer");
     let md = consumer

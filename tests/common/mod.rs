@@ -26,6 +26,7 @@ pub fn unused_address() -> String {
 
 /// Fails the test with every failure of a table of cases, one a line, if there is any: a table
 /// runs every case before it fails, so one broken case does not hide the others.
+#[track_caller]
 pub fn assert_no_failures(table: &str, failures: &[String]) {
     assert!(
         failures.is_empty(),
