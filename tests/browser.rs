@@ -18,8 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::broker::Broker;
-use common::gateway::{consume, create_topics, temp_dir, tokens_toml, topics, Gateway, WEB};
+use common::gateway::{temp_dir, tokens_toml, Gateway, Kafka, WEB};
 use inlet::proto::envelope::Event;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,10 +44,8 @@ const REFUSED_PIXEL: &str = "b-refused-pixel";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_sends_beacons_across_origins_and_cors_refuses_a_foreign_origin() {
     let chromium = chromium_bin();
-    let broker = Broker::start_memory();
-    let t = topics("browser");
-    create_topics(&broker.bootstrap(), &[&t.0, &t.1]).await;
-    let gw = Gateway::start(&broker.bootstrap(), &t, |_| {}).await;
+    let kafka = Kafka::start("browser").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
     gw.wait_ready().await;
 
     // The page's server: its own port, so its origin differs from inlet's.
@@ -134,12 +131,7 @@ async fn chromium_sends_beacons_across_origins_and_cors_refuses_a_foreign_origin
     }
 
     // Kafka holds exactly the three allowed beacons, with what the browser sent.
-    let landed = tokio::task::spawn_blocking({
-        let (b, topic) = (broker.bootstrap(), t.0.clone());
-        move || consume(&b, &topic, 3, Duration::from_millis(1500))
-    })
-    .await
-    .unwrap();
+    let landed = kafka.beacons(3, Duration::from_millis(1500)).await;
     drop(browser);
     let mut by_id = BTreeMap::new();
     for c in &landed {
@@ -229,15 +221,7 @@ async fn add_page_token(gw: &Gateway, page_origin: &str) {
 
 /// `inlet_http_requests_total` for one route and status (0 before the first such request).
 async fn requests_total(gw: &Gateway, route: &str, status: u16) -> u64 {
-    let text = gw
-        .http
-        .get(format!("{}/metrics", gw.admin))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics().await;
     let (route, status) = (format!("route=\"{route}\""), format!("status=\"{status}\""));
     text.lines()
         .filter(|l| l.starts_with("inlet_http_requests_total{"))

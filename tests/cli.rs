@@ -1,31 +1,23 @@
 //! The `inlet` binary as a user runs it: configuration errors, `--help`, and `inlet --dev` with
 //! a curl-like request whose event `inlet tail` then prints.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+mod common;
+
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const INLET: &str = env!("CARGO_BIN_EXE_inlet");
+use common::answer::Answer;
+use common::free_port;
+use common::gateway::temp_dir;
+use common::process::{inlet_command, signal, wait_exit};
+use common::raw::{exchange, post_json};
 
-/// `inlet` with a clean environment (no INLET_* leaking in from the caller).
+/// `inlet` with a clean environment (no INLET_* leaking in from the caller), logging warnings.
 fn inlet() -> Command {
-    let mut cmd = Command::new(INLET);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("INLET_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = inlet_command();
     cmd.env("INLET_LOG", "warn");
     cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -41,10 +33,7 @@ fn without_brokers_it_refuses_to_start_and_says_how_to_fix_it() {
 
 #[test]
 fn invalid_configuration_names_the_key_before_binding() {
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("inlet-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("inlet.toml");
+    let file = temp_dir("cli").join("inlet.toml");
     std::fs::write(
         &file,
         "kafka_brokers = \"k:9092\"\ntokens_file = \"t.toml\"\nlinger_msec = 5\n",
@@ -91,10 +80,7 @@ fn invalid_configuration_names_the_key_before_binding() {
 
 #[test]
 fn an_empty_token_registry_is_a_configuration_error() {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("inlet-cli-empty-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let tokens = dir.join("tokens.toml");
+    let tokens = temp_dir("cli-empty").join("tokens.toml");
     std::fs::write(&tokens, "# every token was removed\n").unwrap();
     let out = inlet()
         .args(["--kafka-brokers", "127.0.0.1:1", "--tokens-file"])
@@ -178,9 +164,13 @@ fn dev_mode_serves_and_tail_prints_what_landed() {
     // The README's curl, as a raw HTTP request (no curl needed).
     let body = r#"{"session_id":"readme-1","event":"page_view","props":{"plan":"pro"}}"#;
     let deadline = Instant::now() + Duration::from_secs(30);
-    let response = loop {
-        match http_post(port, "/v1/beacons", "dev-token", body) {
-            Ok(r) if r.starts_with("HTTP/1.1 200") => break r,
+    let request = post_json("/v1/beacons", "dev-token", body);
+    let addr = format!("127.0.0.1:{port}");
+    let answer = loop {
+        match exchange(&addr, request.as_bytes(), Duration::from_secs(30))
+            .map(|r| Answer::from_raw(&r))
+        {
+            Ok(a) if a.status == 200 => break a,
             other => {
                 assert!(
                     Instant::now() < deadline,
@@ -190,7 +180,7 @@ fn dev_mode_serves_and_tail_prints_what_landed() {
             }
         }
     };
-    assert!(response.ends_with(r#"{"accepted":1}"#), "{response}");
+    assert_eq!(answer.text(), r#"{"accepted":1}"#, "{answer:?}");
 
     let out = inlet()
         .args([
@@ -223,38 +213,8 @@ fn dev_mode_serves_and_tail_prints_what_landed() {
     );
 
     // SIGTERM: a graceful exit with status 0.
-    let pid = dev.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    signal(&dev.0, "TERM");
     let mut dev = dev;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = dev.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "inlet did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut dev.0, Duration::from_secs(60), String::new);
     assert_eq!(status.code(), Some(0));
-}
-
-/// A minimal HTTP/1.1 POST over a fresh connection; returns the whole response.
-fn http_post(port: u16, path: &str, token: &str, body: &str) -> std::io::Result<String> {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
 }

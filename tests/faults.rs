@@ -13,22 +13,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::answer::Answer;
 use common::broker::Broker;
-use common::gateway::{consume, create_topics, temp_dir, topics, Answer, Gateway, SDK};
+use common::gateway::{create_topics, event_ids, landed, temp_dir, topics, Gateway, SDK};
 use common::load::{reconcile, Load, Reconciliation, Report};
-use common::process::InletProcess;
+use common::process::{kafka_and_process, InletProcess};
+use common::request::Request;
+use common::unused_address;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use serde_json::json;
 
-/// Runs `load` until `stop` is set, in the background.
-fn start_load(load: Load) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Report>) {
+/// Runs `load` in the background while `fault` runs (it injects the fault and waits as long
+/// as the load should go on), then stops the load; returns its report and what `fault` returned.
+async fn under_load<T>(load: Load, fault: impl std::future::Future<Output = T>) -> (Report, T) {
     let stop = Arc::new(AtomicBool::new(false));
-    let handle = tokio::spawn({
+    let running = tokio::spawn({
         let stop = stop.clone();
         async move { load.run(stop).await }
     });
-    (stop, handle)
+    let outcome = fault.await;
+    stop.store(true, Ordering::Relaxed);
+    (running.await.expect("load task"), outcome)
 }
 
 /// Reads the topic back and reconciles it with the load's report.
@@ -43,12 +49,7 @@ async fn reconcile_topic(
         .iter()
         .filter(|e| e.fate == common::load::Fate::Accepted)
         .count();
-    let consumed = tokio::task::spawn_blocking({
-        let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
-        move || consume(&brokers, &topic, accepted, Duration::from_secs(3))
-    })
-    .await
-    .unwrap();
+    let consumed = landed(brokers, topic, accepted, Duration::from_secs(3)).await;
     let r = reconcile(&report.events, &consumed);
     println!(
         "[{name}] {r}; {} requests, slowest answer {:?}, slowest refusal {:?}",
@@ -124,16 +125,17 @@ async fn a_20s_broker_outage_loses_no_accepted_event() {
 
     let mut load = Load::new(&gw.url, SDK);
     load.pause = Duration::from_millis(25);
-    let (stop, running) = start_load(load);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let down_at = Instant::now();
-    broker.stop();
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    broker.restart();
-    let up_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    stop.store(true, Ordering::Relaxed);
-    let report = running.await.unwrap();
+    let (report, (down_at, up_at)) = under_load(load, async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let down_at = Instant::now();
+        broker.stop();
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        broker.restart();
+        let up_at = Instant::now();
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        (down_at, up_at)
+    })
+    .await;
     watcher.abort();
 
     // Requests never hung: each was answered within the enqueue wait plus the delivery timeout
@@ -177,39 +179,44 @@ async fn a_20s_broker_outage_loses_no_accepted_event() {
     assert_no_loss(&r, Copies::Once);
 }
 
-/// A one-broker mock cluster with the two topics.
-fn mock_cluster(
-    t: &(String, String),
-) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+/// librdkafka's mock cluster.
+type Mock = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+/// A one-broker mock cluster with this test's two topics, and a ready gateway producing to it
+/// with `tweak`ed settings.
+async fn mock_and_gateway(
+    test: &str,
+    tweak: impl FnOnce(&mut inlet::config::Settings),
+) -> (Mock, (String, String), Gateway) {
+    let t = topics(test);
     let cluster = MockCluster::new(1).expect("mock cluster");
     cluster.create_topic(&t.0, 16, 1).unwrap();
     cluster.create_topic(&t.1, 16, 1).unwrap();
-    cluster
+    let gw = Gateway::start(&cluster.bootstrap_servers(), &t, tweak).await;
+    gw.wait_ready().await;
+    (cluster, t, gw)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_503_within_the_enqueue_wait_and_loses_nothing() {
-    let t = topics("queue");
-    let cluster = mock_cluster(&t);
-    let brokers = cluster.bootstrap_servers();
     let enqueue_wait = Duration::from_millis(300);
-    let gw = Gateway::start(&brokers, &t, |s| {
+    let (cluster, t, gw) = mock_and_gateway("queue", |s| {
         s.enqueue_wait_ms = Some(enqueue_wait.as_millis() as u64);
         s.delivery_timeout_ms = Some(120_000);
         // Smaller than the load's 100 events in flight, so the queue fills while the broker is down.
         s.librdkafka_args = vec!["queue.buffering.max.messages=40".into()];
     })
     .await;
-    gw.wait_ready().await;
+    let brokers = cluster.bootstrap_servers();
 
-    let (stop, running) = start_load(Load::new(&gw.url, SDK));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    cluster.broker_down(1).unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    cluster.broker_up(1).unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let report = running.await.unwrap();
+    let (report, ()) = under_load(Load::new(&gw.url, SDK), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cluster.broker_down(1).unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        cluster.broker_up(1).unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    })
+    .await;
 
     let r = reconcile_topic("full queue", &brokers, &t.0, &report).await;
     assert_no_loss(&r, Copies::RetriedIntoMock);
@@ -226,18 +233,28 @@ async fn a_full_queue_answers_503_within_the_enqueue_wait_and_loses_nothing() {
     );
 }
 
+/// Posts `beacon` once the mock cluster is set to fail the next `errors` produce requests with a
+/// retriable error (`NOT_ENOUGH_REPLICAS`).
+async fn post_after_produce_errors(
+    cluster: &Mock,
+    gw: &Gateway,
+    errors: usize,
+    beacon: serde_json::Value,
+) -> Answer {
+    let error = RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
+    cluster.request_errors(RDKafkaApiKey::Produce, &vec![error; errors]);
+    gw.post("/v1/beacons", SDK, beacon.to_string(), &[]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_errors_become_answers_and_a_fatal_error_is_recovered_from() {
-    let t = topics("errors");
-    let cluster = mock_cluster(&t);
-    let brokers = cluster.bootstrap_servers();
-    let gw = Gateway::start(&brokers, &t, |s| {
+    let (cluster, t, gw) = mock_and_gateway("errors", |s| {
         s.delivery_timeout_ms = Some(1500);
         // librdkafka refuses messages over this locally, as a broker would.
         s.librdkafka_args = vec!["message.max.bytes=2000".into()];
     })
     .await;
-    gw.wait_ready().await;
+    let brokers = cluster.bootstrap_servers();
     let small = |id: &str| json!({"session_id": "pe", "event": "e", "id": id});
     let big =
         json!({"session_id": "pe", "event": "e", "id": "big", "props": {"pad": "x".repeat(3000)}});
@@ -265,24 +282,12 @@ async fn produce_errors_become_answers_and_a_fatal_error_is_recovered_from() {
     accepted_ids.push("ok-0");
 
     // Retriable broker errors are retried by librdkafka: the request still succeeds.
-    cluster.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 3],
-    );
-    let a = gw
-        .post("/v1/beacons", SDK, small("ok-1").to_string(), &[])
-        .await;
+    let a = post_after_produce_errors(&cluster, &gw, 3, small("ok-1")).await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     accepted_ids.push("ok-1");
 
     // Retriable errors that outlast the delivery timeout: 503, never a silent drop.
-    cluster.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 2000],
-    );
-    let a = gw
-        .post("/v1/beacons", SDK, small("timed-out").to_string(), &[])
-        .await;
+    let a = post_after_produce_errors(&cluster, &gw, 2000, small("timed-out")).await;
     assert_eq!(a.status, 503, "{:?}", a.body);
     assert!(
         ["delivery_timed_out", "delivery_failed"].contains(&a.code()),
@@ -320,48 +325,38 @@ async fn produce_errors_become_answers_and_a_fatal_error_is_recovered_from() {
         "fatal error counted"
     );
 
-    let consumed = tokio::task::spawn_blocking({
-        let (b, topic, n) = (brokers.clone(), t.0.clone(), accepted_ids.len());
-        move || consume(&b, &topic, n, Duration::from_secs(2))
-    })
-    .await
-    .unwrap();
-    let ids: std::collections::BTreeSet<_> = consumed
-        .iter()
-        .map(|c| c.envelope.event_id.as_str())
-        .collect();
+    let consumed = landed(&brokers, &t.0, accepted_ids.len(), Duration::from_secs(2)).await;
+    let ids = event_ids(&consumed);
     for id in &accepted_ids {
         assert!(ids.contains(id), "accepted {id} is in Kafka; found {ids:?}");
     }
-    assert!(!ids.contains("big"), "a refused event was not produced");
+    assert!(!ids.contains(&"big"), "a refused event was not produced");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_error_under_enqueue_delivery_loses_no_accepted_event() {
     // Under `enqueue` an event is accepted once queued. A fatal producer error purges the queue;
     // the purged, accepted events must reach Kafka through the new producer.
-    let t = topics("fatal-enqueue");
-    let cluster = mock_cluster(&t);
-    let brokers = cluster.bootstrap_servers();
-    let gw = Gateway::start(&brokers, &t, |s| {
+    let (cluster, t, gw) = mock_and_gateway("fatal-enqueue", |s| {
         s.delivery = Some(inlet::config::Delivery::Enqueue);
     })
     .await;
-    gw.wait_ready().await;
+    let brokers = cluster.bootstrap_servers();
 
-    let (stop, running) = start_load(Load::new(&gw.url, SDK));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    // With the broker down, accepted events pile up in librdkafka's queue...
-    cluster.broker_down(1).unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let queued = inlet::sink::Sink::in_flight(gw.sink.as_ref());
-    // ...and the fatal error purges them.
-    gw.sink.inject_fatal_error();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    cluster.broker_up(1).unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    let report = running.await.unwrap();
+    let (report, queued) = under_load(Load::new(&gw.url, SDK), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // With the broker down, accepted events pile up in librdkafka's queue...
+        cluster.broker_down(1).unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let queued = inlet::sink::Sink::in_flight(gw.sink.as_ref());
+        // ...and the fatal error purges them.
+        gw.sink.inject_fatal_error();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cluster.broker_up(1).unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        queued
+    })
+    .await;
     println!("[fatal under enqueue] {queued} events queued when the fatal error hit");
     assert!(queued > 0, "events were queued when the producer failed");
 
@@ -374,47 +369,20 @@ async fn a_fatal_error_under_enqueue_delivery_loses_no_accepted_event() {
     assert_no_loss(&r, Copies::RetriedIntoMock);
 }
 
-/// Starts a Tansu broker, topics, and the inlet binary against them.
-async fn broker_and_process(
-    test: &str,
-    env: &[(&str, &str)],
-) -> (Broker, (String, String), InletProcess) {
-    let broker = Broker::start_memory();
-    let t = topics(test);
-    create_topics(&broker.bootstrap(), &[&t.0, &t.1]).await;
-    let inlet = InletProcess::start(&broker.bootstrap(), &t, env);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !reqwest::get(format!("{}/readyz", inlet.url))
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "inlet never became ready:\n{}",
-            inlet.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (broker, t, inlet)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_in_flight_requests_and_delivers_every_accepted_event() {
     let grace = Duration::from_secs(20);
-    let (broker, t, mut inlet) =
-        broker_and_process("sigterm", &[("INLET_SHUTDOWN_GRACE_MS", "20000")]).await;
-    let (stop, running) = start_load(Load::new(&inlet.url, SDK));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    inlet.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || {
-        let status = inlet.wait(grace + Duration::from_secs(10));
-        (status, inlet)
+    let (kafka, mut inlet) =
+        kafka_and_process("sigterm", &[("INLET_SHUTDOWN_GRACE_MS", "20000")]).await;
+    let load = Load::new(&inlet.url, SDK);
+    let (report, (status, inlet)) = under_load(load, async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        inlet.signal("TERM");
+        tokio::task::spawn_blocking(move || (inlet.wait(grace + Duration::from_secs(10)), inlet))
+            .await
+            .unwrap()
     })
-    .await
-    .unwrap();
-    let (status, inlet) = status;
-    stop.store(true, Ordering::Relaxed);
-    let report = running.await.unwrap();
+    .await;
     assert_eq!(
         status.code(),
         Some(0),
@@ -426,21 +394,21 @@ async fn sigterm_under_load_answers_in_flight_requests_and_delivers_every_accept
         "{}",
         inlet.log()
     );
-    let r = reconcile_topic("sigterm", &broker.bootstrap(), &t.0, &report).await;
+    let r = reconcile_topic("sigterm", &kafka.brokers(), &kafka.topics.0, &report).await;
     assert_no_loss(&r, Copies::Once);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_ack_delivery_loses_no_event_answered_200() {
-    let (broker, t, inlet) = broker_and_process("sigkill", &[]).await;
-    let (stop, running) = start_load(Load::new(&inlet.url, SDK));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    inlet.signal("KILL");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let report = running.await.unwrap();
+    let (kafka, inlet) = kafka_and_process("sigkill", &[]).await;
+    let (report, ()) = under_load(Load::new(&inlet.url, SDK), async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        inlet.signal("KILL");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    })
+    .await;
     drop(inlet);
-    let r = reconcile_topic("sigkill", &broker.bootstrap(), &t.0, &report).await;
+    let r = reconcile_topic("sigkill", &kafka.brokers(), &kafka.topics.0, &report).await;
     assert_no_loss(&r, Copies::Once);
     assert!(
         r.rejected.keys().any(|k| k.starts_with("no answer")),
@@ -448,67 +416,52 @@ async fn sigkill_under_ack_delivery_loses_no_event_answered_200() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_sigterm_or_the_grace_deadline_exits_with_the_undelivered_count() {
-    // No broker: under `enqueue` delivery accepted events wait in librdkafka's queue forever.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
-    let send_three = |url: String| async move {
-        let body =
-            serde_json::to_string(&vec![json!({"session_id": "u", "event": "e"}); 3]).unwrap();
-        let r = reqwest::Client::new()
-            .post(format!("{url}/v1/beacons"))
-            .bearer_auth(SDK)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-    };
-
-    // A second SIGTERM ends the wait at once.
-    let mut inlet = InletProcess::start(
-        &closed,
-        &topics("force"),
+/// The inlet binary with no broker, under `enqueue` delivery, holding three accepted events in
+/// librdkafka's queue that it can never deliver.
+async fn holding_three_undelivered(test: &str, grace_ms: &str) -> InletProcess {
+    let inlet = InletProcess::start(
+        &unused_address(),
+        &topics(test),
         &[
             ("INLET_DELIVERY", "enqueue"),
-            ("INLET_SHUTDOWN_GRACE_MS", "600000"),
+            ("INLET_SHUTDOWN_GRACE_MS", grace_ms),
         ],
     );
-    send_three(inlet.url.clone()).await;
+    let body = json!(vec![json!({"session_id": "u", "event": "e"}); 3]).to_string();
+    let r = Request::post("/v1/beacons", SDK, body)
+        .build(&reqwest::Client::new(), &inlet.url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    inlet
+}
+
+/// Waits for `inlet` to exit and checks it exited 1 and logged the three undelivered events.
+fn assert_exits_1_with_three_undelivered(inlet: &mut InletProcess) {
+    let status = inlet.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1), "{}", inlet.log());
+    assert!(
+        undelivered_logged(&inlet.log(), 3),
+        "the count is logged:\n{}",
+        inlet.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_ends_the_drain_at_once_and_exits_with_the_undelivered_count() {
+    let mut inlet = holding_three_undelivered("force", "600000").await;
     inlet.signal("TERM");
     tokio::time::sleep(Duration::from_millis(500)).await;
     inlet.signal("TERM");
-    let status = inlet.wait(Duration::from_secs(20));
-    assert_eq!(status.code(), Some(1), "{}", inlet.log());
-    assert!(
-        undelivered_logged(&inlet.log(), 3),
-        "the count is logged:\n{}",
-        inlet.log()
-    );
+    assert_exits_1_with_three_undelivered(&mut inlet);
+}
 
-    // The grace deadline ends it too.
-    let mut inlet = InletProcess::start(
-        &closed,
-        &topics("grace"),
-        &[
-            ("INLET_DELIVERY", "enqueue"),
-            ("INLET_SHUTDOWN_GRACE_MS", "1000"),
-        ],
-    );
-    send_three(inlet.url.clone()).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grace_deadline_ends_the_drain_and_exits_with_the_undelivered_count() {
+    let mut inlet = holding_three_undelivered("grace", "1000").await;
     inlet.signal("TERM");
-    let status = inlet.wait(Duration::from_secs(20));
-    assert_eq!(status.code(), Some(1), "{}", inlet.log());
-    assert!(
-        undelivered_logged(&inlet.log(), 3),
-        "the count is logged:\n{}",
-        inlet.log()
-    );
+    assert_exits_1_with_three_undelivered(&mut inlet);
 }
 
 /// Whether a JSON log line says `undelivered` = `n`.
@@ -520,8 +473,8 @@ fn undelivered_logged(log: &str, n: u64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_the_shutdown_delay_inlet_is_not_ready_but_still_serves() {
-    let (broker, t, mut inlet) =
-        broker_and_process("delay", &[("INLET_SHUTDOWN_DELAY_MS", "3000")]).await;
+    let (kafka, mut inlet) =
+        kafka_and_process("delay", &[("INLET_SHUTDOWN_DELAY_MS", "3000")]).await;
     let client = reqwest::Client::new();
     inlet.signal("TERM");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -532,11 +485,9 @@ async fn during_the_shutdown_delay_inlet_is_not_ready_but_still_serves() {
         .unwrap()
         .status();
     assert_eq!(ready, 503, "not ready once SIGTERM arrived");
-    let a = client
-        .post(format!("{}/v1/beacons", inlet.url))
-        .bearer_auth(SDK)
-        .header("content-type", "application/json")
-        .body(json!({"session_id": "late", "event": "e", "id": "during-delay"}).to_string())
+    let late = json!({"session_id": "late", "event": "e", "id": "during-delay"});
+    let a = Request::post("/v1/beacons", SDK, late.to_string())
+        .build(&client, &inlet.url)
         .send()
         .await
         .unwrap();
@@ -545,12 +496,6 @@ async fn during_the_shutdown_delay_inlet_is_not_ready_but_still_serves() {
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    let landed = tokio::task::spawn_blocking({
-        let (b, topic) = (broker.bootstrap(), t.0.clone());
-        move || consume(&b, &topic, 1, Duration::from_millis(500))
-    })
-    .await
-    .unwrap();
-    assert_eq!(landed.len(), 1);
-    assert_eq!(landed[0].envelope.event_id, "during-delay");
+    let landed = kafka.beacons(1, Duration::from_millis(500)).await;
+    assert_eq!(event_ids(&landed), ["during-delay"]);
 }

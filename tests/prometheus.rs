@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::broker::Broker;
-use common::gateway::{create_topics, temp_dir, topics, Gateway, SDK, TIGHT};
+use common::free_port;
+use common::gateway::{temp_dir, Gateway, Kafka, SDK, TIGHT};
 use serde_json::{json, Value};
 
 fn prometheus_bin() -> PathBuf {
@@ -44,11 +44,7 @@ impl Prometheus {
             format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: inlet\n    static_configs:\n      - targets: ['{target}']\n"),
         )
         .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = Command::new(prometheus_bin())
             .arg(format!("--config.file={}", config.display()))
@@ -97,10 +93,8 @@ impl Prometheus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_counters_that_match_the_traffic() {
-    let broker = Broker::start_memory();
-    let t = topics("prom");
-    create_topics(&broker.bootstrap(), &[&t.0, &t.1]).await;
-    let gw = Gateway::start(&broker.bootstrap(), &t, |_| {}).await;
+    let kafka = Kafka::start("prom").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
     gw.wait_ready().await;
     let prometheus = Prometheus::start(gw.admin.trim_start_matches("http://"));
     assert_eq!(

@@ -3,8 +3,9 @@
 //!
 //! * Binary: `$TANSU_BIN`, else `tansu` on `PATH`, else `$HOME/.cargo/bin/tansu`
 //!   (install with `cargo install tansu --version 0.6.0 --features dynostore,libsql --locked`).
-//! * Storage: `memory://` ([`Broker::start_memory`]) or a SQLite file
-//!   `<dir>/tansu.db` ([`Broker::start_sqlite`]) that survives [`Broker::restart`].
+//! * Storage: `memory://` ([`Broker::start_memory`], or [`Broker::shared`] by the tests of one
+//!   binary) or a SQLite file `<dir>/tansu.db` ([`Broker::start_sqlite`]) that survives
+//!   [`Broker::restart`].
 //! * Listener and advertised listener are both `tcp://127.0.0.1:PORT`.
 //! * Ready = Tansu printed `ready in Nms` (after binding) and a TCP connect
 //!   succeeds; bounded by `TANSU_START_TIMEOUT_SECS` (default 30).
@@ -22,11 +23,14 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::free_port;
 
 /// The command that installs the Tansu version these tests are written against.
 pub const TANSU_INSTALL: &str =
@@ -92,6 +96,21 @@ impl Broker {
     /// until it accepts TCP connections.
     pub fn start_memory() -> Broker {
         Self::launch(Storage::Memory)
+    }
+
+    /// The `memory://` broker the tests of this binary share while any of them holds it: the
+    /// first caller starts it, the last one to drop its handle stops it (a static that held it
+    /// for good would leave the process running after the tests), and a later caller starts
+    /// another. Tests sharing it keep apart by their own topics ([`super::gateway::topics`]).
+    pub fn shared() -> Arc<Broker> {
+        static SHARED: Mutex<Weak<Broker>> = Mutex::new(Weak::new());
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(broker) = shared.upgrade() {
+            return broker;
+        }
+        let broker = Arc::new(Broker::start_memory());
+        *shared = Arc::downgrade(&broker);
+        broker
     }
 
     /// Starts Tansu with `sqlite://<dir>/tansu.db` storage (survives
@@ -343,14 +362,6 @@ pub fn tansu_bin() -> PathBuf {
                  install it with: {TANSU_INSTALL}"
             )
         })
-}
-
-/// Binds 127.0.0.1:0 and releases it, returning the port the kernel chose.
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("finding a free port: {e}"))
 }
 
 fn unique_temp_dir() -> PathBuf {

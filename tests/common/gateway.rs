@@ -1,5 +1,6 @@
 //! Test harness: an inlet server in-process on port 0 (stopped on drop), the tokens it knows,
-//! topic creation, and a consumer that reads topics back and decodes every envelope.
+//! topic creation on a shared broker, and a consumer that reads topics back and decodes every
+//! envelope.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -21,6 +22,10 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use sha2::Digest;
 use tokio::sync::oneshot;
+
+use super::answer::Answer;
+use super::broker::Broker;
+use super::request::Request;
 
 /// Partitions of every test topic, as in production.
 pub const PARTITIONS: i32 = 512;
@@ -172,53 +177,49 @@ impl Gateway {
 
     /// Waits until `/readyz` answers 200 (a broker answered metadata for the topic).
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "inlet never became ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_ready(&self.http, &self.url, String::new).await;
     }
 
-    /// `POST path` with `body`, the token as a bearer and the given extra headers.
+    /// `http://127.0.0.1:PORT{path}` on the public listener.
+    pub fn url_of(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Sends a request built on [`Gateway::http`] and reads the answer.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        Answer::from_response(request.send().await.expect("request")).await
+    }
+
+    /// `GET path` on the public listener.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(self.http.get(self.url_of(path))).await
+    }
+
+    /// `POST path` with `body`, the token as a bearer and the given extra headers (JSON unless
+    /// they name another content type).
     pub async fn post(
         &self,
         path: &str,
         token: &str,
-        body: impl Into<reqwest::Body>,
-        headers: &[(&str, &str)],
+        body: impl Into<Vec<u8>>,
+        headers: &[(&'static str, &str)],
     ) -> Answer {
-        let mut req = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(token)
-            .body(body);
-        if !headers
+        let request = headers
             .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
-            req = req.header("content-type", "application/json");
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        Answer::from_response(req.send().await.expect("request")).await
+            .fold(Request::post(path, token, body), |r, (k, v)| {
+                r.header(k, *v)
+            });
+        self.request(&request).await
+    }
+
+    /// Sends `request` and reads the answer.
+    pub async fn request(&self, request: &Request) -> Answer {
+        self.send(request.build(&self.http, &self.url)).await
     }
 
     /// The admin listener's `/metrics` text.
     pub async fn metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        metrics(&self.http, &self.admin).await
     }
 
     /// Shuts down gracefully (as on SIGTERM) and returns what `server::run` returned.
@@ -239,37 +240,95 @@ impl Drop for Gateway {
     }
 }
 
-/// A response, read whole.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
-    pub body: serde_json::Value,
-    pub bytes: Vec<u8>,
+/// Polls `{base_url}/readyz` until it answers 200, for 30 s at most (then fails, with `log()`).
+pub async fn wait_ready(http: &reqwest::Client, base_url: &str, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{base_url}/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "inlet never became ready\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
-impl Answer {
-    pub async fn from_response(r: reqwest::Response) -> Answer {
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let bytes = r.bytes().await.expect("body").to_vec();
-        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        Answer {
-            status,
-            headers,
-            body,
-            bytes,
-        }
+/// The `/metrics` text of the admin listener at `admin_url`.
+pub async fn metrics(http: &reqwest::Client, admin_url: &str) -> String {
+    let r = http.get(format!("{admin_url}/metrics")).send().await;
+    r.expect("metrics").text().await.expect("metrics text")
+}
+
+/// One test's pair of topics (beacons, occurrences) on the binary's shared broker.
+pub struct Kafka {
+    /// Held so the broker outlives the test.
+    pub broker: Arc<Broker>,
+    pub topics: (String, String),
+}
+
+impl Kafka {
+    /// Creates this test's topics, named after `test`, on the shared broker.
+    pub async fn start(test: &str) -> Kafka {
+        let broker = Broker::shared();
+        let topics = topics(test);
+        create_topics(&broker.bootstrap(), &[&topics.0, &topics.1]).await;
+        Kafka { broker, topics }
     }
 
-    /// The error code of an error answer.
-    pub fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("")
+    /// `bootstrap.servers` of the broker.
+    pub fn brokers(&self) -> String {
+        self.broker.bootstrap()
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+    /// The beacons topic read back (see [`consume`]).
+    pub async fn beacons(&self, expected: usize, linger: Duration) -> Vec<Consumed> {
+        landed(&self.brokers(), &self.topics.0, expected, linger).await
     }
+
+    /// The occurrences topic read back (see [`consume`]).
+    pub async fn occurrences(&self, expected: usize, linger: Duration) -> Vec<Consumed> {
+        landed(&self.brokers(), &self.topics.1, expected, linger).await
+    }
+
+    /// Both topics read back at once: `expected` (beacons, occurrences).
+    pub async fn both(
+        &self,
+        expected: (usize, usize),
+        linger: Duration,
+    ) -> (Vec<Consumed>, Vec<Consumed>) {
+        tokio::join!(
+            self.beacons(expected.0, linger),
+            self.occurrences(expected.1, linger)
+        )
+    }
+}
+
+/// [`consume`] from async code, on a blocking thread.
+pub async fn landed(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    linger: Duration,
+) -> Vec<Consumed> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || consume(&brokers, &topic, expected, linger))
+        .await
+        .expect("consumer thread")
+}
+
+/// The event ids of `messages`, sorted.
+pub fn event_ids(messages: &[Consumed]) -> Vec<&str> {
+    let mut ids: Vec<&str> = messages
+        .iter()
+        .map(|c| c.envelope.event_id.as_str())
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// Creates `topics` with [`PARTITIONS`] partitions and waits until their metadata shows them.
@@ -329,6 +388,9 @@ pub fn consume(brokers: &str, topic: &str, expected: usize, linger: Duration) ->
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("test-{}", uuid::Uuid::now_v7()))
         .set("enable.auto.commit", "false")
+        // An empty partition's fetch is answered after 50 ms, not librdkafka's 500: reading
+        // 512 mostly empty partitions back then takes a fraction of a second.
+        .set("fetch.wait.max.ms", "50")
         .create()
         .expect("consumer");
     let md = consumer

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use inlet::proto::envelope::Event;
 use serde_json::{json, Value};
 
+use super::answer::Answer;
 use super::gateway::Consumed;
 
 /// What happened to one event, from the client's side.
@@ -119,13 +120,12 @@ impl Load {
                 .await;
             let fates: Vec<Fate> = match result {
                 Ok(response) => {
-                    let status = response.status().as_u16();
-                    let body: Value = response.json_or_null().await;
+                    let a = Answer::from_response_lossy(response).await;
                     report.slowest = report.slowest.max(started.elapsed());
-                    if status >= 300 {
+                    if a.status >= 300 {
                         report.slowest_refusal = report.slowest_refusal.max(started.elapsed());
                     }
-                    fates(status, &body, events.len())
+                    fates(&a, events.len())
                 }
                 Err(e) => {
                     assert!(
@@ -161,33 +161,19 @@ fn short(e: &reqwest::Error) -> String {
     }
 }
 
-/// Each event's fate from an answer to a request of `n` events.
-fn fates(status: u16, body: &Value, n: usize) -> Vec<Fate> {
-    match status {
+/// Each event's fate from the answer to a request of `n` events.
+fn fates(a: &Answer, n: usize) -> Vec<Fate> {
+    match a.status {
         200 | 202 => vec![Fate::Accepted; n],
         207 => {
             let mut fates = vec![Fate::Accepted; n];
-            for r in body["rejected"].as_array().into_iter().flatten() {
+            for r in a.body["rejected"].as_array().into_iter().flatten() {
                 let i = r["index"].as_u64().unwrap() as usize;
                 fates[i] = Fate::Rejected(207, r["code"].as_str().unwrap_or("").to_owned());
             }
             fates
         }
-        _ => {
-            let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
-            vec![Fate::Rejected(status, code); n]
-        }
-    }
-}
-
-trait JsonOrNull {
-    async fn json_or_null(self) -> Value;
-}
-
-impl JsonOrNull for reqwest::Response {
-    async fn json_or_null(self) -> Value {
-        let bytes = self.bytes().await.unwrap_or_default();
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        status => vec![Fate::Rejected(status, a.code().to_owned()); n],
     }
 }
 

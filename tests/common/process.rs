@@ -5,8 +5,55 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::gateway::{temp_dir, tokens_toml};
+use super::free_port;
+use super::gateway::{metrics, temp_dir, tokens_toml, wait_ready, Kafka};
 
+/// `inlet` with a clean environment: no INLET_* leaking in from the caller.
+pub fn inlet_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_inlet"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("INLET_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Sends signal `name` (`TERM`, `KILL`…) to `child`.
+pub fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name}");
+}
+
+/// Waits for `child` to exit, at most `limit` (then fails, printing `log()`).
+pub fn wait_exit(child: &mut Child, limit: Duration, log: impl Fn() -> String) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "inlet still running after {limit:?}:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// This test's topics on the shared broker, and the inlet binary against them with `env`, ready.
+pub async fn kafka_and_process(test: &str, env: &[(&str, &str)]) -> (Kafka, InletProcess) {
+    let kafka = Kafka::start(test).await;
+    let inlet = InletProcess::start(&kafka.brokers(), &kafka.topics, env);
+    inlet.wait_ready().await;
+    (kafka, inlet)
+}
+
+/// A running inlet binary; killed on drop.
 pub struct InletProcess {
     pub child: Child,
     pub url: String,
@@ -14,29 +61,16 @@ pub struct InletProcess {
     pub stderr_path: PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl InletProcess {
-    /// Starts `inlet` against `brokers` with `env` on top, and waits until it serves /healthz.
+    /// Starts `inlet` against `brokers` with `env` on top, and waits until it listens.
     pub fn start(brokers: &str, topics: &(String, String), env: &[(&str, &str)]) -> InletProcess {
         let dir = temp_dir("process");
         let tokens = dir.join("tokens.toml");
         std::fs::write(&tokens, tokens_toml()).unwrap();
         let (port, admin) = (free_port(), free_port());
         let stderr_path = dir.join("inlet.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_inlet"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("INLET_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("INLET_KAFKA_BROKERS", brokers)
+        let child = inlet_command()
+            .env("INLET_KAFKA_BROKERS", brokers)
             .env("INLET_TOKENS_FILE", &tokens)
             .env("INLET_TOPIC_BEACONS", &topics.0)
             .env("INLET_TOPIC_OCCURRENCES", &topics.1)
@@ -46,8 +80,9 @@ impl InletProcess {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap());
-        let child = cmd.spawn().expect("spawn inlet");
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("spawn inlet");
         let p = InletProcess {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -66,35 +101,39 @@ impl InletProcess {
         p
     }
 
+    /// Waits until `/readyz` answers 200 (a broker answered metadata for the topic).
+    pub async fn wait_ready(&self) {
+        wait_ready(&reqwest::Client::new(), &self.url, || self.log()).await;
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        metrics(&reqwest::Client::new(), &self.admin).await
+    }
+
+    /// `host:port` of the public listener, for raw sockets.
+    pub fn addr(&self) -> String {
+        self.url.trim_start_matches("http://").to_owned()
+    }
+
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{name}");
+        signal(&self.child, name);
     }
 
     /// Waits for the process to exit, at most `limit` (then fails, printing its log).
     pub fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "inlet still running after {limit:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = self.stderr_path.clone();
+        wait_exit(&mut self.child, limit, || read_log(&log))
     }
 
     /// What inlet logged.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        read_log(&self.stderr_path)
     }
+}
+
+fn read_log(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 impl Drop for InletProcess {
