@@ -91,6 +91,50 @@ pub(super) struct Slot {
     pub(super) enqueued: Instant,
     /// Hand-over order, so records handed over again keep their order.
     pub(super) seq: u64,
+    /// Counts this slot among the sink's [`Slots`] while it lives.
+    _counted: Counted,
+}
+
+impl Slot {
+    /// The slot of record `index` of `batch`, handed over at `enqueued`, counted in `slots`.
+    pub(super) fn new(
+        batch: Arc<Batch>,
+        index: usize,
+        enqueued: Instant,
+        seq: u64,
+        slots: &Slots,
+    ) -> Slot {
+        slots.0.fetch_add(1, Ordering::SeqCst);
+        Slot {
+            batch,
+            index,
+            enqueued,
+            seq,
+            _counted: Counted(Arc::clone(&slots.0)),
+        }
+    }
+}
+
+/// How many slots are alive: messages handed to librdkafka (to whichever producer, live or
+/// retiring) whose delivery report has not been served yet. Unlike librdkafka's own queue
+/// length, which also counts protocol requests in flight, this counts events only, so the
+/// number of undelivered events inlet reports at shutdown is exact.
+#[derive(Debug, Default)]
+pub(super) struct Slots(Arc<AtomicUsize>);
+
+impl Slots {
+    pub(super) fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Takes one off the count when its slot goes (its report served, or its hand-over refused).
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What a librdkafka error (from a send or a delivery report) means for the record's answer.

@@ -229,12 +229,13 @@ impl<'a> Pass<'a> {
         } else {
             self.order.take()
         };
-        let slot = Box::new(Slot {
-            batch: Arc::clone(&job.batch),
+        let slot = Box::new(Slot::new(
+            Arc::clone(&job.batch),
             index,
-            enqueued: self.now,
+            self.now,
             seq,
-        });
+            &self.shared.slots,
+        ));
         let message = BaseRecord::with_opaque_to(&self.shared.topics[i], slot)
             .key(record.key.as_bytes())
             .payload(&record.value[..])

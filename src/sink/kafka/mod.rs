@@ -60,7 +60,7 @@ use rdkafka::producer::Producer as _;
 use super::{BoxFuture, Failure, Outcome, Record, Sink};
 use crate::config::Config;
 use crate::event::Kind;
-use batch::Batch;
+use batch::{Batch, Slots};
 use queue::{FeedQueue, Job};
 use reports::{Context, Producer, Signal};
 use shared::Shared;
@@ -101,6 +101,7 @@ impl KafkaSink {
             ready: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             retiring: Arc::new(AtomicUsize::new(0)),
+            slots: Slots::default(),
         });
         start_threads(&shared, config.linger)?;
         Ok(KafkaSink { shared })
@@ -212,9 +213,8 @@ impl Sink for KafkaSink {
     }
 
     fn in_flight(&self) -> usize {
-        // Counted in the feeder until librdkafka has it, so nothing is between the two.
-        self.shared.context.feed_queue.pending()
-            + self.shared.producer.load().in_flight_count().max(0) as usize
-            + self.shared.retiring.load(Ordering::SeqCst)
+        // Counted in the feeder until librdkafka has it, then by its slot until its delivery
+        // report (from a retiring producer too), so nothing is between the two.
+        self.shared.context.feed_queue.pending() + self.shared.slots.get()
     }
 }

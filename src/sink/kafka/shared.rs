@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::OwnedHeaders;
 
+use super::batch::Slots;
 use super::reports::{Context, Producer};
 
 /// What the sink's handle and its threads share. The threads hold it weakly: they exit once
@@ -36,4 +37,6 @@ pub(super) struct Shared {
     pub(super) closed: AtomicBool,
     /// Messages still in replaced producers (their delivery reports are yet to come).
     pub(super) retiring: Arc<AtomicUsize>,
+    /// Messages handed to librdkafka and not yet reported on, whichever producer has them.
+    pub(super) slots: Slots,
 }
