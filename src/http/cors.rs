@@ -8,7 +8,6 @@
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::authenticate::{presented_secret, request_origin};
@@ -50,11 +49,14 @@ pub async fn preflight(State(state): State<AppState>, request: Request) -> Respo
     response
 }
 
-/// Adds `Access-Control-Allow-Origin` (the request's own origin) to every answer that was not
-/// refused for its origin.
-pub async fn allow_origin(request: Request, next: Next) -> Response {
+/// Adds `Access-Control-Allow-Origin` (the request's own origin) to every answer of `inner`
+/// that was not refused for its origin.
+pub async fn allow_origin<F: std::future::Future<Output = Response>>(
+    request: Request,
+    inner: impl FnOnce(Request) -> F,
+) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();
-    let mut response = next.run(request).await;
+    let mut response = inner(request).await;
     let refused = response.extensions().get::<OriginRefused>().is_some();
     let h = response.headers_mut();
     h.append(header::VARY, HeaderValue::from_static("origin"));

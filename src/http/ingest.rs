@@ -3,7 +3,8 @@
 //! events were accepted.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -21,29 +22,28 @@ use crate::state::AppState;
 pub async fn beacons(
     State(state): State<AppState>,
     auth: Authenticated,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    ingest(Kind::Beacon, state, auth, headers, body).await
+    ingest(Kind::Beacon, state, auth, request).await
 }
 
 /// `POST /v1/occurrences`.
 pub async fn occurrences(
     State(state): State<AppState>,
     auth: Authenticated,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    ingest(Kind::Occurrence, state, auth, headers, body).await
+    ingest(Kind::Occurrence, state, auth, request).await
 }
 
 async fn ingest(
     kind: Kind,
     state: AppState,
     auth: Authenticated,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    // The request's own headers, moved out of it (axum's `HeaderMap` extractor clones them).
+    let (Parts { headers, .. }, body) = request.into_parts();
     let origin = request_origin(&headers);
     state.pipeline.admit(&auth.token, kind, origin.as_deref())?;
     let decoded = read_decoded(kind, &state, &headers, body).await?;

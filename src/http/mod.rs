@@ -5,30 +5,25 @@
 pub mod authenticate;
 pub mod body;
 pub mod cors;
+pub mod edge;
 pub mod ingest;
 pub mod listen;
 pub mod ops;
 pub mod pixel;
 pub mod reply;
 
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
-use axum::middleware::{self, Next};
-use axum::response::IntoResponse;
-use axum::response::Response;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
-use tracing::Instrument;
 
 use crate::state::AppState;
+pub use edge::REQUEST_ID;
 
 /// The public listener: the ingest API and health endpoints.
 ///
-/// Layers, outermost first: request id and metrics, then CORS headers (both see every answer,
-/// so a browser can read even a 503 `overloaded`), then load shedding (503 past
-/// `max_concurrent_requests`).
+/// One layer around every route, [`edge::edge`]: request id and metrics, then CORS headers
+/// (both see every answer, so a browser can read even a 503 `overloaded`), then load shedding
+/// (503 past `max_concurrent_requests`).
 /// Body limits live beside their routes, in the ingest handlers, per kind of event.
 pub fn public_router(state: AppState) -> Router {
     Router::new()
@@ -48,9 +43,7 @@ pub fn public_router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), shed))
-        .layer(middleware::from_fn(cors::allow_origin))
-        .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn_with_state(state.clone(), edge::edge))
         .with_state(state)
 }
 
@@ -62,56 +55,6 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .fallback(ops::not_found)
         .with_state(state)
-}
-
-/// Answers 503 `overloaded` at once when `max_concurrent_requests` are already in flight, so
-/// overload shows as fast refusals a load balancer can route around, not as slow answers.
-async fn shed(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Ok(_permit) = state.in_flight.try_acquire() else {
-        ::metrics::counter!(crate::metrics::REQUESTS_SHED).increment(1);
-        return crate::error::ApiError::Overloaded.into_response();
-    };
-    ::metrics::gauge!(crate::metrics::REQUESTS_IN_FLIGHT).increment(1.0);
-    let response = next.run(request).await;
-    ::metrics::gauge!(crate::metrics::REQUESTS_IN_FLIGHT).decrement(1.0);
-    response
-}
-
-/// The header carrying a request's id, in both directions.
-pub const REQUEST_ID: &str = "x-request-id";
-
-/// Gives every request an id (the client's `X-Request-Id` when it is a sane token, else a new
-/// UUIDv7), logs within a span that carries it, returns it in `X-Request-Id`, and counts the
-/// request by route and status and times it.
-async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let id = request
-        .headers()
-        .get(REQUEST_ID)
-        .filter(|v| v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
-        .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&crate::id::uuid_v7().simple().to_string())
-                .expect("hex is a valid header value")
-        });
-    let span = tracing::info_span!(
-        "request",
-        request_id = id.to_str().unwrap_or_default(),
-        route = %route
-    );
-    let started = Instant::now();
-    let mut response = next.run(request).instrument(span).await;
-    response.headers_mut().insert(REQUEST_ID, id);
-    let status = response.status().as_u16().to_string();
-    ::metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route.clone())
-        .record(started.elapsed());
-    ::metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "status" => status)
-        .increment(1);
-    response
 }
 
 /// Shared by the unit tests of the HTTP modules: sending a request through a router.

@@ -1,8 +1,8 @@
 //! `GET /v1/pixel.gif`: one beacon in the query string, for image pixels and clients that can
 //! only make a GET. Answers a 1x1 transparent GIF once the beacon is accepted.
 
-use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::authenticate::{request_origin, Authenticated};
@@ -33,17 +33,17 @@ pub async fn head() -> Response {
 pub async fn pixel(
     State(state): State<AppState>,
     auth: Authenticated,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let origin = request_origin(&headers);
+    let headers = request.headers();
+    let origin = request_origin(headers);
     state
         .pipeline
         .admit(&auth.token, Kind::Beacon, origin.as_deref())?;
-    let batch = Batch::query(query.as_deref().unwrap_or(""));
+    let batch = Batch::query(request.uri().query().unwrap_or(""));
     let answer = state
         .pipeline
-        .ingest(&auth.token, auth.client(&headers), batch)
+        .ingest(&auth.token, auth.client(headers), batch)
         .await?;
     let status = match answer.delivery {
         Delivery::Ack => StatusCode::OK,
