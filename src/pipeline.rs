@@ -14,9 +14,10 @@
 
 use std::net::IpAddr;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ::metrics::Counter;
 use bytes::Bytes;
 use prost::Message;
 
@@ -374,11 +375,31 @@ fn answer(
     })
 }
 
-/// Counts `n` events of `kind` with `outcome` in `inlet_events_total`.
+/// The `outcome` labels of `inlet_events_total`, a closed set.
+const OUTCOMES: [&str; 5] = [
+    "accepted",
+    "invalid",
+    "rate_limited",
+    "too_large",
+    "unavailable",
+];
+
+/// Counts `n` events of `kind` with `outcome` (one of [`OUTCOMES`]) in `inlet_events_total`.
+/// The counters' handles are kept: the metric macros copy their labels into a new allocation at
+/// every call, which every request would pay.
 fn count(kind: Kind, outcome: &'static str, n: usize) {
-    if n > 0 {
-        ::metrics::counter!(metrics::EVENTS, "kind" => kind.as_str(), "outcome" => outcome)
-            .increment(n as u64);
+    static COUNTERS: [[OnceLock<Counter>; OUTCOMES.len()]; 2] =
+        [const { [const { OnceLock::new() }; OUTCOMES.len()] }; 2];
+    if n == 0 {
+        return;
+    }
+    let register =
+        || ::metrics::counter!(metrics::EVENTS, "kind" => kind.as_str(), "outcome" => outcome);
+    match OUTCOMES.iter().position(|o| *o == outcome) {
+        Some(i) => COUNTERS[kind as usize][i]
+            .get_or_init(register)
+            .increment(n as u64),
+        None => register().increment(n as u64),
     }
 }
 

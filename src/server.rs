@@ -72,8 +72,8 @@ pub async fn run(
         tokio::spawn(metrics_upkeep(state.clone())),
     ];
     let (public, admin) = (
-        Server::start(&state, listeners.public, true),
-        Server::start(&state, listeners.admin, false),
+        Server::public(&state, listeners.public),
+        Server::admin(&state, listeners.admin),
     );
 
     shutdown.await;
@@ -103,27 +103,31 @@ struct Server {
 }
 
 impl Server {
-    /// Serves the public router (`public`) or the admin router on `listener`.
-    fn start(state: &AppState, listener: TcpListener, public: bool) -> Server {
-        let config = &state.config;
-        let limits = listen::ConnLimits {
-            max_connections: if public {
-                config.max_connections
-            } else {
-                ADMIN_MAX_CONNECTIONS
-            },
-            header_read_timeout: config.header_read_timeout,
-            max_headers: config.max_headers,
-            max_header_bytes: config.max_header_bytes,
-        };
-        let (router, name) = if public {
-            (http::public_router(state.clone()), "public")
-        } else {
-            (http::admin_router(state.clone()), "admin")
-        };
-        let (stop, stopped) = watch::channel(false);
+    /// Serves the ingest API on `listener`, with the public listener's connection limits.
+    fn public(state: &AppState, listener: TcpListener) -> Server {
+        let limits = conn_limits(&state.config, state.config.max_connections);
+        Server::start(
+            listener,
+            http::public_router(state.clone()),
+            limits,
+            "public",
+        )
+    }
+
+    /// Serves metrics and probes on `listener`.
+    fn admin(state: &AppState, listener: TcpListener) -> Server {
+        let limits = conn_limits(&state.config, ADMIN_MAX_CONNECTIONS);
+        Server::start(listener, http::admin_router(state.clone()), limits, "admin")
+    }
+
+    fn start(
+        listener: TcpListener,
+        router: axum::Router,
+        limits: listen::ConnLimits,
+        name: &'static str,
+    ) -> Server {
+        let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(listen::serve(listener, router, limits, name, async move {
-            let mut stopped = stopped;
             let _ = stopped.wait_for(|stop| *stop).await;
         }));
         Server { stop, task }
@@ -141,6 +145,16 @@ impl Server {
             }
             Err(_) => false,
         }
+    }
+}
+
+/// The connection limits `config` sets, with at most `max_connections` open.
+fn conn_limits(config: &Config, max_connections: usize) -> listen::ConnLimits {
+    listen::ConnLimits {
+        max_connections,
+        header_read_timeout: config.header_read_timeout,
+        max_headers: config.max_headers,
+        max_header_bytes: config.max_header_bytes,
     }
 }
 

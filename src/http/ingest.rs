@@ -2,6 +2,9 @@
 //! events, and hand them to the [pipeline](crate::pipeline); the answer says exactly which
 //! events were accepted.
 
+use std::sync::OnceLock;
+
+use ::metrics::Histogram;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
@@ -67,14 +70,21 @@ async fn read_decoded(
     let encoding = content_encoding(headers)?;
     let limits = state.config.limits(kind);
     let sent = read_body(body, headers, limits.max_body, MinRate::of(&state.config)).await?;
-    ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route(kind))
-        .record(sent.len() as f64);
+    body_bytes(kind).record(sent.len() as f64);
     if encoding == decode::Encoding::Identity || sent.len() < decode::BLOCKING_DECODE_BYTES {
         return decode::decompress(encoding, sent, limits.max_decoded);
     }
     tokio::task::spawn_blocking(move || decode::decompress(encoding, sent, limits.max_decoded))
         .await
         .map_err(|_| ApiError::MalformedBody("the body could not be decoded".into()))?
+}
+
+/// The `inlet_http_request_body_bytes` histogram of `kind`'s route, its handle kept (the macro
+/// copies its labels into a new allocation at every call).
+fn body_bytes(kind: Kind) -> &'static Histogram {
+    static HISTOGRAMS: [OnceLock<Histogram>; 2] = [const { OnceLock::new() }; 2];
+    HISTOGRAMS[kind as usize]
+        .get_or_init(|| ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route(kind)))
 }
 
 fn route(kind: Kind) -> &'static str {
