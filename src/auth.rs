@@ -4,9 +4,9 @@
 //! as SHA-256 digests (`sha256`), or in plain text (`token`) for development; either way inlet
 //! looks a presented secret up by its digest, so lookups never compare secrets byte by byte.
 //! The registry is swapped atomically: a reload (file change, polled every second, or SIGHUP)
-//! that fails to parse, or holds no token at all, keeps the previous registry and logs why. A token's rate limiter survives
-//! reloads that keep its quota. Finding the secret in a request is the HTTP layer's job
-//! (`http::authenticate`).
+//! that fails to parse, or holds no token at all, keeps the previous registry and logs why. A
+//! token's rate limiter survives reloads that keep its quota. Finding the secret in a request
+//! is the HTTP layer's job (`http::authenticate`).
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;

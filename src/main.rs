@@ -1,6 +1,6 @@
 //! The `inlet` binary: parse the command line and configuration, set up logging, then hand the
-//! bound listeners, the Kafka producer and the shutdown signals to [`inlet::server::run`]. Exits 2 on bad configuration,
-//! 1 when it cannot start, 0 after a graceful shutdown.
+//! bound listeners, the Kafka producer and the shutdown signals to [`inlet::server::run`].
+//! Exits 2 on bad configuration, 1 when it cannot start, 0 after a graceful shutdown.
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -216,11 +216,10 @@ impl Pipeline {
         let kind = batch.kind;
         charge(kind, token, batch.len())?;
         let meta = self.meta(kind, token, client);
-        let account_id = token.account_id.clone();
         let converted = if batch.text.len() < BLOCKING_PARSE_BYTES {
-            convert(batch, &meta, &account_id)
+            convert(batch, &meta)
         } else {
-            tokio::task::spawn_blocking(move || convert(batch, &meta, &account_id))
+            tokio::task::spawn_blocking(move || convert(batch, &meta))
                 .await
                 .map_err(|_| ApiError::MalformedBody("the body could not be parsed".into()))?
         };
@@ -308,7 +307,7 @@ fn charge(kind: Kind, token: &Token, events: usize) -> Result<(), ApiError> {
 }
 
 /// Validates each event of `batch`, and converts and keys the valid ones into records.
-fn convert(batch: Batch, meta: &Meta, account_id: &str) -> Converted {
+fn convert(batch: Batch, meta: &Meta) -> Converted {
     let Batch { kind, text, events } = batch;
     // The text was checked to be UTF-8 when it was split (or came from a `&str`).
     let text = std::str::from_utf8(&text).unwrap_or_default();
@@ -320,7 +319,7 @@ fn convert(batch: Batch, meta: &Meta, account_id: &str) -> Converted {
     for (index, event) in events.into_iter().enumerate() {
         match event.and_then(|raw| validate(kind, text, raw)) {
             Ok(valid) => {
-                let key = shard_key(&valid.body, account_id).to_owned();
+                let key = shard_key(&valid.body, &meta.account_id).to_owned();
                 let value = event::envelope(valid, meta).encode_to_vec();
                 converted.records.push(Record { kind, key, value });
                 converted.indices.push(index);
