@@ -82,12 +82,11 @@ impl Batch {
         max_events: usize,
         max_event: usize,
     ) -> Result<Batch, ApiError> {
-        if body.len() < BLOCKING_PARSE_BYTES {
-            return Batch::split_now(kind, body, max_events, max_event);
-        }
-        tokio::task::spawn_blocking(move || Batch::split_now(kind, body, max_events, max_event))
-            .await
-            .map_err(|_| ApiError::MalformedBody("the body could not be parsed".into()))?
+        let large = body.len() >= BLOCKING_PARSE_BYTES;
+        off_the_runtime_if(large, "parsed", move || {
+            Batch::split_now(kind, body, max_events, max_event)
+        })
+        .await?
     }
 
     fn split_now(
@@ -216,13 +215,8 @@ impl Pipeline {
         let kind = batch.kind;
         charge(kind, token, batch.len())?;
         let meta = self.meta(kind, token, client);
-        let converted = if batch.text.len() < BLOCKING_PARSE_BYTES {
-            convert(batch, &meta)
-        } else {
-            tokio::task::spawn_blocking(move || convert(batch, &meta))
-                .await
-                .map_err(|_| ApiError::MalformedBody("the body could not be parsed".into()))?
-        };
+        let large = batch.text.len() >= BLOCKING_PARSE_BYTES;
+        let converted = off_the_runtime_if(large, "parsed", move || convert(batch, &meta)).await?;
         self.produce(kind, converted).await
     }
 
@@ -287,6 +281,22 @@ impl Pipeline {
         rejected.sort_by_key(|r| r.index);
         answer(accepted, rejected, delivery)
     }
+}
+
+/// Runs `work` in place, or on the blocking pool when it is `large`, so that one huge body
+/// cannot hold up a runtime worker (and every request queued behind it). `what` the work does
+/// to the body names it in the error should the blocking task fail.
+pub async fn off_the_runtime_if<T: Send + 'static>(
+    large: bool,
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    if !large {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::MalformedBody(format!("the body could not be {what}")))
 }
 
 /// Charges the token's limiter for `events` events (all or nothing).

@@ -18,7 +18,7 @@ use crate::decode;
 use crate::error::ApiError;
 use crate::event::Kind;
 use crate::metrics;
-use crate::pipeline::Batch;
+use crate::pipeline::{off_the_runtime_if, Batch};
 use crate::state::AppState;
 
 /// `POST /v1/beacons`.
@@ -71,12 +71,12 @@ async fn read_decoded(
     let limits = state.config.limits(kind);
     let sent = read_body(body, headers, limits.max_body, MinRate::of(&state.config)).await?;
     body_bytes(kind).record(sent.len() as f64);
-    if encoding == decode::Encoding::Identity || sent.len() < decode::BLOCKING_DECODE_BYTES {
-        return decode::decompress(encoding, sent, limits.max_decoded);
-    }
-    tokio::task::spawn_blocking(move || decode::decompress(encoding, sent, limits.max_decoded))
-        .await
-        .map_err(|_| ApiError::MalformedBody("the body could not be decoded".into()))?
+    let large =
+        encoding != decode::Encoding::Identity && sent.len() >= decode::BLOCKING_DECODE_BYTES;
+    off_the_runtime_if(large, "decoded", move || {
+        decode::decompress(encoding, sent, limits.max_decoded)
+    })
+    .await?
 }
 
 /// The `inlet_http_request_body_bytes` histogram of `kind`'s route, its handle kept (the macro
