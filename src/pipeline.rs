@@ -137,11 +137,6 @@ impl Batch {
         }
     }
 
-    /// The kind of every event of the batch.
-    pub fn kind(&self) -> Kind {
-        self.kind
-    }
-
     /// How many events the batch holds, valid or not.
     pub fn len(&self) -> usize {
         self.events.len()
@@ -218,11 +213,6 @@ impl Pipeline {
         let large = batch.text.len() >= BLOCKING_PARSE_BYTES;
         let converted = off_the_runtime_if(large, "parsed", move || convert(batch, &meta)).await?;
         self.produce(kind, converted).await
-    }
-
-    /// Whether the sink can deliver now (a broker answered recently).
-    pub fn sink_ready(&self) -> bool {
-        self.sink.ready()
     }
 
     /// The gateway's metadata for a request's events.

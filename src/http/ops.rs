@@ -17,7 +17,7 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(state): State<AppState>) -> Response {
     if !state.shutdown.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    } else if !state.pipeline.sink_ready() {
+    } else if !state.sink.ready() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "no Kafka broker reachable\n",
