@@ -59,6 +59,7 @@ fn meta() -> Meta {
         account_id: "acct-42".into(),
         token_id: "acme-web".into(),
         client_ip: "203.0.113.0".into(),
+        source: inlet::event::Source::Inlet,
         user_agent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0".into(),
     }
 }

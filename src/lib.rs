@@ -9,7 +9,8 @@
 //!    it against [`auth`]'s hot-reloaded registry; handlers only ever see a valid token.
 //! 3. **decode**: [`http::body`] checks the media type and reads the body within its cap as
 //!    sent; [`decode`] decodes it (content encodings, the decoded-size cap) and splits it into
-//!    events (object, array or NDJSON).
+//!    events (object, array or NDJSON). An SDK's endpoint reads its own key and body, and
+//!    [`sdk`] translates its payload into inlet's events instead.
 //! 4. **the pipeline**: every endpoint hands its events to [`pipeline`], which runs the rest:
 //!    - **limit**: [`limit`] charges the token's GCRA limiter one unit per event;
 //!    - **validate** and **convert**: [`event`] checks each event field by field and builds the
@@ -30,6 +31,7 @@ pub mod state;
 pub mod http;
 pub mod auth;
 pub mod decode;
+pub mod sdk;
 pub mod pipeline;
 pub mod limit;
 pub mod event;

@@ -24,7 +24,7 @@ use prost::Message;
 use crate::auth::Token;
 use crate::config::{Config, Delivery};
 use crate::error::{failure_retry_after_secs, ApiError, Refusal, Rejection};
-use crate::event::{self, Invalid, Kind, Meta, Validated};
+use crate::event::{self, Invalid, Kind, Meta, Source, Validated};
 use crate::key::shard_key;
 use crate::limit::Decision;
 use crate::metrics;
@@ -58,9 +58,26 @@ pub struct Client {
 /// One request's events of one kind, split by its endpoint but not yet validated.
 pub struct Batch {
     kind: Kind,
-    /// The text the events are read from: a decoded body, or a query string.
+    /// The protocol the events arrived in.
+    source: Source,
+    /// The text the events are read from: a decoded body, a query string, or the events an SDK
+    /// endpoint translated into inlet's JSON.
     text: Bytes,
     events: Vec<Result<Raw, Invalid>>,
+    /// What an SDK endpoint left out of each event to fit its caps, by event index; empty when
+    /// nothing was (always, for inlet's own endpoints).
+    trimmed: Vec<Vec<String>>,
+}
+
+/// One event an SDK endpoint translated from its SDK's payload into inlet's own JSON (the text
+/// `POST /v1/beacons` or `/v1/occurrences` would take), validated by the same parser.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Translated {
+    /// The event as inlet's JSON object.
+    pub json: String,
+    /// The parts of the SDK's payload left out of `props` / `custom` to fit their cap, largest
+    /// first (`Envelope.trimmed`).
+    pub trimmed: Vec<String>,
 }
 
 /// Where one event of a [`Batch`] is.
@@ -122,8 +139,10 @@ impl Batch {
         }
         Ok(Batch {
             kind,
+            source: Source::Inlet,
             text: body,
             events,
+            trimmed: Vec::new(),
         })
     }
 
@@ -132,8 +151,42 @@ impl Batch {
     pub fn query(query: &str) -> Batch {
         Batch {
             kind: Kind::Beacon,
+            source: Source::Pixel,
             text: Bytes::copy_from_slice(query.as_bytes()),
             events: vec![Ok(Raw::Query)],
+            trimmed: Vec::new(),
+        }
+    }
+
+    /// The events an SDK endpoint translated from `source`'s payload, in the SDK's order: each
+    /// is inlet's JSON, validated like a native event, or already refused (a message that could
+    /// not be translated), so indices in the answer are the SDK's.
+    pub fn translated(
+        kind: Kind,
+        source: Source,
+        events: Vec<Result<Translated, Invalid>>,
+    ) -> Batch {
+        let size = events.iter().flatten().map(|e| e.json.len()).sum();
+        let mut text = Vec::with_capacity(size);
+        let mut trimmed = Vec::new();
+        let mut raw = Vec::with_capacity(events.len());
+        for (index, event) in events.into_iter().enumerate() {
+            raw.push(event.map(|event| {
+                let at = text.len();
+                text.extend_from_slice(event.json.as_bytes());
+                if !event.trimmed.is_empty() {
+                    trimmed.resize_with(index + 1, Vec::new);
+                    trimmed[index] = event.trimmed;
+                }
+                Raw::Json(at..text.len())
+            }));
+        }
+        Batch {
+            kind,
+            source,
+            text: Bytes::from(text),
+            events: raw,
+            trimmed,
         }
     }
 
@@ -209,14 +262,14 @@ impl Pipeline {
     ) -> Result<Answer, ApiError> {
         let kind = batch.kind;
         charge(kind, token, batch.len())?;
-        let meta = self.meta(kind, token, client);
+        let meta = self.meta(kind, batch.source, token, client);
         let large = batch.text.len() >= BLOCKING_PARSE_BYTES;
         let converted = off_the_runtime_if(large, "parsed", move || convert(batch, &meta)).await?;
         self.produce(kind, converted).await
     }
 
     /// The gateway's metadata for a request's events.
-    fn meta(&self, kind: Kind, token: &Token, client: Client) -> Meta {
+    fn meta(&self, kind: Kind, source: Source, token: &Token, client: Client) -> Meta {
         let mut user_agent = client.user_agent;
         if user_agent.len() > MAX_USER_AGENT {
             let mut end = MAX_USER_AGENT;
@@ -240,6 +293,7 @@ impl Pipeline {
             token_id: token.id.clone(),
             client_ip: client_ip.to_string(),
             user_agent,
+            source,
         }
     }
 
@@ -308,7 +362,13 @@ fn charge(kind: Kind, token: &Token, events: usize) -> Result<(), ApiError> {
 
 /// Validates each event of `batch`, and converts and keys the valid ones into records.
 fn convert(batch: Batch, meta: &Meta) -> Converted {
-    let Batch { kind, text, events } = batch;
+    let Batch {
+        kind,
+        text,
+        events,
+        mut trimmed,
+        ..
+    } = batch;
     // The text was checked to be UTF-8 when it was split (or came from a `&str`).
     let text = std::str::from_utf8(&text).unwrap_or_default();
     let mut converted = Converted {
@@ -320,7 +380,11 @@ fn convert(batch: Batch, meta: &Meta) -> Converted {
         match event.and_then(|raw| validate(kind, text, raw)) {
             Ok(valid) => {
                 let key = shard_key(&valid.body, &meta.account_id).to_owned();
-                let value = event::envelope(valid, meta).encode_to_vec();
+                let mut envelope = event::envelope(valid, meta);
+                if let Some(cut) = trimmed.get_mut(index) {
+                    envelope.trimmed = std::mem::take(cut);
+                }
+                let value = envelope.encode_to_vec();
                 converted.records.push(Record { kind, key, value });
                 converted.indices.push(index);
             }
@@ -451,6 +515,70 @@ mod tests {
 
     fn codes(rejected: &[Rejection]) -> Vec<&'static str> {
         rejected.iter().map(|r| r.refusal.code()).collect()
+    }
+
+    #[tokio::test]
+    async fn translated_events_keep_their_source_indices_and_what_was_trimmed() {
+        let sink = Arc::new(MemorySink::accepting());
+        let translated = |json: Value, trimmed: &[&str]| Translated {
+            json: json.to_string(),
+            trimmed: trimmed.iter().map(|t| t.to_string()).collect(),
+        };
+        let batch = Batch::translated(
+            Kind::Beacon,
+            Source::Segment,
+            vec![
+                Err(Invalid::new("unsupported_message", "not translated")),
+                Ok(translated(json!({"session_id": "s", "event": "a"}), &[])),
+                Ok(translated(json!({"session_id": "s"}), &[])),
+                Ok(translated(
+                    json!({"session_id": "s", "event": "b"}),
+                    &["context (9 bytes)"],
+                )),
+            ],
+        );
+        let answer = pipeline(Arc::clone(&sink))
+            .ingest(&testing::token(), client(), batch)
+            .await
+            .unwrap();
+        assert_eq!(answer.accepted, 2);
+        let rejected: Vec<_> = answer
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.refusal.code()))
+            .collect();
+        assert_eq!(rejected, [(0, "unsupported_message"), (2, "missing_field")]);
+        let envelopes: Vec<_> = sink
+            .records()
+            .iter()
+            .map(|r| crate::proto::Envelope::decode(&r.value[..]).unwrap())
+            .collect();
+        assert!(envelopes.iter().all(|e| e.source == "segment"));
+        assert_eq!(envelopes[0].trimmed, Vec::<String>::new());
+        assert_eq!(envelopes[1].trimmed, ["context (9 bytes)"]);
+    }
+
+    #[tokio::test]
+    async fn native_events_say_so_in_their_source() {
+        let sink = Arc::new(MemorySink::accepting());
+        let body = Bytes::from(r#"{"session_id":"s","event":"e"}"#);
+        let batch = Batch::split(Kind::Beacon, body, 10, 1024).await.unwrap();
+        let pipeline = pipeline(Arc::clone(&sink));
+        pipeline
+            .ingest(&testing::token(), client(), batch)
+            .await
+            .unwrap();
+        let batch = Batch::query("session_id=s&event=view");
+        pipeline
+            .ingest(&testing::token(), client(), batch)
+            .await
+            .unwrap();
+        let sources: Vec<_> = sink
+            .records()
+            .iter()
+            .map(|r| crate::proto::Envelope::decode(&r.value[..]).unwrap().source)
+            .collect();
+        assert_eq!(sources, ["inlet", "pixel"]);
     }
 
     #[tokio::test]

@@ -140,7 +140,7 @@ pub fn envelope_json(e: &proto::Envelope) -> Value {
     json!({
         "event_id": e.event_id, "received_at_ms": e.received_at_ms, "project_id": e.project_id,
         "account_id": e.account_id, "token_id": e.token_id, "client_ip": e.client_ip,
-        "user_agent": e.user_agent, "event": event,
+        "user_agent": e.user_agent, "source": e.source, "trimmed": e.trimmed, "event": event,
     })
 }
 

@@ -5,7 +5,7 @@
 #   tests/run.sh            # from anywhere; works in CI (CI=true) without prompts
 #
 # Steps: Debian build packages (only if missing) -> Tansu 0.6.0 broker (only if
-# missing) -> cargo fmt --check -> cargo clippy -D warnings -> cargo test ->
+# missing) -> SDKs (tests/sdk/install.sh) -> cargo fmt --check -> cargo clippy -D warnings -> cargo test ->
 # loadtest/bench --quick -> deploy/ checks -> fuzz targets.
 #
 # Environment:
@@ -97,6 +97,10 @@ else
     "${TANSU_INSTALL[@]}"
     tansu --version
 fi
+
+# ---------------------------------------------------------------------------
+step "SDKs for the drop-in endpoint tests (pinned, into target/sdk; skipped when installed)"
+bash tests/sdk/install.sh
 
 # ---------------------------------------------------------------------------
 step "cargo fmt --all -- --check"

@@ -37,6 +37,36 @@ impl Kind {
     }
 }
 
+/// The protocol an event arrived in, recorded as `Envelope.source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Source {
+    /// inlet's own JSON endpoints.
+    #[default]
+    Inlet,
+    /// `GET /v1/pixel.gif`.
+    Pixel,
+    Rollbar,
+    Sentry,
+    Honeybadger,
+    Segment,
+    Posthog,
+}
+
+impl Source {
+    /// The name in `Envelope.source` and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Inlet => "inlet",
+            Source::Pixel => "pixel",
+            Source::Rollbar => "rollbar",
+            Source::Sentry => "sentry",
+            Source::Honeybadger => "honeybadger",
+            Source::Segment => "segment",
+            Source::Posthog => "posthog",
+        }
+    }
+}
+
 /// Why one event is invalid: a stable code and a message naming the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
@@ -45,7 +75,8 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    /// An invalid event with its stable `code` (snake_case) and a message for the client.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Invalid {
             code,
             message: message.into(),
@@ -132,6 +163,7 @@ pub struct Meta {
     pub token_id: String,
     pub client_ip: String,
     pub user_agent: String,
+    pub source: Source,
 }
 
 /// Wraps a validated event in its envelope; the event id is the client's or a new UUIDv7.
@@ -147,6 +179,8 @@ pub fn envelope(event: Validated, meta: &Meta) -> proto::Envelope {
         token_id: meta.token_id.clone(),
         client_ip: meta.client_ip.clone(),
         user_agent: meta.user_agent.clone(),
+        source: meta.source.as_str().to_owned(),
+        trimmed: Vec::new(),
         event: Some(event.body),
     }
 }

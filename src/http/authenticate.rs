@@ -36,13 +36,15 @@ impl Authenticated {
     }
 }
 
-impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
+impl Authenticated {
+    /// Resolves `secret`, found wherever the endpoint's protocol carries it, to a token: the
+    /// one check every endpoint makes, with the same counting and per-address limiting of
+    /// failures. `parts` gives the client's address (behind trusted proxies).
+    pub fn resolve(
         state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+        parts: &Parts,
+        secret: Option<String>,
+    ) -> Result<Authenticated, ApiError> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -56,7 +58,7 @@ impl FromRequestParts<AppState> for Authenticated {
                 retry_after_secs: wait.as_secs() + 1,
             });
         }
-        let Some(secret) = presented_secret(parts) else {
+        let Some(secret) = secret.filter(|s| !s.is_empty()) else {
             ::metrics::counter!(metrics::AUTH_FAILURES, "reason" => "missing").increment(1);
             state.auth_failures.fail(client_ip);
             return Err(ApiError::MissingToken);
@@ -69,6 +71,18 @@ impl FromRequestParts<AppState> for Authenticated {
                 Err(ApiError::UnknownToken)
             }
         }
+    }
+}
+
+/// inlet's own endpoints: the token from [`presented_secret`].
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Authenticated::resolve(state, parts, presented_secret(parts))
     }
 }
 
