@@ -23,9 +23,30 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use crate::config::Config;
-use crate::decode::Encoding;
+use crate::config::{BodyLimits, Config};
+use crate::decode::{self, Encoding};
 use crate::error::ApiError;
+use crate::pipeline::off_the_runtime_if;
+
+/// A request's body, decoded: its encoding checked before it is read, its size capped as sent
+/// (recorded in `sent_bytes`) and once decoded, decoded on the blocking pool when it is large.
+/// The media type is the endpoint's to check, since each protocol sends its own.
+pub async fn read_decoded(
+    headers: &HeaderMap,
+    body: Body,
+    limits: BodyLimits,
+    config: &Config,
+    sent_bytes: &::metrics::Histogram,
+) -> Result<Bytes, ApiError> {
+    let encoding = content_encoding(headers)?;
+    let sent = read_body(body, headers, limits.max_body, MinRate::of(config)).await?;
+    sent_bytes.record(sent.len() as f64);
+    let large = encoding != Encoding::Identity && sent.len() >= decode::BLOCKING_DECODE_BYTES;
+    off_the_runtime_if(large, "decoded", move || {
+        decode::decompress(encoding, sent, limits.max_decoded)
+    })
+    .await?
+}
 
 /// The request's content encoding; 415 for anything else (including stacked encodings).
 pub fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {

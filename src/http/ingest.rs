@@ -5,20 +5,16 @@
 use std::sync::OnceLock;
 
 use ::metrics::Histogram;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 
 use super::authenticate::{request_origin, Authenticated};
-use super::body::{check_media_type, content_encoding, read_body, MinRate};
-use crate::decode;
+use super::body::{check_media_type, read_decoded};
 use crate::error::ApiError;
 use crate::event::Kind;
 use crate::metrics;
-use crate::pipeline::{off_the_runtime_if, Batch};
+use crate::pipeline::Batch;
 use crate::state::AppState;
 
 /// `POST /v1/beacons`.
@@ -49,34 +45,20 @@ async fn ingest(
     let (Parts { headers, .. }, body) = request.into_parts();
     let origin = request_origin(&headers);
     state.pipeline.admit(&auth.token, kind, origin.as_deref())?;
-    let decoded = read_decoded(kind, &state, &headers, body).await?;
+    check_media_type(&headers)?;
     let config = &state.config;
-    let max_event = config.limits(kind).max_event;
-    let batch = Batch::split(kind, decoded, config.max_events_per_request, max_event).await?;
+    let limits = config.limits(kind);
+    let decoded = read_decoded(&headers, body, limits, config, body_bytes(kind)).await?;
+    let batch = Batch::split(
+        kind,
+        decoded,
+        config.max_events_per_request,
+        limits.max_event,
+    )
+    .await?;
     let client = auth.client(&headers);
     let answer = state.pipeline.ingest(&auth.token, client, batch).await?;
     Ok(answer.into_response())
-}
-
-/// The request's body, decoded: media type and encoding checked before it is read, its size
-/// capped as sent and once decoded, decoded on the blocking pool when it is large.
-async fn read_decoded(
-    kind: Kind,
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Bytes, ApiError> {
-    check_media_type(headers)?;
-    let encoding = content_encoding(headers)?;
-    let limits = state.config.limits(kind);
-    let sent = read_body(body, headers, limits.max_body, MinRate::of(&state.config)).await?;
-    body_bytes(kind).record(sent.len() as f64);
-    let large =
-        encoding != decode::Encoding::Identity && sent.len() >= decode::BLOCKING_DECODE_BYTES;
-    off_the_runtime_if(large, "decoded", move || {
-        decode::decompress(encoding, sent, limits.max_decoded)
-    })
-    .await?
 }
 
 /// The `inlet_http_request_body_bytes` histogram of `kind`'s route, its handle kept (the macro
@@ -106,7 +88,7 @@ mod tests {
     use crate::sink::Failure;
     use crate::testing::{state, SECRET};
 
-    use super::*;
+    use axum::body::Body;
 
     /// Posts `events` as a JSON array to a router whose sink refuses, as too large for the
     /// broker, every event of session `big`.
