@@ -80,12 +80,25 @@ pub struct Translated {
     pub trimmed: Vec<String>,
 }
 
+/// One message of an SDK's payload that could not be translated into an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Untranslated {
+    /// Why, with a stable code.
+    pub invalid: Invalid,
+    /// The message as the SDK sent it (its JSON text), kept for the operator.
+    pub raw: String,
+}
+
 /// Where one event of a [`Batch`] is.
 enum Raw {
     /// JSON text at this range of the batch's text.
     Json(Range<usize>),
     /// The whole text is one beacon's query string (`GET /v1/pixel.gif`).
     Query,
+    /// An SDK's message that could not be translated: its text as the SDK sent it, at this
+    /// range of the batch's text (for the dead letters, issue #15), and why.
+    #[allow(dead_code)]
+    Untranslated(Range<usize>, Invalid),
 }
 
 impl Batch {
@@ -164,21 +177,33 @@ impl Batch {
     pub fn translated(
         kind: Kind,
         source: Source,
-        events: Vec<Result<Translated, Invalid>>,
+        events: Vec<Result<Translated, Untranslated>>,
     ) -> Batch {
-        let size = events.iter().flatten().map(|e| e.json.len()).sum();
+        let size = events
+            .iter()
+            .map(|e| match e {
+                Ok(event) => event.json.len(),
+                Err(untranslated) => untranslated.raw.len(),
+            })
+            .sum();
         let mut text = Vec::with_capacity(size);
         let mut trimmed = Vec::new();
         let mut raw = Vec::with_capacity(events.len());
         for (index, event) in events.into_iter().enumerate() {
-            raw.push(event.map(|event| {
-                let at = text.len();
-                text.extend_from_slice(event.json.as_bytes());
-                if !event.trimmed.is_empty() {
-                    trimmed.resize_with(index + 1, Vec::new);
-                    trimmed[index] = event.trimmed;
+            let at = text.len();
+            raw.push(Ok(match event {
+                Ok(event) => {
+                    text.extend_from_slice(event.json.as_bytes());
+                    if !event.trimmed.is_empty() {
+                        trimmed.resize_with(index + 1, Vec::new);
+                        trimmed[index] = event.trimmed;
+                    }
+                    Raw::Json(at..text.len())
                 }
-                Raw::Json(at..text.len())
+                Err(Untranslated { invalid, raw }) => {
+                    text.extend_from_slice(raw.as_bytes());
+                    Raw::Untranslated(at..text.len(), invalid)
+                }
             }));
         }
         Batch {
@@ -402,6 +427,7 @@ fn validate(kind: Kind, text: &str, raw: Raw) -> Result<Validated, Invalid> {
     match raw {
         Raw::Json(range) => event::parse(kind, &text[range]),
         Raw::Query => event::beacon::from_query(text),
+        Raw::Untranslated(_, invalid) => Err(invalid),
     }
 }
 
@@ -528,7 +554,10 @@ mod tests {
             Kind::Beacon,
             Source::Segment,
             vec![
-                Err(Invalid::new("unsupported_message", "not translated")),
+                Err(Untranslated {
+                    invalid: Invalid::new("unsupported_message", "not translated"),
+                    raw: r#"{"type":"x"}"#.into(),
+                }),
                 Ok(translated(json!({"session_id": "s", "event": "a"}), &[])),
                 Ok(translated(json!({"session_id": "s"}), &[])),
                 Ok(translated(

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-pub use crate::pipeline::Translated;
+pub use crate::pipeline::{Translated, Untranslated};
 
 /// Serializes `rest` (what of an SDK's event has no field of its own) as the JSON object text
 /// for `props` or `custom`, at most `cap` bytes. Over the cap, its largest members are left out,
