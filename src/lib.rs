@@ -34,6 +34,7 @@ pub mod decode;
 pub mod sdk;
 pub mod pipeline;
 pub mod limit;
+pub mod fleet;
 pub mod event;
 pub mod key;
 pub mod sink;
