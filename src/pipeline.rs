@@ -417,7 +417,7 @@ impl Pipeline {
             }
         }
         if let Some(dedupe) = &self.fleet.dedupe {
-            dedupe.confirm(confirmed);
+            dedupe.confirm(confirmed).await;
             dedupe.release(released);
         }
         count(kind, "accepted", accepted - duplicates);

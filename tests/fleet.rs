@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use prost::Message as _;
 use serde_json::json;
 
+use common::answer::Answer;
 use common::gateway::{consume_as, create_topics, landed, temp_dir, tokens_toml, Kafka};
 use common::gateway::{ACCOUNT, PROJECT, SDK};
 use common::process::InletProcess;
@@ -79,7 +80,10 @@ impl Replicas {
             .send()
             .await;
         match sent {
-            Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or_default()),
+            Ok(r) => {
+                let answer = Answer::from_response_lossy(r).await;
+                (answer.status, answer.body)
+            }
             Err(e) => panic!("replica {} did not answer: {e}\n{}", i % 3, replica.log()),
         }
     }

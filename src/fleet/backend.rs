@@ -43,12 +43,11 @@ impl Backend {
             // Down until the first ping answers: requests do not wait for the first connection.
             up: AtomicBool::new(false),
         };
-        ::metrics::gauge!(metrics::QUOTA_BACKEND_UP).set(0.0);
         Ok(backend)
     }
 
-    /// Starts the task that pings Redis while it is down (and once now), and marks it up when
-    /// it answers. It ends when the backend is dropped.
+    /// Starts the task that pings Redis while it is down (and once now), marks it up when it
+    /// answers, and publishes `inlet_quota_backend_up`. It ends when the backend is dropped.
     pub fn watch(self: &Arc<Backend>) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -61,6 +60,10 @@ impl Backend {
                         backend.mark(true);
                     }
                 }
+                // Published at every turn, not only on a change: the first change may come
+                // before the metrics recorder is installed.
+                let up = if backend.is_up() { 1.0 } else { 0.0 };
+                ::metrics::gauge!(metrics::QUOTA_BACKEND_UP).set(up);
                 drop(backend);
                 tokio::time::sleep(PING_EVERY).await;
             }

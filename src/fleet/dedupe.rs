@@ -9,8 +9,8 @@
 //! being produced right now, maybe on another replica) is produced anyway: its twin may yet
 //! fail, and an event is never lost to save a duplicate.
 //!
-//! Through Redis (one pipelined round trip per request to claim, one not awaited to confirm)
-//! every replica sharing it sees every id; without Redis, or while it is unreachable, a bounded
+//! Through Redis (per request that carries client ids: one pipelined round trip to claim them
+//! all before producing, one to confirm them after) every replica sharing it sees every id; without Redis, or while it is unreachable, a bounded
 //! in-memory cache per replica does the same for the ids this replica saw.
 
 use std::collections::{HashMap, VecDeque};
@@ -65,46 +65,34 @@ impl Dedupe {
         ids.iter().map(|id| memory.claim(id, now)).collect()
     }
 
-    /// Marks `ids`, claimed and accepted, as seen for the window. Not awaited by the request.
-    pub fn confirm(&self, ids: Vec<String>) {
-        self.settle(ids, true);
+    /// Marks `ids`, claimed and accepted, as seen for the window, before the request is
+    /// answered: a retry sent after the answer must find them seen, on any replica.
+    pub async fn confirm(&self, ids: Vec<String>) {
+        if let Some(backend) = self.remember(&ids, true) {
+            settle_shared(&backend, &ids, true, self.window).await;
+        }
     }
 
-    /// Lets go of `ids`, claimed and not accepted, so that a retry is produced.
+    /// Lets go of `ids`, claimed and not accepted, so that a retry is produced. Not awaited: a
+    /// retry that comes first finds them pending, and is produced anyway.
     pub fn release(&self, ids: Vec<String>) {
-        self.settle(ids, false);
+        if let Some(backend) = self.remember(&ids, false) {
+            let window = self.window;
+            tokio::spawn(async move { settle_shared(&backend, &ids, false, window).await });
+        }
     }
 
-    fn settle(&self, ids: Vec<String>, accepted: bool) {
+    /// Settles `ids` in memory (kept for a fallback); the backend to settle them in too.
+    fn remember(&self, ids: &[String], accepted: bool) -> Option<Arc<Backend>> {
         if ids.is_empty() {
-            return;
+            return None;
         }
-        let now = Instant::now();
-        {
-            let mut memory = self.memory();
-            for id in &ids {
-                memory.settle(id, accepted.then_some(now + self.window));
-            }
+        let until = Instant::now() + self.window;
+        let mut memory = self.memory();
+        for id in ids {
+            memory.settle(id, accepted.then_some(until));
         }
-        let Some(backend) = self.backend.clone() else {
-            return;
-        };
-        let window = self.window.as_secs().max(1);
-        tokio::spawn(async move {
-            backend
-                .call(|mut connection| async move {
-                    let mut pipe = redis::pipe();
-                    for id in &ids {
-                        if accepted {
-                            pipe.set_ex(id, "done", window).ignore();
-                        } else {
-                            pipe.del(id).ignore();
-                        }
-                    }
-                    pipe.query_async::<()>(&mut connection).await
-                })
-                .await
-        });
+        self.backend.clone()
     }
 
     /// Claims through Redis in one pipelined round trip: `SET id pending NX EX .. GET` per id
@@ -143,6 +131,25 @@ impl Dedupe {
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Marks `ids` `done` for `window` (`accepted`), or deletes their claims, in one pipelined
+/// round trip.
+async fn settle_shared(backend: &Backend, ids: &[String], accepted: bool, window: Duration) {
+    let window = window.as_secs().max(1);
+    backend
+        .call(|mut connection| async move {
+            let mut pipe = redis::pipe();
+            for id in ids {
+                if accepted {
+                    pipe.set_ex(id, "done", window).ignore();
+                } else {
+                    pipe.del(id).ignore();
+                }
+            }
+            pipe.query_async::<()>(&mut connection).await
+        })
+        .await;
 }
 
 /// The key of a client's event id: scoped to the token's project and the event's kind, since
@@ -221,7 +228,7 @@ mod tests {
             dedupe.claim(&ids).await,
             [Claim::First, Claim::First, Claim::InFlight]
         );
-        dedupe.confirm(vec!["a".into()]);
+        dedupe.confirm(vec!["a".into()]).await;
         dedupe.release(vec!["b".into()]);
         assert_eq!(dedupe.claim(&ids[..2]).await, [Claim::Seen, Claim::First]);
     }
