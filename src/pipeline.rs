@@ -703,6 +703,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn invalid_events_become_dead_letters_with_their_text_and_never_the_token() {
+        let meta = pipeline(Arc::new(MemorySink::accepting())).meta(
+            Kind::Beacon,
+            Source::Pixel,
+            &testing::token(),
+            client(),
+        );
+        let keep = Keep {
+            letters: true,
+            ids: false,
+        };
+        let converted = convert(Batch::query("token=secret&session_id=s"), &meta, keep);
+        let letter = &converted.letters[0];
+        assert_eq!(
+            (letter.code.as_str(), letter.raw.as_str()),
+            ("missing_field", "session_id=s")
+        );
+        let body = Bytes::from(r#"[{"session_id":"s","event":"e"},{"event":"e"}]"#);
+        let batch = Batch::split(Kind::Beacon, body, 10, 1024).await.unwrap();
+        let converted = convert(batch, &meta, keep);
+        let letters: Vec<_> = converted
+            .letters
+            .iter()
+            .map(|l| (l.index, l.raw.as_str()))
+            .collect();
+        assert_eq!(letters, [(1, r#"{"event":"e"}"#)]);
+        assert_eq!(converted.records.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_is_answered_accepted_and_not_produced_and_a_refused_copy_is_not_one() {
+        let refuse = Arc::new(AtomicBool::new(true));
+        let sink = Arc::new(MemorySink::answering({
+            let refuse = Arc::clone(&refuse);
+            move |_| match refuse.load(Ordering::SeqCst) {
+                true => Err(Failure::QueueFull),
+                false => Ok(()),
+            }
+        }));
+        let fleet = Fleet {
+            dedupe: Some(Dedupe::new(None, std::time::Duration::from_secs(60))),
+            ..Fleet::local()
+        };
+        let pipeline = pipeline(Arc::clone(&sink)).with_fleet(fleet);
+        let send = || async {
+            let body = Bytes::from(r#"{"session_id":"s","event":"e","id":"once"}"#);
+            let batch = Batch::split(Kind::Beacon, body, 10, 1024).await.unwrap();
+            pipeline.ingest(&testing::token(), client(), batch).await
+        };
+        assert_eq!(send().await.unwrap_err().code(), "queue_full");
+        refuse.store(false, Ordering::SeqCst);
+        assert_eq!(
+            send().await.unwrap().accepted,
+            1,
+            "the refused copy left its id free"
+        );
+        assert_eq!(
+            send().await.unwrap().accepted,
+            1,
+            "a duplicate is answered accepted"
+        );
+        assert_eq!(sink.records().len(), 2, "and not handed to the sink");
+    }
+
+    #[tokio::test]
     async fn native_events_say_so_in_their_source() {
         let sink = Arc::new(MemorySink::accepting());
         let body = Bytes::from(r#"{"session_id":"s","event":"e"}"#);
