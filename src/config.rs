@@ -602,6 +602,36 @@ mod tests {
     }
 
     #[test]
+    fn fleet_settings_are_checked_and_dead_letters_can_be_turned_off() {
+        let base = "kafka_brokers = \"k:9092\"\ntokens_file = \"t\"\n";
+        let resolve = |extra: &str| {
+            Config::resolve(Settings::default(), file(&format!("{base}{extra}")), false)
+        };
+        let c = resolve("").unwrap();
+        assert_eq!(
+            c.fleet.topic_dead_letters.as_deref(),
+            Some("inlet.dead-letters")
+        );
+        assert!(c.fleet.redis_url.is_none() && c.fleet.dedupe_window.is_zero());
+        assert_eq!(
+            resolve("dead_letters = \"off\"")
+                .unwrap()
+                .fleet
+                .topic_dead_letters,
+            None
+        );
+        for (extra, key) in [
+            ("redis_url = \"http://x\"", "redis_url"),
+            ("redis_fallback_share = 0.0", "redis_fallback_share"),
+            ("redis_fallback_share = 1.5", "redis_fallback_share"),
+            ("topic_dead_letters = \"a b\"", "topic_dead_letters"),
+        ] {
+            let err = resolve(extra).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{extra}: {err}");
+        }
+    }
+
+    #[test]
     fn librdkafka_properties_merge() {
         let f = file("kafka_brokers = \"k\"\ntokens_file = \"t\"\n[librdkafka]\n\"linger.ms\" = 9\n\"batch.size\" = \"1000\"\n");
         let cli = Settings {
