@@ -493,9 +493,10 @@ fn convert(batch: Batch, meta: &Meta, keep: Keep) -> Converted {
         letters: Vec::new(),
     };
     for (index, event) in events.into_iter().enumerate() {
+        // Where the event's text is, kept before validation consumes it (cheap: a slice).
         let raw = match (&event, keep.letters) {
-            (Ok(raw), true) => raw_text(text, raw),
-            _ => std::borrow::Cow::Borrowed(""),
+            (Ok(raw), true) => Some(raw_text(text, raw)),
+            _ => None,
         };
         match event.and_then(|raw| validate(kind, text, raw)) {
             Ok(valid) => {
@@ -515,6 +516,7 @@ fn convert(batch: Batch, meta: &Meta, keep: Keep) -> Converted {
             }
             Err(invalid) => {
                 if keep.letters {
+                    let raw = dead_letter_text(raw.unwrap_or_default(), meta.source);
                     let letter = dead_letters::letter(meta, kind, index, &invalid, &raw);
                     converted.letters.push(letter);
                 }
@@ -528,11 +530,20 @@ fn convert(batch: Batch, meta: &Meta, keep: Keep) -> Converted {
     converted
 }
 
-/// An event's text as the client sent it, for its dead letter (a pixel's without its token).
-fn raw_text<'a>(text: &'a str, raw: &Raw) -> std::borrow::Cow<'a, str> {
+/// An event's text as the client sent it.
+fn raw_text<'a>(text: &'a str, raw: &Raw) -> &'a str {
     match raw {
-        Raw::Json(range) | Raw::Untranslated(range, _) => text[range.clone()].into(),
-        Raw::Query => without_token(text).into(),
+        Raw::Json(range) | Raw::Untranslated(range, _) => &text[range.clone()],
+        Raw::Query => text,
+    }
+}
+
+/// What a dead letter keeps of an event's text: all of it, but a pixel's query string loses its
+/// `token` parameter (a dead letter never holds the secret).
+fn dead_letter_text(raw: &str, source: Source) -> std::borrow::Cow<'_, str> {
+    match source {
+        Source::Pixel => without_token(raw).into(),
+        _ => raw.into(),
     }
 }
 

@@ -173,3 +173,27 @@ fn embedded(text: &str) -> Value {
         serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_is_printed_field_by_field() {
+        let letter = proto::DeadLetter {
+            token_id: "web".into(),
+            code: "missing_field".into(),
+            raw: r#"{"event":"e"}"#.into(),
+            raw_bytes: 13,
+            ..Default::default()
+        };
+        let shown = decoded(&letter.encode_to_vec(), dead_letter_json);
+        assert_eq!(shown["token_id"], "web");
+        assert_eq!(shown["code"], "missing_field");
+        assert_eq!(shown["raw"], r#"{"event":"e"}"#);
+        let garbage = decoded(&[0xff, 0xff], dead_letter_json);
+        assert!(garbage["undecodable"].is_string());
+    }
+}
