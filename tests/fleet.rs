@@ -329,7 +329,15 @@ async fn replicas_keep_answering_while_redis_is_down_and_share_again_once_it_ret
 async fn every_invalid_event_is_a_dead_letter_and_the_valid_ones_land() {
     const BATCHES: usize = 10;
     const PER_BATCH: usize = 20;
+    const FLOOD: usize = 3000;
     let replicas = Replicas::start("fleet-dead", &[]).await;
+    // A flood of garbage first, a thousand invalid events a request: answered 400, and kept.
+    for b in 0..FLOOD / 1000 {
+        let garbage: Vec<_> = (0..1000).map(|i| json!({"flood": i})).collect();
+        let (status, _) = replicas.post(b, SDK, json!(garbage).to_string()).await;
+        assert_eq!(status, 400);
+    }
+    // Then a stream with 10% invalid events: the valid ones are all accepted.
     let (mut accepted, mut invalid) = (0, Vec::new());
     for b in 0..BATCHES {
         let events: Vec<_> = (0..PER_BATCH)
@@ -348,7 +356,7 @@ async fn every_invalid_event_is_a_dead_letter_and_the_valid_ones_land() {
         accepted += answer["accepted"].as_u64().unwrap() as usize;
     }
     let brokers = replicas.kafka.brokers();
-    let (topic, expected) = (replicas.dead_letters.clone(), invalid.len());
+    let (topic, expected) = (replicas.dead_letters.clone(), FLOOD + invalid.len());
     let letters = tokio::task::spawn_blocking(move || {
         consume_as(
             &brokers,
@@ -367,24 +375,35 @@ async fn every_invalid_event_is_a_dead_letter_and_the_valid_ones_land() {
         Duration::from_secs(1),
     )
     .await;
-    let counted = replicas
-        .metric(
-            "inlet_dead_letters_total",
-            &["token=\"sdk\"", "code=\"missing_field\""],
-        )
+    let dropped = replicas
+        .metric("inlet_dead_letters_dropped_total", &[])
         .await;
+    let counted = replicas
+        .metric("inlet_dead_letters_total", &["token=\"sdk\""])
+        .await;
+    let (flood, stream): (Vec<_>, Vec<_>) = letters
+        .iter()
+        .partition(|(_, letter)| letter.raw.contains("\"flood\""));
     println!(
-        "dead letters: sent {} events ({} invalid); accepted {accepted}; in the beacons topic {}; \
-         dead letters {} (counted {counted})",
+        "dead letters: a flood of {FLOOD} invalid events, then {} events ({} invalid); accepted \
+         {accepted}; in the beacons topic {}; dead letters {} of the flood and {} of the stream \
+         (counted {counted}, dropped {dropped})",
         BATCHES * PER_BATCH,
         invalid.len(),
         valid.len(),
-        letters.len()
+        flood.len(),
+        stream.len()
     );
     assert_eq!(accepted, BATCHES * PER_BATCH - invalid.len());
     assert_eq!(valid.len(), accepted, "every valid event landed");
+    assert_eq!(
+        flood.len() as f64 + dropped,
+        FLOOD as f64,
+        "the flood kept or counted"
+    );
+    assert_eq!(counted, (FLOOD + invalid.len()) as f64);
     let mut lettered: Vec<String> = Vec::new();
-    for (place, letter) in &letters {
+    for (place, letter) in &stream {
         assert_eq!(place.key, "sdk", "keyed by token id");
         assert_eq!(place.headers["inlet-kind"], "dead_letter");
         assert_eq!(place.headers["inlet-schema"], "inlet.v1.DeadLetter");
@@ -399,5 +418,4 @@ async fn every_invalid_event_is_a_dead_letter_and_the_valid_ones_land() {
     lettered.sort();
     invalid.sort();
     assert_eq!(lettered, invalid, "each invalid event, once");
-    assert_eq!(counted, invalid.len() as f64);
 }
