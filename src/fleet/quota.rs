@@ -113,3 +113,35 @@ fn local_limiter(rate: u32, burst: u32) -> Limiter {
     let positive = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
     Limiter::new(positive(rate), positive(burst))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    #[test]
+    fn the_fallback_keeps_the_share_of_the_rate_and_the_whole_burst() {
+        let token = testing::token();
+        let half = Quota::new(None, 0.5).fallback_limiter(&token);
+        assert_eq!(half.rate_per_sec, token.limiter.rate_per_sec / 2);
+        assert_eq!(half.burst, token.limiter.burst);
+        let whole = Quota::new(None, 1.0).fallback_limiter(&token);
+        assert!(
+            Arc::ptr_eq(&whole, &token.limiter),
+            "the token's own limiter"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_redis_the_tokens_own_limiter_decides() {
+        let token = testing::token();
+        let quota = Quota::new(None, 0.5);
+        let burst = token.limiter.burst as usize;
+        assert_eq!(quota.charge(&token, burst + 1).await, Decision::TooBig);
+        assert_eq!(quota.charge(&token, burst).await, Decision::Allowed);
+        assert!(matches!(
+            quota.charge(&token, burst).await,
+            Decision::Wait(_)
+        ));
+    }
+}
