@@ -2,7 +2,10 @@
 //! compiler), so building inlet needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/inlet/v1/envelope.proto"];
+    let files = [
+        "proto/inlet/v1/envelope.proto",
+        "proto/inlet/v1/dead_letter.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

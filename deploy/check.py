@@ -31,7 +31,7 @@ METRICS: dict[str, tuple[str, dict[str, set[str] | None]]] = {
         "counter",
         {
             "kind": {"beacon", "occurrence"},
-            "outcome": {"accepted", "invalid", "rate_limited", "too_large", "unavailable"},
+            "outcome": {"accepted", "duplicate", "invalid", "rate_limited", "too_large", "unavailable"},
         },
     ),
     "inlet_rate_limited_requests_total": ("counter", {"token": None}),
@@ -57,6 +57,11 @@ METRICS: dict[str, tuple[str, dict[str, set[str] | None]]] = {
     "inlet_http_requests_in_flight": ("gauge", {}),
     "inlet_http_requests_shed_total": ("counter", {}),
     "inlet_http_connections_refused_total": ("counter", {"listener": {"public", "admin"}}),
+    # Fleet mode (README "Fleet mode").
+    "inlet_quota_backend_up": ("gauge", {}),
+    "inlet_quota_fallbacks_total": ("counter", {}),
+    "inlet_dead_letters_total": ("counter", {"token": None, "code": None}),
+    "inlet_dead_letters_dropped_total": ("counter", {}),
     # Prometheus' own per-target series.
     "up": ("gauge", {}),
 }
@@ -268,6 +273,7 @@ REQUIRED_DASHBOARD_METRICS = [
     "inlet_build_info",
     "inlet_http_requests_in_flight",
     "inlet_http_requests_shed_total",
+    "inlet_dead_letters_total",
 ]
 
 

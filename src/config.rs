@@ -212,6 +212,28 @@ pub struct Settings {
     /// Log format: JSON lines, text, or auto (text on a terminal, JSON otherwise) [default: auto]
     #[arg(long, env = "INLET_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Redis shared by every replica, for per-token quotas and deduplication across the fleet
+    /// (`redis://host:6379/0`) [default: none, each replica alone]
+    #[arg(long, env = "INLET_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// How long a request waits for Redis before it falls back to the local limiter [default: 50]
+    #[arg(long, env = "INLET_REDIS_TIMEOUT_MS")]
+    pub redis_timeout_ms: Option<u64>,
+    /// The share of a token's quota each replica allows on its own while Redis is unreachable,
+    /// in (0, 1]: 1 keeps serving the whole quota on every replica, 1/replicas keeps the fleet's
+    /// total [default: 1]
+    #[arg(long, env = "INLET_REDIS_FALLBACK_SHARE")]
+    pub redis_fallback_share: Option<f64>,
+    /// Seconds within which an event whose client-chosen id was accepted already is answered as
+    /// accepted and not produced again; 0 turns deduplication off [default: 0]
+    #[arg(long, env = "INLET_DEDUPE_WINDOW_S")]
+    pub dedupe_window_s: Option<u64>,
+    /// Topic for dead letters (events refused as invalid) [default: inlet.dead-letters]
+    #[arg(long, env = "INLET_TOPIC_DEAD_LETTERS")]
+    pub topic_dead_letters: Option<String>,
+    /// Whether events refused as invalid are produced to the dead-letter topic [default: on]
+    #[arg(long, env = "INLET_DEAD_LETTERS", value_enum)]
+    pub dead_letters: Option<Switch>,
     /// Extra librdkafka producer property KEY=VALUE (repeatable; env: comma-separated)
     #[arg(
         long = "librdkafka",
@@ -293,6 +315,31 @@ pub struct Config {
     pub body_min_rate: u64,
     /// Free-form librdkafka producer properties; they win over inlet's own.
     pub librdkafka: BTreeMap<String, String>,
+    /// Fleet mode: quotas and deduplication shared through Redis, and dead letters.
+    pub fleet: FleetConfig,
+}
+
+/// On or off, as a setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    Off,
+}
+
+/// The settings of a fleet of replicas (see the README's "Fleet mode").
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// Redis shared by the replicas; `None`: each replica limits and deduplicates alone.
+    pub redis_url: Option<String>,
+    /// Longest wait for one Redis round trip before falling back.
+    pub redis_timeout: Duration,
+    /// The share of a token's quota a replica allows alone while Redis is unreachable.
+    pub redis_fallback_share: f64,
+    /// Deduplication window; zero: off.
+    pub dedupe_window: Duration,
+    /// The dead-letter topic; `None` when dead letters are off.
+    pub topic_dead_letters: Option<String>,
 }
 
 impl Config {
@@ -380,16 +427,33 @@ impl Config {
             body_timeout: Duration::from_millis(pick!(body_timeout_ms, 10_000)),
             body_min_rate: pick!(body_min_rate, 16 << 10),
             librdkafka,
+            fleet: FleetConfig {
+                redis_url: cli
+                    .redis_url
+                    .or(file.redis_url)
+                    .filter(|u| !u.trim().is_empty()),
+                redis_timeout: Duration::from_millis(pick!(redis_timeout_ms, 50)),
+                redis_fallback_share: pick!(redis_fallback_share, 1.0),
+                dedupe_window: Duration::from_secs(pick!(dedupe_window_s, 0)),
+                topic_dead_letters: match pick!(dead_letters, Switch::On) {
+                    Switch::On => Some(pick!(topic_dead_letters, "inlet.dead-letters".into())),
+                    Switch::Off => None,
+                },
+            },
         };
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        let dead_letters = self.fleet.topic_dead_letters.iter();
         for (key, topic) in [
             ("topic_beacons", &self.topic_beacons),
             ("topic_occurrences", &self.topic_occurrences),
-        ] {
+        ]
+        .into_iter()
+        .chain(dead_letters.map(|t| ("topic_dead_letters", t)))
+        {
             let valid = !topic.is_empty()
                 && topic.len() <= 249
                 && topic
@@ -438,7 +502,7 @@ impl Config {
         if self.delivery_timeout < Duration::from_millis(100) {
             bail!("delivery_timeout_ms: must be at least 100");
         }
-        Ok(())
+        self.fleet.validate()
     }
 
     /// Size caps of the endpoint for `kind`.
@@ -455,6 +519,23 @@ impl Config {
             crate::event::Kind::Beacon => &self.topic_beacons,
             crate::event::Kind::Occurrence => &self.topic_occurrences,
         }
+    }
+}
+
+impl FleetConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.redis_url {
+            redis::Client::open(url.as_str())
+                .map_err(|e| anyhow::anyhow!("redis_url: `{url}` is not a Redis URL: {e}"))?;
+        }
+        if self.redis_timeout.is_zero() {
+            bail!("redis_timeout_ms: must be positive");
+        }
+        let share = self.redis_fallback_share;
+        if !(share > 0.0 && share <= 1.0) {
+            bail!("redis_fallback_share: must be above 0 and at most 1, got {share}");
+        }
+        Ok(())
     }
 }
 
@@ -518,6 +599,36 @@ mod tests {
         let f = file("kafka_brokers = \"k:9092\"\ntokens_file = \"t\"\ntopic_beacons = \"a b\"");
         let err = Config::resolve(Settings::default(), f, false).unwrap_err();
         assert!(err.to_string().starts_with("topic_beacons"), "{err}");
+    }
+
+    #[test]
+    fn fleet_settings_are_checked_and_dead_letters_can_be_turned_off() {
+        let base = "kafka_brokers = \"k:9092\"\ntokens_file = \"t\"\n";
+        let resolve = |extra: &str| {
+            Config::resolve(Settings::default(), file(&format!("{base}{extra}")), false)
+        };
+        let c = resolve("").unwrap();
+        assert_eq!(
+            c.fleet.topic_dead_letters.as_deref(),
+            Some("inlet.dead-letters")
+        );
+        assert!(c.fleet.redis_url.is_none() && c.fleet.dedupe_window.is_zero());
+        assert_eq!(
+            resolve("dead_letters = \"off\"")
+                .unwrap()
+                .fleet
+                .topic_dead_letters,
+            None
+        );
+        for (extra, key) in [
+            ("redis_url = \"http://x\"", "redis_url"),
+            ("redis_fallback_share = 0.0", "redis_fallback_share"),
+            ("redis_fallback_share = 1.5", "redis_fallback_share"),
+            ("topic_dead_letters = \"a b\"", "topic_dead_letters"),
+        ] {
+            let err = resolve(extra).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{extra}: {err}");
+        }
     }
 
     #[test]

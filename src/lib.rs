@@ -12,12 +12,15 @@
 //!    events (object, array or NDJSON). An SDK's endpoint reads its own key and body, and
 //!    [`sdk`] translates its payload into inlet's events instead.
 //! 4. **the pipeline**: every endpoint hands its events to [`pipeline`], which runs the rest:
-//!    - **limit**: [`limit`] charges the token's GCRA limiter one unit per event;
+//!    - **limit**: [`limit`] charges the token's GCRA limiter one unit per event (or, in a
+//!      fleet, [`fleet::quota`] the same GCRA in the Redis the replicas share);
 //!    - **validate** and **convert**: [`event`] checks each event field by field and builds the
 //!      protobuf [`proto::Envelope`];
 //!    - **key**: [`key`] derives the shard key (session id or account id);
 //!    - **produce**: [`sink`] hands the batch to librdkafka and waits for the broker's acks
-//!      (or only for the enqueue), pushing back with 503 when the local queue stays full.
+//!      (or only for the enqueue), pushing back with 503 when the local queue stays full;
+//!      [`fleet::dedupe`] first takes out events whose client id was accepted already, and
+//!      [`fleet::dead_letters`] keeps the invalid ones on their own topic.
 //! 5. **respond**: [`error`] says why something was not accepted, as types; `http::reply`
 //!    turns answers and errors into HTTP once.
 //!
@@ -34,6 +37,7 @@ pub mod decode;
 pub mod sdk;
 pub mod pipeline;
 pub mod limit;
+pub mod fleet;
 pub mod event;
 pub mod key;
 pub mod sink;

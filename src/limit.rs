@@ -1,5 +1,6 @@
 //! Per-token rate limits: a GCRA limiter (governor) per token, where a request of N events
-//! costs N cells.
+//! costs N cells. Each replica's own; [`crate::fleet::quota`] computes the same GCRA in the Redis
+//! a fleet of replicas shares, and falls back to these.
 
 use std::num::NonZeroU32;
 use std::time::Duration;

@@ -37,10 +37,13 @@ fn main() -> ExitCode {
     };
     // Kept alive for the whole run: dropping it stops the embedded cluster.
     let _dev = if cli.dev {
-        let topics = [
+        let topics: Vec<&str> = [
             config.topic_beacons.as_str(),
             config.topic_occurrences.as_str(),
-        ];
+        ]
+        .into_iter()
+        .chain(config.fleet.topic_dead_letters.as_deref())
+        .collect();
         let cluster = match inlet::dev::DevCluster::start(&topics) {
             Ok(cluster) => cluster,
             Err(error) => return report(Err(error)),

@@ -19,7 +19,8 @@ pub const REQUESTS_SHED: &str = "inlet_http_requests_shed_total";
 pub const REQUESTS_IN_FLIGHT: &str = "inlet_http_requests_in_flight";
 /// Ingest request body size as sent, by `route`.
 pub const HTTP_BODY_BYTES: &str = "inlet_http_request_body_bytes";
-/// Events by `kind` and `outcome` (accepted, invalid, rate_limited, too_large, unavailable).
+/// Events by `kind` and `outcome` (accepted, duplicate, invalid, rate_limited, too_large,
+/// unavailable).
 pub const EVENTS: &str = "inlet_events_total";
 /// Requests refused by a token's rate limit, by `token` (the registry id).
 pub const RATE_LIMITED: &str = "inlet_rate_limited_requests_total";
@@ -54,6 +55,14 @@ pub const KAFKA_RETRIES: &str = "inlet_kafka_retries_total";
 pub const KAFKA_ERRORS: &str = "inlet_kafka_errors_total";
 /// Token registry reloads by `result` (success, failure).
 pub const TOKEN_RELOADS: &str = "inlet_token_registry_reloads_total";
+/// Events refused as invalid and produced as dead letters, by `token` and `code`.
+pub const DEAD_LETTERS: &str = "inlet_dead_letters_total";
+/// Dead letters dropped: their queue was full, or their delivery failed.
+pub const DEAD_LETTERS_DROPPED: &str = "inlet_dead_letters_dropped_total";
+/// 1 while the Redis shared by the fleet answers, else 0 (quotas and deduplication local).
+pub const QUOTA_BACKEND_UP: &str = "inlet_quota_backend_up";
+/// Requests charged to the local limiter because Redis was unreachable or slow.
+pub const QUOTA_FALLBACKS: &str = "inlet_quota_fallbacks_total";
 /// Always 1, labelled with the `version`.
 pub const BUILD_INFO: &str = "inlet_build_info";
 
@@ -164,6 +173,16 @@ pub fn install() -> PrometheusHandle {
             metrics::describe_counter!(KAFKA_ERRORS, "Produce request errors.");
             metrics::describe_counter!(TOKEN_RELOADS, "Token registry reloads by result.");
             metrics::describe_gauge!(BUILD_INFO, "Build information.");
+            metrics::describe_counter!(
+                DEAD_LETTERS,
+                "Events refused as invalid, produced as dead letters, by token and code."
+            );
+            metrics::describe_counter!(DEAD_LETTERS_DROPPED, "Dead letters dropped.");
+            metrics::describe_gauge!(QUOTA_BACKEND_UP, "1 while the fleet's Redis answers.");
+            metrics::describe_counter!(
+                QUOTA_FALLBACKS,
+                "Requests charged locally because Redis was unreachable."
+            );
             handle
         })
         .clone()

@@ -25,9 +25,13 @@ use crate::auth::Token;
 use crate::config::{Config, Delivery};
 use crate::error::{failure_retry_after_secs, ApiError, Refusal, Rejection};
 use crate::event::{self, Invalid, Kind, Meta, Source, Validated};
+use crate::fleet::dead_letters::{self, without_token};
+use crate::fleet::dedupe::{self, Claim, Dedupe};
+use crate::fleet::Fleet;
 use crate::key::shard_key;
 use crate::limit::Decision;
 use crate::metrics;
+use crate::proto::DeadLetter;
 use crate::shutdown::Shutdown;
 use crate::sink::{Failure, Record, Sink};
 
@@ -44,6 +48,8 @@ pub struct Pipeline {
     config: Arc<Config>,
     sink: Arc<dyn Sink>,
     shutdown: Arc<Shutdown>,
+    /// Shared quotas, deduplication and dead letters (fleet mode).
+    fleet: Fleet,
 }
 
 /// Who sent a request, as the envelope records it.
@@ -96,8 +102,7 @@ enum Raw {
     /// The whole text is one beacon's query string (`GET /v1/pixel.gif`).
     Query,
     /// An SDK's message that could not be translated: its text as the SDK sent it, at this
-    /// range of the batch's text (for the dead letters, issue #15), and why.
-    #[allow(dead_code)]
+    /// range of the batch's text (for the dead letters), and why.
     Untranslated(Range<usize>, Invalid),
 }
 
@@ -243,16 +248,37 @@ struct Converted {
     records: Vec<Record>,
     /// Each record's index in the request.
     indices: Vec<usize>,
+    /// Each record's client-chosen id as a deduplication key, when deduplicating.
+    ids: Vec<Option<String>>,
     rejected: Vec<Rejection>,
+    /// The invalid events as dead letters, when they are kept.
+    letters: Vec<DeadLetter>,
+}
+
+/// What convert keeps besides the records, as the fleet settings ask.
+#[derive(Clone, Copy)]
+struct Keep {
+    /// Dead letters of the invalid events.
+    letters: bool,
+    /// The records' client-chosen ids.
+    ids: bool,
 }
 
 impl Pipeline {
+    /// The pipeline to `sink`, with the fleet pieces `config` asks for (see [`Fleet::new`]).
     pub fn new(config: Arc<Config>, sink: Arc<dyn Sink>, shutdown: Arc<Shutdown>) -> Pipeline {
+        let fleet = Fleet::new(&config);
         Pipeline {
             config,
             sink,
             shutdown,
+            fleet,
         }
+    }
+
+    /// The same pipeline with other fleet pieces.
+    pub fn with_fleet(self, fleet: Fleet) -> Pipeline {
+        Pipeline { fleet, ..self }
     }
 
     /// The checks every ingest request passes before its body is read: inlet is not draining,
@@ -286,11 +312,34 @@ impl Pipeline {
         batch: Batch,
     ) -> Result<Answer, ApiError> {
         let kind = batch.kind;
-        charge(kind, token, batch.len())?;
+        self.charge(kind, token, batch.len()).await?;
         let meta = self.meta(kind, batch.source, token, client);
         let large = batch.text.len() >= BLOCKING_PARSE_BYTES;
-        let converted = off_the_runtime_if(large, "parsed", move || convert(batch, &meta)).await?;
+        let keep = Keep {
+            letters: self.fleet.dead_letters.is_some(),
+            ids: self.fleet.dedupe.is_some(),
+        };
+        let converted =
+            off_the_runtime_if(large, "parsed", move || convert(batch, &meta, keep)).await?;
         self.produce(kind, converted).await
+    }
+
+    /// Charges the token's quota for `events` events (all or nothing): through the fleet's
+    /// Redis when there is one, else the token's own limiter.
+    async fn charge(&self, kind: Kind, token: &Token, events: usize) -> Result<(), ApiError> {
+        let refused = match self.fleet.quota.charge(token, events).await {
+            Decision::Allowed => return Ok(()),
+            Decision::Wait(wait) => ApiError::RateLimited {
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            },
+            Decision::TooBig => ApiError::BatchExceedsBurst {
+                count: events,
+                burst: token.limiter.burst,
+            },
+        };
+        count(kind, "rate_limited", events);
+        ::metrics::counter!(metrics::RATE_LIMITED, "token" => token.id.clone()).increment(1);
+        Err(refused)
     }
 
     /// The gateway's metadata for a request's events.
@@ -325,28 +374,53 @@ impl Pipeline {
     /// Hands the valid events to the sink and turns its outcomes into the answer.
     async fn produce(&self, kind: Kind, converted: Converted) -> Result<Answer, ApiError> {
         let Converted {
-            records,
-            indices,
+            mut records,
+            mut indices,
+            ids,
             mut rejected,
+            letters,
         } = converted;
         count(kind, "invalid", rejected.len());
+        if let Some(dead_letters) = &self.fleet.dead_letters {
+            letters.iter().for_each(|letter| dead_letters.post(letter));
+        }
         if records.is_empty() {
             return Err(ApiError::AllInvalid(rejected));
         }
+        let (claimed, duplicates) = match &self.fleet.dedupe {
+            Some(dedupe) => drop_duplicates(dedupe, &mut records, &mut indices, ids).await,
+            None => (Vec::new(), 0),
+        };
+        count(kind, "duplicate", duplicates);
         let delivery = self.config.delivery;
-        let outcomes = self.sink.send(records, delivery == Delivery::Ack).await;
-        let mut accepted = 0;
+        let outcomes = if records.is_empty() {
+            Vec::new()
+        } else {
+            self.sink.send(records, delivery == Delivery::Ack).await
+        };
+        let mut accepted = duplicates;
+        let (mut confirmed, mut released) = (Vec::new(), Vec::new());
+        let mut claimed = claimed.into_iter();
         for (index, outcome) in indices.into_iter().zip(outcomes) {
+            let claim = claimed.next().flatten();
             match outcome {
-                Ok(()) => accepted += 1,
+                Ok(()) => {
+                    accepted += 1;
+                    confirmed.extend(claim);
+                }
                 Err(failure) => {
+                    released.extend(claim);
                     let refusal = Refusal::Undelivered(failure);
                     count(kind, refusal.outcome(), 1);
                     rejected.push(Rejection { index, refusal });
                 }
             }
         }
-        count(kind, "accepted", accepted);
+        if let Some(dedupe) = &self.fleet.dedupe {
+            dedupe.confirm(confirmed).await;
+            dedupe.release(released);
+        }
+        count(kind, "accepted", accepted - duplicates);
         rejected.sort_by_key(|r| r.index);
         answer(accepted, rejected, delivery)
     }
@@ -368,25 +442,40 @@ pub async fn off_the_runtime_if<T: Send + 'static>(
         .map_err(|_| ApiError::MalformedBody(format!("the body could not be {what}")))
 }
 
-/// Charges the token's limiter for `events` events (all or nothing).
-fn charge(kind: Kind, token: &Token, events: usize) -> Result<(), ApiError> {
-    let refused = match token.limiter.check(events) {
-        Decision::Allowed => return Ok(()),
-        Decision::Wait(wait) => ApiError::RateLimited {
-            retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-        },
-        Decision::TooBig => ApiError::BatchExceedsBurst {
-            count: events,
-            burst: token.limiter.burst,
-        },
-    };
-    count(kind, "rate_limited", events);
-    ::metrics::counter!(metrics::RATE_LIMITED, "token" => token.id.clone()).increment(1);
-    Err(refused)
+/// Claims the records' client-chosen `ids` and takes out the duplicates (ids accepted within
+/// the window). Returns each remaining record's claim (the key to confirm or release once its
+/// outcome is known; `None` when it holds none) and how many duplicates were taken out, which
+/// are answered as accepted.
+async fn drop_duplicates(
+    dedupe: &Dedupe,
+    records: &mut Vec<Record>,
+    indices: &mut Vec<usize>,
+    ids: Vec<Option<String>>,
+) -> (Vec<Option<String>>, usize) {
+    let keys: Vec<String> = ids.iter().flatten().cloned().collect();
+    let mut claims = dedupe.claim(&keys).await.into_iter();
+    let mut held = Vec::with_capacity(records.len());
+    let mut keep = Vec::with_capacity(records.len());
+    for id in ids {
+        let claim = id.map(|id| (claims.next().unwrap_or(Claim::InFlight), id));
+        keep.push(!matches!(claim, Some((Claim::Seen, _))));
+        match claim {
+            Some((Claim::First, id)) => held.push(Some(id)),
+            Some((Claim::Seen, _)) => {}
+            _ => held.push(None),
+        }
+    }
+    let mut flags = keep.iter();
+    records.retain(|_| *flags.next().unwrap_or(&true));
+    let mut flags = keep.iter();
+    indices.retain(|_| *flags.next().unwrap_or(&true));
+    let duplicates = keep.iter().filter(|k| !**k).count();
+    (held, duplicates)
 }
 
-/// Validates each event of `batch`, and converts and keys the valid ones into records.
-fn convert(batch: Batch, meta: &Meta) -> Converted {
+/// Validates each event of `batch`, and converts and keys the valid ones into records (with
+/// their client ids and the invalid ones' dead letters, as `keep` asks).
+fn convert(batch: Batch, meta: &Meta, keep: Keep) -> Converted {
     let Batch {
         kind,
         text,
@@ -399,11 +488,23 @@ fn convert(batch: Batch, meta: &Meta) -> Converted {
     let mut converted = Converted {
         records: Vec::with_capacity(events.len()),
         indices: Vec::with_capacity(events.len()),
+        ids: Vec::new(),
         rejected: Vec::new(),
+        letters: Vec::new(),
     };
     for (index, event) in events.into_iter().enumerate() {
+        // Where the event's text is, kept before validation consumes it (cheap: a slice).
+        let raw = match (&event, keep.letters) {
+            (Ok(raw), true) => Some(raw_text(text, raw)),
+            _ => None,
+        };
         match event.and_then(|raw| validate(kind, text, raw)) {
             Ok(valid) => {
+                if keep.ids {
+                    let id = valid.client_id.as_deref();
+                    let key = id.map(|id| dedupe::key(&meta.project_id, kind.as_str(), id));
+                    converted.ids.push(key);
+                }
                 let key = shard_key(&valid.body, &meta.account_id).to_owned();
                 let mut envelope = event::envelope(valid, meta);
                 if let Some(cut) = trimmed.get_mut(index) {
@@ -413,13 +514,37 @@ fn convert(batch: Batch, meta: &Meta) -> Converted {
                 converted.records.push(Record { kind, key, value });
                 converted.indices.push(index);
             }
-            Err(invalid) => converted.rejected.push(Rejection {
-                index,
-                refusal: Refusal::Invalid(invalid),
-            }),
+            Err(invalid) => {
+                if keep.letters {
+                    let raw = dead_letter_text(raw.unwrap_or_default(), meta.source);
+                    let letter = dead_letters::letter(meta, kind, index, &invalid, &raw);
+                    converted.letters.push(letter);
+                }
+                converted.rejected.push(Rejection {
+                    index,
+                    refusal: Refusal::Invalid(invalid),
+                })
+            }
         }
     }
     converted
+}
+
+/// An event's text as the client sent it.
+fn raw_text<'a>(text: &'a str, raw: &Raw) -> &'a str {
+    match raw {
+        Raw::Json(range) | Raw::Untranslated(range, _) => &text[range.clone()],
+        Raw::Query => text,
+    }
+}
+
+/// What a dead letter keeps of an event's text: all of it, but a pixel's query string loses its
+/// `token` parameter (a dead letter never holds the secret).
+fn dead_letter_text(raw: &str, source: Source) -> std::borrow::Cow<'_, str> {
+    match source {
+        Source::Pixel => without_token(raw).into(),
+        _ => raw.into(),
+    }
 }
 
 /// Reads and validates one event of a batch.
@@ -465,8 +590,9 @@ fn answer(
 }
 
 /// The `outcome` labels of `inlet_events_total`, a closed set.
-const OUTCOMES: [&str; 5] = [
+const OUTCOMES: [&str; 6] = [
     "accepted",
+    "duplicate",
     "invalid",
     "rate_limited",
     "too_large",
@@ -585,6 +711,71 @@ mod tests {
         assert!(envelopes.iter().all(|e| e.source == "segment"));
         assert_eq!(envelopes[0].trimmed, Vec::<String>::new());
         assert_eq!(envelopes[1].trimmed, ["context (9 bytes)"]);
+    }
+
+    #[tokio::test]
+    async fn invalid_events_become_dead_letters_with_their_text_and_never_the_token() {
+        let meta = pipeline(Arc::new(MemorySink::accepting())).meta(
+            Kind::Beacon,
+            Source::Pixel,
+            &testing::token(),
+            client(),
+        );
+        let keep = Keep {
+            letters: true,
+            ids: false,
+        };
+        let converted = convert(Batch::query("token=secret&session_id=s"), &meta, keep);
+        let letter = &converted.letters[0];
+        assert_eq!(
+            (letter.code.as_str(), letter.raw.as_str()),
+            ("missing_field", "session_id=s")
+        );
+        let body = Bytes::from(r#"[{"session_id":"s","event":"e"},{"event":"e"}]"#);
+        let batch = Batch::split(Kind::Beacon, body, 10, 1024).await.unwrap();
+        let converted = convert(batch, &meta, keep);
+        let letters: Vec<_> = converted
+            .letters
+            .iter()
+            .map(|l| (l.index, l.raw.as_str()))
+            .collect();
+        assert_eq!(letters, [(1, r#"{"event":"e"}"#)]);
+        assert_eq!(converted.records.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_is_answered_accepted_and_not_produced_and_a_refused_copy_is_not_one() {
+        let refuse = Arc::new(AtomicBool::new(true));
+        let sink = Arc::new(MemorySink::answering({
+            let refuse = Arc::clone(&refuse);
+            move |_| match refuse.load(Ordering::SeqCst) {
+                true => Err(Failure::QueueFull),
+                false => Ok(()),
+            }
+        }));
+        let fleet = Fleet {
+            dedupe: Some(Dedupe::new(None, std::time::Duration::from_secs(60))),
+            ..Fleet::local()
+        };
+        let pipeline = pipeline(Arc::clone(&sink)).with_fleet(fleet);
+        let send = || async {
+            let body = Bytes::from(r#"{"session_id":"s","event":"e","id":"once"}"#);
+            let batch = Batch::split(Kind::Beacon, body, 10, 1024).await.unwrap();
+            pipeline.ingest(&testing::token(), client(), batch).await
+        };
+        assert_eq!(send().await.unwrap_err().code(), "queue_full");
+        refuse.store(false, Ordering::SeqCst);
+        assert_eq!(
+            send().await.unwrap().accepted,
+            1,
+            "the refused copy left its id free"
+        );
+        assert_eq!(
+            send().await.unwrap().accepted,
+            1,
+            "a duplicate is answered accepted"
+        );
+        assert_eq!(sink.records().len(), 2, "and not handed to the sink");
     }
 
     #[tokio::test]

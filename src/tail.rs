@@ -1,12 +1,12 @@
 //! `inlet tail`: consume a topic and print each message decoded from protobuf as one JSON line,
-//! so a user can see exactly what inlet wrote (from the dev cluster or a real one).
+//! so a user can see exactly what inlet wrote (from the dev cluster or a real one): an
+//! `envelope`, or a `dead_letter` on the dead-letter topic (told apart by `inlet-schema`).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use prost::Message as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -93,24 +93,46 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
                 headers.insert(header.key.to_owned(), json!(value));
             }
         }
-        let value = match proto::Envelope::decode(message.payload().unwrap_or_default()) {
-            Ok(envelope) => envelope_json(&envelope),
-            Err(e) => json!({ "undecodable": e.to_string() }),
+        let payload = message.payload().unwrap_or_default();
+        // The schema header says which message the value is; messages without it are envelopes.
+        let dead_letter = headers.get("inlet-schema") == Some(&json!("inlet.v1.DeadLetter"));
+        let (field, value) = if dead_letter {
+            ("dead_letter", decoded(payload, dead_letter_json))
+        } else {
+            ("envelope", decoded(payload, envelope_json))
         };
-        let line = json!({
+        let mut line = json!({
             "topic": message.topic(),
             "partition": message.partition(),
             "offset": message.offset(),
             "key": message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
             "headers": headers,
-            "envelope": value,
         });
+        line[field] = value;
         let mut out = stdout.lock();
         writeln!(out, "{line}")?;
         out.flush()?;
         printed += 1;
         last = Instant::now();
     }
+}
+
+/// `payload` decoded as `M` and shown as JSON by `show`, or why it could not be decoded.
+fn decoded<M: prost::Message + Default>(payload: &[u8], show: fn(&M) -> Value) -> Value {
+    match M::decode(payload) {
+        Ok(message) => show(&message),
+        Err(e) => json!({ "undecodable": e.to_string() }),
+    }
+}
+
+/// A dead letter as JSON, field names as in the .proto.
+pub fn dead_letter_json(d: &proto::DeadLetter) -> Value {
+    json!({
+        "token_id": d.token_id, "project_id": d.project_id, "account_id": d.account_id,
+        "kind": d.kind, "source": d.source, "code": d.code, "message": d.message,
+        "received_at_ms": d.received_at_ms, "raw": d.raw, "raw_bytes": d.raw_bytes,
+        "index": d.index,
+    })
 }
 
 /// An envelope as JSON, field names as in the .proto; `props_json` / `custom_json` are
@@ -149,5 +171,29 @@ fn embedded(text: &str) -> Value {
         Value::Null
     } else {
         serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_is_printed_field_by_field() {
+        let letter = proto::DeadLetter {
+            token_id: "web".into(),
+            code: "missing_field".into(),
+            raw: r#"{"event":"e"}"#.into(),
+            raw_bytes: 13,
+            ..Default::default()
+        };
+        let shown = decoded(&letter.encode_to_vec(), dead_letter_json);
+        assert_eq!(shown["token_id"], "web");
+        assert_eq!(shown["code"], "missing_field");
+        assert_eq!(shown["raw"], r#"{"event":"e"}"#);
+        let garbage = decoded(&[0xff, 0xff], dead_letter_json);
+        assert!(garbage["undecodable"].is_string());
     }
 }

@@ -16,6 +16,8 @@ pub fn config(tweak: impl FnOnce(&mut Settings)) -> Config {
     let mut settings = Settings {
         kafka_brokers: Some("unused:9092".into()),
         tokens_file: Some("unused.toml".into()),
+        // No dead-letter producer to a broker that is not there.
+        dead_letters: Some(crate::config::Switch::Off),
         ..Default::default()
     };
     tweak(&mut settings);

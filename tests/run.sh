@@ -54,11 +54,13 @@ step "Debian packages"
 #             tests/prometheus.rs runs a real Prometheus server against inlet;
 #             deploy/check.sh uses its promtool.
 #   chromium  tests/browser.rs drives headless Chromium against inlet (CORS, sendBeacon, pixel).
+#   redis-server
+#             tests/fleet.rs runs three inlet replicas sharing one Redis (quotas, dedupe).
 # Not needed (Tansu 0.6.0 --features dynostore,libsql and inlet build on a
 # host without them): cmake (aws-lc-sys 0.38 builds with cc), libclang
 # (libsql-ffi ships pre-generated bindings), protoc (inlet uses protox).
 need_pkgs=()
-for pkg in gcc libc6-dev make g++ pkg-config zlib1g-dev libssl-dev prometheus chromium; do
+for pkg in gcc libc6-dev make g++ pkg-config zlib1g-dev libssl-dev prometheus chromium redis-server; do
     if ! dpkg -s "$pkg" >/dev/null 2>&1; then
         need_pkgs+=("$pkg")
     fi

@@ -384,6 +384,37 @@ pub struct Consumed {
 /// Reads `topic` from the beginning until `expected` messages arrived (or 60 s passed), then
 /// keeps reading for `linger` more to catch duplicates.
 pub fn consume(brokers: &str, topic: &str, expected: usize, linger: Duration) -> Vec<Consumed> {
+    consume_as(brokers, topic, expected, linger, |payload| {
+        proto::Envelope::decode(payload).expect("envelope decodes")
+    })
+    .into_iter()
+    .map(|(m, envelope)| Consumed {
+        partition: m.partition,
+        offset: m.offset,
+        key: m.key,
+        headers: m.headers,
+        envelope,
+    })
+    .collect()
+}
+
+/// Where a message read back was, and its headers, whatever its value.
+#[derive(Debug, Clone)]
+pub struct Place {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// [`consume`] for any value: each message's place and its payload as `decode` reads it.
+pub fn consume_as<T>(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    linger: Duration,
+    decode: impl Fn(&[u8]) -> T,
+) -> Vec<(Place, T)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("test-{}", uuid::Uuid::now_v7()))
@@ -429,13 +460,12 @@ pub fn consume(brokers: &str, topic: &str, expected: usize, linger: Duration) ->
                     .collect()
             })
             .unwrap_or_default();
-        out.push(Consumed {
+        let place = Place {
             partition: msg.partition(),
             offset: msg.offset(),
             key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
             headers,
-            envelope: proto::Envelope::decode(msg.payload().unwrap_or_default())
-                .expect("envelope decodes"),
-        });
+        };
+        out.push((place, decode(msg.payload().unwrap_or_default())));
     }
 }

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod load;
 pub mod process;
 pub mod raw;
+pub mod redis;
 pub mod request;
 
 /// Binds 127.0.0.1:0 and releases it, returning the port the kernel chose.
