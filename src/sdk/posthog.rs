@@ -297,6 +297,24 @@ mod tests {
     }
 
     #[test]
+    fn every_recorded_payload_translates_whole() {
+        for name in [
+            "js-batch.json",
+            "python-batch.json",
+            "node-batch.json",
+            "node-batch.json.gz",
+        ] {
+            let body = decode(Bytes::from(recorded(name)), Wire::default(), 1 << 20).unwrap();
+            let beacons = beacons(&body);
+            assert!(beacons.len() >= 3, "{name}");
+            for beacon in beacons {
+                let beacon = beacon.unwrap_or_else(|code| panic!("{name}: {code}"));
+                assert!(beacon.client_ts_ms > 0, "{name}: {}", beacon.event);
+            }
+        }
+    }
+
+    #[test]
     fn the_python_sdk_batch_maps_as_the_contract_says() {
         let body = recorded("python-batch.json");
         assert_eq!(

@@ -192,6 +192,18 @@ mod tests {
     }
 
     #[test]
+    fn every_recorded_payload_translates_whole() {
+        for name in ["python-batch.json", "node-batch.json"] {
+            let beacons = beacons(&recorded(name), None);
+            assert_eq!(beacons.len(), 6, "{name}");
+            for beacon in beacons {
+                let beacon = beacon.unwrap_or_else(|code| panic!("{name}: {code}"));
+                assert!(beacon.client_ts_ms > 0, "{name}: {}", beacon.event);
+            }
+        }
+    }
+
+    #[test]
     fn a_single_call_takes_its_type_from_the_path() {
         let body = json!({"userId": "u", "event": "Clicked", "writeKey": "k",
                           "messageId": "m-1", "properties": {"a": 1}})
