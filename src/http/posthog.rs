@@ -49,19 +49,20 @@ async fn run(state: AppState, request: Request) -> Result<(), ApiError> {
     let body = read_body(&state, &parts, body).await?;
     let max_decoded = state.config.limits(Kind::Beacon).max_decoded;
     let max_events = state.config.max_events_per_request;
-    let large = is_large(&body);
-    let read = off_the_runtime(large, move || {
+    // Decoded, read and translated in one go: the events borrow the body. The key is in the
+    // body, so it is checked once the body is read.
+    let (key, events) = off_the_runtime(is_large(&body), move || {
         let wire = Wire {
             compression: compression.as_deref(),
             form,
         };
-        posthog::read(&posthog::decode(body, wire, max_decoded)?, max_events)
+        let body = posthog::decode(body, wire, max_decoded)?;
+        let read = posthog::read(&body, max_events)?;
+        let events = posthog::translate(&read.messages, read.key.as_deref());
+        Ok((read.key, events))
     })
     .await?;
-    let auth = authorize(&state, &parts, read.key.clone())?;
-    let key = read.key.unwrap_or_default();
-    let events =
-        off_the_runtime(large, move || Ok(posthog::translate(read.messages, &key))).await?;
+    let auth = authorize(&state, &parts, key)?;
     ingest(&state, &auth, &parts.headers, Source::Posthog, events).await
 }
 

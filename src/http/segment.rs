@@ -154,16 +154,20 @@ async fn run(state: AppState, request: Request, call: Option<String>) -> Result<
     check_media_type(&parts.headers)?;
     let body = read_body(&state, &parts, body).await?;
     let max_events = state.config.max_events_per_request;
-    let large = is_large(&body);
-    let read = off_the_runtime(large, move || sdk::segment::read(&body, max_events)).await?;
-    let auth = match early {
-        Some(auth) => auth,
-        None => authorize(&state, &parts, read.key)?,
-    };
-    let events = off_the_runtime(large, move || {
-        Ok(sdk::segment::translate(read.messages, call.as_deref()))
+    // Read and translated in one go: the messages borrow the body. A key in the body is known
+    // only once the body is read, so the translation may come before it is checked.
+    let (key, events) = off_the_runtime(is_large(&body), move || {
+        let read = sdk::segment::read(&body, max_events)?;
+        Ok((
+            read.key,
+            sdk::segment::translate(&read.messages, call.as_deref()),
+        ))
     })
     .await?;
+    let auth = match early {
+        Some(auth) => auth,
+        None => authorize(&state, &parts, key)?,
+    };
     ingest(&state, &auth, &parts.headers, Source::Segment, events).await
 }
 

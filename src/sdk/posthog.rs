@@ -19,9 +19,9 @@
 
 use base64::Engine;
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
-use super::analytics::{self, not_an_object, text, untranslated, Fields, Messages};
+use super::analytics::{self, not_an_object, untranslated, Fields, Messages, Object};
 use super::{Translated, Untranslated};
 use crate::decode::{decompress, Encoding};
 use crate::error::ApiError;
@@ -97,37 +97,38 @@ fn base64_decode(text: &[u8]) -> Result<Vec<u8>, ApiError> {
 /// Reads a PostHog body (decoded): `{"api_key", "batch": [...]}`, an array of events, or one
 /// event; at most `max_events`. The key is the body's `api_key`, else the first event's
 /// `token` or `properties.token`.
-pub fn read(body: &[u8], max_events: usize) -> Result<Messages, ApiError> {
+pub fn read(body: &[u8], max_events: usize) -> Result<Messages<'_>, ApiError> {
     let mut read = analytics::messages(body, KEY, max_events)?;
     if read.key.is_none() {
-        read.key = read.messages.first().and_then(event_token);
+        read.key = read
+            .messages
+            .first()
+            .and_then(|raw| Object::parse(raw))
+            .and_then(|event| event_token(&event, event.object("properties").as_ref()));
     }
     Ok(read)
 }
 
 /// The token an event names itself, if any.
-fn event_token(event: &Value) -> Option<String> {
-    text(event.get("token")).or_else(|| text(event.pointer("/properties/token")))
+fn event_token(event: &Object<'_>, properties: Option<&Object<'_>>) -> Option<String> {
+    event
+        .text("token")
+        .or_else(|| properties.and_then(|p| p.text("token")))
 }
 
-/// Translates each event in order, refusing those that name a token other than `key`; counts
-/// each in `inlet_sdk_items_total`.
-pub fn translate(events: Vec<Value>, key: &str) -> Vec<Result<Translated, Untranslated>> {
+/// Translates each event in order, refusing those that name a token other than `key` (the
+/// body's); counts each in `inlet_sdk_items_total`.
+pub fn translate(events: &[&RawValue], key: Option<&str>) -> Vec<Result<Translated, Untranslated>> {
     events
-        .into_iter()
-        .map(|event| {
-            let label = label(&event);
-            ::metrics::counter!(metrics::SDK_ITEMS, "source" => Source::Posthog.as_str(), "type" => label)
-                .increment(1);
-            translate_one(event, key)
-        })
+        .iter()
+        .map(|event| translate_one(event, key))
         .collect()
 }
 
 /// The `type` label of an event: PostHog's own events by name, `other` for the rest of
 /// PostHog's `$` events, `custom` for the application's.
-fn label(event: &Value) -> &'static str {
-    match event.get("event").and_then(Value::as_str) {
+fn label(event: Option<&str>) -> &'static str {
+    match event {
         Some("$pageview") => "pageview",
         Some("$pageleave") => "pageleave",
         Some("$identify") => "identify",
@@ -139,68 +140,82 @@ fn label(event: &Value) -> &'static str {
     }
 }
 
-fn translate_one(event: Value, key: &str) -> Result<Translated, Untranslated> {
-    if event_token(&event).is_some_and(|token| token != key) {
+fn translate_one(raw: &RawValue, key: Option<&str>) -> Result<Translated, Untranslated> {
+    let Some(mut event) = Object::parse(raw) else {
+        count(label(None));
+        return Err(not_an_object(raw));
+    };
+    let name = event.text("event");
+    count(label(name.as_deref()));
+    let mut properties = event.object("properties");
+    if event_token(&event, properties.as_ref()).is_some_and(|token| Some(token.as_str()) != key) {
         let invalid = Invalid::new(
             "token_mismatch",
             "the event's `token` is not the request's key: it belongs to another project",
         );
-        return Err(untranslated(invalid, &event));
+        return Err(untranslated(invalid, raw));
     }
-    let Value::Object(mut fields) = event else {
-        return Err(not_an_object(&event));
-    };
-    match beacon(&mut fields) {
-        Ok(beacon) => Ok(analytics::build(
-            beacon,
-            analytics::props(fields, &["properties"]),
-        )),
-        Err(invalid) => Err(untranslated(invalid, &Value::Object(fields))),
+    match beacon(&mut event, name, properties.as_ref()) {
+        Ok(beacon) => {
+            if let Some(properties) = properties.as_mut() {
+                event.take("properties");
+                properties.take("token");
+            }
+            Ok(analytics::build(
+                beacon,
+                analytics::props(properties, event),
+            ))
+        }
+        Err(invalid) => Err(untranslated(invalid, raw)),
     }
 }
 
-/// Takes the beacon's fields out of an event; what is left becomes `props`.
-fn beacon(fields: &mut Map<String, Value>) -> Result<Fields, Invalid> {
-    let property = |name: &str| text(fields.get("properties").and_then(|p| p.get(name)));
-    let Some(event) = text(fields.get("event")) else {
+/// Takes the beacon's fields out of an event (`name` is its `event`); what is left becomes
+/// `props`.
+fn beacon(
+    event: &mut Object<'_>,
+    name: Option<String>,
+    properties: Option<&Object<'_>>,
+) -> Result<Fields, Invalid> {
+    let property = |name: &str| properties.and_then(|p| p.text(name));
+    let Some(name) = name else {
         return Err(Invalid::new("missing_field", "`event` is required"));
     };
-    let distinct_id = text(fields.get("distinct_id")).or_else(|| property("distinct_id"));
+    let distinct_id = event
+        .text("distinct_id")
+        .or_else(|| property("distinct_id"));
     let Some(session_id) = property("$session_id").or_else(|| distinct_id.clone()) else {
         return Err(Invalid::new(
             "missing_field",
             "`properties.$session_id` or `distinct_id` is required",
         ));
     };
-    let (url, referrer, title) = (
-        property("$current_url"),
-        property("$referrer"),
-        property("title"),
-    );
-    let id = text(fields.get("uuid"));
+    let id = event.text("uuid");
     for mapped in ["event", "distinct_id", "uuid", "token", KEY] {
-        fields.remove(mapped);
-    }
-    if let Some(Value::Object(properties)) = fields.get_mut("properties") {
-        properties.remove("token");
+        event.take(mapped);
     }
     Ok(Fields {
         session_id,
-        event,
-        ts: analytics::take_time(fields, "timestamp"),
-        url,
-        referrer,
-        title,
+        event: name,
+        ts: analytics::take_time(event, "timestamp"),
+        url: property("$current_url"),
+        referrer: property("$referrer"),
+        title: property("title"),
         user_id: distinct_id,
         id,
     })
+}
+
+fn count(label: &'static str) {
+    ::metrics::counter!(metrics::SDK_ITEMS, "source" => Source::Posthog.as_str(), "type" => label)
+        .increment(1);
 }
 
 #[cfg(test)]
 mod tests {
     use std::io::Write;
 
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
     use crate::event::{self, Kind};
@@ -217,8 +232,7 @@ mod tests {
 
     fn beacons(body: &[u8]) -> Vec<Result<proto::Beacon, String>> {
         let read = read(body, 1000).unwrap();
-        let key = read.key.unwrap();
-        translate(read.messages, &key)
+        translate(&read.messages, read.key.as_deref())
             .into_iter()
             .map(|t| match t {
                 Ok(t) => event::parse(Kind::Beacon, &t.json)

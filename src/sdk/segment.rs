@@ -10,9 +10,9 @@
 //! - `properties` (or `traits`) and the rest of the message (`context`, `integrations`, ...)
 //!   → `props` ([`analytics::props`]). The write key is never kept.
 
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
-use super::analytics::{self, not_an_object, text, untranslated, Fields, Messages};
+use super::analytics::{self, not_an_object, untranslated, Fields, Messages, Object};
 use super::{Translated, Untranslated};
 use crate::error::ApiError;
 use crate::event::{Invalid, Source};
@@ -27,7 +27,7 @@ const CALLS: [&str; 6] = ["track", "page", "screen", "identify", "group", "alias
 
 /// Reads a Segment body: `{"batch": [...], "writeKey": ...}` (`/v1/batch`), or one message
 /// (`/v1/track` and the other single calls), at most `max_events` of them.
-pub fn read(body: &[u8], max_events: usize) -> Result<Messages, ApiError> {
+pub fn read(body: &[u8], max_events: usize) -> Result<Messages<'_>, ApiError> {
     analytics::messages(body, KEY, max_events)
 }
 
@@ -35,49 +35,52 @@ pub fn read(body: &[u8], max_events: usize) -> Result<Messages, ApiError> {
 /// for `/v1/track` and the like; `None` on `/v1/batch`, where each message names its own).
 /// Counts each in `inlet_sdk_items_total`.
 pub fn translate(
-    messages: Vec<Value>,
+    messages: &[&RawValue],
     call: Option<&str>,
 ) -> Vec<Result<Translated, Untranslated>> {
     messages
-        .into_iter()
+        .iter()
         .map(|message| {
-            let translated = translate_one(message, call);
-            count(translated.1);
-            translated.0
+            let (translated, label) = translate_one(message, call);
+            count(label);
+            translated
         })
         .collect()
 }
 
 /// One message as a beacon, and its `type` label.
 fn translate_one(
-    message: Value,
+    raw: &RawValue,
     call: Option<&str>,
 ) -> (Result<Translated, Untranslated>, &'static str) {
-    let Value::Object(mut fields) = message else {
-        return (Err(not_an_object(&message)), "other");
+    let Some(mut message) = Object::parse(raw) else {
+        return (Err(not_an_object(raw)), "other");
     };
-    let Some(kind) = text(fields.get("type")).or(call.map(str::to_owned)) else {
+    let Some(kind) = message.text("type").or(call.map(str::to_owned)) else {
         let invalid = Invalid::new("missing_field", "`type` is required");
-        return (Err(untranslated(invalid, &Value::Object(fields))), "other");
+        return (Err(untranslated(invalid, raw)), "other");
     };
     let label = CALLS
         .iter()
         .find(|c| **c == kind)
         .copied()
         .unwrap_or("other");
-    match beacon(&mut fields, kind) {
+    match beacon(&mut message, kind) {
         Ok(beacon) => {
-            let rest = analytics::props(fields, &["properties", "traits"]);
-            (Ok(analytics::build(beacon, rest)), label)
+            let inner = analytics::take_object(&mut message, &["properties", "traits"]);
+            (
+                Ok(analytics::build(beacon, analytics::props(inner, message))),
+                label,
+            )
         }
-        Err(invalid) => (Err(untranslated(invalid, &Value::Object(fields))), label),
+        Err(invalid) => (Err(untranslated(invalid, raw)), label),
     }
 }
 
 /// Takes the beacon's fields out of a message of call `kind`; what is left becomes `props`.
-fn beacon(fields: &mut Map<String, Value>, kind: String) -> Result<Fields, Invalid> {
-    let anonymous_id = text(fields.get("anonymousId"));
-    let user_id = text(fields.get("userId"));
+fn beacon(message: &mut Object<'_>, kind: String) -> Result<Fields, Invalid> {
+    let anonymous_id = message.text("anonymousId");
+    let user_id = message.text("userId");
     let Some(session_id) = anonymous_id.or_else(|| user_id.clone()) else {
         return Err(Invalid::new(
             "missing_field",
@@ -85,35 +88,32 @@ fn beacon(fields: &mut Map<String, Value>, kind: String) -> Result<Fields, Inval
         ));
     };
     let event = if kind == "track" {
-        text(fields.get("event"))
+        message
+            .text("event")
             .ok_or_else(|| Invalid::new("missing_field", "`event` is required in a track call"))?
     } else {
         kind.clone()
     };
+    let properties = (kind == "page")
+        .then(|| message.object("properties"))
+        .flatten();
+    let context_page = message.object("context").and_then(|c| c.object("page"));
     let page = |name: &str| {
-        let from_properties = (kind == "page")
-            .then(|| text(fields.get("properties").and_then(|p| p.get(name))))
-            .flatten();
-        from_properties.or_else(|| {
-            text(
-                fields
-                    .get("context")
-                    .and_then(|c| c.pointer(&format!("/page/{name}"))),
-            )
-        })
+        let from_properties = properties.as_ref().and_then(|p| p.text(name));
+        from_properties.or_else(|| context_page.as_ref().and_then(|p| p.text(name)))
     };
     let (url, referrer, title) = (page("url"), page("referrer"), page("title"));
-    let id = text(fields.get("messageId"));
+    let id = message.text("messageId");
     for mapped in ["type", "anonymousId", "userId", "messageId", KEY] {
-        fields.remove(mapped);
+        message.take(mapped);
     }
     if kind == "track" {
-        fields.remove("event");
+        message.take("event");
     }
     Ok(Fields {
         session_id,
         event,
-        ts: analytics::take_time(fields, "timestamp"),
+        ts: analytics::take_time(message, "timestamp"),
         url,
         referrer,
         title,
@@ -129,7 +129,7 @@ fn count(label: &'static str) {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
     use crate::event::{self, Kind};
@@ -145,7 +145,7 @@ mod tests {
     }
 
     fn beacons(body: &[u8], call: Option<&str>) -> Vec<Result<proto::Beacon, String>> {
-        translate(read(body, 1000).unwrap().messages, call)
+        translate(&read(body, 1000).unwrap().messages, call)
             .into_iter()
             .map(|t| match t {
                 Ok(t) => event::parse(Kind::Beacon, &t.json)
@@ -203,9 +203,11 @@ mod tests {
         }
     }
 
+    const SECRET_IN_BODY: &str = "the-write-key";
+
     #[test]
     fn a_single_call_takes_its_type_from_the_path() {
-        let body = json!({"userId": "u", "event": "Clicked", "writeKey": "k",
+        let body = json!({"userId": "u", "event": "Clicked", "writeKey": SECRET_IN_BODY,
                           "messageId": "m-1", "properties": {"a": 1}})
         .to_string();
         let beacons = beacons(body.as_bytes(), Some("track"));
@@ -215,6 +217,7 @@ mod tests {
             ("u", "Clicked")
         );
         assert_eq!(beacon.props_json, r#"{"a":1}"#);
+        assert!(!beacon.props_json.contains(SECRET_IN_BODY));
     }
 
     #[test]
