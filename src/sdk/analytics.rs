@@ -172,10 +172,22 @@ pub struct Messages<'a> {
     pub messages: Vec<&'a RawValue>,
 }
 
+/// A body that is a JSON object: a `batch` of messages with the key beside it, or one message.
+/// Read in one pass, the messages left as raw text.
+#[derive(serde::Deserialize)]
+struct Wrapper<'a> {
+    #[serde(borrow, default)]
+    batch: Option<Vec<&'a RawValue>>,
+    #[serde(borrow, default, rename = "writeKey")]
+    write_key: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    api_key: Option<&'a RawValue>,
+}
+
 /// Reads a body of messages: `{"batch": [...], KEY: "..."}`, a JSON array of messages, or one
-/// message (an object without `batch`, whose own `KEY` member is the body's key). 400
-/// `malformed_body` for anything else, `no_events` for none, 413 `too_many_events` past
-/// `max_events`.
+/// message (an object without `batch`, whose own `KEY` member is the body's key); `key` is
+/// `writeKey` or `api_key`. 400 `malformed_body` for anything else, `no_events` for none, 413
+/// `too_many_events` past `max_events`.
 pub fn messages<'a>(
     body: &'a [u8],
     key: &str,
@@ -183,19 +195,22 @@ pub fn messages<'a>(
 ) -> Result<Messages<'a>, ApiError> {
     let malformed =
         |e: serde_json::Error| ApiError::MalformedBody(format!("the body is not JSON: {e}"));
-    let raw: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
-    let (key, messages) = match raw.get().as_bytes().first() {
-        Some(b'[') => (None, serde_json::from_str(raw.get()).map_err(malformed)?),
+    let (key, messages) = match body.trim_ascii_start().first() {
+        Some(b'[') => (None, serde_json::from_slice(body).map_err(malformed)?),
         Some(b'{') => {
-            let object = Object::parse(raw).unwrap_or_default();
-            match object.get("batch") {
-                Some(batch) => {
-                    let messages = serde_json::from_str(batch.get()).map_err(|_| {
-                        ApiError::MalformedBody("`batch` must be an array of messages".into())
-                    })?;
-                    (object.text(key), messages)
-                }
-                None => (object.text(key), vec![raw]),
+            let wrapper: Wrapper = serde_json::from_slice(body).map_err(|e| {
+                ApiError::MalformedBody(format!(
+                    "the body is not a message or a `batch` of messages: {e}"
+                ))
+            })?;
+            let key = text(if key == "writeKey" {
+                wrapper.write_key
+            } else {
+                wrapper.api_key
+            });
+            match wrapper.batch {
+                Some(messages) => (key, messages),
+                None => (key, vec![serde_json::from_slice(body).map_err(malformed)?]),
             }
         }
         _ => {
@@ -282,7 +297,14 @@ fn push_member(text: &mut String, name: &str, value: &RawValue) {
     if text.len() > 1 {
         text.push(',');
     }
-    text.push_str(&Value::from(name).to_string());
+    if name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        text.push_str(&Value::from(name).to_string());
+    } else {
+        // The usual name needs no escape: no string of its own for it.
+        text.push('"');
+        text.push_str(name);
+        text.push('"');
+    }
     text.push(':');
     text.push_str(value.get());
 }
@@ -466,9 +488,12 @@ mod tests {
 
     #[test]
     fn escaped_names_and_duplicates_read_as_a_map_would() {
-        let message = RawValue::from_string(r#"{"a\u0062": 1, "x": 1, "x": 2}"#.into()).unwrap();
+        let message =
+            RawValue::from_string(r#"{"a\u0062": 1, "x": 1, "x": 2, "q\"": 3}"#.into()).unwrap();
         let message = Object::parse(&message).unwrap();
         assert_eq!(message.get("ab").map(RawValue::get), Some("1"));
         assert_eq!(message.get("x").map(RawValue::get), Some("2"));
+        let (text, _) = props(None, message);
+        assert_eq!(text, r#"{"ab":1,"x":1,"x":2,"q\"":3}"#);
     }
 }
