@@ -372,6 +372,28 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused_or_trimmed_never_a_crash() {
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let bodies = [
+            format!(r#"{{"api_key":"k","batch":[{{"event":"e","properties":{deep}}}]}}"#),
+            format!(r#"[{{"event":"e","distinct_id":"d","properties":{{"a":{deep}}}}}]"#),
+            format!(r#"{{"event":"e","distinct_id":"d","x":{deep}}}"#),
+        ];
+        for body in bodies {
+            match read(body.as_bytes(), 10) {
+                Err(error) => assert_eq!(error.code(), "malformed_body"),
+                // Kept, the nested member left out of `props` and named: never a crash.
+                Ok(read) => {
+                    let translated = translate(&read.messages, Some("k"));
+                    for event in translated {
+                        assert!(event.is_err() || !event.unwrap().trimmed.is_empty());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_key_is_the_body_s_else_the_first_event_s() {
         let key = |body: &[u8]| read(body, 10).unwrap().key;
         assert_eq!(
