@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::body::read_body as read_capped;
 use super::body::MinRate;
-use super::segment::{authorize, ingest, is_large, off_the_runtime, read_body, reshape};
+use super::segment::{authorize, ingest, off_the_runtime, read_body, reshape};
 use crate::error::ApiError;
 use crate::event::{Kind, Source};
 use crate::sdk::posthog::{self, Wire};
@@ -31,11 +31,13 @@ use crate::state::AppState;
 pub async fn capture(State(state): State<AppState>, request: Request) -> Response {
     match run(state, request).await {
         Ok(()) => Json(json!({"status": 1})).into_response(),
-        Err(error) => reshape(
-            error,
-            |error, message| json!({"type": error_type(error), "code": error.code(), "detail": message, "attr": null}),
-        ),
+        Err(error) => reshape(error, error_body),
     }
+}
+
+/// PostHog's error body: `{"type", "code", "detail", "attr"}` (posthog-python logs `detail`).
+fn error_body(error: &ApiError, message: String) -> Value {
+    json!({"type": error_type(error), "code": error.code(), "detail": message, "attr": null})
 }
 
 async fn run(state: AppState, request: Request) -> Result<(), ApiError> {
@@ -50,8 +52,10 @@ async fn run(state: AppState, request: Request) -> Result<(), ApiError> {
     let max_decoded = state.config.limits(Kind::Beacon).max_decoded;
     let max_events = state.config.max_events_per_request;
     // Decoded, read and translated in one go: the events borrow the body. The key is in the
-    // body, so it is checked once the body is read.
-    let (key, events) = off_the_runtime(is_large(&body), move || {
+    // body, so it is checked once the body is read. A body that may be gzip (posthog-js does
+    // not always say) goes off the runtime at the size a compressed body does.
+    let large = body.len() >= crate::decode::BLOCKING_DECODE_BYTES;
+    let (key, events) = off_the_runtime(large, move || {
         let wire = Wire {
             compression: compression.as_deref(),
             form,
