@@ -22,6 +22,9 @@ pub const HTTP_BODY_BYTES: &str = "inlet_http_request_body_bytes";
 /// Events by `kind` and `outcome` (accepted, duplicate, invalid, rate_limited, too_large,
 /// unavailable).
 pub const EVENTS: &str = "inlet_events_total";
+/// What an SDK endpoint received, produced or not, by `source` (`segment`, `posthog`, ...) and
+/// `type` (the SDK's message or item type, from a closed set per source).
+pub const SDK_ITEMS: &str = "inlet_sdk_items_total";
 /// Requests refused by a token's rate limit, by `token` (the registry id).
 pub const RATE_LIMITED: &str = "inlet_rate_limited_requests_total";
 /// Authentication failures by `reason` (missing, unknown, blocked).
@@ -119,6 +122,10 @@ pub fn install() -> PrometheusHandle {
                 "Ingest request body size as sent, by route."
             );
             metrics::describe_counter!(EVENTS, "Events by kind and outcome.");
+            metrics::describe_counter!(
+                SDK_ITEMS,
+                "Items an SDK endpoint received, by source and type."
+            );
             metrics::describe_counter!(
                 RATE_LIMITED,
                 "Requests refused by a token's rate limit, by token id."

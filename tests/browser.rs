@@ -446,3 +446,122 @@ impl Drop for Chromium {
         }
     }
 }
+
+/// posthog-js (its npm package's `dist/array.js`, as the snippet loads it) in Chromium, with
+/// `api_host` pointing at inlet: it fetches its remote configuration from inlet, captures a
+/// page view, a custom event and, when the page is hidden, a page leave, and sends them as it
+/// does to PostHog (gzip bodies with no `Content-Encoding`, then `sendBeacon`). Each must land
+/// in Kafka exactly once, mapped, and posthog-js must log no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posthog_js_in_chromium_delivers_its_events_exactly_once() {
+    let chromium = chromium_bin();
+    let posthog_js = posthog_js();
+    let kafka = Kafka::start("posthog_js").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
+    gw.wait_ready().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_origin = format!("http://{}", listener.local_addr().unwrap());
+    add_page_token(&gw, &page_origin).await;
+    let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let html = Arc::new(posthog_page(&gw.url, &posthog_js));
+    let server = tokio::spawn(serve_page(listener, html, report_tx));
+
+    let browser = Chromium::start(&chromium, &format!("{page_origin}/"));
+    let report = match tokio::time::timeout(REPORT_TIMEOUT, reports.recv()).await {
+        Ok(Some(r)) => r,
+        _ => panic!(
+            "the page did not report within {REPORT_TIMEOUT:?}; Chromium's log:\n{}",
+            browser.log_tail()
+        ),
+    };
+    let report: Value = serde_json::from_str(&report).expect("the report is JSON");
+    println!("posthog-js reported:\n{report:#}");
+    assert_eq!(report["errors"], json!([]), "posthog-js logged errors");
+    let seen: Vec<(String, String)> = serde_json::from_value(report["seen"].clone()).unwrap();
+    let mut names: Vec<&str> = seen.iter().map(|(event, _)| event.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["$pageleave", "$pageview", "checkout_started"]);
+    let session = report["session_id"].as_str().unwrap();
+    let distinct_id = report["distinct_id"].as_str().unwrap();
+
+    let landed = kafka.beacons(seen.len(), Duration::from_millis(1500)).await;
+    drop(browser);
+    assert_eq!(landed.len(), seen.len(), "{landed:#?}");
+    let mut by_id = BTreeMap::new();
+    for c in &landed {
+        let Some(Event::Beacon(b)) = &c.envelope.event else {
+            panic!("not a beacon: {c:?}");
+        };
+        assert_eq!(c.envelope.source, "posthog");
+        assert_eq!(c.envelope.token_id, "page");
+        assert_eq!((c.key.as_str(), b.session_id.as_str()), (session, session));
+        assert_eq!(b.user_id, distinct_id);
+        assert_eq!(b.url, format!("{page_origin}/"));
+        assert!(!b.props_json.contains(PAGE_TOKEN), "the key is not kept");
+        let previous = by_id.insert(c.envelope.event_id.clone(), b.event.clone());
+        assert!(previous.is_none(), "{} landed twice", c.envelope.event_id);
+    }
+    for (event, uuid) in &seen {
+        assert_eq!(by_id.get(uuid), Some(event), "{event} {uuid}: {by_id:?}");
+    }
+    let config_loads = requests_total(&gw, "/array/{token}/config.js", 200).await;
+    assert!(
+        config_loads >= 1,
+        "posthog-js never asked inlet for its configuration"
+    );
+    server.abort();
+    assert!(gw.stop().await.is_ok());
+}
+
+/// posthog-js's `dist/array.js` from the SDKs `tests/sdk/install.sh` installs.
+fn posthog_js() -> String {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let path = target.join("sdk/node/node_modules/posthog-js/dist/array.js");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}: run tests/sdk/install.sh", path.display()))
+}
+
+/// The page: posthog-js inline (its text holds no `</script`), initialised against `inlet`;
+/// it records every console error and each event posthog-js sends (`before_send`), captures a
+/// custom event, hides the page (posthog-js then captures `$pageleave` and sends what it holds
+/// with `sendBeacon`), and reports.
+fn posthog_page(inlet: &str, posthog_js: &str) -> String {
+    assert!(
+        !posthog_js.contains("</script"),
+        "posthog-js cannot be inlined"
+    );
+    let config = json!({"inlet": inlet, "token": PAGE_TOKEN});
+    format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Checkout</title></head>
+<body><p id="status">running</p>
+<script>
+const errors = [];
+const consoleError = console.error;
+console.error = (...args) => {{ errors.push(args.map(String).join(" ")); consoleError(...args); }};
+window.addEventListener("error", (e) => errors.push("uncaught: " + e.message));
+</script>
+<script>{posthog_js}</script>
+<script>
+const C = {config};
+const seen = [];
+posthog.init(C.token, {{
+  api_host: C.inlet,
+  opt_out_useragent_filter: true,
+  before_send: (event) => {{ seen.push([event.event, event.uuid]); return event; }},
+}});
+posthog.capture("checkout_started", {{cart: 3}});
+setTimeout(async () => {{
+  window.dispatchEvent(new PageTransitionEvent("pagehide"));
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const report = {{seen, errors, distinct_id: posthog.get_distinct_id(),
+                  session_id: posthog.get_session_id()}};
+  document.getElementById("status").textContent = JSON.stringify(report);
+  await fetch("/report", {{method: "POST", body: JSON.stringify(report)}});
+}}, 1500);
+</script></body></html>
+"#
+    )
+}

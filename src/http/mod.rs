@@ -10,7 +10,9 @@ pub mod ingest;
 pub mod listen;
 pub mod ops;
 pub mod pixel;
+pub mod posthog;
 pub mod reply;
+pub mod segment;
 
 use axum::middleware;
 use axum::routing::{get, post};
@@ -39,12 +41,50 @@ pub fn public_router(state: AppState) -> Router {
             "/v1/pixel.gif",
             get(pixel::pixel).head(pixel::head).options(cors::preflight),
         )
+        .merge(analytics_routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), edge::edge))
         .with_state(state)
+}
+
+/// The drop-in endpoints of the analytics SDKs (Segment, PostHog), each path with and without
+/// its trailing slash, as the SDKs and their users write them either way.
+fn analytics_routes() -> Router<AppState> {
+    let segment_batch = || post(segment::batch).options(cors::preflight);
+    let segment_call = || post(segment::call).options(cors::preflight);
+    let capture = || post(posthog::capture).options(cors::preflight);
+    let flags = || {
+        get(posthog::flags)
+            .post(posthog::flags)
+            .options(cors::preflight)
+    };
+    let mut router = Router::new()
+        .route("/v1/batch", segment_batch())
+        .route("/v1/batch/", segment_batch());
+    for call in ["track", "page", "screen", "identify", "group", "alias"] {
+        router = router
+            .route(&format!("/v1/{call}"), segment_call())
+            .route(&format!("/v1/{call}/"), segment_call());
+    }
+    for path in ["/e", "/i/v0/e", "/capture", "/batch"] {
+        router = router
+            .route(path, capture())
+            .route(&format!("{path}/"), capture());
+    }
+    router
+        .route("/flags", flags())
+        .route("/flags/", flags())
+        .route(
+            "/array/{token}/config",
+            get(posthog::config).options(cors::preflight),
+        )
+        .route(
+            "/array/{token}/config.js",
+            get(posthog::config_js).options(cors::preflight),
+        )
 }
 
 /// The admin listener: metrics and health endpoints.

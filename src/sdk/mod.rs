@@ -7,6 +7,10 @@
 //! `props` (beacons) or `custom` (occurrences), within their cap ([`keep_within`]): an SDK's
 //! event is never refused for the size of its extras.
 
+pub mod analytics;
+pub mod posthog;
+pub mod segment;
+
 use serde_json::{Map, Value};
 
 pub use crate::pipeline::{Translated, Untranslated};

@@ -1,0 +1,304 @@
+//! Segment's tracking API: `POST /v1/batch` and the single calls (`/v1/track`, `/v1/page`,
+//! `/v1/screen`, `/v1/identify`, `/v1/group`, `/v1/alias`), for `@segment/analytics-node` and
+//! `segment-analytics-python` pointed at inlet (`host`). The key is the HTTP Basic user (the
+//! write key), else the body's `writeKey`; the messages become beacons ([`crate::sdk::segment`]).
+//!
+//! Answers as Segment's API does: 200 `{"success":true}`, errors as
+//! `{"success":false,"code","message"}` (what the SDKs log), `Retry-After` on 429 and 503.
+//! A batch whose messages are partly invalid is still a 200: the SDKs drop a batch answered
+//! 4xx and resend one answered 5xx, and resending a message that can never be valid helps no
+//! one, while dropping the valid ones would lose them. The invalid ones are counted
+//! (`inlet_events_total{outcome="invalid"}`). Only a message refused for a reason a retry may
+//! overcome (the broker, a full queue) turns the answer into a 503, so the SDK resends the
+//! batch: the messages accepted the first time then arrive twice, with the same `messageId`,
+//! which is their event id, for consumers to deduplicate on.
+//!
+//! The first part of this file is shared with the PostHog endpoint (`http::posthog`); it is
+//! meant to move to `http/sdk.rs` with the other SDK endpoints' helpers.
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::authenticate::{presented_secret, request_origin, Authenticated};
+use super::body::{check_media_type, read_decoded};
+use crate::error::{ApiError, Refusal};
+use crate::event::{Kind, Source};
+use crate::metrics;
+use crate::pipeline::{off_the_runtime_if, Batch, BLOCKING_PARSE_BYTES};
+use crate::sdk::{self, Translated, Untranslated};
+use crate::state::AppState;
+
+// ---- shared by the analytics SDK endpoints (Segment, PostHog) ----
+
+/// Resolves an SDK's key to a token and admits the request for beacons from its page.
+pub(super) fn authorize(
+    state: &AppState,
+    parts: &Parts,
+    key: Option<String>,
+) -> Result<Authenticated, ApiError> {
+    let auth = Authenticated::resolve(state, parts, key)?;
+    let origin = request_origin(&parts.headers);
+    state
+        .pipeline
+        .admit(&auth.token, Kind::Beacon, origin.as_deref())?;
+    Ok(auth)
+}
+
+/// Reads and decodes a beacons body (its `Content-Encoding`) within the beacon caps, recording
+/// its size under the request's route.
+pub(super) async fn read_body(
+    state: &AppState,
+    parts: &Parts,
+    body: Body,
+) -> Result<Bytes, ApiError> {
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let sent_bytes = ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route);
+    let limits = state.config.limits(Kind::Beacon);
+    read_decoded(&parts.headers, body, limits, &state.config, &sent_bytes).await
+}
+
+/// Runs `work` (reading or translating a body's messages) in place, or on the blocking pool
+/// when the body was `large` (see [`is_large`]), as the native endpoints split theirs.
+pub(super) async fn off_the_runtime<T: Send + 'static>(
+    large: bool,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    off_the_runtime_if(large, "translated", work).await?
+}
+
+/// Whether a decoded body is large enough to be read and translated off the runtime.
+pub(super) fn is_large(body: &Bytes) -> bool {
+    body.len() >= BLOCKING_PARSE_BYTES
+}
+
+/// Hands an SDK's translated messages to the pipeline. `Ok` when each was accepted or refused
+/// for good (invalid: resending it cannot help); the error when none was accepted, or when one
+/// was refused for a reason a retry may overcome, so the SDK resends the batch.
+pub(super) async fn ingest(
+    state: &AppState,
+    auth: &Authenticated,
+    headers: &HeaderMap,
+    source: Source,
+    events: Vec<Result<Translated, Untranslated>>,
+) -> Result<(), ApiError> {
+    let batch = Batch::translated(Kind::Beacon, source, events);
+    let answer = state
+        .pipeline
+        .ingest(&auth.token, auth.client(headers), batch)
+        .await?;
+    let retriable = answer.rejected.iter().rev().find_map(|r| match r.refusal {
+        Refusal::Undelivered(failure) if r.refusal.is_retriable() => Some(failure),
+        _ => None,
+    });
+    match retriable {
+        Some(failure) => Err(ApiError::Unavailable(failure)),
+        None => Ok(()),
+    }
+}
+
+/// `error` as inlet answers it (status, `Retry-After`, CORS marks, logging), with the body
+/// the SDK reads instead of inlet's own.
+pub(super) fn reshape(error: ApiError, body: impl FnOnce(&ApiError, String) -> Value) -> Response {
+    let message = match &error {
+        // Say why, not only that every message was invalid: the SDK logs this line.
+        ApiError::AllInvalid(rejected) => match rejected.first() {
+            Some(first) => format!(
+                "{error}; message {}: {} ({})",
+                first.index,
+                first.refusal.message(),
+                first.refusal.code()
+            ),
+            None => error.to_string(),
+        },
+        _ => error.to_string(),
+    };
+    let body = body(&error, message);
+    let mut response = error.into_response();
+    *response.body_mut() = Body::from(body.to_string());
+    response
+}
+
+// ---- Segment ----
+
+/// `POST /v1/batch`: `{"batch": [...]}`, each message naming its `type`.
+pub async fn batch(State(state): State<AppState>, request: Request) -> Response {
+    answer(run(state, request, None).await)
+}
+
+/// `POST /v1/track` and the other single calls: one message, whose `type` defaults to the
+/// path's call.
+pub async fn call(State(state): State<AppState>, request: Request) -> Response {
+    let path = request.uri().path().trim_end_matches('/');
+    let call = path.rsplit('/').next().unwrap_or_default().to_owned();
+    answer(run(state, request, Some(call)).await)
+}
+
+async fn run(state: AppState, request: Request, call: Option<String>) -> Result<(), ApiError> {
+    let (parts, body) = request.into_parts();
+    // The Basic key is checked before the body is read; a key in the body, after.
+    let early = match basic_user(&parts.headers).or_else(|| presented_secret(&parts)) {
+        Some(key) => Some(authorize(&state, &parts, Some(key))?),
+        None => None,
+    };
+    check_media_type(&parts.headers)?;
+    let body = read_body(&state, &parts, body).await?;
+    let max_events = state.config.max_events_per_request;
+    // Read and translated in one go: the messages borrow the body. A key in the body is known
+    // only once the body is read, so the translation may come before it is checked.
+    let (key, events) = off_the_runtime(is_large(&body), move || {
+        let read = sdk::segment::read(&body, max_events)?;
+        Ok((
+            read.key,
+            sdk::segment::translate(&read.messages, call.as_deref()),
+        ))
+    })
+    .await?;
+    let auth = match early {
+        Some(auth) => auth,
+        None => authorize(&state, &parts, key)?,
+    };
+    ingest(&state, &auth, &parts.headers, Source::Segment, events).await
+}
+
+/// The user of `Authorization: Basic` (Segment's write key, with an empty password).
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, credentials) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let user = decoded.split_once(':').map_or(decoded.as_str(), |(u, _)| u);
+    (!user.is_empty()).then(|| user.to_owned())
+}
+
+/// Segment's answers: 200 `{"success":true}`, or the error as `{"success":false,"code","message"}`.
+fn answer(result: Result<(), ApiError>) -> Response {
+    match result {
+        Ok(()) => Json(json!({"success": true})).into_response(),
+        Err(error) => reshape(
+            error,
+            |error, message| json!({"success": false, "code": error.code(), "message": message}),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::http::{Request, StatusCode};
+
+    use super::*;
+    use crate::http::public_router;
+    use crate::http::testing::send;
+    use crate::sink::memory::MemorySink;
+    use crate::sink::Failure;
+    use crate::testing::{state, SECRET};
+
+    fn basic(key: &str) -> String {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
+        format!("Basic {encoded}")
+    }
+
+    #[test]
+    fn the_basic_user_is_the_write_key() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(basic_user(&headers), None);
+        headers.insert(header::AUTHORIZATION, basic("wk").parse().unwrap());
+        assert_eq!(basic_user(&headers).as_deref(), Some("wk"));
+        headers.insert(header::AUTHORIZATION, "Basic !!!".parse().unwrap());
+        assert_eq!(basic_user(&headers), None);
+        headers.insert(header::AUTHORIZATION, basic("").parse().unwrap());
+        assert_eq!(basic_user(&headers), None);
+    }
+
+    async fn post(
+        sink: Arc<MemorySink>,
+        path: &str,
+        auth: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let router = public_router(state(sink, |_| {}));
+        let mut request = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+        if let Some(auth) = auth {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        let request = request.body(Body::from(body.to_string())).unwrap();
+        let (status, headers, body) = send(&router, request).await;
+        (status, headers, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn answers_are_segment_s() {
+        let track = json!({"type": "track", "event": "e", "anonymousId": "a"});
+        let invalid = json!({"type": "track", "anonymousId": "a"});
+        let sink = Arc::new(MemorySink::accepting());
+        // The key from Basic, or from the body.
+        let body = json!({"batch": [track, invalid]});
+        let (status, _, answer) =
+            post(Arc::clone(&sink), "/v1/batch", Some(&basic(SECRET)), body).await;
+        assert_eq!((status, answer), (StatusCode::OK, json!({"success": true})));
+        assert_eq!(
+            sink.records().len(),
+            1,
+            "the valid message produced, the invalid one not"
+        );
+        let body = json!({"writeKey": SECRET, "event": "e", "userId": "u"});
+        let (status, _, _) = post(Arc::clone(&sink), "/v1/track/", None, body).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(sink.records().len(), 2);
+        // Errors in Segment's shape.
+        let (status, _, answer) = post(
+            Arc::clone(&sink),
+            "/v1/batch",
+            None,
+            json!({"batch": [track]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer["success"], false);
+        assert_eq!(answer["code"], "missing_token");
+        let body = json!({"writeKey": SECRET, "batch": [invalid]});
+        let (status, _, answer) = post(Arc::clone(&sink), "/v1/batch", None, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer["code"], "invalid_events");
+        assert!(
+            answer["message"].as_str().unwrap().contains("`event`"),
+            "{answer}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_worth_retrying_makes_the_batch_a_503() {
+        let sink = Arc::new(MemorySink::answering(|record| {
+            if record.key == "full" {
+                Err(Failure::QueueFull)
+            } else {
+                Ok(())
+            }
+        }));
+        let body = json!({"writeKey": SECRET, "batch": [
+            {"type": "track", "event": "e", "anonymousId": "ok"},
+            {"type": "track", "event": "e", "anonymousId": "full"},
+        ]});
+        let (status, headers, answer) = post(sink, "/v1/batch", None, body).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(answer["code"], "queue_full");
+    }
+}

@@ -1,0 +1,499 @@
+//! What Segment's and PostHog's translations share: reading a body of messages (one message, an
+//! array, or a `batch` wrapper with the key beside it), and building an inlet beacon once each
+//! has picked its fields out of a message. The rules for what does not fit a beacon's limits
+//! live here, once:
+//!
+//! - `event`, `url`, `referrer` and `title` longer than the beacon allows are cut (at a
+//!   character boundary): their full text stays in `props`, where the SDK's own members are
+//!   kept, so nothing is lost and an event is never refused for a long name or address;
+//! - `ts` is taken only when it is a time inlet reads (RFC 3339 with an offset); otherwise the
+//!   SDK's text stays in `props` and the beacon has no client time ([`take_time`]);
+//! - `session_id`, `user_id` and `id` are identifiers, never cut: one over its limit makes
+//!   the beacon invalid (`field_too_long`), as on `/v1/beacons`.
+
+use std::borrow::Cow;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::{keep_within, Translated, Untranslated};
+use crate::error::ApiError;
+use crate::event::beacon::MAX_PROPS_BYTES;
+use crate::event::Invalid;
+
+/// Limits of the beacon fields that are cut rather than refused (API.md).
+const MAX_EVENT: usize = 64;
+const MAX_URL: usize = 4096;
+const MAX_TITLE: usize = 1024;
+
+/// A beacon's fields picked out of an SDK's message, before the limits are applied.
+#[derive(Debug, Default)]
+pub struct Fields {
+    pub session_id: String,
+    pub event: String,
+    /// The SDK's client time, RFC 3339 (see [`take_time`]).
+    pub ts: Option<String>,
+    pub url: Option<String>,
+    pub referrer: Option<String>,
+    pub title: Option<String>,
+    pub user_id: Option<String>,
+    /// The SDK's event id (Segment `messageId`, PostHog `uuid`).
+    pub id: Option<String>,
+}
+
+/// Builds the beacon's JSON (what `POST /v1/beacons` takes) from `fields`, with `props` (from
+/// [`props`]) as its `props`.
+pub fn build(fields: Fields, props: (String, Vec<String>)) -> Translated {
+    let mut beacon = Map::new();
+    beacon.insert("session_id".into(), fields.session_id.into());
+    beacon.insert("event".into(), cut(fields.event, MAX_EVENT).into());
+    if let Some(ts) = fields.ts {
+        beacon.insert("ts".into(), ts.into());
+    }
+    let optional = [
+        ("url", fields.url, MAX_URL),
+        ("referrer", fields.referrer, MAX_URL),
+        ("title", fields.title, MAX_TITLE),
+        ("user_id", fields.user_id, usize::MAX),
+        ("id", fields.id, usize::MAX),
+    ];
+    for (name, value, max) in optional {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            beacon.insert(name.into(), cut(value, max).into());
+        }
+    }
+    let mut json = Value::Object(beacon).to_string();
+    let (props, trimmed) = props;
+    if props != "{}" {
+        json.pop();
+        json.push_str(",\"props\":");
+        json.push_str(&props);
+        json.push('}');
+    }
+    Translated { json, trimmed }
+}
+
+/// A JSON object of an SDK's payload: its members in order, each value as its raw text in the
+/// body. Reading a message this way costs a scan of its text, not a tree of values: only the
+/// few members that map are parsed, and the rest (a posthog-js event carries some fifty
+/// properties) is copied into `props` as it was sent.
+#[derive(Debug, Default)]
+pub struct Object<'a> {
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> Object<'a> {
+    /// `raw` as an object; `None` when it is another JSON value.
+    pub fn parse(raw: &'a RawValue) -> Option<Object<'a>> {
+        serde_json::from_str(raw.get()).ok()
+    }
+
+    /// The member `name` (its last copy, as a map would keep it).
+    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.members
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// Removes the member `name` (every copy) and returns it.
+    pub fn take(&mut self, name: &str) -> Option<&'a RawValue> {
+        let value = self.get(name);
+        if value.is_some() {
+            self.members.retain(|(k, _)| k != name);
+        }
+        value
+    }
+
+    /// The member `name` as an object, if it is one.
+    pub fn object(&self, name: &str) -> Option<Object<'a>> {
+        self.get(name).and_then(Object::parse)
+    }
+
+    /// The member `name` as text (see [`text`]).
+    pub fn text(&self, name: &str) -> Option<String> {
+        text(self.get(name))
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.members.iter().any(|(k, _)| k == name)
+    }
+}
+
+/// A member name, borrowed from the body unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Object<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = Object<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    members.push((key.0, value));
+                }
+                Ok(Object { members })
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// A body's messages (each its raw text), and the key the body carries beside them (Segment's
+/// `writeKey`, PostHog's `api_key`), if it does.
+#[derive(Debug)]
+pub struct Messages<'a> {
+    pub key: Option<String>,
+    pub messages: Vec<&'a RawValue>,
+}
+
+/// A body that is a JSON object: a `batch` of messages with the key beside it, or one message.
+/// Read in one pass, the messages left as raw text.
+#[derive(serde::Deserialize)]
+struct Wrapper<'a> {
+    #[serde(borrow, default)]
+    batch: Option<Vec<&'a RawValue>>,
+    #[serde(borrow, default, rename = "writeKey")]
+    write_key: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    api_key: Option<&'a RawValue>,
+}
+
+/// Reads a body of messages: `{"batch": [...], KEY: "..."}`, a JSON array of messages, or one
+/// message (an object without `batch`, whose own `KEY` member is the body's key); `key` is
+/// `writeKey` or `api_key`. 400 `malformed_body` for anything else, `no_events` for none, 413
+/// `too_many_events` past `max_events`.
+pub fn messages<'a>(
+    body: &'a [u8],
+    key: &str,
+    max_events: usize,
+) -> Result<Messages<'a>, ApiError> {
+    let malformed =
+        |e: serde_json::Error| ApiError::MalformedBody(format!("the body is not JSON: {e}"));
+    let (key, messages) = match body.trim_ascii_start().first() {
+        Some(b'[') => (None, serde_json::from_slice(body).map_err(malformed)?),
+        Some(b'{') => {
+            let wrapper: Wrapper = serde_json::from_slice(body).map_err(|e| {
+                ApiError::MalformedBody(format!(
+                    "the body is not a message or a `batch` of messages: {e}"
+                ))
+            })?;
+            let key = text(if key == "writeKey" {
+                wrapper.write_key
+            } else {
+                wrapper.api_key
+            });
+            match wrapper.batch {
+                Some(messages) => (key, messages),
+                None => (key, vec![serde_json::from_slice(body).map_err(malformed)?]),
+            }
+        }
+        _ => {
+            return Err(ApiError::MalformedBody(
+                "the body must be a message, an array of messages or a `batch`".into(),
+            ))
+        }
+    };
+    if messages.is_empty() {
+        return Err(ApiError::NoEvents);
+    }
+    if messages.len() > max_events {
+        return Err(ApiError::TooManyEvents { limit: max_events });
+    }
+    Ok(Messages { key, messages })
+}
+
+/// A message that is not a JSON object: refused as `not_an_object`, its text kept.
+pub fn not_an_object(message: &RawValue) -> Untranslated {
+    untranslated(
+        Invalid::new("not_an_object", "a message must be a JSON object"),
+        message,
+    )
+}
+
+/// A message refused for `invalid`, its text kept for the operator.
+pub fn untranslated(invalid: Invalid, message: &RawValue) -> Untranslated {
+    Untranslated {
+        invalid,
+        raw: message.get().to_owned(),
+    }
+}
+
+/// Takes the member `name` out of `message` when it is a time inlet reads (RFC 3339 with an
+/// offset), for the beacon's `ts`; anything else stays in the message, so in `props`.
+pub fn take_time(message: &mut Object<'_>, name: &str) -> Option<String> {
+    let ts = message.text(name).filter(|ts| is_rfc3339(ts))?;
+    message.take(name);
+    Some(ts)
+}
+
+/// Takes out of `message` the first of `names` that is an object (its `properties`).
+pub fn take_object<'a>(message: &mut Object<'a>, names: &[&str]) -> Option<Object<'a>> {
+    let (name, inner) = names
+        .iter()
+        .find_map(|name| message.object(name).map(|inner| (*name, inner)))?;
+    message.take(name);
+    Some(inner)
+}
+
+/// The beacon's `props` from what is left of a message: the members of its `properties`
+/// object (`inner`), and beside them the message's other members (`context`, `integrations`,
+/// `$set`, ...); a member whose name a property already uses is kept as `message.NAME`, so
+/// nothing of the message is lost. The values are copied as sent. Within the cap: past it,
+/// [`keep_within`] leaves the largest members out and names them.
+pub fn props(inner: Option<Object<'_>>, rest: Object<'_>) -> (String, Vec<String>) {
+    let inner = inner.unwrap_or_default();
+    let mut text = String::with_capacity(1024);
+    text.push('{');
+    for (name, value) in &inner.members {
+        push_member(&mut text, name, value);
+    }
+    for (name, value) in &rest.members {
+        if inner.contains(name) {
+            push_member(&mut text, &format!("message.{name}"), value);
+        } else {
+            push_member(&mut text, name, value);
+        }
+    }
+    text.push('}');
+    if text.len() <= MAX_PROPS_BYTES {
+        return (text, Vec::new());
+    }
+    match serde_json::from_str::<Map<String, Value>>(&text) {
+        Ok(map) => keep_within(map, MAX_PROPS_BYTES),
+        Err(_) => (
+            String::from("{}"),
+            vec![format!("props ({} bytes)", text.len())],
+        ),
+    }
+}
+
+fn push_member(text: &mut String, name: &str, value: &RawValue) {
+    if text.len() > 1 {
+        text.push(',');
+    }
+    if name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        text.push_str(&Value::from(name).to_string());
+    } else {
+        // The usual name needs no escape: no string of its own for it.
+        text.push('"');
+        text.push_str(name);
+        text.push('"');
+    }
+    text.push(':');
+    text.push_str(value.get());
+}
+
+/// A string or a number of an SDK's message as text (SDKs send ids as either); `None` for
+/// anything else, or an empty string.
+pub fn text(value: Option<&RawValue>) -> Option<String> {
+    let raw = value?.get();
+    match raw.as_bytes().first()? {
+        b'"' => serde_json::from_str::<String>(raw)
+            .ok()
+            .filter(|s| !s.is_empty()),
+        b'-' | b'0'..=b'9' => Some(raw.to_owned()),
+        _ => None,
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// Whether inlet reads `ts` as a time (the beacon's own rule for `ts` strings).
+fn is_rfc3339(ts: &str) -> bool {
+    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::event::{self, Kind};
+
+    fn raw(value: &Value) -> Box<RawValue> {
+        RawValue::from_string(value.to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_beacon_is_inlet_json_with_the_rest_as_props() {
+        let fields = Fields {
+            session_id: "s".into(),
+            event: "e".into(),
+            ts: Some("2024-05-01T10:00:00.123456+00:00".into()),
+            url: Some("https://a.example/".into()),
+            user_id: Some(String::new()),
+            id: Some("m-1".into()),
+            ..Fields::default()
+        };
+        let translated = build(
+            fields,
+            (r#"{"context":{"ip":"1.2.3.4"}}"#.into(), Vec::new()),
+        );
+        let beacon: Value = serde_json::from_str(&translated.json).unwrap();
+        assert_eq!(
+            beacon,
+            json!({"session_id": "s", "event": "e", "ts": "2024-05-01T10:00:00.123456+00:00",
+                   "url": "https://a.example/", "id": "m-1",
+                   "props": {"context": {"ip": "1.2.3.4"}}})
+        );
+        let valid = event::parse(Kind::Beacon, &translated.json).unwrap();
+        assert_eq!(valid.into_beacon().client_ts_ms, 1_714_557_600_123);
+    }
+
+    #[test]
+    fn long_names_and_addresses_are_cut() {
+        let fields = Fields {
+            session_id: "s".into(),
+            event: "é".repeat(40),
+            url: Some(format!("https://a.example/{}", "x".repeat(5000))),
+            ..Fields::default()
+        };
+        let translated = build(fields, ("{}".into(), Vec::new()));
+        let beacon = event::parse(Kind::Beacon, &translated.json)
+            .unwrap()
+            .into_beacon();
+        assert_eq!(beacon.event, "é".repeat(32));
+        assert_eq!(beacon.url.len(), MAX_URL);
+        assert_eq!(beacon.props_json, "");
+    }
+
+    #[test]
+    fn bodies_are_a_message_an_array_or_a_batch() {
+        let text = |m: &Messages| {
+            m.messages
+                .iter()
+                .map(|r| r.get().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let batch = br#"{"batch": [{"a": 1}, {"b": 2}], "writeKey": "k", "sentAt": "x"}"#;
+        let read = messages(batch, "writeKey", 10).unwrap();
+        assert_eq!(read.key.as_deref(), Some("k"));
+        assert_eq!(text(&read), [r#"{"a": 1}"#, r#"{"b": 2}"#]);
+        let read = messages(br#"[{"a": 1}]"#, "writeKey", 10).unwrap();
+        assert_eq!((read.key.is_none(), read.messages.len()), (true, 1));
+        let read = messages(br#"{"event": "e", "api_key": "k"}"#, "api_key", 10).unwrap();
+        assert_eq!(read.key.as_deref(), Some("k"));
+        assert_eq!(text(&read), [r#"{"event": "e", "api_key": "k"}"#]);
+        let codes = [
+            (&b"nope"[..], "malformed_body"),
+            (b"5", "malformed_body"),
+            (br#"{"batch": {}}"#, "malformed_body"),
+            (br#"{"batch": []}"#, "no_events"),
+            (b"[]", "no_events"),
+            (br#"[1, 2, 3]"#, "too_many_events"),
+        ];
+        for (body, code) in codes {
+            let error = messages(body, "writeKey", 2).unwrap_err();
+            assert_eq!(error.code(), code, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn props_are_the_properties_and_the_rest_of_the_message() {
+        let message = raw(&json!({
+            "properties": {"plan": "pro", "context": 1},
+            "traits": {"email": "a@b.example"},
+            "context": {"ip": "1.2.3.4"},
+        }));
+        let mut message = Object::parse(&message).unwrap();
+        let inner = take_object(&mut message, &["properties", "traits"]);
+        let (text, trimmed) = props(inner, message);
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            json!({"plan": "pro", "context": 1, "message.context": {"ip": "1.2.3.4"},
+                   "traits": {"email": "a@b.example"}})
+        );
+        assert!(trimmed.is_empty());
+        let message = raw(&json!({"properties": "odd", "traits": {"a": 1}}));
+        let mut message = Object::parse(&message).unwrap();
+        let inner = take_object(&mut message, &["properties", "traits"]);
+        let (text, _) = props(inner, message);
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            json!({"a": 1, "properties": "odd"})
+        );
+    }
+
+    #[test]
+    fn props_over_the_cap_lose_their_largest_members() {
+        let message = raw(&json!({"properties": {"big": "x".repeat(MAX_PROPS_BYTES), "a": 1}}));
+        let mut message = Object::parse(&message).unwrap();
+        let inner = take_object(&mut message, &["properties"]);
+        let (text, trimmed) = props(inner, message);
+        assert_eq!(text, r#"{"a":1}"#);
+        assert_eq!(trimmed.len(), 1);
+        assert!(trimmed[0].starts_with("big ("), "{trimmed:?}");
+    }
+
+    #[test]
+    fn only_times_inlet_reads_are_taken() {
+        let message = raw(&json!({"t": "2024-05-01T10:00:00Z", "u": "yesterday", "n": 5}));
+        let mut message = Object::parse(&message).unwrap();
+        assert_eq!(
+            take_time(&mut message, "t").as_deref(),
+            Some("2024-05-01T10:00:00Z")
+        );
+        assert_eq!(take_time(&mut message, "u"), None);
+        assert_eq!(take_time(&mut message, "n"), None);
+        let (text, _) = props(None, message);
+        assert_eq!(text, r#"{"n":5,"u":"yesterday"}"#);
+    }
+
+    #[test]
+    fn ids_are_strings_or_numbers() {
+        let text_of = |v: Value| text(Some(&raw(&v)));
+        assert_eq!(text_of(json!("a")).as_deref(), Some("a"));
+        assert_eq!(text_of(json!(42)).as_deref(), Some("42"));
+        assert_eq!(text_of(json!("")), None);
+        assert_eq!(text_of(json!({"a": 1})), None);
+        assert_eq!(text_of(json!(null)), None);
+        assert_eq!(text(None), None);
+    }
+
+    #[test]
+    fn escaped_names_and_duplicates_read_as_a_map_would() {
+        let message =
+            RawValue::from_string(r#"{"a\u0062": 1, "x": 1, "x": 2, "q\"": 3}"#.into()).unwrap();
+        let message = Object::parse(&message).unwrap();
+        assert_eq!(message.get("ab").map(RawValue::get), Some("1"));
+        assert_eq!(message.get("x").map(RawValue::get), Some("2"));
+        let (text, _) = props(None, message);
+        assert_eq!(text, r#"{"ab":1,"x":1,"x":2,"q\"":3}"#);
+    }
+}

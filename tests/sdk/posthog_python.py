@@ -1,0 +1,45 @@
+"""Drives the posthog Python SDK against inlet: a custom event, a pageview, an identify
+($set) and an alias, then flush.
+
+Usage: PYTHONPATH=target/sdk/python python3 posthog_python.py SPEC
+SPEC is JSON: {"host", "key", "run", "ids": [four event UUIDs]}. Events carry the session
+"session-<run>" and the distinct id "user-<run>"; tests/sdk_analytics.rs checks what lands.
+Exits non-zero when the SDK reports an error.
+"""
+
+import json
+import sys
+
+from posthog import Posthog
+
+spec = json.loads(sys.argv[1])
+run, ids = spec["run"], spec["ids"]
+user, session = f"user-{run}", f"session-{run}"
+errors = []
+client = Posthog(
+    spec["key"],
+    host=spec["host"],
+    gzip=spec.get("gzip", False),
+    on_error=lambda error, batch: errors.append(str(error)),
+    max_retries=2,
+    enable_local_evaluation=False,
+)
+client.capture(
+    "signed_up",
+    distinct_id=user,
+    properties={"$session_id": session, "plan": "pro"},
+    uuid=ids[0],
+)
+client.capture(
+    "$pageview",
+    distinct_id=user,
+    properties={"$session_id": session, "$current_url": "https://app.example/home", "$referrer": "https://ref.example/"},
+    uuid=ids[1],
+)
+client.capture("$identify", distinct_id=user, properties={"$set": {"email": "u@app.example"}}, uuid=ids[2])
+client.capture("$create_alias", distinct_id=user, properties={"$session_id": session, "alias": f"alias-{run}"}, uuid=ids[3])
+client.flush()
+client.shutdown()
+if errors:
+    sys.exit("posthog (Python) reported: " + "; ".join(errors))
+print("sent", len(ids))
