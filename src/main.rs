@@ -88,6 +88,8 @@ fn main() -> ExitCode {
 
 /// The sink `config` asks for: the Kafka producer, or the spool in front of it.
 fn sink(config: &Config) -> anyhow::Result<Arc<dyn Sink>> {
+    // The spool counts what its start-up repair found: the recorder must be there first.
+    inlet::metrics::install();
     let kafka = Arc::new(KafkaSink::new(config).context("kafka")?);
     Ok(match Options::from_config(config) {
         Some(options) => Arc::new(SpoolSink::open(options, kafka)?),

@@ -15,7 +15,6 @@
 //! refuses (no permission, the lock held) is an error.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -87,45 +86,82 @@ pub fn lock(dir: &Path) -> anyhow::Result<File> {
     }
 }
 
-/// The checkpoint: the sequence number below which everything was acknowledged (0 if none or
-/// unreadable; an unreadable one is set aside, and the records are delivered again).
-pub fn read_checkpoint(dir: &Path) -> u64 {
-    let path = dir.join(CHECKPOINT);
-    match fs::read(&path) {
-        Ok(bytes) if bytes.len() == 12 => {
-            let seq = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-            if crc32fast::hash(&bytes[..8]).to_le_bytes() == bytes[8..] {
-                return seq;
+/// Bytes of one checkpoint slot: a sequence number and its CRC.
+const SLOT: usize = 12;
+
+/// The checkpoint file: the sequence number below which every record was acknowledged.
+///
+/// Two slots written in turn, in place, each with its CRC; the valid one with the higher
+/// number wins. In place because a full disk must not stop the checkpoint (a new file needs
+/// space; overwriting bytes already allocated does not), and the checkpoint is what frees
+/// space. Two slots because a write torn by a power loss spoils only the one being written.
+#[derive(Debug)]
+pub struct Checkpoint {
+    file: File,
+    next_slot: u64,
+}
+
+impl Checkpoint {
+    /// Opens (or creates, allocated and synced) the checkpoint of `dir`, and reads it: 0 if
+    /// there is none. One that is unreadable is set aside and the records are delivered again.
+    pub fn open(dir: &Path) -> std::io::Result<(Checkpoint, u64)> {
+        let path = dir.join(CHECKPOINT);
+        let bytes = fs::read(&path).unwrap_or_default();
+        let slots: Vec<Option<u64>> = bytes.chunks(SLOT).map(read_slot).collect();
+        let valid = bytes.len() == 2 * SLOT
+            && (slots.iter().any(Option::is_some) || bytes.iter().all(|b| *b == 0));
+        if !valid {
+            if path.exists() {
+                tracing::warn!("unreadable spool checkpoint moved into corrupt/");
+                set_aside_file(dir, &path);
             }
-            set_aside_file(dir, &path);
-            0
+            let file = File::create(&path)?;
+            file.set_len(2 * SLOT as u64)?;
+            file.sync_all()?;
+            sync_dir(dir)?;
         }
-        Ok(_) => {
-            set_aside_file(dir, &path);
-            0
+        let file = OpenOptions::new().write(true).open(&path)?;
+        let (seq, slot) = match (
+            slots.first().copied().flatten(),
+            slots.get(1).copied().flatten(),
+        ) {
+            _ if !valid => (0, 0),
+            (Some(a), Some(b)) if b > a => (b, 1),
+            (Some(a), _) => (a, 0),
+            (None, Some(b)) => (b, 1),
+            (None, None) => (0, 1),
+        };
+        // Write the other slot next, so the one read stays intact until the next one is.
+        Ok((
+            Checkpoint {
+                file,
+                next_slot: 1 - slot,
+            },
+            seq,
+        ))
+    }
+
+    /// Records `seq`. `durable`: synced (before a segment is deleted); without it a process
+    /// crash keeps it, a power loss may bring back the previous one (records delivered
+    /// again, never lost).
+    pub fn write(&mut self, seq: u64, durable: bool) -> std::io::Result<()> {
+        let mut slot = seq.to_le_bytes().to_vec();
+        slot.extend_from_slice(&crc32fast::hash(&slot).to_le_bytes());
+        self.file
+            .write_all_at(&slot, self.next_slot * SLOT as u64)?;
+        if durable {
+            self.file.sync_data()?;
         }
-        Err(_) => 0,
+        self.next_slot = 1 - self.next_slot;
+        Ok(())
     }
 }
 
-/// Writes the checkpoint by renaming a complete new file over the old one, so a crash leaves
-/// the old or the new one, never a mix. `durable`: sync the file and the directory too (before
-/// a segment is deleted); without it a process crash keeps the new one, a power loss may
-/// bring back an older one (records delivered again, never lost).
-pub fn write_checkpoint(dir: &Path, seq: u64, durable: bool) -> std::io::Result<()> {
-    let tmp = dir.join("checkpoint.tmp");
-    let mut bytes = seq.to_le_bytes().to_vec();
-    bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
-    let mut file = File::create(&tmp)?;
-    file.write_all(&bytes)?;
-    if durable {
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, dir.join(CHECKPOINT))?;
-    if durable {
-        sync_dir(dir)?;
-    }
-    Ok(())
+/// The sequence number of one slot, if its CRC checks out.
+fn read_slot(slot: &[u8]) -> Option<u64> {
+    let seq: [u8; 8] = slot.get(..8)?.try_into().ok()?;
+    let crc = slot.get(8..SLOT)?;
+    (crc32fast::hash(&seq).to_le_bytes() == crc).then(|| u64::from_le_bytes(seq))
 }
 
 /// Copies `bytes` (found unreadable at `offset` of `file`) into `corrupt/`. Best effort: a
@@ -155,6 +191,8 @@ fn set_aside_file(dir: &Path, path: &Path) {
 /// What the start-up repair found and left.
 #[derive(Debug)]
 pub struct Recovered {
+    /// The checkpoint file, open.
+    pub checkpoint: Checkpoint,
     /// Segments holding records not yet acknowledged, oldest first.
     pub segments: Vec<Segment>,
     /// The checkpoint.
@@ -171,8 +209,10 @@ pub struct Recovered {
 
 /// Repairs the spool in `dir` (created if missing) and reports what it holds.
 pub fn recover(dir: &Path) -> anyhow::Result<Recovered> {
-    let acked = read_checkpoint(dir);
+    let (checkpoint, acked) = Checkpoint::open(dir)
+        .with_context(|| format!("cannot open the checkpoint in {}", dir.display()))?;
     let mut recovered = Recovered {
+        checkpoint,
         segments: Vec::new(),
         acked,
         next_seq: acked,
@@ -187,9 +227,6 @@ pub fn recover(dir: &Path) -> anyhow::Result<Recovered> {
         match segment_base(&name) {
             Some(base) => bases.push(base),
             None if [LOCK, CHECKPOINT, REJECTED, CORRUPT].contains(&name.as_str()) => {}
-            None if name == "checkpoint.tmp" => {
-                let _ = fs::remove_file(entry.path());
-            }
             None => {
                 let size = entry.metadata().map_or(0, |m| m.len());
                 tracing::warn!(file = %name, size, "not a spool file: moved into corrupt/");
@@ -311,6 +348,10 @@ mod tests {
         (buf, starts)
     }
 
+    fn checkpoint(dir: &Path, seq: u64) {
+        Checkpoint::open(dir).unwrap().0.write(seq, true).unwrap();
+    }
+
     fn aside(dir: &Path) -> usize {
         fs::read_dir(dir.join(CORRUPT)).map_or(0, |d| d.count())
     }
@@ -320,7 +361,7 @@ mod tests {
         let dir = scratch("clean");
         segment(&dir, 0, 0..5);
         segment(&dir, 5, 5..8);
-        write_checkpoint(&dir, 2, true).unwrap();
+        checkpoint(&dir, 2);
         let r = recover(&dir).unwrap();
         assert_eq!((r.acked, r.next_seq, r.records), (2, 8, 6));
         assert_eq!(r.oldest_ms, Some(1002));
@@ -333,7 +374,7 @@ mod tests {
         let dir = scratch("acked");
         segment(&dir, 0, 0..5);
         segment(&dir, 5, 5..8);
-        write_checkpoint(&dir, 5, true).unwrap();
+        checkpoint(&dir, 5);
         let r = recover(&dir).unwrap();
         assert_eq!(
             r.segments,
@@ -400,12 +441,28 @@ mod tests {
     }
 
     #[test]
-    fn the_checkpoint_survives_a_rewrite() {
+    fn the_checkpoint_keeps_the_newest_intact_slot() {
         let dir = scratch("checkpoint");
-        assert_eq!(read_checkpoint(&dir), 0);
-        write_checkpoint(&dir, 41, false).unwrap();
-        write_checkpoint(&dir, 42, true).unwrap();
-        assert_eq!(read_checkpoint(&dir), 42);
+        assert_eq!(Checkpoint::open(&dir).unwrap().1, 0);
+        let (mut c, _) = Checkpoint::open(&dir).unwrap();
+        for seq in [40, 41, 42] {
+            c.write(seq, false).unwrap();
+        }
+        assert_eq!(Checkpoint::open(&dir).unwrap().1, 42);
+        // A torn write spoils the slot being written: the other one still holds 41.
+        let path = dir.join(CHECKPOINT);
+        let mut bytes = fs::read(&path).unwrap();
+        let newest = if read_slot(&bytes[..SLOT]) == Some(42) {
+            0
+        } else {
+            SLOT
+        };
+        bytes[newest + 3] ^= 0xFF;
+        fs::write(&path, &bytes).unwrap();
+        let (mut c, seq) = Checkpoint::open(&dir).unwrap();
+        assert_eq!(seq, 41);
+        c.write(43, true).unwrap();
+        assert_eq!(Checkpoint::open(&dir).unwrap().1, 43);
     }
 
     #[test]

@@ -81,8 +81,9 @@ struct Shared {
     next_seq: AtomicU64,
     /// The checkpoint: every record below it was acknowledged.
     acked: AtomicU64,
-    /// Serialises checkpoint writes (the reader's, and the last one of `close`).
-    checkpoint: Mutex<()>,
+    /// The checkpoint file; its lock serialises checkpoint writes (the reader's, the writer's
+    /// after a roll, and the last one of `close`).
+    checkpoint: Mutex<dir::Checkpoint>,
     /// Records written and not yet acknowledged.
     records: AtomicU64,
     /// Bytes of the segment files.
@@ -136,7 +137,6 @@ impl Shared {
     /// delivered; the oldest one left was written at `oldest_ms`. Writes the checkpoint, and
     /// deletes the segments now wholly acknowledged (after syncing it).
     fn acknowledged(&self, checkpoint: u64, delivered: usize, oldest_ms: u64) {
-        let guard = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
         self.acked.fetch_max(checkpoint, Ordering::AcqRel);
         let left = self.records.fetch_sub(delivered as u64, Ordering::AcqRel) - delivered as u64;
         self.oldest_ms
@@ -144,6 +144,14 @@ impl Shared {
         ::metrics::counter!(metrics::SPOOL_DELIVERED).increment(delivered as u64);
         ::metrics::histogram!(metrics::SPOOL_REPLAY_LAG)
             .record(now_ms().saturating_sub(oldest_ms) as f64 / 1000.0);
+        self.delete_acknowledged();
+    }
+
+    /// Writes the checkpoint, and deletes the segments wholly acknowledged (each but the
+    /// writer's, once the next one starts at or below the checkpoint), after syncing it.
+    fn delete_acknowledged(&self) {
+        let mut file = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
+        let checkpoint = self.acked.load(Ordering::Acquire);
         let deletable: Vec<Segment> = {
             let segments = self.lock_segments();
             segments
@@ -152,15 +160,18 @@ impl Shared {
                 .map(|pair| pair[0])
                 .collect()
         };
-        let durable = !deletable.is_empty();
-        if let Err(error) = dir::write_checkpoint(&self.dir, checkpoint, durable) {
+        if let Err(error) = file.write(checkpoint, !deletable.is_empty()) {
             tracing::error!(%error, "cannot write the spool checkpoint");
             return;
         }
-        drop(guard);
         for segment in deletable {
             self.delete(segment);
         }
+    }
+
+    /// Whether every record written was acknowledged.
+    fn all_acknowledged(&self) -> bool {
+        self.acked.load(Ordering::Acquire) >= self.next_seq.load(Ordering::Acquire)
     }
 
     /// Deletes an acknowledged segment.
@@ -176,9 +187,9 @@ impl Shared {
 
     /// Writes the checkpoint durably (at shutdown).
     fn sync_checkpoint(&self) {
-        let _guard = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
+        let mut file = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
         let acked = self.acked.load(Ordering::Acquire);
-        if let Err(error) = dir::write_checkpoint(&self.dir, acked, true) {
+        if let Err(error) = file.write(acked, true) {
             tracing::error!(%error, "cannot write the spool checkpoint");
         }
     }
@@ -251,7 +262,7 @@ impl SpoolSink {
             appended: Condvar::new(),
             next_seq: AtomicU64::new(recovered.next_seq),
             acked: AtomicU64::new(recovered.acked),
-            checkpoint: Mutex::new(()),
+            checkpoint: Mutex::new(recovered.checkpoint),
             records: AtomicU64::new(recovered.records),
             oldest_ms: AtomicU64::new(recovered.oldest_ms.unwrap_or(0)),
             writable: AtomicBool::new(true),

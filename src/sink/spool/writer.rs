@@ -120,6 +120,7 @@ impl Writer {
             Err(error) => {
                 tracing::error!(%error, "spool write failed: answering spool_unavailable");
                 shared.writable.store(false, Ordering::Release);
+                self.free_space();
                 for append in taken {
                     refuse(append, Failure::SpoolUnavailable);
                 }
@@ -155,6 +156,19 @@ impl Writer {
                 let _ = self.file.set_len(self.len);
                 Err(error)
             }
+        }
+    }
+
+    /// After a failed write: if everything in the writer's own segment was delivered, moves to
+    /// a new one so that the old one can be deleted. (The reader deletes only segments the
+    /// writer left; on a full disk, the space of a delivered current segment is needed too.)
+    fn free_space(&mut self) {
+        if self.len == 0 || !self.shared.all_acknowledged() {
+            return;
+        }
+        match self.roll() {
+            Ok(()) => self.shared.delete_acknowledged(),
+            Err(error) => tracing::error!(%error, "cannot start a new spool segment"),
         }
     }
 
