@@ -57,6 +57,19 @@ METRICS: dict[str, tuple[str, dict[str, set[str] | None]]] = {
     "inlet_http_requests_in_flight": ("gauge", {}),
     "inlet_http_requests_shed_total": ("counter", {}),
     "inlet_http_connections_refused_total": ("counter", {"listener": {"public", "admin"}}),
+    # The spool (INLET_DELIVERY=spool).
+    "inlet_spool_bytes": ("gauge", {}),
+    "inlet_spool_max_bytes": ("gauge", {}),
+    "inlet_spool_records": ("gauge", {}),
+    "inlet_spool_oldest_record_age_seconds": ("gauge", {}),
+    "inlet_spool_replay_lag_seconds": ("histogram", {}),
+    "inlet_spool_ready": ("gauge", {}),
+    "inlet_spool_sync_duration_seconds": ("histogram", {}),
+    "inlet_spool_group_commit_records": ("histogram", {}),
+    "inlet_spool_corrupt_bytes_total": ("counter", {}),
+    "inlet_spool_refusals_total": ("counter", {"reason": {"spool_full", "spool_unavailable"}}),
+    "inlet_spool_delivered_total": ("counter", {}),
+    "inlet_spool_rejected_total": ("counter", {}),
     # Prometheus' own per-target series.
     "up": ("gauge", {}),
 }
@@ -197,6 +210,8 @@ REQUIRED_ALERTS = {
     "InletNoBrokerReachable": ["inlet_kafka_ready"],
     "InletProduceLatencyHigh": ["inlet_kafka_produce_latency_seconds"],
     "InletReplicaDown": ["up"],
+    "InletSpoolNearFull": ["inlet_spool_bytes", "inlet_spool_max_bytes"],
+    "InletSpoolOldestRecordOld": ["inlet_spool_oldest_record_age_seconds"],
 }
 
 
@@ -268,6 +283,13 @@ REQUIRED_DASHBOARD_METRICS = [
     "inlet_build_info",
     "inlet_http_requests_in_flight",
     "inlet_http_requests_shed_total",
+    "inlet_spool_bytes",
+    "inlet_spool_records",
+    "inlet_spool_oldest_record_age_seconds",
+    "inlet_spool_sync_duration_seconds",
+    "inlet_spool_group_commit_records",
+    "inlet_spool_corrupt_bytes_total",
+    "inlet_spool_refusals_total",
 ]
 
 
