@@ -55,6 +55,12 @@ fn main() -> ExitCode {
             config.kafka_brokers = cluster.bootstrap_servers();
         }
         print_dev_banner(&config);
+        if let Some(dir) = &config.spool_dir {
+            println!(
+                "  spool              {} (delivery `spool`)\n",
+                dir.display()
+            );
+        }
         Some(cluster)
     } else {
         None
