@@ -32,6 +32,10 @@ const WINDOW: usize = 4096;
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// How long the reader sleeps when it has caught up, unless woken by the writer.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// Once woken, how long the reader lets more records gather before it reads: a read and a
+/// window per few requests rather than per request, for as long as the Kafka sink's own
+/// linger (the events were answered already; this only delays their arrival in Kafka).
+const GATHER: Duration = Duration::from_millis(5);
 
 /// A record read from the log, ready to produce.
 struct Pending {
@@ -77,7 +81,10 @@ impl Reader {
                     }
                 }
                 Some(_) => {}
-                None => self.shared.wait_for_records(IDLE_WAIT),
+                None => {
+                    self.shared.wait_for_records(IDLE_WAIT);
+                    std::thread::sleep(GATHER);
+                }
             }
         }
     }
