@@ -47,8 +47,9 @@ impl Setup {
         let mut all = vec![
             ("INLET_DELIVERY", "spool"),
             ("INLET_SPOOL_DIR", spool.as_str()),
-            // A window that fails is sent again after this: keep outages short in tests.
-            ("INLET_DELIVERY_TIMEOUT_MS", "2000"),
+            // A window that fails is sent again after this: keep outages short in tests (yet
+            // long enough for Tansu on SQLite on a busy machine).
+            ("INLET_DELIVERY_TIMEOUT_MS", "5000"),
         ];
         all.extend_from_slice(env);
         InletProcess::start(&self.broker.bootstrap(), &self.topics, &all)
@@ -366,9 +367,10 @@ async fn a_full_disk_answers_503_spool_unavailable_never_202_then_recovers() {
     assert_eq!((r.missing, r.out_of_order), (0, 0), "{r}");
 }
 
-/// Damages the spool in `dir`: one byte flipped in the middle of its first segment, a torn
-/// record (a copy of the first one, cut short) appended to it, and a foreign file. Returns the
-/// foreign file's size.
+/// Damages the spool in `dir`: one byte flipped in a record in the middle of its first
+/// segment, a torn record (a copy of the first one, cut short) written after its last record
+/// (in the zero-filled space ahead, where a write a crash cut short would be), and a foreign
+/// file. Returns the foreign file's size.
 fn damage(dir: &Path) -> usize {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -379,12 +381,19 @@ fn damage(dir: &Path) -> usize {
     segments.sort();
     let path = &segments[0];
     let mut bytes = std::fs::read(path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x5A;
-    // A record is `len: u32 LE | crc: u32 | payload`: the first one, cut 5 bytes short.
-    let first_len = 8 + u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
-    let torn = bytes[..first_len - 5].to_vec();
-    bytes.extend_from_slice(&torn);
+    // A record is `len: u32 LE | crc: u32 | payload (len bytes)`; zeros follow the last one.
+    let record_len =
+        |at: usize| 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let mut end = 0;
+    while end + 8 <= bytes.len() && bytes[end..end + 4] != [0; 4] {
+        end += record_len(end);
+    }
+    let torn = bytes[..record_len(0) - 5].to_vec();
+    bytes[end / 2] ^= 0x5A;
+    if bytes.len() < end + torn.len() {
+        bytes.resize(end + torn.len(), 0);
+    }
+    bytes[end..end + torn.len()].copy_from_slice(&torn);
     std::fs::write(path, &bytes).unwrap();
     let garbage = vec![0xEE; 1000];
     std::fs::write(dir.join("stray.bin"), &garbage).unwrap();

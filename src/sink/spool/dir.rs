@@ -370,6 +370,24 @@ mod tests {
     }
 
     #[test]
+    fn the_zeros_written_ahead_are_no_part_of_a_segment() {
+        let dir = scratch("zeros");
+        let (mut buf, _) = segment(&dir, 0, 0..3);
+        let written = buf.len() as u64;
+        buf.resize(buf.len() + 65536, 0);
+        fs::write(segment_path(&dir, 0), &buf).unwrap();
+        let r = recover(&dir).unwrap();
+        assert_eq!((r.records, r.corrupt_bytes), (3, 0));
+        assert_eq!(
+            r.segments,
+            [Segment {
+                base: 0,
+                len: written
+            }]
+        );
+    }
+
+    #[test]
     fn acknowledged_segments_are_deleted() {
         let dir = scratch("acked");
         segment(&dir, 0, 0..5);

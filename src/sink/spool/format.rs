@@ -6,6 +6,9 @@
 //! key_len: u16 | key | value` (integers little-endian): the sequence number makes a record's
 //! place in the log independent of its position in a file (so a record set aside never shifts
 //! the ones after it), and the write time gives the age of the oldest record.
+//!
+//! Segment files are zero-filled ahead of the records (see `writer`), so the log ends where
+//! only zeros follow: no record is all zeros (its length is never 0).
 
 use std::ops::Range;
 
@@ -85,24 +88,28 @@ pub enum Found<'a> {
     Torn(Range<usize>),
 }
 
-/// Reads every record of `buf`. Past a bad one it resynchronises: it looks for the next
-/// offset where an intact record starts, so one bad record never costs the rest of the buffer.
+/// Reads every record of `buf`, up to where only zeros (space written ahead) follow. Past a
+/// bad one it resynchronises: it looks for the next offset where an intact record starts, so
+/// one bad record never costs the rest of the buffer.
 pub fn scan(buf: &[u8]) -> Vec<Found<'_>> {
+    // Where the bytes written end: the zero-filled space after them is no part of the log.
+    let written = buf.iter().rposition(|b| *b != 0).map_or(0, |last| last + 1);
     let mut found = Vec::new();
     let mut at = 0;
-    while at < buf.len() {
+    while at < written {
         if let Some((end, stored)) = read_at(buf, at) {
             found.push(Found::Record(at..end, stored));
             at = end;
             continue;
         }
-        let torn = cut_short(buf, at);
+        // A record cut short by a crash is followed by zeros, not by the rest of it.
+        let torn = cut_short(&buf[..written], at);
         match (at + 1..buf.len()).find(|&next| read_at(buf, next).is_some()) {
             Some(next) => found.push(Found::Corrupt(at..next)),
-            None if torn => found.push(Found::Torn(at..buf.len())),
-            None => found.push(Found::Corrupt(at..buf.len())),
+            None if torn => found.push(Found::Torn(at..written)),
+            None => found.push(Found::Corrupt(at..written)),
         }
-        at = found.last().map_or(buf.len(), |f| f.range().end);
+        at = found.last().map_or(written, |f| f.range().end);
     }
     found
 }
@@ -215,7 +222,11 @@ mod tests {
         for cut in [starts[2] + 3, starts[2] + HEADER + 5, buf.len() - 1] {
             let found = scan(&buf[..cut]);
             assert_eq!(seqs(&found), [10, 11], "cut at {cut}");
-            assert_eq!(found.last(), Some(&Found::Torn(starts[2]..cut)));
+            // The torn record's range ends at its last byte that is not zero.
+            assert!(
+                matches!(found.last(), Some(Found::Torn(r)) if r.start == starts[2] && r.end <= cut),
+                "cut at {cut}: {found:?}"
+            );
         }
     }
 
@@ -252,6 +263,25 @@ mod tests {
             .map(|f| f.range().len())
             .collect();
         assert_eq!(corrupt, [100, 30]);
+    }
+
+    #[test]
+    fn zeros_after_the_records_end_the_log() {
+        let (mut buf, starts) = three();
+        let end = buf.len();
+        buf.resize(end + 4096, 0);
+        assert_eq!(seqs(&scan(&buf)), [10, 11, 12]);
+        assert_eq!(scan(&buf).last().unwrap().range().end, end);
+        // A write torn by a crash, in zero-filled space, is a torn tail.
+        let mut torn = buf[..starts[2] + 20].to_vec();
+        torn.resize(end + 4096, 0);
+        let found = scan(&torn);
+        assert_eq!(seqs(&found), [10, 11]);
+        assert!(
+            matches!(found.last(), Some(Found::Torn(r)) if r.start == starts[2]),
+            "{found:?}"
+        );
+        assert_eq!(scan(&[0; 100]), []);
     }
 
     #[test]

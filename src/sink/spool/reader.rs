@@ -28,6 +28,8 @@ use crate::sink::{Failure, Record, Sink};
 
 /// Records produced at once, at most.
 const WINDOW: usize = 4096;
+/// The smallest window, after failures.
+const MIN_WINDOW: usize = 64;
 /// Pause before a window whose delivery failed is sent again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// How long the reader sleeps when it has caught up, unless woken by the writer.
@@ -51,6 +53,8 @@ pub struct Reader {
     runtime: tokio::runtime::Runtime,
     base: u64,
     offset: u64,
+    /// Records of the next window.
+    window: usize,
 }
 
 impl Reader {
@@ -66,6 +70,7 @@ impl Reader {
             runtime,
             base,
             offset: 0,
+            window: WINDOW,
         })
     }
 
@@ -74,10 +79,8 @@ impl Reader {
         while !self.shared.stopping() {
             match self.next_records() {
                 Some(pending) if !pending.is_empty() => {
-                    for window in pending.chunks(WINDOW) {
-                        if !self.deliver(window) {
-                            return;
-                        }
+                    if !self.deliver(&pending) {
+                        return;
                     }
                 }
                 Some(_) => {}
@@ -155,49 +158,63 @@ impl Reader {
         pending
     }
 
-    /// Delivers `window` until every record is acknowledged or set aside; false if the spool
-    /// stopped first.
-    fn deliver(&self, window: &[Pending]) -> bool {
-        let mut from = 0;
-        while from < window.len() {
+    /// Delivers `pending` a window at a time until every record is acknowledged or set aside;
+    /// false if the spool stopped first. A window that fails is sent again from its first
+    /// unacknowledged record, smaller (so a slow broker still sees progress: the window halves
+    /// down to [`MIN_WINDOW`]), and grows back as windows succeed.
+    fn deliver(&mut self, pending: &[Pending]) -> bool {
+        let mut rest = pending;
+        while !rest.is_empty() {
             if self.shared.stopping() {
                 return false;
             }
-            let records = window[from..].iter().map(|p| p.record.clone()).collect();
-            let outcomes = self.runtime.block_on(self.kafka.send(records, true));
-            let mut failed = None;
-            for (i, outcome) in outcomes.into_iter().enumerate() {
-                match outcome {
-                    Ok(()) => {}
-                    Err(Failure::TooLarge) => self.reject(&window[from + i]),
-                    Err(failure) => {
-                        failed = Some((from + i, failure));
-                        break;
-                    }
+            let window = &rest[..self.window.min(rest.len())];
+            let (done, failure) = self.send(window);
+            rest = &rest[done..];
+            match failure {
+                None => self.window = (self.window * 2).min(WINDOW),
+                Some(failure) => {
+                    tracing::warn!(
+                        failure = failure.as_str(),
+                        waiting = rest.len(),
+                        "spool delivery failed: sending again from the first unacknowledged record"
+                    );
+                    self.shared.delivery_failed();
+                    self.window = (self.window / 2).max(MIN_WINDOW);
+                    std::thread::sleep(RETRY_PAUSE);
                 }
             }
-            let done = failed.map_or(window.len(), |(at, _)| at);
-            if done > from {
-                // The first record still waiting, or (all acknowledged) the last one's
-                // successor; its write time, or the last acknowledged one's, for the age.
-                let (checkpoint, oldest_ms) = match window.get(done) {
-                    Some(p) => (p.seq, p.written_at_ms),
-                    None => (window[done - 1].seq + 1, window[done - 1].written_at_ms),
-                };
-                self.shared.acknowledged(checkpoint, done - from, oldest_ms);
-            }
-            if let Some((at, failure)) = failed {
-                tracing::warn!(
-                    failure = failure.as_str(),
-                    waiting = window.len() - at,
-                    "spool delivery failed: sending again from the first unacknowledged record"
-                );
-                self.shared.delivery_failed();
-                std::thread::sleep(RETRY_PAUSE);
-            }
-            from = done;
         }
         true
+    }
+
+    /// Produces `window` once and moves the checkpoint over its acknowledged prefix; how many
+    /// records that prefix holds, and why the record after it failed.
+    fn send(&self, window: &[Pending]) -> (usize, Option<Failure>) {
+        let records = window.iter().map(|p| p.record.clone()).collect();
+        let outcomes = self.runtime.block_on(self.kafka.send(records, true));
+        let mut failed = None;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok(()) => {}
+                Err(Failure::TooLarge) => self.reject(&window[i]),
+                Err(failure) => {
+                    failed = Some((i, failure));
+                    break;
+                }
+            }
+        }
+        let done = failed.map_or(window.len(), |(at, _)| at);
+        if done > 0 {
+            // The first record still waiting, or (all acknowledged) the last one's successor;
+            // its write time, or the last acknowledged one's, for the age.
+            let (checkpoint, oldest_ms) = match window.get(done) {
+                Some(p) => (p.seq, p.written_at_ms),
+                None => (window[done - 1].seq + 1, window[done - 1].written_at_ms),
+            };
+            self.shared.acknowledged(checkpoint, done, oldest_ms);
+        }
+        (done, failed.map(|(_, failure)| failure))
     }
 
     /// Keeps a record the broker refused for good in the `rejected` file, so it is neither
