@@ -490,3 +490,59 @@ async fn drain_delivers_a_spool_and_a_second_process_is_refused() {
     let r = setup.reconcile("drain", &sent, 0).await;
     assert_eq!((r.missing, r.out_of_order), (0, 0), "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_runs_under_spool() {
+    let spool = temp_dir("spool-dev").join("spool");
+    let (port, admin) = (common::free_port(), common::free_port());
+    let mut child = inlet_command()
+        .args(["--dev", "--delivery", "spool", "--spool-dir"])
+        .arg(&spool)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut banner = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.contains("(delivery `spool`)") {
+                break;
+            }
+        }
+        banner
+    })
+    .await
+    .unwrap();
+    assert!(banner.contains(&spool.display().to_string()), "{banner}");
+
+    let url = format!("http://127.0.0.1:{port}");
+    common::gateway::wait_ready(&reqwest::Client::new(), &url, String::new).await;
+    let answer = Answer::from_response_lossy(
+        reqwest::Client::new()
+            .post(format!("{url}/v1/beacons"))
+            .bearer_auth("dev-token")
+            .header("content-type", "application/json")
+            .body(r#"{"session_id":"dev-1","event":"page_view"}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{answer:?}");
+    assert!(
+        spool.join("lock").exists(),
+        "the spool is in {}",
+        spool.display()
+    );
+
+    common::process::signal(&child, "TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(60), String::new);
+    assert_eq!(status.code(), Some(0));
+}
