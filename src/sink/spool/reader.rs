@@ -30,6 +30,9 @@ use crate::sink::{Failure, Record, Sink};
 const WINDOW: usize = 4096;
 /// The smallest window, after failures.
 const MIN_WINDOW: usize = 64;
+/// Bytes read from a segment at once (more only for one record larger than this): what the
+/// reader holds in memory when it is behind.
+const READ_CHUNK: u64 = 4 << 20;
 /// Pause before a window whose delivery failed is sent again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// How long the reader sleeps when it has caught up, unless woken by the writer.
@@ -55,6 +58,8 @@ pub struct Reader {
     offset: u64,
     /// Records of the next window.
     window: usize,
+    /// Bytes of the next read.
+    chunk: u64,
 }
 
 impl Reader {
@@ -71,6 +76,7 @@ impl Reader {
             base,
             offset: 0,
             window: WINDOW,
+            chunk: READ_CHUNK,
         })
     }
 
@@ -111,15 +117,24 @@ impl Reader {
             self.offset = 0;
             return Some(Vec::new());
         }
-        let bytes = self.read(segment)?;
-        self.offset = segment.len;
-        Some(self.parse(segment, &bytes))
+        let left = segment.len - self.offset;
+        let bytes = self.read(segment, left.min(self.chunk))?;
+        let whole = bytes.len() as u64 == left;
+        let (pending, consumed) = self.parse(segment, &bytes, whole);
+        if consumed == 0 && !whole {
+            // One record larger than the chunk: read more of it next time.
+            self.chunk *= 2;
+        } else {
+            self.chunk = READ_CHUNK;
+        }
+        self.offset += consumed as u64;
+        Some(pending)
     }
 
-    /// The bytes of `segment` from the reader's offset to its written end.
-    fn read(&self, segment: Segment) -> Option<Vec<u8>> {
+    /// `len` bytes of `segment` from the reader's offset.
+    fn read(&self, segment: Segment, len: u64) -> Option<Vec<u8>> {
         let path = dir::segment_path(&self.shared.dir, segment.base);
-        let mut bytes = vec![0; (segment.len - self.offset) as usize];
+        let mut bytes = vec![0; len as usize];
         let result =
             std::fs::File::open(&path).and_then(|f| f.read_exact_at(&mut bytes, self.offset));
         match result {
@@ -132,12 +147,23 @@ impl Reader {
         }
     }
 
-    /// The records of `bytes` not yet acknowledged; unreadable bytes (damaged since they were
-    /// written) are set aside and counted.
-    fn parse(&self, segment: Segment, bytes: &[u8]) -> Vec<Pending> {
+    /// The records of `bytes` not yet acknowledged, and how many bytes they and what was set
+    /// aside cover; unreadable bytes (damaged since they were written) are set aside and
+    /// counted. Unless the bytes run to the end of what is written (`whole`), what follows the
+    /// last whole record may be one cut by the end of the read: it is left for the next.
+    fn parse(&self, segment: Segment, bytes: &[u8], whole: bool) -> (Vec<Pending>, usize) {
         let acked = self.shared.acked.load(Ordering::Acquire);
+        let mut found = format::scan(bytes);
+        while !whole && matches!(found.last(), Some(Found::Corrupt(_) | Found::Torn(_))) {
+            found.pop();
+        }
+        let consumed = if whole {
+            bytes.len()
+        } else {
+            found.last().map_or(0, |f| f.range().end)
+        };
         let mut pending = Vec::new();
-        for found in format::scan(bytes) {
+        for found in found {
             match found {
                 Found::Record(_, stored) if stored.seq >= acked => pending.push(Pending {
                     seq: stored.seq,
@@ -155,7 +181,7 @@ impl Reader {
                 }
             }
         }
-        pending
+        (pending, consumed)
     }
 
     /// Delivers `pending` a window at a time until every record is acknowledged or set aside;
