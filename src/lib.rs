@@ -16,7 +16,9 @@
 //!      protobuf [`proto::Envelope`];
 //!    - **key**: [`key`] derives the shard key (session id or account id);
 //!    - **produce**: [`sink`] hands the batch to librdkafka and waits for the broker's acks
-//!      (or only for the enqueue), pushing back with 503 when the local queue stays full.
+//!      (or only for the enqueue), pushing back with 503 when the local queue stays full; under
+//!      `spool` delivery it writes the batch durably to a local log instead, which a
+//!      background reader produces to Kafka.
 //! 5. **respond**: [`error`] says why something was not accepted, as types; `http::reply`
 //!    turns answers and errors into HTTP once.
 //!
