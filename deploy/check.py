@@ -62,6 +62,19 @@ METRICS: dict[str, tuple[str, dict[str, set[str] | None]]] = {
     "inlet_quota_fallbacks_total": ("counter", {}),
     "inlet_dead_letters_total": ("counter", {"token": None, "code": None}),
     "inlet_dead_letters_dropped_total": ("counter", {}),
+    # The spool (INLET_DELIVERY=spool).
+    "inlet_spool_bytes": ("gauge", {}),
+    "inlet_spool_max_bytes": ("gauge", {}),
+    "inlet_spool_records": ("gauge", {}),
+    "inlet_spool_oldest_record_age_seconds": ("gauge", {}),
+    "inlet_spool_replay_lag_seconds": ("histogram", {}),
+    "inlet_spool_ready": ("gauge", {}),
+    "inlet_spool_sync_duration_seconds": ("histogram", {}),
+    "inlet_spool_group_commit_records": ("histogram", {}),
+    "inlet_spool_corrupt_bytes_total": ("counter", {}),
+    "inlet_spool_refusals_total": ("counter", {"reason": {"spool_full", "spool_unavailable"}}),
+    "inlet_spool_delivered_total": ("counter", {}),
+    "inlet_spool_rejected_total": ("counter", {}),
     # Prometheus' own per-target series.
     "up": ("gauge", {}),
 }
@@ -202,6 +215,8 @@ REQUIRED_ALERTS = {
     "InletNoBrokerReachable": ["inlet_kafka_ready"],
     "InletProduceLatencyHigh": ["inlet_kafka_produce_latency_seconds"],
     "InletReplicaDown": ["up"],
+    "InletSpoolNearFull": ["inlet_spool_bytes", "inlet_spool_max_bytes"],
+    "InletSpoolOldestRecordOld": ["inlet_spool_oldest_record_age_seconds"],
 }
 
 
@@ -274,6 +289,13 @@ REQUIRED_DASHBOARD_METRICS = [
     "inlet_http_requests_in_flight",
     "inlet_http_requests_shed_total",
     "inlet_dead_letters_total",
+    "inlet_spool_bytes",
+    "inlet_spool_records",
+    "inlet_spool_oldest_record_age_seconds",
+    "inlet_spool_sync_duration_seconds",
+    "inlet_spool_group_commit_records",
+    "inlet_spool_corrupt_bytes_total",
+    "inlet_spool_refusals_total",
 ]
 
 

@@ -219,7 +219,7 @@ fi
 # Kubernetes
 check "k8s: probes, preStop, grace period, security context, resources, config and tokens mounts, selectors, ServiceMonitor (structure)" \
     "$PY" deploy/check.py k8s
-k8s_files=(deploy/k8s/{deployment,service,hpa,pdb,configmap,secret}.yaml)
+k8s_files=(deploy/k8s/{deployment,service,hpa,pdb,configmap,secret}.yaml deploy/k8s-spool/statefulset.yaml)
 k8s_validate() {   # k8s_validate VERSION FILE...: every file's resources pass, strictly
     local version=$1 out
     shift
@@ -235,13 +235,24 @@ for version in "${K8S_VERSIONS[@]}"; do
 done
 skip "k8s: servicemonitor.yaml is a prometheus-operator CRD, for which kubernetes-validate has no schema: checked structurally above"
 if have kubectl; then
-    kustomize_validate() {
-        kubectl kustomize deploy/k8s >"$work/rendered.yaml" || return 1
-        mkdir -p "$work/rendered"
-        "$PY" deploy/check.py k8s-split "$work/rendered.yaml" "$work/rendered" >/dev/null || return 1
-        k8s_validate "${K8S_VERSIONS[-1]}" "$work"/rendered/*.yaml
+    kustomize_validate() {   # kustomize_validate DIR: renders DIR, validates every resource
+        local dir=$1 out="$work/rendered-${1//\//-}"
+        kubectl kustomize "$dir" >"$out.yaml" || return 1
+        mkdir -p "$out"
+        "$PY" deploy/check.py k8s-split "$out.yaml" "$out" >/dev/null || return 1
+        k8s_validate "${K8S_VERSIONS[-1]}" "$out"/*.yaml
     }
-    check "k8s: kubectl kustomize deploy/k8s renders; its output passes kubernetes-validate --strict" kustomize_validate
+    check "k8s: kubectl kustomize deploy/k8s renders; its output passes kubernetes-validate --strict" \
+        kustomize_validate deploy/k8s
+    spool_variant() {   # the StatefulSet replaces the Deployment and the HPA
+        kustomize_validate deploy/k8s-spool || return 1
+        local kinds
+        kinds=$(grep -h '^kind:' "$work"/rendered-deploy-k8s-spool/*.yaml | sort | tr '\n' ' ')
+        [[ $kinds == *"kind: StatefulSet"* && $kinds != *"kind: Deployment"* \
+            && $kinds != *"kind: HorizontalPodAutoscaler"* ]] || { echo "kinds: $kinds"; return 1; }
+    }
+    check "k8s-spool: kubectl kustomize renders the StatefulSet variant (no Deployment, no HPA); passes kubernetes-validate --strict" \
+        spool_variant
 else
     skip "k8s: kubectl not installed: kustomization.yaml not rendered (its resources are checked to exist)"
 fi

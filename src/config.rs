@@ -36,6 +36,21 @@ pub struct Cli {
 pub enum Command {
     /// Consume a topic and print each message decoded from protobuf as one JSON line.
     Tail(crate::tail::TailArgs),
+    /// Deliver what a spool directory holds to Kafka, and exit 0 once it is empty (non-zero,
+    /// with a count, if it cannot). For a replica being retired.
+    Drain(DrainArgs),
+}
+
+/// `inlet drain`: the spool to empty; Kafka and the topics come from the usual settings.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The spool directory to deliver.
+    #[arg(long)]
+    pub spool_dir: PathBuf,
+    /// Give up (exit 1, counting what is left) after this many milliseconds [default: no limit;
+    /// a delivery that fails for `delivery_timeout_ms` ends the drain anyway]
+    #[arg(long)]
+    pub deadline_ms: Option<u64>,
 }
 
 /// When inlet answers an ingest request.
@@ -46,6 +61,27 @@ pub enum Delivery {
     Ack,
     /// Answer 202 once every accepted event is in librdkafka's queue.
     Enqueue,
+    /// Answer 202 once every accepted event is durably in the local spool, which delivers it.
+    Spool,
+}
+
+/// When the spool syncs its log, as set (`spool_fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// Before every answer (group-committed).
+    Always,
+    /// At least every `spool_fsync_interval_ms`.
+    Interval,
+}
+
+/// When the spool syncs its log, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolFsync {
+    /// Before every answer: an answered event survives a power loss.
+    Always,
+    /// At least this often: a power loss may lose that much, a process crash nothing.
+    Interval(Duration),
 }
 
 /// Kafka compression codec.
@@ -130,6 +166,18 @@ pub struct Settings {
     /// When to answer: after the broker's ack (200), or once queued (202) [default: ack]
     #[arg(long, env = "INLET_DELIVERY", value_enum)]
     pub delivery: Option<Delivery>,
+    /// The spool's directory (required under `spool`; under --dev a temporary one if unset)
+    #[arg(long, env = "INLET_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Disk the spool may use, in bytes; past it 503 `spool_full` [default: 8589934592]
+    #[arg(long, env = "INLET_SPOOL_MAX_BYTES")]
+    pub spool_max_bytes: Option<u64>,
+    /// When the spool syncs: before every answer, or at least every interval [default: always]
+    #[arg(long, env = "INLET_SPOOL_FSYNC", value_enum)]
+    pub spool_fsync: Option<FsyncMode>,
+    /// Under `spool_fsync = interval`, the longest time between syncs [default: 100]
+    #[arg(long, env = "INLET_SPOOL_FSYNC_INTERVAL_MS")]
+    pub spool_fsync_interval_ms: Option<u64>,
     /// Kafka compression codec [default: lz4]
     #[arg(long, env = "INLET_COMPRESSION", value_enum)]
     pub compression: Option<Compression>,
@@ -291,6 +339,11 @@ pub struct Config {
     pub topic_beacons: String,
     pub topic_occurrences: String,
     pub delivery: Delivery,
+    /// The spool's directory; `Some` exactly when `delivery` is `spool`.
+    pub spool_dir: Option<PathBuf>,
+    /// Bytes the spool may take on disk.
+    pub spool_max_bytes: u64,
+    pub spool_fsync: SpoolFsync,
     pub compression: Compression,
     pub linger: Duration,
     pub enqueue_wait: Duration,
@@ -346,6 +399,16 @@ impl Config {
     /// Merges the flags/environment (`cli`) over the file's settings, applies defaults and
     /// validates. `dev` relaxes the requirement of brokers and a token registry.
     pub fn resolve(cli: Settings, file: Settings, dev: bool) -> anyhow::Result<Config> {
+        Config::resolve_for(cli, file, dev, true)
+    }
+
+    /// As [`Config::resolve`]; `serving: false` (for `inlet drain`) needs no token registry.
+    pub fn resolve_for(
+        cli: Settings,
+        file: Settings,
+        dev: bool,
+        serving: bool,
+    ) -> anyhow::Result<Config> {
         macro_rules! pick {
             ($field:ident, $default:expr) => {
                 cli.$field.or(file.$field).unwrap_or_else(|| $default)
@@ -367,7 +430,7 @@ impl Config {
             );
         }
         let tokens_file = cli.tokens_file.or(file.tokens_file);
-        if tokens_file.is_none() && !dev {
+        if tokens_file.is_none() && !dev && serving {
             bail!(
                 "tokens_file: no token registry configured. Set INLET_TOKENS_FILE=/path/tokens.toml \
                  (or `tokens_file` in the config file, or --tokens-file)"
@@ -379,6 +442,19 @@ impl Config {
         } else {
             ("0.0.0.0:8080", "0.0.0.0:9100")
         };
+        let delivery = pick!(delivery, Delivery::Ack);
+        let spool_dir = match (delivery, cli.spool_dir.clone().or(file.spool_dir.clone())) {
+            (Delivery::Spool, Some(dir)) => Some(dir),
+            // A directory of its own for each run: a --dev spool is for trying `spool` out.
+            (Delivery::Spool, None) if dev => Some(
+                std::env::temp_dir().join(format!("inlet-dev-spool-{}", std::process::id())),
+            ),
+            (Delivery::Spool, None) => bail!(
+                "spool_dir: delivery `spool` needs a directory. Set INLET_SPOOL_DIR=/var/lib/inlet/spool \
+                 (or `spool_dir` in the config file, or --spool-dir)"
+            ),
+            _ => None,
+        };
         let config = Config {
             listen: pick!(listen, listen_default.parse().expect("valid default")),
             admin_listen: pick!(admin_listen, admin_default.parse().expect("valid default")),
@@ -386,7 +462,15 @@ impl Config {
             tokens_file,
             topic_beacons: pick!(topic_beacons, "inlet.beacons".into()),
             topic_occurrences: pick!(topic_occurrences, "inlet.occurrences".into()),
-            delivery: pick!(delivery, Delivery::Ack),
+            delivery,
+            spool_dir,
+            spool_max_bytes: pick!(spool_max_bytes, 8 << 30),
+            spool_fsync: match pick!(spool_fsync, FsyncMode::Always) {
+                FsyncMode::Always => SpoolFsync::Always,
+                FsyncMode::Interval => {
+                    SpoolFsync::Interval(Duration::from_millis(pick!(spool_fsync_interval_ms, 100)))
+                }
+            },
             compression: pick!(compression, Compression::Lz4),
             linger: Duration::from_millis(pick!(linger_ms, 5)),
             enqueue_wait: Duration::from_millis(pick!(enqueue_wait_ms, 1000)),
@@ -499,6 +583,12 @@ impl Config {
         if self.shutdown_delay > self.shutdown_grace {
             bail!("shutdown_delay_ms: must not exceed shutdown_grace_ms");
         }
+        if self.spool_max_bytes < 1 << 20 && self.spool_dir.is_some() {
+            bail!("spool_max_bytes: must be at least 1048576");
+        }
+        if matches!(self.spool_fsync, SpoolFsync::Interval(i) if i.is_zero()) {
+            bail!("spool_fsync_interval_ms: must be positive");
+        }
         if self.delivery_timeout < Duration::from_millis(100) {
             bail!("delivery_timeout_ms: must be at least 100");
         }
@@ -555,6 +645,19 @@ pub fn load(cli: &mut Cli) -> anyhow::Result<Config> {
     Config::resolve(std::mem::take(&mut cli.settings), file, cli.dev)
 }
 
+/// Loads the configuration `inlet drain` needs: Kafka and the topics from the usual sources,
+/// delivery `spool` over `args`' directory, and no token registry.
+pub fn load_for_drain(cli: &mut Cli, args: &DrainArgs) -> anyhow::Result<Config> {
+    let file = match &cli.config {
+        Some(path) => read_file(path)?,
+        None => Settings::default(),
+    };
+    let mut settings = std::mem::take(&mut cli.settings);
+    settings.delivery = Some(Delivery::Spool);
+    settings.spool_dir = Some(args.spool_dir.clone());
+    Config::resolve_for(settings, file, false, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,6 +687,30 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("INLET_KAFKA_BROKERS"), "{text}");
         assert!(text.contains("--dev"), "{text}");
+    }
+
+    #[test]
+    fn spool_needs_a_directory_except_in_dev() {
+        let settings = || Settings {
+            kafka_brokers: Some("k:9092".into()),
+            tokens_file: Some("t".into()),
+            delivery: Some(Delivery::Spool),
+            ..Default::default()
+        };
+        let err = Config::resolve(settings(), Settings::default(), false).unwrap_err();
+        assert!(err.to_string().contains("INLET_SPOOL_DIR"), "{err}");
+        let dev = Config::resolve(settings(), Settings::default(), true).unwrap();
+        assert!(dev.spool_dir.is_some());
+        assert_eq!(dev.spool_max_bytes, 8 << 30);
+        assert_eq!(dev.spool_fsync, SpoolFsync::Always);
+        let f =
+            file("spool_dir = \"/s\"\nspool_fsync = \"interval\"\nspool_fsync_interval_ms = 50\n");
+        let c = Config::resolve(settings(), f, false).unwrap();
+        assert_eq!(
+            c.spool_fsync,
+            SpoolFsync::Interval(Duration::from_millis(50))
+        );
+        assert_eq!(c.spool_dir, Some(PathBuf::from("/s")));
     }
 
     #[test]

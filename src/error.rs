@@ -240,6 +240,8 @@ fn failure_code(failure: Failure) -> &'static str {
         Failure::TimedOut => "delivery_timed_out",
         Failure::Broker => "delivery_failed",
         Failure::ShuttingDown => "shutting_down",
+        Failure::SpoolFull => "spool_full",
+        Failure::SpoolUnavailable => "spool_unavailable",
     }
 }
 
@@ -250,6 +252,8 @@ fn failure_message(failure: Failure) -> &'static str {
         Failure::TimedOut => "the broker did not acknowledge the event in time; retry later",
         Failure::Broker => "the broker refused the event; retry later",
         Failure::ShuttingDown => "inlet is shutting down; retry on another replica",
+        Failure::SpoolFull => "inlet's spool is full while Kafka is unreachable; retry later",
+        Failure::SpoolUnavailable => "inlet could not write to its spool; retry later",
     }
 }
 
@@ -257,6 +261,8 @@ fn failure_message(failure: Failure) -> &'static str {
 pub fn failure_retry_after_secs(failure: Failure) -> u64 {
     match failure {
         Failure::QueueFull => 1,
+        // A full spool empties only as fast as Kafka takes it back.
+        Failure::SpoolFull => 30,
         _ => 5,
     }
 }

@@ -18,9 +18,11 @@
 //!      protobuf [`proto::Envelope`];
 //!    - **key**: [`key`] derives the shard key (session id or account id);
 //!    - **produce**: [`sink`] hands the batch to librdkafka and waits for the broker's acks
-//!      (or only for the enqueue), pushing back with 503 when the local queue stays full;
-//!      [`fleet::dedupe`] first takes out events whose client id was accepted already, and
-//!      [`fleet::dead_letters`] keeps the invalid ones on their own topic.
+//!      (or only for the enqueue), pushing back with 503 when the local queue stays full; under
+//!      `spool` delivery it writes the batch durably to a local log instead, which a
+//!      background reader produces to Kafka. [`fleet::dedupe`] first takes out events whose
+//!      client id was accepted already, and [`fleet::dead_letters`] keeps the invalid ones on
+//!      their own topic.
 //! 5. **respond**: [`error`] says why something was not accepted, as types; `http::reply`
 //!    turns answers and errors into HTTP once.
 //!

@@ -9,14 +9,20 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
-use inlet::config::{self, Cli, Command, LogFormat};
+use inlet::config::{self, Cli, Command, Config, DrainArgs, LogFormat};
 use inlet::sink::kafka::KafkaSink;
+use inlet::sink::spool::{Options, SpoolSink};
+use inlet::sink::Sink;
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    if let Some(Command::Tail(args)) = cli.command.take() {
-        init_logging(LogFormat::Text);
-        return report(inlet::tail::run(args));
+    match cli.command.take() {
+        Some(Command::Tail(args)) => {
+            init_logging(LogFormat::Text);
+            return report(inlet::tail::run(args));
+        }
+        Some(Command::Drain(args)) => return drain(&mut cli, &args),
+        None => {}
     }
     let mut config = match config::load(&mut cli) {
         Ok(config) => config,
@@ -52,6 +58,12 @@ fn main() -> ExitCode {
             config.kafka_brokers = cluster.bootstrap_servers();
         }
         print_dev_banner(&config);
+        if let Some(dir) = &config.spool_dir {
+            println!(
+                "  spool              {} (delivery `spool`)\n",
+                dir.display()
+            );
+        }
         Some(cluster)
     } else {
         None
@@ -74,12 +86,60 @@ fn main() -> ExitCode {
                 .await
                 .with_context(|| format!("admin_listen: cannot bind {}", config.admin_listen))?,
         };
-        let sink = Arc::new(KafkaSink::new(&config).context("kafka")?);
+        let sink = sink(&config)?;
         let (first, second) = signals()?;
         inlet::server::run(config, tokens, sink, listeners, first, second).await
     });
     // Do not wait on a flush a forced exit abandoned.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    report(result)
+}
+
+/// The sink `config` asks for: the Kafka producer, or the spool in front of it.
+fn sink(config: &Config) -> anyhow::Result<Arc<dyn Sink>> {
+    // The spool counts what its start-up repair found: the recorder must be there first.
+    inlet::metrics::install();
+    let kafka = Arc::new(KafkaSink::new(config).context("kafka")?);
+    Ok(match Options::from_config(config) {
+        Some(options) => Arc::new(SpoolSink::open(options, kafka)?),
+        None => kafka,
+    })
+}
+
+/// `inlet drain`: delivers the spool, then exits 0 once it is empty; 1 (counting what is
+/// left) when the deadline passes or a delivery fails for `delivery_timeout`.
+fn drain(cli: &mut Cli, args: &DrainArgs) -> ExitCode {
+    let config = match config::load_for_drain(cli, args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("inlet: invalid configuration: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    let result = (|| {
+        let kafka = Arc::new(KafkaSink::new(&config).context("kafka")?);
+        let options = Options::from_config(&config).context("spool_dir")?;
+        let spool = SpoolSink::open(options, kafka)?;
+        let deadline = args
+            .deadline_ms
+            .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms));
+        while spool.records() > 0 {
+            if spool.delivery_failures() > 0 {
+                anyhow::bail!("{} records not delivered: Kafka did not acknowledge them within delivery_timeout_ms; they stay in the spool", spool.records());
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                anyhow::bail!(
+                    "{} records not delivered by the deadline; they stay in the spool",
+                    spool.records()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        spool.close(std::time::Duration::ZERO);
+        eprintln!("inlet: the spool in {} is empty", args.spool_dir.display());
+        Ok(())
+    })();
     report(result)
 }
 

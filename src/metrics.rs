@@ -69,8 +69,39 @@ pub const QUOTA_FALLBACKS: &str = "inlet_quota_fallbacks_total";
 /// Always 1, labelled with the `version`.
 pub const BUILD_INFO: &str = "inlet_build_info";
 
+// ---- the spool (`INLET_DELIVERY=spool`) ----
+
+/// Bytes of the spool's segment files.
+pub const SPOOL_BYTES: &str = "inlet_spool_bytes";
+/// `spool_max_bytes`, for alerts on how full the spool is.
+pub const SPOOL_MAX_BYTES: &str = "inlet_spool_max_bytes";
+/// Records in the spool not yet acknowledged by the broker.
+pub const SPOOL_RECORDS: &str = "inlet_spool_records";
+/// Age of the oldest record not yet acknowledged (0 when none).
+pub const SPOOL_OLDEST_AGE: &str = "inlet_spool_oldest_record_age_seconds";
+/// Replay lag: how long records stayed in the spool until the broker acknowledged them (one
+/// sample per delivered window, its oldest record).
+pub const SPOOL_REPLAY_LAG: &str = "inlet_spool_replay_lag_seconds";
+/// 1 while the spool is writable and under 90 % full (its readiness), else 0.
+pub const SPOOL_WRITABLE: &str = "inlet_spool_ready";
+/// Duration of one sync of the log.
+pub const SPOOL_SYNC_DURATION: &str = "inlet_spool_sync_duration_seconds";
+/// Records written by one group commit.
+pub const SPOOL_GROUP_COMMIT_RECORDS: &str = "inlet_spool_group_commit_records";
+/// Bytes found unreadable (bad checksum, impossible length, foreign file) and moved aside.
+pub const SPOOL_CORRUPT_BYTES: &str = "inlet_spool_corrupt_bytes_total";
+/// Requests the spool refused, by `reason` (spool_full, spool_unavailable).
+pub const SPOOL_REFUSALS: &str = "inlet_spool_refusals_total";
+/// Records delivered from the spool (acknowledged by the broker).
+pub const SPOOL_DELIVERED: &str = "inlet_spool_delivered_total";
+/// Records the broker refused for good (too large), kept in the spool's `rejected` file.
+pub const SPOOL_REJECTED: &str = "inlet_spool_rejected_total";
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const RECORDS_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
 ];
 const BYTES_BUCKETS: &[f64] = &[
     256.0,
@@ -93,6 +124,9 @@ pub fn install() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), BYTES_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_records".into()), RECORDS_BUCKETS)
                 })
                 .expect("bucket lists are non-empty")
                 .install_recorder()
@@ -190,7 +224,54 @@ pub fn install() -> PrometheusHandle {
                 QUOTA_FALLBACKS,
                 "Requests charged locally because Redis was unreachable."
             );
+            describe_spool();
             handle
         })
         .clone()
+}
+
+/// Describes the spool's metrics.
+fn describe_spool() {
+    use metrics::Unit;
+    metrics::describe_gauge!(
+        SPOOL_BYTES,
+        Unit::Bytes,
+        "Bytes of the spool's segment files."
+    );
+    metrics::describe_gauge!(SPOOL_MAX_BYTES, Unit::Bytes, "The spool's limit in bytes.");
+    metrics::describe_gauge!(SPOOL_RECORDS, "Records in the spool not yet acknowledged.");
+    metrics::describe_gauge!(
+        SPOOL_OLDEST_AGE,
+        Unit::Seconds,
+        "Age of the oldest record not yet acknowledged."
+    );
+    metrics::describe_histogram!(
+        SPOOL_REPLAY_LAG,
+        Unit::Seconds,
+        "Time records stayed in the spool until acknowledged."
+    );
+    metrics::describe_gauge!(
+        SPOOL_WRITABLE,
+        "1 while the spool is writable and under 90 % full."
+    );
+    metrics::describe_histogram!(
+        SPOOL_SYNC_DURATION,
+        Unit::Seconds,
+        "Duration of one spool sync."
+    );
+    metrics::describe_histogram!(
+        SPOOL_GROUP_COMMIT_RECORDS,
+        "Records written by one group commit."
+    );
+    metrics::describe_counter!(
+        SPOOL_CORRUPT_BYTES,
+        Unit::Bytes,
+        "Unreadable spool bytes moved aside."
+    );
+    metrics::describe_counter!(SPOOL_REFUSALS, "Requests the spool refused, by reason.");
+    metrics::describe_counter!(SPOOL_DELIVERED, "Records delivered from the spool.");
+    metrics::describe_counter!(
+        SPOOL_REJECTED,
+        "Records the broker refused for good, kept in the spool's rejected file."
+    );
 }

@@ -4,7 +4,8 @@
 //! Shutdown, once the `shutdown` future resolves, goes through the [`Phase`]s within the grace
 //! period: not ready (still serving for `shutdown_delay`, 0 by default, while load balancers
 //! notice); draining (the public listener stops accepting, new ingest requests get 503, and
-//! in-flight requests finish); flushing (the producer delivers what is queued). Past the grace,
+//! in-flight requests finish); flushing (the producer delivers what is queued; under `spool`,
+//! the spool delivers for the rest of the grace and keeps the rest on disk). Past the grace,
 //! inlet logs what it could not deliver and returns an error (exit status 1). A second signal
 //! (`force`) ends the wait at once, with the same count.
 
@@ -192,7 +193,9 @@ async fn drain(state: &AppState, public: Server) -> usize {
     let undelivered = tokio::task::spawn_blocking(move || sink.close(within))
         .await
         .unwrap_or(usize::MAX);
-    if undelivered == 0 {
+    if state.config.delivery == crate::config::Delivery::Spool {
+        // The spool's close logs what it delivered and what stays on disk; none is at risk.
+    } else if undelivered == 0 {
         tracing::info!("producer flushed: every accepted event was delivered");
     } else {
         tracing::error!(undelivered, "grace period over: events were not delivered");

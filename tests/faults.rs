@@ -9,33 +9,19 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::answer::Answer;
 use common::broker::Broker;
 use common::gateway::{create_topics, event_ids, landed, temp_dir, topics, Gateway, SDK};
-use common::load::{reconcile, Load, Reconciliation, Report};
+use common::load::{reconcile, under_load, Load, Reconciliation, Report};
 use common::process::{kafka_and_process, InletProcess};
 use common::request::Request;
 use common::unused_address;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use serde_json::json;
-
-/// Runs `load` in the background while `fault` runs (it injects the fault and waits as long
-/// as the load should go on), then stops the load; returns its report and what `fault` returned.
-async fn under_load<T>(load: Load, fault: impl std::future::Future<Output = T>) -> (Report, T) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = tokio::spawn({
-        let stop = stop.clone();
-        async move { load.run(stop).await }
-    });
-    let outcome = fault.await;
-    stop.store(true, Ordering::Relaxed);
-    (running.await.expect("load task"), outcome)
-}
 
 /// Reads the topic back and reconciles it with the load's report.
 async fn reconcile_topic(

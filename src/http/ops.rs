@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::config::Delivery;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -12,17 +13,18 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: 200 while a broker is reachable and inlet is not draining, else 503, so a load
-/// balancer sends traffic only where it can be produced.
+/// `GET /readyz`: 200 while the sink can take events (a broker is reachable; under `spool`, the
+/// spool is writable and under 90 % full) and inlet is not draining, else 503, so a load
+/// balancer sends traffic only where it can be accepted.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     if !state.shutdown.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else if !state.sink.ready() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no Kafka broker reachable\n",
-        )
-            .into_response()
+        let why = match state.config.delivery {
+            Delivery::Spool => "spool not writable or over 90% full\n",
+            Delivery::Ack | Delivery::Enqueue => "no Kafka broker reachable\n",
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
     } else {
         (StatusCode::OK, "ready\n").into_response()
     }

@@ -47,7 +47,7 @@ pub async fn pixel(
         .await?;
     let status = match answer.delivery {
         Delivery::Ack => StatusCode::OK,
-        Delivery::Enqueue => StatusCode::ACCEPTED,
+        Delivery::Enqueue | Delivery::Spool => StatusCode::ACCEPTED,
     };
     let mut response = (status, GIF).into_response();
     let h = response.headers_mut();

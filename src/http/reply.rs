@@ -30,7 +30,7 @@ impl IntoResponse for Answer {
         let status = match (self.rejected.is_empty(), self.delivery) {
             (false, _) => StatusCode::MULTI_STATUS,
             (true, Delivery::Ack) => StatusCode::OK,
-            (true, Delivery::Enqueue) => StatusCode::ACCEPTED,
+            (true, Delivery::Enqueue | Delivery::Spool) => StatusCode::ACCEPTED,
         };
         let body = Accounting {
             accepted: self.accepted,

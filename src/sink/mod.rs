@@ -1,9 +1,11 @@
-//! Where accepted events go: the [`Sink`] seam and its Kafka implementation.
+//! Where accepted events go: the [`Sink`] seam, its Kafka implementation, and the durable
+//! spool in front of it (`INLET_DELIVERY=spool`).
 //!
 //! Handlers build a batch of [`Record`]s and hand it over in one call; the sink answers with one
 //! [`Outcome`] per record, in order, so a response can say exactly which events were accepted.
 
 pub mod kafka;
+pub mod spool;
 #[cfg(test)]
 pub mod memory;
 
@@ -36,6 +38,10 @@ pub enum Failure {
     Broker,
     /// inlet is shutting down and no longer produces.
     ShuttingDown,
+    /// The spool is at `spool_max_bytes`.
+    SpoolFull,
+    /// The spool could not write or sync the events (disk full, I/O error).
+    SpoolUnavailable,
 }
 
 impl Failure {
@@ -47,6 +53,8 @@ impl Failure {
             Failure::TimedOut => "timed_out",
             Failure::Broker => "broker",
             Failure::ShuttingDown => "shutting_down",
+            Failure::SpoolFull => "spool_full",
+            Failure::SpoolUnavailable => "spool_unavailable",
         }
     }
 }
@@ -62,7 +70,8 @@ pub trait Sink: Send + Sync {
     /// Produces `records`; resolves when each is acknowledged (`wait_for_ack`) or enqueued,
     /// with one outcome per record, in order.
     fn send(&self, records: Vec<Record>, wait_for_ack: bool) -> BoxFuture<'_, Vec<Outcome>>;
-    /// Whether a broker answered recently.
+    /// Whether the sink can take events: a broker answered recently (Kafka), or the spool is
+    /// writable and has room.
     fn ready(&self) -> bool;
     /// Stops taking new records, delivers what is queued within `timeout`, and returns how many
     /// events could not be delivered. Blocking.

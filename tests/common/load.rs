@@ -177,6 +177,19 @@ fn fates(a: &Answer, n: usize) -> Vec<Fate> {
     }
 }
 
+/// Runs `load` in the background while `fault` runs (it injects the fault and waits as long
+/// as the load should go on), then stops the load; returns its report and what `fault` returned.
+pub async fn under_load<T>(load: Load, fault: impl std::future::Future<Output = T>) -> (Report, T) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn({
+        let stop = stop.clone();
+        async move { load.run(stop).await }
+    });
+    let outcome = fault.await;
+    stop.store(true, Ordering::Relaxed);
+    (running.await.expect("load task"), outcome)
+}
+
 /// What was sent against what Kafka holds.
 #[derive(Debug, Default)]
 pub struct Reconciliation {

@@ -15,7 +15,8 @@ const ENVELOPE_OVERHEAD: usize = 64 * 1024;
 /// `librdkafka` ones, which win).
 pub fn producer_properties(config: &Config) -> Vec<(String, String)> {
     let message_timeout = match config.delivery {
-        Delivery::Ack => config.delivery_timeout.as_millis().to_string(),
+        // Under `spool` the reader waits for each window's acks and sends again what failed.
+        Delivery::Ack | Delivery::Spool => config.delivery_timeout.as_millis().to_string(),
         // Under `enqueue` an accepted event must survive broker outages: retry it for as long as
         // the process lives; a full queue pushes back on clients instead.
         Delivery::Enqueue => "0".into(),

@@ -1,0 +1,548 @@
+//! The durable spool (`INLET_DELIVERY=spool`) end to end: the inlet binary as a process, a
+//! Tansu broker on SQLite storage that is stopped and started again, and the spool's own
+//! directory damaged, filled and locked. Every test reads the topic back and prints its
+//! reconciliation (sent, answered 202, refused by code, found in Kafka, missing, duplicated,
+//! out of order); none may miss an event answered 202.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::answer::Answer;
+use common::broker::Broker;
+use common::gateway::{create_topics, landed, temp_dir, topics, SDK};
+use common::load::{reconcile, under_load, Fate, Load, Reconciliation, Report, Sent};
+use common::process::{inlet_command, wait_exit, InletProcess};
+use serde_json::json;
+
+/// The reader's window: a crash may duplicate at most the records in flight, one window.
+const WINDOW: usize = 4096;
+
+/// A broker on SQLite storage (it survives being stopped), this test's topics on it, and a
+/// spool directory.
+struct Setup {
+    broker: Broker,
+    topics: (String, String),
+    spool: PathBuf,
+}
+
+impl Setup {
+    async fn new(test: &str) -> Setup {
+        let dir = temp_dir(&format!("spool-{test}"));
+        let broker = Broker::start_sqlite(&dir.join("broker"));
+        let topics = topics(test);
+        create_topics(&broker.bootstrap(), &[&topics.0, &topics.1]).await;
+        Setup {
+            broker,
+            topics,
+            spool: dir.join("spool"),
+        }
+    }
+
+    /// inlet under `spool` on this setup's directory, with `env` on top; listening.
+    fn inlet(&self, env: &[(&str, &str)]) -> InletProcess {
+        let spool = self.spool.to_string_lossy().into_owned();
+        let mut all = vec![
+            ("INLET_DELIVERY", "spool"),
+            ("INLET_SPOOL_DIR", spool.as_str()),
+            // A window that fails is sent again after this: keep outages short in tests (yet
+            // long enough for Tansu on SQLite on a busy machine).
+            ("INLET_DELIVERY_TIMEOUT_MS", "5000"),
+        ];
+        all.extend_from_slice(env);
+        InletProcess::start(&self.broker.bootstrap(), &self.topics, &all)
+    }
+
+    /// Starts the broker again if it is stopped.
+    fn broker_up(&mut self) {
+        if !self.broker.is_running() {
+            self.broker.restart();
+        }
+    }
+
+    /// Reads the beacons topic back, expecting the events of `sent` answered 202 but `lost`,
+    /// and prints and returns the reconciliation.
+    async fn reconcile(&self, name: &str, sent: &[Sent], lost: usize) -> Reconciliation {
+        let accepted = sent.iter().filter(|e| e.fate == Fate::Accepted).count() - lost;
+        let consumed = landed(
+            &self.broker.bootstrap(),
+            &self.topics.0,
+            accepted,
+            Duration::from_secs(3),
+        )
+        .await;
+        let r = reconcile(sent, &consumed);
+        println!("spool {name}: {r}");
+        r
+    }
+}
+
+/// The value of the unlabelled sample `name` in a metrics text, 0 if absent.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until `inlet`'s spool holds no record (two looks a gauge period apart), at most 2 min.
+async fn wait_drained(inlet: &InletProcess) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut empty_looks = 0;
+    while empty_looks < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the spool did not drain:\n{}",
+            inlet.log()
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let text = inlet.metrics().await;
+        if text.contains("inlet_spool_records") && metric(&text, "inlet_spool_records") == 0.0 {
+            empty_looks += 1;
+        } else {
+            empty_looks = 0;
+        }
+    }
+}
+
+/// `/readyz` statuses every 100 ms for `during`.
+async fn readiness(url: &str, during: Duration) -> Vec<u16> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + during;
+    let mut statuses = Vec::new();
+    while Instant::now() < deadline {
+        let status = http.get(format!("{url}/readyz")).send().await;
+        statuses.push(status.map_or(0, |r| r.status().as_u16()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    statuses
+}
+
+/// Sends one request of `n` beacons of `session` from `seq` on, as the load does; returns the
+/// status, the error code and each event's fate.
+async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    session: &str,
+    seq: u64,
+    n: usize,
+) -> (u16, String, Option<String>, Vec<Sent>) {
+    let events: Vec<_> = (seq..seq + n as u64)
+        .map(|j| json!({"session_id": session, "event": "tick", "id": format!("{session}-{j}"), "props": {"seq": j, "pad": "x".repeat(200)}}))
+        .collect();
+    let response = http
+        .post(format!("{url}/v1/beacons"))
+        .bearer_auth(SDK)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&events).unwrap())
+        .send()
+        .await
+        .expect("inlet answers");
+    let answer = Answer::from_response_lossy(response).await;
+    let (status, code) = (answer.status, answer.code().to_owned());
+    let retry_after = answer.header("retry-after").map(str::to_owned);
+    let fate = match status {
+        202 => Fate::Accepted,
+        _ => Fate::Rejected(status, code.clone()),
+    };
+    let sent = (0..n as u64)
+        .map(|i| Sent {
+            id: format!("{session}-{}", seq + i),
+            session: session.to_owned(),
+            seq: seq + i,
+            fate: fate.clone(),
+        })
+        .collect();
+    (status, code, retry_after, sent)
+}
+
+fn accepted(report: &Report) -> usize {
+    report
+        .events
+        .iter()
+        .filter(|e| e.fate == Fate::Accepted)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_outage_is_spooled_answered_202_and_delivered_in_order() {
+    let mut setup = Setup::new("outage").await;
+    let inlet = setup.inlet(&[]);
+    inlet.wait_ready().await;
+    setup.broker.stop();
+
+    let mut load = Load::new(&inlet.url, SDK);
+    load.sessions = 200;
+    load.pause = Duration::from_millis(50);
+    let (report, ready) = under_load(load, readiness(&inlet.url, Duration::from_secs(4))).await;
+    println!(
+        "outage: {} events in {} requests, slowest answer {:?}",
+        report.events.len(),
+        report.requests,
+        report.slowest
+    );
+    assert!(
+        ready.iter().all(|s| *s == 200),
+        "/readyz during the outage: {ready:?}"
+    );
+    assert!(
+        report.events.len() >= 1000,
+        "{} events",
+        report.events.len()
+    );
+    assert_eq!(accepted(&report), report.events.len(), "every event 202");
+    let during = inlet.metrics().await;
+    assert!(metric(&during, "inlet_spool_records") > 0.0, "{during}");
+
+    setup.broker_up();
+    wait_drained(&inlet).await;
+    let r = setup.reconcile("outage", &report.events, 0).await;
+    assert_eq!((r.missing, r.out_of_order), (0, 0), "{r}");
+    assert_eq!(r.duplicated, 0, "no crash, no duplicate: {r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_at_random_moments_loses_nothing_answered() {
+    const ROUNDS: usize = 20;
+    let mut setup = Setup::new("sigkill").await;
+    let mut sent = Vec::new();
+    for round in 0..ROUNDS {
+        // Half of the rounds with the broker down: the spool only fills.
+        if round % 2 == 1 {
+            setup.broker.stop();
+        } else {
+            setup.broker_up();
+        }
+        let inlet = setup.inlet(&[]);
+        inlet.wait_ready().await;
+        let mut load = Load::new(&inlet.url, SDK);
+        load.sessions = 10;
+        load.pause = Duration::from_millis(20);
+        let kill_after = Duration::from_millis(rand::random_range(200..900));
+        let (report, ()) = under_load(load, async {
+            tokio::time::sleep(kill_after).await;
+            inlet.signal("KILL");
+        })
+        .await;
+        drop(inlet);
+        sent.extend(report.events);
+    }
+    setup.broker_up();
+    let inlet = setup.inlet(&[]);
+    wait_drained(&inlet).await;
+    let r = setup.reconcile("sigkill", &sent, 0).await;
+    assert!(r.accepted > 1000, "{r}");
+    assert_eq!((r.missing, r.out_of_order), (0, 0), "{r}");
+    assert!(
+        r.duplicated <= ROUNDS * WINDOW,
+        "duplicates past one window per crash: {r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_spool_answers_503_spool_full_then_202_once_delivered() {
+    let mut setup = Setup::new("full").await;
+    let inlet = setup.inlet(&[("INLET_SPOOL_MAX_BYTES", "1048576")]);
+    inlet.wait_ready().await;
+    setup.broker.stop();
+    let http = reqwest::Client::new();
+    let mut sent = Vec::new();
+    let mut seq = 0;
+    let (retry_after, readyz) = loop {
+        assert!(seq < 100_000, "the spool never filled");
+        let (status, code, retry_after, events) = send(&http, &inlet.url, "full", seq, 50).await;
+        sent.extend(events);
+        seq += 50;
+        if status != 202 {
+            assert_eq!((status, code.as_str()), (503, "spool_full"));
+            let readyz = http.get(format!("{}/readyz", inlet.url)).send().await;
+            break (retry_after, readyz.unwrap().status().as_u16());
+        }
+    };
+    assert!(retry_after.is_some(), "503 spool_full without Retry-After");
+    assert_eq!(readyz, 503, "/readyz of a spool over 90 % full");
+
+    setup.broker_up();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _, _, events) = send(&http, &inlet.url, "full", seq, 50).await;
+        sent.extend(events);
+        seq += 50;
+        if status == 202 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} once the broker was back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_drained(&inlet).await;
+    let r = setup.reconcile("spool_full", &sent, 0).await;
+    assert!(r.rejected.keys().any(|k| k == "503 spool_full"), "{r}");
+    assert_eq!((r.missing, r.out_of_order), (0, 0), "{r}");
+}
+
+/// A tmpfs mounted over a directory, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` over `dir`, or fails saying what it needs.
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "`mount -t tmpfs` failed ({status}): this test fills a real disk and needs root \
+             (run the tests as root, as CI does)"
+        );
+        Tmpfs(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_answers_503_spool_unavailable_never_202_then_recovers() {
+    let mut setup = Setup::new("disk").await;
+    // The disk (1 MiB) fills before the spool's own limit (8 MiB) does.
+    let _disk = Tmpfs::mount(&setup.spool, "1m");
+    let inlet = setup.inlet(&[("INLET_SPOOL_MAX_BYTES", "8388608")]);
+    inlet.wait_ready().await;
+    setup.broker.stop();
+    let http = reqwest::Client::new();
+    let mut sent = Vec::new();
+    let mut seq = 0;
+    loop {
+        assert!(seq < 100_000, "the disk never filled");
+        let (status, code, retry_after, events) = send(&http, &inlet.url, "disk", seq, 50).await;
+        sent.extend(events);
+        seq += 50;
+        if status != 202 {
+            assert_eq!((status, code.as_str()), (503, "spool_unavailable"));
+            assert!(retry_after.is_some(), "503 without Retry-After");
+            break;
+        }
+    }
+    let readyz = http.get(format!("{}/readyz", inlet.url)).send().await;
+    assert_eq!(
+        readyz.unwrap().status().as_u16(),
+        503,
+        "/readyz on a full disk"
+    );
+
+    setup.broker_up();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _, _, events) = send(&http, &inlet.url, "disk", seq, 50).await;
+        sent.extend(events);
+        seq += 50;
+        if status == 202 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} once the broker was back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_drained(&inlet).await;
+    let r = setup.reconcile("disk_full", &sent, 0).await;
+    assert!(
+        r.rejected.keys().any(|k| k == "503 spool_unavailable"),
+        "{r}"
+    );
+    assert_eq!((r.missing, r.out_of_order), (0, 0), "{r}");
+}
+
+/// Damages the spool in `dir`: one byte flipped in a record in the middle of its first
+/// segment, a torn record (a copy of the first one, cut short) written after its last record
+/// (in the zero-filled space ahead, where a write a crash cut short would be), and a foreign
+/// file. Returns the foreign file's size.
+fn damage(dir: &Path) -> usize {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .collect();
+    segments.sort();
+    let path = &segments[0];
+    let mut bytes = std::fs::read(path).unwrap();
+    // A record is `len: u32 LE | crc: u32 | payload (len bytes)`; zeros follow the last one.
+    let record_len =
+        |at: usize| 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let mut end = 0;
+    while end + 8 <= bytes.len() && bytes[end..end + 4] != [0; 4] {
+        end += record_len(end);
+    }
+    let torn = bytes[..record_len(0) - 5].to_vec();
+    bytes[end / 2] ^= 0x5A;
+    if bytes.len() < end + torn.len() {
+        bytes.resize(end + torn.len(), 0);
+    }
+    bytes[end..end + torn.len()].copy_from_slice(&torn);
+    std::fs::write(path, &bytes).unwrap();
+    let garbage = vec![0xEE; 1000];
+    std::fs::write(dir.join("stray.bin"), &garbage).unwrap();
+    garbage.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_damaged_spool_is_repaired_counted_and_drained() {
+    let mut setup = Setup::new("corrupt").await;
+    setup.broker.stop();
+    let mut inlet = setup.inlet(&[]);
+    inlet.wait_ready().await;
+    let http = reqwest::Client::new();
+    let mut sent = Vec::new();
+    for request in 0..40 {
+        let (status, _, _, events) = send(&http, &inlet.url, "corrupt", request * 10, 10).await;
+        assert_eq!(status, 202);
+        sent.extend(events);
+    }
+    inlet.signal("KILL");
+    inlet.wait(Duration::from_secs(10));
+    let garbage = damage(&setup.spool);
+
+    // inlet starts on the damaged spool, serves, and counts what it set aside.
+    setup.broker_up();
+    let inlet = setup.inlet(&[]);
+    inlet.wait_ready().await;
+    let (status, _, _, events) = send(&http, &inlet.url, "corrupt", 400, 10).await;
+    assert_eq!(status, 202, "serving after the repair");
+    sent.extend(events);
+    wait_drained(&inlet).await;
+    let text = inlet.metrics().await;
+    let corrupt = metric(&text, "inlet_spool_corrupt_bytes_total");
+    assert!(corrupt > garbage as f64, "corrupt bytes counted: {corrupt}");
+    let aside = std::fs::read_dir(setup.spool.join("corrupt"))
+        .unwrap()
+        .count();
+    assert_eq!(aside, 2, "the bad record and the foreign file set aside");
+
+    // Every intact record is delivered: only the one record the flipped byte hit is missing.
+    let r = setup.reconcile("corruption", &sent, 1).await;
+    assert_eq!(r.missing, 1, "one record (one event) lost to the flip: {r}");
+    assert_eq!(r.out_of_order, 0, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drain_delivers_a_spool_and_a_second_process_is_refused() {
+    let mut setup = Setup::new("drain").await;
+    setup.broker.stop();
+    let inlet = setup.inlet(&[]);
+    inlet.wait_ready().await;
+    let http = reqwest::Client::new();
+    let mut sent = Vec::new();
+    for request in 0..20 {
+        let (status, _, _, events) = send(&http, &inlet.url, "drain", request * 5, 5).await;
+        assert_eq!(status, 202);
+        sent.extend(events);
+    }
+
+    // While it runs, the directory is its alone.
+    let brokers = setup.broker.bootstrap();
+    let (spool, topics) = (setup.spool.clone(), setup.topics.clone());
+    let drain = |timeout_ms: &str| {
+        let mut cmd = inlet_command();
+        cmd.args(["drain", "--spool-dir"])
+            .arg(&spool)
+            .env("INLET_KAFKA_BROKERS", &brokers)
+            .env("INLET_TOPIC_BEACONS", &topics.0)
+            .env("INLET_TOPIC_OCCURRENCES", &topics.1)
+            .env("INLET_DELIVERY_TIMEOUT_MS", timeout_ms)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let refused = drain("2000").output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("in use by another inlet"), "{stderr}");
+    inlet.signal("TERM");
+    drop(inlet);
+
+    // Broker down: the drain cannot deliver, says how many are left, and fails.
+    let mut child = drain("1000").spawn().unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(30), String::new);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("100 records not delivered"), "{stderr}");
+
+    setup.broker_up();
+    let done = drain("5000").output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+    let r = setup.reconcile("drain", &sent, 0).await;
+    assert_eq!((r.missing, r.out_of_order), (0, 0), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_runs_under_spool() {
+    let spool = temp_dir("spool-dev").join("spool");
+    let (port, admin) = (common::free_port(), common::free_port());
+    let mut child = inlet_command()
+        .args(["--dev", "--delivery", "spool", "--spool-dir"])
+        .arg(&spool)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut banner = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.contains("(delivery `spool`)") {
+                break;
+            }
+        }
+        banner
+    })
+    .await
+    .unwrap();
+    assert!(banner.contains(&spool.display().to_string()), "{banner}");
+
+    let url = format!("http://127.0.0.1:{port}");
+    common::gateway::wait_ready(&reqwest::Client::new(), &url, String::new).await;
+    let answer = Answer::from_response_lossy(
+        reqwest::Client::new()
+            .post(format!("{url}/v1/beacons"))
+            .bearer_auth("dev-token")
+            .header("content-type", "application/json")
+            .body(r#"{"session_id":"dev-1","event":"page_view"}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{answer:?}");
+    assert!(
+        spool.join("lock").exists(),
+        "the spool is in {}",
+        spool.display()
+    );
+
+    common::process::signal(&child, "TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(60), String::new);
+    assert_eq!(status.code(), Some(0));
+}
