@@ -56,6 +56,9 @@ pub const KAFKA_ERRORS: &str = "inlet_kafka_errors_total";
 pub const TOKEN_RELOADS: &str = "inlet_token_registry_reloads_total";
 /// Always 1, labelled with the `version`.
 pub const BUILD_INFO: &str = "inlet_build_info";
+/// What an SDK endpoint received, by `source` (the protocol) and `type` (Sentry item types,
+/// `item` for Rollbar, `notice` for Honeybadger), produced or not.
+pub const SDK_ITEMS: &str = "inlet_sdk_items_total";
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -110,6 +113,10 @@ pub fn install() -> PrometheusHandle {
                 "Ingest request body size as sent, by route."
             );
             metrics::describe_counter!(EVENTS, "Events by kind and outcome.");
+            metrics::describe_counter!(
+                SDK_ITEMS,
+                "What an SDK endpoint received, by source and item type, produced or not."
+            );
             metrics::describe_counter!(
                 RATE_LIMITED,
                 "Requests refused by a token's rate limit, by token id."

@@ -7,6 +7,11 @@
 //! `props` (beacons) or `custom` (occurrences), within their cap ([`keep_within`]): an SDK's
 //! event is never refused for the size of its extras.
 
+pub mod honeybadger;
+pub mod report;
+pub mod rollbar;
+pub mod sentry;
+
 use serde_json::{Map, Value};
 
 pub use crate::pipeline::{Translated, Untranslated};

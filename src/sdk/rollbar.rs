@@ -1,0 +1,200 @@
+//! Rollbar: an item (`POST /api/1/item/`, `{"access_token": ..., "data": {...}}`) as its SDKs
+//! write it, translated into an occurrence.
+
+use serde_json::{Map, Value};
+
+use super::report::{self, take, take_string, FrameFields, Innermost, Occurrence, Report};
+use crate::event::Invalid;
+
+/// Where a Rollbar stack frame keeps inlet's frame fields (the same names).
+const FRAME: FrameFields = FrameFields {
+    filename: &["filename"],
+    lineno: "lineno",
+    colno: "colno",
+    method: "method",
+};
+
+/// A Rollbar request body, read: the key it may carry, and its item translated.
+#[derive(Debug)]
+pub struct Item {
+    /// The body's `access_token`, for an SDK that does not send `X-Rollbar-Access-Token`.
+    pub access_token: Option<String>,
+    pub report: Report,
+}
+
+/// Reads a Rollbar request body; fails, with why, only when it is not a JSON object.
+pub fn item(body: &[u8]) -> Result<Item, String> {
+    let mut payload = report::object(body).map_err(|invalid| invalid.message)?;
+    let access_token = take_string(&mut payload, &["access_token"]);
+    let report = match payload.remove("data") {
+        Some(Value::Object(data)) => translate(data),
+        _ => Report::untranslated(
+            Invalid::new("missing_field", "`data` (an object) is required"),
+            body,
+        ),
+    };
+    Ok(Item {
+        access_token,
+        report,
+    })
+}
+
+/// An item's `data` as an occurrence.
+fn translate(mut rest: Map<String, Value>) -> Report {
+    let given = take_string(&mut rest, &["uuid"]);
+    let id = report::event_id(given, &mut rest, "uuid");
+    let mut occurrence = Occurrence::new(level(&mut rest));
+    if let Some((class, message, frames)) = exception(&mut rest) {
+        occurrence.exception(class, message, frames, &FRAME, Innermost::Last);
+    }
+    occurrence.set(
+        "message",
+        take_string(&mut rest, &["body", "message", "body"]),
+    );
+    for name in [
+        "environment",
+        "platform",
+        "language",
+        "code_version",
+        "fingerprint",
+    ] {
+        occurrence.set(name, take_string(&mut rest, &[name]));
+    }
+    let timestamp = rest.get("timestamp").and_then(report::seconds_to_ms);
+    if timestamp.is_some() {
+        rest.remove("timestamp");
+    }
+    occurrence.timestamp(timestamp);
+    occurrence.finish(id, rest)
+}
+
+/// Rollbar's levels are inlet's; an item without one, or with another, is an `error` (the
+/// latter's own level stays in `custom`).
+fn level(rest: &mut Map<String, Value>) -> &'static str {
+    let level = match rest.get("level").and_then(Value::as_str) {
+        None => return "error",
+        Some("critical") => "critical",
+        Some("error") => "error",
+        Some("warning" | "warn") => "warning",
+        Some("info") => "info",
+        Some("debug") => "debug",
+        Some(_) => return "error",
+    };
+    rest.remove("level");
+    level
+}
+
+/// `body.trace`, else the first of `body.trace_chain` (the one raised; the others, its causes,
+/// stay in `custom`): the exception's class and message, and the frames.
+fn exception(rest: &mut Map<String, Value>) -> Option<(String, Option<String>, Vec<Value>)> {
+    let mut trace = match take(rest, &["body", "trace"]) {
+        Some(Value::Object(trace)) => trace,
+        _ => {
+            let chain = rest
+                .get_mut("body")?
+                .get_mut("trace_chain")?
+                .as_array_mut()?;
+            let first = match chain.first() {
+                Some(Value::Object(_)) => chain.remove(0),
+                _ => return None,
+            };
+            if chain.is_empty() {
+                take(rest, &["body", "trace_chain"]);
+            }
+            first.as_object()?.clone()
+        }
+    };
+    let class = take_string(&mut trace, &["exception", "class"]).unwrap_or_else(|| "Error".into());
+    let message = take_string(&mut trace, &["exception", "message"]);
+    let frames = match trace.remove("frames") {
+        Some(Value::Array(frames)) => frames,
+        _ => Vec::new(),
+    };
+    Some((class, message, frames))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const EXCEPTION: &[u8] =
+        include_bytes!("../../tests/sdk/payloads/rollbar/python-exception.json");
+    const MESSAGE: &[u8] = include_bytes!("../../tests/sdk/payloads/rollbar/python-message.json");
+
+    fn translated(item: &Item) -> Value {
+        serde_json::from_str(&item.report.event.as_ref().unwrap().json).unwrap()
+    }
+
+    #[test]
+    fn pyrollbar_exception_maps_its_fields() {
+        let item = item(EXCEPTION).unwrap();
+        assert_eq!(item.access_token.as_deref(), Some("abc123"));
+        assert_eq!(
+            item.report.id.to_string(),
+            "0b378c1f-ab50-426a-9e01-e0dc31088f64"
+        );
+        let o = translated(&item);
+        assert_eq!(o["level"], "error");
+        assert_eq!(o["uuid"], "0b378c1f-ab50-426a-9e01-e0dc31088f64");
+        assert_eq!(o["exception"]["class"], "ValueError");
+        assert!(o["exception"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a number R1"));
+        let frames = o["exception"]["frames"].as_array().unwrap();
+        assert_eq!(frames.last().unwrap()["method"], "parse");
+        assert_eq!(frames.last().unwrap()["lineno"], 22);
+        assert_eq!(o["environment"], "staging");
+        assert_eq!(o["language"], "python 3.11.7");
+        assert_eq!(o["code_version"], "1.4.2");
+        assert_eq!(o["timestamp"], 1_795_984_221_000_i64);
+        assert_eq!(o["custom"]["notifier"]["name"], "pyrollbar");
+        assert!(
+            o["custom"].get("body").is_none(),
+            "the mapped body is repeated"
+        );
+        assert!(o["custom"].get("access_token").is_none(), "the key is kept");
+    }
+
+    #[test]
+    fn pyrollbar_message_maps_its_level_and_text() {
+        let o = translated(&item(MESSAGE).unwrap());
+        assert_eq!(o["level"], "warning");
+        assert_eq!(o["message"], "warning message R1");
+    }
+
+    #[test]
+    fn a_trace_chain_maps_its_first_trace_and_keeps_the_others() {
+        let body = json!({"data": {
+            "level": "nonsense",
+            "body": {"trace_chain": [
+                {"exception": {"class": "Outer", "message": "m"}, "frames": [{"filename": "a.js", "lineno": 1, "colno": 2, "method": "f"}]},
+                {"exception": {"class": "Inner"}, "frames": []}
+            ]},
+            "uuid": "not-a-uuid",
+        }});
+        let item = item(body.to_string().as_bytes()).unwrap();
+        let o = translated(&item);
+        assert_eq!(o["level"], "error");
+        assert_eq!(o["custom"]["level"], "nonsense");
+        assert_eq!(o["exception"]["class"], "Outer");
+        assert_eq!(o["exception"]["frames"][0]["colno"], 2);
+        assert_eq!(
+            o["custom"]["body"]["trace_chain"][0]["exception"]["class"],
+            "Inner"
+        );
+        assert_eq!(o["custom"]["uuid"], "not-a-uuid");
+        assert_eq!(o["uuid"], item.report.id.to_string());
+    }
+
+    #[test]
+    fn bodies_that_are_no_item() {
+        assert!(item(b"[1]").is_err());
+        assert!(item(b"{").is_err());
+        let item = item(br#"{"access_token":"k"}"#).unwrap();
+        let refused = item.report.event.unwrap_err();
+        assert_eq!(refused.invalid.code, "missing_field");
+    }
+}
