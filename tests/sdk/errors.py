@@ -8,12 +8,13 @@ the test finds its own. Reports a real exception raised three calls deep, then m
 several levels, flushes, and prints one JSON line per report: what was sent (kind, level,
 message or exception class) and the event id the SDK chose for it, which inlet must keep.
 
-With `burst N` after RUN, instead sends N exceptions as fast as the SDK takes them (for the
-rate limit test) and prints nothing: the test counts the requests that reached inlet.
+With `burst N` after RUN, instead sends N exceptions 25 ms apart (for the rate limit test)
+and prints nothing: the test counts the requests that reached inlet.
 """
 
 import json
 import sys
+import time
 from urllib.parse import urlparse
 
 
@@ -46,6 +47,8 @@ def sentry(base, key, run, burst):
         except ValueError:
             event_id = sentry_sdk.capture_exception()
             reports.append(("exception", "error", "ValueError", event_id))
+        if burst:
+            time.sleep(0.025)
     if not burst:
         for level in ["warning", "info", "fatal"]:
             message = f"{level} message {run}"
