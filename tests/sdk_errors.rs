@@ -274,7 +274,7 @@ fn run_sdk(sdk: Sdk, url: &str, key: &str, run: &str, burst: Option<usize>) -> V
     let (program, script, path_var, path, installed) = match sdk.language {
         Language::Python => {
             let path = sdk_root().join("python");
-            let installed = path.join(format!("{}", python_module(sdk.name)));
+            let installed = path.join(python_module(sdk.name));
             ("python3", "errors.py", "PYTHONPATH", path, installed)
         }
         Language::Node => {
