@@ -16,6 +16,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
+use uuid::Uuid;
 
 use super::authenticate::{request_origin, Authenticated};
 use super::sdk::{self, header_value};
@@ -28,62 +29,56 @@ use crate::state::AppState;
 /// `POST /api/{project}/envelope/`: an envelope's `event` items become occurrences; its other
 /// items are counted and answered as accepted.
 pub async fn envelope(State(state): State<AppState>, request: Request) -> Response {
-    static BODY_BYTES: OnceLock<Histogram> = OnceLock::new();
-    let read = async {
-        let (parts, body) = request.into_parts();
-        let auth = admit(&state, &parts)?;
-        let body = sdk::read_body(
-            &state,
-            &parts.headers,
-            body,
-            &BODY_BYTES,
-            "/api/{project}/envelope/",
-        )
-        .await?;
-        let envelope = sentry::envelope(&body).map_err(ApiError::MalformedBody)?;
-        for kind in &envelope.item_types {
-            sdk::count_items(Source::Sentry, kind, 1);
-        }
-        Ok((parts, auth, envelope.reports, envelope.event_id))
-    };
-    answer(&state, read.await).await
+    respond(ingest_envelope(&state, request).await)
 }
 
 /// `POST /api/{project}/store/`: one event, as older SDKs send it.
 pub async fn store(State(state): State<AppState>, request: Request) -> Response {
-    static BODY_BYTES: OnceLock<Histogram> = OnceLock::new();
-    let read = async {
-        let (parts, body) = request.into_parts();
-        let auth = admit(&state, &parts)?;
-        let body = sdk::read_body(
-            &state,
-            &parts.headers,
-            body,
-            &BODY_BYTES,
-            "/api/{project}/store/",
-        )
-        .await?;
-        sdk::count_items(Source::Sentry, "event", 1);
-        Ok((parts, auth, vec![sentry::event(&body, None)], None))
-    };
-    answer(&state, read.await).await
+    respond(ingest_store(&state, request).await)
 }
 
-/// A request read: who sent it, its events, and the envelope's own event id.
-type Read = (Parts, Authenticated, Vec<Report>, Option<uuid::Uuid>);
+async fn ingest_envelope(state: &AppState, request: Request) -> Result<Option<Uuid>, ApiError> {
+    static BODY_BYTES: OnceLock<Histogram> = OnceLock::new();
+    let (parts, body) = request.into_parts();
+    let auth = admit(state, &parts)?;
+    let route = "/api/{project}/envelope/";
+    let body = sdk::read_body(state, &parts.headers, body, &BODY_BYTES, route).await?;
+    let envelope = sentry::envelope(&body).map_err(ApiError::MalformedBody)?;
+    for kind in &envelope.item_types {
+        sdk::count_items(Source::Sentry, kind, 1);
+    }
+    ingest(state, &auth, &parts, envelope.reports, envelope.event_id).await
+}
 
-/// Ingests what was read and answers as Sentry: the first event's id, else the envelope's
-/// (an envelope of sessions or client reports alone is accepted as it is).
-async fn answer(state: &AppState, read: Result<Read, ApiError>) -> Response {
-    let result = async {
-        let (parts, auth, reports, envelope_id) = read?;
-        let id = reports.first().map(|r| r.id).or(envelope_id);
-        if !reports.is_empty() {
-            sdk::ingest(state, &auth, &parts.headers, Source::Sentry, reports).await?;
-        }
-        Ok(id)
-    };
-    match result.await {
+async fn ingest_store(state: &AppState, request: Request) -> Result<Option<Uuid>, ApiError> {
+    static BODY_BYTES: OnceLock<Histogram> = OnceLock::new();
+    let (parts, body) = request.into_parts();
+    let auth = admit(state, &parts)?;
+    let route = "/api/{project}/store/";
+    let body = sdk::read_body(state, &parts.headers, body, &BODY_BYTES, route).await?;
+    sdk::count_items(Source::Sentry, "event", 1);
+    ingest(state, &auth, &parts, vec![sentry::event(&body, None)], None).await
+}
+
+/// Ingests a request's events; the id to answer is the first event's, else the envelope's (an
+/// envelope of sessions or client reports alone is accepted as it is).
+async fn ingest(
+    state: &AppState,
+    auth: &Authenticated,
+    parts: &Parts,
+    reports: Vec<Report>,
+    envelope_id: Option<Uuid>,
+) -> Result<Option<Uuid>, ApiError> {
+    let id = reports.first().map(|r| r.id).or(envelope_id);
+    if !reports.is_empty() {
+        sdk::ingest(state, auth, &parts.headers, Source::Sentry, reports).await?;
+    }
+    Ok(id)
+}
+
+/// Sentry's answer: 200 `{"id": "<32 hex>"}`, or the error in Sentry's shape.
+fn respond(result: Result<Option<Uuid>, ApiError>) -> Response {
+    match result {
         Ok(id) => sdk::success(
             StatusCode::OK,
             json!({ "id": id.map(|id| id.simple().to_string()) }),

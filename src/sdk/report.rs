@@ -240,6 +240,25 @@ pub fn rfc3339_to_ms(text: &str) -> Option<i64> {
     i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// Compares a recorded payload's translation with its twin under tests/sdk/payloads/ (the
+/// native occurrence loadtest/bench posts beside the payload to compare the adapter's cost with
+/// `/v1/occurrences`'); `INLET_BLESS=1` writes the twin instead.
+#[cfg(test)]
+pub(crate) fn assert_twin(report: &Report, twin: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(twin);
+    let json = &report.event.as_ref().expect("translated").json;
+    if std::env::var_os("INLET_BLESS").is_some() {
+        std::fs::write(&path, format!("{json}\n")).unwrap();
+    }
+    let recorded = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        json,
+        recorded.trim_end(),
+        "{} (INLET_BLESS=1 rewrites it)",
+        path.display()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

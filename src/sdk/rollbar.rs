@@ -159,6 +159,41 @@ mod tests {
     }
 
     #[test]
+    fn the_recorded_exception_translates_to_its_native_twin() {
+        let twin = "tests/sdk/payloads/rollbar/python-exception.occurrence.json";
+        report::assert_twin(&item(EXCEPTION).unwrap().report, twin);
+    }
+
+    #[test]
+    fn rollbar_js_on_node_sends_a_trace_chain_with_columns() {
+        let body = include_bytes!("../../tests/sdk/payloads/rollbar/node-exception.json");
+        let item = item(body).unwrap();
+        assert_eq!(
+            item.access_token, None,
+            "rollbar.js sends its key in a header only"
+        );
+        let o = translated(&item);
+        assert_eq!(o["exception"]["class"], "TypeError");
+        assert_eq!(o["exception"]["message"], "cannot parse not a number N1");
+        let innermost = o["exception"]["frames"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            innermost,
+            json!({"filename": "/work/wt-errors/tests/sdk/errors.js", "lineno": 17, "colno": 10, "method": "parse"})
+        );
+        assert_eq!(o["language"], "javascript");
+        assert_eq!(o["custom"]["framework"], "node-js");
+        assert!(
+            o["custom"].get("body").is_none(),
+            "a chain of one is mapped whole"
+        );
+    }
+
+    #[test]
     fn pyrollbar_message_maps_its_level_and_text() {
         let o = translated(&item(MESSAGE).unwrap());
         assert_eq!(o["level"], "warning");

@@ -277,6 +277,13 @@ mod tests {
     }
 
     #[test]
+    fn the_recorded_exception_translates_to_its_native_twin() {
+        let envelope = envelope(EXCEPTION).unwrap();
+        let twin = "tests/sdk/payloads/sentry/python-exception.occurrence.json";
+        report::assert_twin(&envelope.reports[0], twin);
+    }
+
+    #[test]
     fn sentry_python_message_maps_its_level_and_text() {
         let envelope = envelope(MESSAGE).unwrap();
         let o = translated(&envelope.reports[0]);
