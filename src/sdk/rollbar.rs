@@ -187,10 +187,9 @@ mod tests {
         );
         assert_eq!(o["language"], "javascript");
         assert_eq!(o["custom"]["framework"], "node-js");
-        assert!(
-            o["custom"].get("body").is_none(),
-            "a chain of one is mapped whole"
-        );
+        // A chain of one is mapped whole; the rest of the body stays.
+        assert!(o["custom"]["body"].get("trace_chain").is_none());
+        assert!(o["custom"]["body"]["telemetry"].is_array());
     }
 
     #[test]
