@@ -46,6 +46,7 @@ async fn ingest(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiErr
     check_media_type(&parts.headers)?;
     let body = sdk::read_body(state, &parts.headers, body, &BODY_BYTES, "/v1/notices").await?;
     sdk::count_items(Source::Honeybadger, "notice", 1);
+    sdk::check_event_size(state, 0, body.len())?;
     let report = honeybadger::notice(&body);
     let id = report.id;
     sdk::ingest(
@@ -105,5 +106,22 @@ mod tests {
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["code"], "not_an_object");
         assert!(body["error"].as_str().unwrap().contains("JSON object"));
+    }
+
+    #[tokio::test]
+    async fn a_notice_over_the_event_cap_is_a_413_before_it_is_parsed() {
+        let sink = Arc::new(MemorySink::accepting());
+        let state = state(Arc::clone(&sink), |s| {
+            s.occurrences_max_event_bytes = Some(1000)
+        });
+        let request = Request::post("/v1/notices")
+            .header("x-api-key", SECRET)
+            .body(Body::from(EXCEPTION))
+            .unwrap();
+        let (status, _, body) = send(&public_router(state), request).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "event_too_large");
+        assert!(sink.records().is_empty());
     }
 }

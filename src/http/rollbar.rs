@@ -45,6 +45,7 @@ async fn ingest(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiErr
     };
     check_media_type(&parts.headers)?;
     let body = sdk::read_body(state, &parts.headers, body, &BODY_BYTES, "/api/1/item/").await?;
+    sdk::check_event_size(state, 0, body.len())?;
     let item = rollbar::item(&body).map_err(ApiError::MalformedBody)?;
     let auth = match early {
         Some(auth) => auth,

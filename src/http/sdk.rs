@@ -43,6 +43,17 @@ pub async fn read_body(
     read_decoded(headers, body, limits, config, histogram).await
 }
 
+/// 413 `event_too_large` when the report at `index`, `size` bytes as the SDK wrote it, is over
+/// the occurrence cap of one event, as it would be on `/v1/occurrences`: checked before the
+/// report is parsed, so a large one costs no more than its bytes.
+pub fn check_event_size(state: &AppState, index: usize, size: usize) -> Result<(), ApiError> {
+    let limit = state.config.limits(Kind::Occurrence).max_event;
+    if size > limit {
+        return Err(ApiError::EventTooLarge { index, size, limit });
+    }
+    Ok(())
+}
+
 /// Counts `count` items of `kind` an SDK endpoint of `source` received, produced or not.
 pub fn count_items(source: Source, kind: &'static str, count: usize) {
     ::metrics::counter!(metrics::SDK_ITEMS, "source" => source.as_str(), "type" => kind)

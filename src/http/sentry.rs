@@ -47,7 +47,16 @@ async fn ingest_envelope(state: &AppState, request: Request) -> Result<Option<Uu
     for kind in &envelope.item_types {
         sdk::count_items(Source::Sentry, kind, 1);
     }
-    ingest(state, &auth, &parts, envelope.reports, envelope.event_id).await
+    let reports = envelope
+        .events
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            sdk::check_event_size(state, index, raw.len())?;
+            Ok(sentry::event(raw, envelope.event_id))
+        })
+        .collect::<Result<_, ApiError>>()?;
+    ingest(state, &auth, &parts, reports, envelope.event_id).await
 }
 
 async fn ingest_store(state: &AppState, request: Request) -> Result<Option<Uuid>, ApiError> {
@@ -57,6 +66,7 @@ async fn ingest_store(state: &AppState, request: Request) -> Result<Option<Uuid>
     let route = "/api/{project}/store/";
     let body = sdk::read_body(state, &parts.headers, body, &BODY_BYTES, route).await?;
     sdk::count_items(Source::Sentry, "event", 1);
+    sdk::check_event_size(state, 0, body.len())?;
     ingest(state, &auth, &parts, vec![sentry::event(&body, None)], None).await
 }
 

@@ -46,13 +46,15 @@ const ITEM_TYPES: &[&str] = &[
     "security",
 ];
 
-/// An envelope, read.
+/// An envelope, read: its events still as the SDK wrote them, so their size can be checked
+/// before any is parsed ([`event`] translates each).
 #[derive(Debug)]
-pub struct Envelope {
-    /// The envelope header's `event_id`, answered when the envelope carries no event.
+pub struct Envelope<'a> {
+    /// The envelope header's `event_id`: the id of an event without its own, and the one
+    /// answered when the envelope carries no event.
     pub event_id: Option<uuid::Uuid>,
-    /// Its `event` items, in order.
-    pub reports: Vec<Report>,
+    /// The payloads of its `event` items, in order.
+    pub events: Vec<&'a [u8]>,
     /// The type of every item, `event`s included, for the metric.
     pub item_types: Vec<&'static str>,
 }
@@ -67,7 +69,7 @@ struct ItemHeader {
 
 /// Reads an envelope; fails, with why, only when it is not one at all (a header that is not
 /// JSON, a `length` past the end of the body).
-pub fn envelope(body: &[u8]) -> Result<Envelope, String> {
+pub fn envelope(body: &[u8]) -> Result<Envelope<'_>, String> {
     let (header, mut rest) = line(body);
     let header: Map<String, Value> = serde_json::from_slice(header)
         .map_err(|e| format!("the envelope header is not a JSON object: {e}"))?;
@@ -77,7 +79,7 @@ pub fn envelope(body: &[u8]) -> Result<Envelope, String> {
         .and_then(|id| uuid::Uuid::try_parse(id).ok());
     let mut envelope = Envelope {
         event_id,
-        reports: Vec::new(),
+        events: Vec::new(),
         item_types: Vec::new(),
     };
     while !rest.is_empty() {
@@ -100,7 +102,7 @@ pub fn envelope(body: &[u8]) -> Result<Envelope, String> {
         };
         envelope.item_types.push(item_type(&head.kind));
         if head.kind == "event" {
-            envelope.reports.push(event(payload, event_id));
+            envelope.events.push(payload);
         }
         rest = after;
     }
@@ -238,6 +240,10 @@ mod tests {
     const MESSAGE: &[u8] =
         include_bytes!("../../tests/sdk/payloads/sentry/python-message.envelope");
 
+    fn first_event(envelope: &Envelope) -> Report {
+        event(envelope.events[0], envelope.event_id)
+    }
+
     fn translated(report: &Report) -> Value {
         serde_json::from_str(&report.event.as_ref().unwrap().json).unwrap()
     }
@@ -246,7 +252,7 @@ mod tests {
     fn sentry_python_exception_maps_its_fields() {
         let envelope = envelope(EXCEPTION).unwrap();
         assert_eq!(envelope.item_types, ["event"]);
-        let report = &envelope.reports[0];
+        let report = &first_event(&envelope);
         assert_eq!(
             report.id.simple().to_string(),
             "7bc7b823935a4609849b520f1d57f41c"
@@ -280,13 +286,13 @@ mod tests {
     fn the_recorded_exception_translates_to_its_native_twin() {
         let envelope = envelope(EXCEPTION).unwrap();
         let twin = "tests/sdk/payloads/sentry/python-exception.occurrence.json";
-        report::assert_twin(&envelope.reports[0], twin);
+        report::assert_twin(&first_event(&envelope), twin);
     }
 
     #[test]
     fn sentry_python_message_maps_its_level_and_text() {
         let envelope = envelope(MESSAGE).unwrap();
-        let o = translated(&envelope.reports[0]);
+        let o = translated(&first_event(&envelope));
         assert_eq!(o["level"], "warning");
         assert_eq!(o["message"], "warning message R1");
         assert!(o.get("exception").is_none());
@@ -304,7 +310,7 @@ mod tests {
             envelope.item_types,
             ["session", "attachment", "event", "client_report"]
         );
-        let o = translated(&envelope.reports[0]);
+        let o = translated(&first_event(&envelope));
         assert_eq!(o["level"], "critical");
         assert_eq!(o["fingerprint"], "a,b");
         // No id of its own: the envelope's.
@@ -319,7 +325,8 @@ mod tests {
         assert!(envelope(b"{}\n{\"length\":1}\nx").is_err());
         // An event item that is not JSON is an untranslated report, not a broken envelope.
         let envelope = envelope(b"{}\n{\"type\":\"event\"}\nnot json").unwrap();
-        let refused = envelope.reports[0].event.as_ref().unwrap_err();
+        let report = first_event(&envelope);
+        let refused = report.event.as_ref().unwrap_err();
         assert_eq!(refused.invalid.code, "malformed_json");
         assert_eq!(refused.raw, "not json");
     }
