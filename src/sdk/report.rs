@@ -132,16 +132,20 @@ impl Occurrence {
     pub fn finish(mut self, id: uuid::Uuid, rest: Map<String, Value>) -> Report {
         self.fields
             .insert("uuid".into(), id.hyphenated().to_string().into());
+        let mut json = Value::Object(self.fields).to_string();
         if !rest.is_empty() {
+            // `custom` is already JSON text: spliced in as the last member, not parsed again.
             let (custom, trimmed) = keep_within(rest, MAX_CUSTOM_BYTES);
             self.trimmed.extend(trimmed);
-            let custom = serde_json::from_str(&custom).unwrap_or_default();
-            self.fields.insert("custom".into(), custom);
+            json.pop(); // the object's closing brace (it has `level` and `uuid`: never `{}`)
+            json.push_str(",\"custom\":");
+            json.push_str(&custom);
+            json.push('}');
         }
         Report {
             id,
             event: Ok(Translated {
-                json: Value::Object(self.fields).to_string(),
+                json,
                 trimmed: self.trimmed,
             }),
         }
