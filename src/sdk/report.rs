@@ -347,3 +347,37 @@ mod tests {
         assert_eq!(rfc3339_to_ms("yesterday"), None);
     }
 }
+
+#[cfg(test)]
+mod timing {
+    /// By hand: `cargo test --release --lib timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn translation_cost() {
+        let envelope = include_bytes!("../../tests/sdk/payloads/sentry/python-exception.envelope");
+        let item = include_bytes!("../../tests/sdk/payloads/rollbar/python-exception.json");
+        let twin = include_str!("../../tests/sdk/payloads/sentry/python-exception.occurrence.json");
+        let n = 20_000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let e = super::super::sentry::envelope(envelope).unwrap();
+            std::hint::black_box(super::super::sentry::event(e.events[0], e.event_id));
+        }
+        println!("sentry: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(super::super::rollbar::item(item).unwrap());
+        }
+        println!("rollbar: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(serde_json::from_slice::<serde_json::Value>(envelope.split(|b| *b == b'\n').nth(2).unwrap()).unwrap());
+        }
+        println!("sentry Value parse only: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(crate::event::occurrence::parse(twin.trim_end()).unwrap());
+        }
+        println!("native parse of the twin: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    }
+}
