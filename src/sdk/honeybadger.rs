@@ -1,9 +1,7 @@
 //! Honeybadger: a notice (`POST /v1/notices`, `/v1/notices/js`) as its SDKs write it,
 //! translated into an occurrence at level `error` (Honeybadger notices have no level).
 
-use serde_json::Value;
-
-use super::report::{self, take, take_string, FrameFields, Innermost, Occurrence, Report};
+use super::report::{self, take_string, Frame, FrameFields, Innermost, Occurrence, Report};
 
 /// Where a Honeybadger backtrace line keeps inlet's frame fields.
 const FRAME: FrameFields = FrameFields {
@@ -16,9 +14,20 @@ const FRAME: FrameFields = FrameFields {
 /// A notice as an occurrence. Its event id is the notice's `error.token` (the id the SDK
 /// returns to the application), else one inlet makes.
 pub fn notice(body: &[u8]) -> Report {
-    let mut rest = match report::object(body) {
-        Ok(rest) => rest,
+    let mut members = match report::members(body) {
+        Ok(members) => members,
         Err(invalid) => return Report::untranslated(invalid, body),
+    };
+    let (mut rest, backtrace) = match report::take_members(&mut members, "error") {
+        Some(mut error) => {
+            // The backtrace is read as frames only for an exception (a class), else it stays.
+            let has_class = error.get("class").is_some_and(|c| c.get().starts_with('"'));
+            let backtrace = has_class.then(|| report::take_as(&mut error, "backtrace"));
+            let mut rest = report::values(members);
+            rest.insert("error".into(), report::values(error).into());
+            (rest, backtrace.flatten())
+        }
+        None => (report::values(members), None),
     };
     let given = take_string(&mut rest, &["error", "token"]);
     let id = report::event_id(given, &mut rest, "token");
@@ -26,10 +35,7 @@ pub fn notice(body: &[u8]) -> Report {
     let message = take_string(&mut rest, &["error", "message"]);
     match take_string(&mut rest, &["error", "class"]) {
         Some(class) => {
-            let frames = match take(&mut rest, &["error", "backtrace"]) {
-                Some(Value::Array(frames)) => frames,
-                _ => Vec::new(),
-            };
+            let frames: Vec<Frame> = backtrace.unwrap_or_default();
             occurrence.exception(class, message, frames, &FRAME, Innermost::First);
         }
         None => occurrence.set("message", message),
@@ -51,7 +57,7 @@ pub fn notice(body: &[u8]) -> Report {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
 

@@ -7,6 +7,11 @@
 //! taken: it stays in `custom`, and the occurrence goes without that field rather than being
 //! refused for an SDK's quirk.
 
+use std::collections::BTreeMap;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::keep_within;
@@ -36,15 +41,95 @@ impl Report {
     }
 }
 
-/// The JSON object of a report, or why it is not one.
-pub fn object(raw: &[u8]) -> Result<Map<String, Value>, Invalid> {
-    match serde_json::from_slice::<Value>(raw) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(Invalid::new(
-            "not_an_object",
-            "a report must be a JSON object",
-        )),
-        Err(e) => Err(Invalid::new("malformed_json", e.to_string())),
+/// A report's object as its members' JSON text, parsed only far enough to find them: the
+/// large members that map (stack traces, with their source context and locals) are then read
+/// into typed shapes ([`Frame`]) and the others into values, so no tree of the whole report is
+/// ever built.
+pub type Members<'a> = BTreeMap<String, &'a RawValue>;
+
+/// The members of a report's JSON object, or why it is not one.
+pub fn members(raw: &[u8]) -> Result<Members<'_>, Invalid> {
+    serde_json::from_slice(raw).map_err(|e| {
+        if serde_json::from_slice::<IgnoredAny>(raw).is_ok() {
+            Invalid::new("not_an_object", "a report must be a JSON object")
+        } else {
+            Invalid::new("malformed_json", e.to_string())
+        }
+    })
+}
+
+/// The members of the object at `name` of `members`, taken out; `None` (and `name` left where
+/// it was) when it is no object.
+pub fn take_members<'a>(members: &mut Members<'a>, name: &str) -> Option<Members<'a>> {
+    let inner = serde_json::from_str(members.get(name)?.get()).ok()?;
+    members.remove(name);
+    Some(inner)
+}
+
+/// `members` as values, for the fields that map to be taken from and the rest to go into
+/// `custom`.
+pub fn values(members: Members<'_>) -> Map<String, Value> {
+    members
+        .into_iter()
+        .map(|(name, raw)| (name, serde_json::from_str(raw.get()).unwrap_or(Value::Null)))
+        .collect()
+}
+
+/// The raw member `name` read as `T`, taken out; left where it is when it is not a `T`.
+pub fn take_as<'a, T: Deserialize<'a>>(members: &mut Members<'a>, name: &str) -> Option<T> {
+    let value = serde_json::from_str(members.get(name)?.get()).ok()?;
+    members.remove(name);
+    Some(value)
+}
+
+/// The exception a report raised, read from its raw members: its class, message and frames,
+/// and the exceptions chained to it (its causes, which stay in `custom` as sent).
+pub struct Raised<'a> {
+    pub class: String,
+    pub message: Option<String>,
+    pub frames: Vec<Frame>,
+    pub causes: Vec<&'a RawValue>,
+}
+
+/// The string of a value read from a report, if it is one.
+pub fn text(value: Option<Value>) -> Option<String> {
+    match value {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// One stack frame under any of the names the trackers give its fields (each a value, so a
+/// field of an unexpected type is left out rather than failing the frame); everything else of
+/// it (source context, locals) is skipped without being built.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Frame {
+    filename: Option<Value>,
+    abs_path: Option<Value>,
+    file: Option<Value>,
+    lineno: Option<Value>,
+    number: Option<Value>,
+    colno: Option<Value>,
+    column: Option<Value>,
+    method: Option<Value>,
+    function: Option<Value>,
+}
+
+impl Frame {
+    fn field(&self, name: &str) -> Option<&Value> {
+        match name {
+            "filename" => self.filename.as_ref(),
+            "abs_path" => self.abs_path.as_ref(),
+            "file" => self.file.as_ref(),
+            "lineno" => self.lineno.as_ref(),
+            "number" => self.number.as_ref(),
+            "colno" => self.colno.as_ref(),
+            "column" => self.column.as_ref(),
+            "method" => self.method.as_ref(),
+            "function" => self.function.as_ref(),
+            _ => None,
+        }
     }
 }
 
@@ -104,7 +189,7 @@ impl Occurrence {
         &mut self,
         class: String,
         message: Option<String>,
-        frames: Vec<Value>,
+        frames: Vec<Frame>,
         fields: &FrameFields,
         innermost: Innermost,
     ) {
@@ -154,21 +239,21 @@ impl Occurrence {
 
 /// inlet's frame (`filename`, `lineno`, `colno`, `method`) from a tracker's; a field of the
 /// wrong type is left out.
-fn frame(frame: &Value, fields: &FrameFields) -> Value {
+fn frame(frame: &Frame, fields: &FrameFields) -> Value {
     let mut out = Map::new();
     let filename = fields
         .filename
         .iter()
-        .find_map(|name| frame.get(name)?.as_str());
+        .find_map(|name| frame.field(name)?.as_str());
     if let Some(filename) = filename {
         out.insert("filename".into(), filename.into());
     }
     for (to, from) in [("lineno", fields.lineno), ("colno", fields.colno)] {
-        if let Some(number) = frame.get(from).and_then(line_number) {
+        if let Some(number) = frame.field(from).and_then(line_number) {
             out.insert(to.into(), number.into());
         }
     }
-    if let Some(method) = frame.get(fields.method).and_then(Value::as_str) {
+    if let Some(method) = frame.field(fields.method).and_then(Value::as_str) {
         out.insert("method".into(), method.into());
     }
     out.into()
@@ -184,13 +269,9 @@ fn line_number(value: &Value) -> Option<u32> {
     }
 }
 
-/// Removes the value at `path` (object members, outermost first) from `map` and returns it;
-/// objects the removal leaves empty are removed too, so `custom` holds no empty husks.
-pub fn take(map: &mut Map<String, Value>, path: &[&str]) -> Option<Value> {
-    take_if(map, path, |_| true)
-}
-
-/// [`take`], of a string only: anything else stays where it is.
+/// Removes the string at `path` (object members, outermost first) from `map` and returns it;
+/// objects the removal leaves empty are removed too, so `custom` holds no empty husks. Anything
+/// but a string stays where it is.
 pub fn take_string(map: &mut Map<String, Value>, path: &[&str]) -> Option<String> {
     match take_if(map, path, Value::is_string)? {
         Value::String(s) => Some(s),
@@ -198,7 +279,7 @@ pub fn take_string(map: &mut Map<String, Value>, path: &[&str]) -> Option<String
     }
 }
 
-/// [`take`] when `wanted` holds for the value.
+/// Removes the value at `path` when `wanted` holds for it (see [`take_string`]).
 pub fn take_if(
     map: &mut Map<String, Value>,
     path: &[&str],
@@ -280,7 +361,7 @@ mod tests {
             take_string(&mut m, &["body", "message", "body"]).as_deref(),
             Some("hi")
         );
-        assert_eq!(take(&mut m, &["a", "b"]), Some(json!(1)));
+        assert_eq!(take_if(&mut m, &["a", "b"], |_| true), Some(json!(1)));
         assert_eq!(Value::Object(m), json!({"a": {"c": 2}}));
     }
 
@@ -311,12 +392,15 @@ mod tests {
     fn frames_past_the_cap_keep_the_innermost() {
         let fields = FrameFields {
             filename: &["file"],
-            lineno: "line",
-            colno: "col",
-            method: "fn",
+            lineno: "number",
+            colno: "column",
+            method: "function",
         };
-        let frames: Vec<Value> = (0..MAX_FRAMES + 2)
-            .map(|i| json!({"file": "a.py", "line": i, "col": "7", "fn": "f"}))
+        let frames: Vec<Frame> = (0..MAX_FRAMES + 2)
+            .map(|i| {
+                let frame = json!({"file": "a.py", "number": i, "column": "7", "function": "f"});
+                serde_json::from_value(frame).unwrap()
+            })
             .collect();
         for (innermost, first_line) in [(Innermost::Last, 2), (Innermost::First, 0)] {
             let mut o = Occurrence::new("error");
@@ -363,21 +447,38 @@ mod timing {
             let e = super::super::sentry::envelope(envelope).unwrap();
             std::hint::black_box(super::super::sentry::event(e.events[0], e.event_id));
         }
-        println!("sentry: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        println!(
+            "sentry: {:.1} µs",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
         let t = std::time::Instant::now();
         for _ in 0..n {
             std::hint::black_box(super::super::rollbar::item(item).unwrap());
         }
-        println!("rollbar: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        println!(
+            "rollbar: {:.1} µs",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
         let t = std::time::Instant::now();
         for _ in 0..n {
-            std::hint::black_box(serde_json::from_slice::<serde_json::Value>(envelope.split(|b| *b == b'\n').nth(2).unwrap()).unwrap());
+            std::hint::black_box(
+                serde_json::from_slice::<serde_json::Value>(
+                    envelope.split(|b| *b == b'\n').nth(2).unwrap(),
+                )
+                .unwrap(),
+            );
         }
-        println!("sentry Value parse only: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        println!(
+            "sentry Value parse only: {:.1} µs",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
         let t = std::time::Instant::now();
         for _ in 0..n {
             std::hint::black_box(crate::event::occurrence::parse(twin.trim_end()).unwrap());
         }
-        println!("native parse of the twin: {:.1} µs", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        println!(
+            "native parse of the twin: {:.1} µs",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
     }
 }

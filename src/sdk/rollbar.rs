@@ -1,9 +1,13 @@
 //! Rollbar: an item (`POST /api/1/item/`, `{"access_token": ..., "data": {...}}`) as its SDKs
 //! write it, translated into an occurrence.
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
 
-use super::report::{self, take, take_string, FrameFields, Innermost, Occurrence, Report};
+use super::report::{
+    self, take_string, Frame, FrameFields, Innermost, Members, Occurrence, Raised, Report,
+};
 use crate::event::Invalid;
 
 /// Where a Rollbar stack frame keeps inlet's frame fields (the same names).
@@ -24,11 +28,11 @@ pub struct Item {
 
 /// Reads a Rollbar request body; fails, with why, only when it is not a JSON object.
 pub fn item(body: &[u8]) -> Result<Item, String> {
-    let mut payload = report::object(body).map_err(|invalid| invalid.message)?;
-    let access_token = take_string(&mut payload, &["access_token"]);
-    let report = match payload.remove("data") {
-        Some(Value::Object(data)) => translate(data),
-        _ => Report::untranslated(
+    let mut payload = report::members(body).map_err(|invalid| invalid.message)?;
+    let access_token = report::take_as(&mut payload, "access_token");
+    let report = match report::take_members(&mut payload, "data") {
+        Some(data) => translate(data),
+        None => Report::untranslated(
             Invalid::new("missing_field", "`data` (an object) is required"),
             body,
         ),
@@ -40,11 +44,30 @@ pub fn item(body: &[u8]) -> Result<Item, String> {
 }
 
 /// An item's `data` as an occurrence.
-fn translate(mut rest: Map<String, Value>) -> Report {
+fn translate(mut data: Members<'_>) -> Report {
+    let body = report::take_members(&mut data, "body");
+    let mut rest = report::values(data);
+    let raised = body.and_then(|mut body| {
+        let raised = exception(&mut body);
+        if !body.is_empty() {
+            rest.insert("body".into(), report::values(body).into());
+        }
+        raised
+    });
     let given = take_string(&mut rest, &["uuid"]);
     let id = report::event_id(given, &mut rest, "uuid");
     let mut occurrence = Occurrence::new(level(&mut rest));
-    if let Some((class, message, frames)) = exception(&mut rest) {
+    if let Some(Raised {
+        class,
+        message,
+        frames,
+        causes,
+    }) = raised
+    {
+        if !causes.is_empty() {
+            let body = rest.entry("body").or_insert_with(|| json!({}));
+            body["trace_chain"] = json!(causes);
+        }
         occurrence.exception(class, message, frames, &FRAME, Innermost::Last);
     }
     occurrence.set(
@@ -84,33 +107,42 @@ fn level(rest: &mut Map<String, Value>) -> &'static str {
     level
 }
 
-/// `body.trace`, else the first of `body.trace_chain` (the one raised; the others, its causes,
-/// stay in `custom`): the exception's class and message, and the frames.
-fn exception(rest: &mut Map<String, Value>) -> Option<(String, Option<String>, Vec<Value>)> {
-    let mut trace = match take(rest, &["body", "trace"]) {
-        Some(Value::Object(trace)) => trace,
-        _ => {
-            let chain = rest
-                .get_mut("body")?
-                .get_mut("trace_chain")?
-                .as_array_mut()?;
-            let first = match chain.first() {
-                Some(Value::Object(_)) => chain.remove(0),
-                _ => return None,
-            };
-            if chain.is_empty() {
-                take(rest, &["body", "trace_chain"]);
-            }
-            first.as_object()?.clone()
+/// A trace as Rollbar writes it: what inlet maps of it (its frames' `code`, `context`, `args`
+/// and `locals` are skipped).
+#[derive(Deserialize)]
+struct Trace {
+    #[serde(default)]
+    exception: TraceException,
+    #[serde(default)]
+    frames: Vec<Frame>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct TraceException {
+    class: Option<Value>,
+    message: Option<Value>,
+}
+
+/// Takes `trace`, else the first of `trace_chain` (the one raised; the others are its causes)
+/// out of an item's `body`, when it has the shape Rollbar writes; else it stays, for `custom`.
+fn exception<'a>(body: &mut Members<'a>) -> Option<Raised<'a>> {
+    let (trace, causes) = match report::take_as::<Trace>(body, "trace") {
+        Some(trace) => (trace, Vec::new()),
+        None => {
+            let chain: Vec<&RawValue> =
+                serde_json::from_str(body.get("trace_chain")?.get()).ok()?;
+            let trace = serde_json::from_str(chain.first()?.get()).ok()?;
+            body.remove("trace_chain");
+            (trace, chain[1..].to_vec())
         }
     };
-    let class = take_string(&mut trace, &["exception", "class"]).unwrap_or_else(|| "Error".into());
-    let message = take_string(&mut trace, &["exception", "message"]);
-    let frames = match trace.remove("frames") {
-        Some(Value::Array(frames)) => frames,
-        _ => Vec::new(),
-    };
-    Some((class, message, frames))
+    Some(Raised {
+        class: report::text(trace.exception.class).unwrap_or_else(|| "Error".into()),
+        message: report::text(trace.exception.message),
+        frames: trace.frames,
+        causes,
+    })
 }
 
 #[cfg(test)]

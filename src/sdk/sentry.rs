@@ -8,9 +8,12 @@
 //! counted, never produced: inlet carries errors, not Sentry's other products.
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
 
-use super::report::{self, take, take_string, FrameFields, Innermost, Occurrence, Report};
+use super::report::{
+    self, take_string, Frame, FrameFields, Innermost, Members, Occurrence, Raised, Report,
+};
 
 /// Where a Sentry stack frame keeps inlet's frame fields.
 const FRAME: FrameFields = FrameFields {
@@ -133,17 +136,28 @@ fn skip_newline(text: &[u8]) -> &[u8] {
 /// One Sentry event (an envelope's `event` item, or `/store/`'s body) as an occurrence;
 /// `fallback_id` is the envelope header's `event_id`, for an event without its own.
 pub fn event(raw: &[u8], fallback_id: Option<uuid::Uuid>) -> Report {
-    let mut rest = match report::object(raw) {
-        Ok(rest) => rest,
+    let mut members = match report::members(raw) {
+        Ok(members) => members,
         Err(invalid) => return Report::untranslated(invalid, raw),
     };
+    let exception = exception(&mut members);
+    let mut rest = report::values(members);
     let given = take_string(&mut rest, &["event_id"]);
     let id = match (given, fallback_id) {
         (None, Some(id)) => id,
         (given, _) => report::event_id(given, &mut rest, "event_id"),
     };
     let mut occurrence = Occurrence::new(level(&mut rest));
-    if let Some((class, message, frames)) = exception(&mut rest) {
+    if let Some(Raised {
+        class,
+        message,
+        frames,
+        causes,
+    }) = exception
+    {
+        if !causes.is_empty() {
+            rest.insert("exception".into(), json!({ "values": causes }));
+        }
         occurrence.exception(class, message, frames, &FRAME, Innermost::Last);
     }
     occurrence.set("message", message(&mut rest));
@@ -171,30 +185,42 @@ fn level(rest: &mut Map<String, Value>) -> &'static str {
     level
 }
 
-/// The last of `exception.values` (the one raised; those before it are its causes, and stay in
-/// `custom`): its `type`, `value` and frames.
-fn exception(rest: &mut Map<String, Value>) -> Option<(String, Option<String>, Vec<Value>)> {
-    let values = rest
-        .get_mut("exception")?
-        .get_mut("values")?
-        .as_array_mut()?;
-    let mut last = match values.pop()? {
-        Value::Object(last) => last,
-        other => {
-            values.push(other);
-            return None;
-        }
-    };
-    if values.is_empty() {
-        take(rest, &["exception", "values"]);
-    }
-    let class = take_string(&mut last, &["type"]).unwrap_or_else(|| "Error".into());
-    let message = take_string(&mut last, &["value"]);
-    let frames = match take(&mut last, &["stacktrace", "frames"]) {
-        Some(Value::Array(frames)) => frames,
-        _ => Vec::new(),
-    };
-    Some((class, message, frames))
+/// `exception.values` as Sentry writes it.
+#[derive(Deserialize)]
+struct Values<'a> {
+    #[serde(borrow)]
+    values: Vec<&'a RawValue>,
+}
+
+/// One exception of `exception.values`: what inlet maps of it (its `mechanism`, `module` and
+/// its frames' context are skipped).
+#[derive(Deserialize)]
+struct SentryException {
+    #[serde(rename = "type")]
+    class: Option<Value>,
+    value: Option<Value>,
+    stacktrace: Option<Stacktrace>,
+}
+
+#[derive(Deserialize)]
+struct Stacktrace {
+    #[serde(default)]
+    frames: Vec<Frame>,
+}
+
+/// Takes the event's `exception` out of `members` when it has the shape Sentry writes (the
+/// raised one is the last of its `values`); else it stays, for `custom`.
+fn exception<'a>(members: &mut Members<'a>) -> Option<Raised<'a>> {
+    let Values { mut values } = serde_json::from_str(members.get("exception")?.get()).ok()?;
+    let last: SentryException = serde_json::from_str(values.last()?.get()).ok()?;
+    members.remove("exception");
+    values.pop();
+    Some(Raised {
+        class: report::text(last.class).unwrap_or_else(|| "Error".into()),
+        message: report::text(last.value),
+        frames: last.stacktrace.map(|s| s.frames).unwrap_or_default(),
+        causes: values,
+    })
 }
 
 /// `message` (a string, or an object with `formatted` or `message`), else `logentry`'s.
