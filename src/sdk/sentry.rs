@@ -140,7 +140,7 @@ pub fn event(raw: &[u8], fallback_id: Option<uuid::Uuid>) -> Report {
         Ok(members) => members,
         Err(invalid) => return Report::untranslated(invalid, raw),
     };
-    let exception = exception(&mut members);
+    let raised = exception(&mut members);
     let mut rest = report::values(members);
     let given = take_string(&mut rest, &["event_id"]);
     let id = match (given, fallback_id) {
@@ -153,7 +153,7 @@ pub fn event(raw: &[u8], fallback_id: Option<uuid::Uuid>) -> Report {
         message,
         frames,
         causes,
-    }) = exception
+    }) = raised
     {
         if !causes.is_empty() {
             rest.insert("exception".into(), json!({ "values": causes }));
