@@ -22,8 +22,9 @@ pub const HTTP_BODY_BYTES: &str = "inlet_http_request_body_bytes";
 /// Events by `kind` and `outcome` (accepted, duplicate, invalid, rate_limited, too_large,
 /// unavailable).
 pub const EVENTS: &str = "inlet_events_total";
-/// What an SDK endpoint received, produced or not, by `source` (`segment`, `posthog`, ...) and
-/// `type` (the SDK's message or item type, from a closed set per source).
+/// What an SDK endpoint received, produced or not, by `source` (the protocol) and `type` (the
+/// SDK's message or item type, from a closed set per source: Sentry item types, `item` for
+/// Rollbar, `notice` for Honeybadger, Segment call types, PostHog event kinds).
 pub const SDK_ITEMS: &str = "inlet_sdk_items_total";
 /// Requests refused by a token's rate limit, by `token` (the registry id).
 pub const RATE_LIMITED: &str = "inlet_rate_limited_requests_total";
@@ -158,7 +159,7 @@ pub fn install() -> PrometheusHandle {
             metrics::describe_counter!(EVENTS, "Events by kind and outcome.");
             metrics::describe_counter!(
                 SDK_ITEMS,
-                "Items an SDK endpoint received, by source and type."
+                "What an SDK endpoint received, by source and item type, produced or not."
             );
             metrics::describe_counter!(
                 RATE_LIMITED,

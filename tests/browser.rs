@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::gateway::{temp_dir, tokens_toml, Gateway, Kafka, WEB};
+use common::gateway::{temp_dir, tokens_toml, Gateway, Kafka, SDK, WEB};
 use inlet::proto::envelope::Event;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -166,6 +166,96 @@ async fn chromium_sends_beacons_across_origins_and_cors_refuses_a_foreign_origin
 
     server.abort();
     assert!(gw.stop().await.is_ok());
+}
+
+/// rollbar.js's browser build (from its npm package, installed by tests/sdk/install.sh),
+/// unmodified but for its `endpoint`, on a page of another origin: an error the page throws and
+/// nobody catches is reported by Rollbar's global handler through a CORS preflight (its key is
+/// a header) and lands in Kafka once, as an occurrence with Rollbar's own uuid (issue #13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollbar_js_in_chromium_reports_an_uncaught_error() {
+    let chromium = chromium_bin();
+    let rollbar_js = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/sdk/node/node_modules/rollbar/dist/rollbar.umd.min.js");
+    let rollbar_js = std::fs::read_to_string(&rollbar_js)
+        .unwrap_or_else(|e| panic!("{}: {e}: run tests/sdk/install.sh", rollbar_js.display()));
+    let kafka = Kafka::start("browser-rollbar").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
+    gw.wait_ready().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_origin = format!("http://{}", listener.local_addr().unwrap());
+    let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let html = Arc::new(rollbar_page(&gw.url, &rollbar_js));
+    let server = tokio::spawn(serve_page(listener, html, report_tx));
+    let browser = Chromium::start(&chromium, &format!("{page_origin}/"));
+    let report = match tokio::time::timeout(REPORT_TIMEOUT, reports.recv()).await {
+        Ok(Some(r)) => r,
+        _ => panic!(
+            "the page did not report within {REPORT_TIMEOUT:?}; Chromium's log:\n{}",
+            browser.log_tail()
+        ),
+    };
+    let report: Value = serde_json::from_str(&report).expect("the report is JSON");
+    let uuid = report["uuid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no uuid: {report}"));
+
+    let landed = kafka.occurrences(1, Duration::from_secs(1)).await;
+    assert_eq!(landed.len(), 1, "{landed:?}");
+    let one = &landed[0];
+    assert_eq!(one.envelope.event_id, uuid);
+    assert_eq!(one.envelope.source, "rollbar");
+    assert_eq!(one.key, common::gateway::ACCOUNT);
+    let Some(Event::Occurrence(o)) = &one.envelope.event else {
+        panic!("not an occurrence: {one:?}");
+    };
+    assert_eq!(o.level, inlet::proto::Level::Error as i32);
+    assert_eq!(o.environment, "staging");
+    assert_eq!(o.platform, "browser");
+    let e = o.exception.as_ref().expect("an exception");
+    assert_eq!(e.class, "TypeError");
+    assert_eq!(e.message, "cannot parse not a number in the browser");
+    assert!(
+        e.frames
+            .iter()
+            .any(|f| f.method == "parse" && f.lineno > 0 && f.filename.starts_with(&page_origin)),
+        "{e:?}"
+    );
+    server.abort();
+    assert!(gw.stop().await.is_ok());
+}
+
+/// A page that loads rollbar.js, throws an uncaught `TypeError` three calls deep, and once
+/// Rollbar has made its item posts Rollbar's uuid for it to `/report` (the test then waits for
+/// the occurrence in Kafka).
+fn rollbar_page(inlet: &str, rollbar_js: &str) -> String {
+    let config = json!({
+        "accessToken": SDK,
+        "endpoint": format!("{inlet}/api/1/item/"),
+        "environment": "staging",
+        "captureUncaught": true,
+    });
+    format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>rollbar.js against inlet</title>
+<script>{rollbar_js}</script></head>
+<body><script>
+let sent = null;
+const rollbar = new window.rollbar(Object.assign({config}, {{transform: data => {{ sent = data.uuid; }}}}));
+function deepFailure() {{
+  function parse(value) {{ throw new TypeError("cannot parse " + value); }}
+  function load(value) {{ return parse(value); }}
+  return load("not a number in the browser");
+}}
+setTimeout(deepFailure, 0);
+const waitForRollbar = setInterval(() => {{
+  if (sent === null) return;
+  clearInterval(waitForRollbar);
+  fetch("/report", {{method: "POST", body: JSON.stringify({{uuid: sent}})}});
+}}, 50);
+</script></body></html>
+"#
+    )
 }
 
 /// The Chromium binary, or a failure that says how to install it.

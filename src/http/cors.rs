@@ -17,10 +17,13 @@ use crate::state::AppState;
 
 /// Methods browsers may use on the ingest routes.
 const ALLOW_METHODS: &str = "POST, GET, OPTIONS";
-/// Request headers browsers may send.
-const ALLOW_HEADERS: &str = "authorization, content-type, content-encoding, x-inlet-token";
-/// Headers a page's script may read from inlet's answers.
-const EXPOSE_HEADERS: &str = "retry-after";
+/// Request headers browsers may send (the last line: the keys of the error trackers' SDKs).
+const ALLOW_HEADERS: &str = "authorization, content-type, content-encoding, x-inlet-token, \
+    x-sentry-auth, x-rollbar-access-token, x-api-key";
+/// Headers a page's script may read from inlet's answers (the last line: the rate limit
+/// signals the error trackers' browser SDKs obey).
+const EXPOSE_HEADERS: &str = "retry-after, \
+    x-sentry-rate-limits, x-rate-limit-remaining, x-rate-limit-remaining-seconds";
 /// How long a browser may cache a preflight answer, in seconds.
 const MAX_AGE_SECS: u32 = 86_400;
 

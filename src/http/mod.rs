@@ -6,16 +6,20 @@ pub mod authenticate;
 pub mod body;
 pub mod cors;
 pub mod edge;
+pub mod honeybadger;
 pub mod ingest;
 pub mod listen;
 pub mod ops;
 pub mod pixel;
 pub mod posthog;
 pub mod reply;
+pub mod rollbar;
+pub mod sdk;
 pub mod segment;
+pub mod sentry;
 
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
 use crate::state::AppState;
@@ -42,6 +46,7 @@ pub fn public_router(state: AppState) -> Router {
             get(pixel::pixel).head(pixel::head).options(cors::preflight),
         )
         .merge(analytics_routes())
+        .merge(error_trackers())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(ops::not_found)
@@ -85,6 +90,26 @@ fn analytics_routes() -> Router<AppState> {
             "/array/{token}/config.js",
             get(posthog::config_js).options(cors::preflight),
         )
+}
+
+/// The drop-in endpoints of the error trackers' SDKs (Rollbar, Sentry, Honeybadger), each path
+/// with and without its trailing slash, as the SDKs and the contract write them.
+fn error_trackers() -> Router<AppState> {
+    let routes: [(&str, MethodRouter<AppState>); 5] = [
+        ("/api/1/item/", post(rollbar::item)),
+        ("/api/{project}/envelope/", post(sentry::envelope)),
+        ("/api/{project}/store/", post(sentry::store)),
+        ("/v1/notices/", post(honeybadger::notice)),
+        ("/v1/notices/js/", post(honeybadger::notice)),
+    ];
+    routes
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| {
+            let handler = handler.options(cors::preflight);
+            router
+                .route(path, handler.clone())
+                .route(path.trim_end_matches('/'), handler)
+        })
 }
 
 /// The admin listener: metrics and health endpoints.

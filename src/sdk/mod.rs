@@ -8,8 +8,12 @@
 //! event is never refused for the size of its extras.
 
 pub mod analytics;
+pub mod honeybadger;
 pub mod posthog;
+pub mod report;
+pub mod rollbar;
 pub mod segment;
+pub mod sentry;
 
 use serde_json::{Map, Value};
 

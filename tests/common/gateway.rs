@@ -36,6 +36,13 @@ pub const WEB: &str = "web-secret";
 pub const SDK: &str = "sdk-secret";
 /// Secret of a token with a tiny rate limit: 1 event/s, burst 5.
 pub const TIGHT: &str = "tight-secret";
+/// Secret of an occurrences token with the tiniest rate limit: 1 event/s, burst 1 (the error
+/// trackers' SDKs back off on its 429s).
+/// Made of word characters only, as the Sentry JavaScript SDKs require of a DSN's key.
+pub const TIGHT_ERRORS: &str = "tight_errors_secret";
+/// Secret of an occurrences token shaped like a Sentry DSN's public key (32 hex digits: the
+/// JavaScript SDKs refuse a DSN whose key is not made of word characters).
+pub const DSN_KEY: &str = "0123456789abcdef0123456789abcdef";
 pub const PROJECT: &str = "proj-7";
 pub const ACCOUNT: &str = "acct-42";
 pub const ORIGIN: &str = "https://www.acme.example";
@@ -81,6 +88,24 @@ account_id = "acct-tight"
 kinds = ["beacon"]
 rate_per_sec = 1
 burst = 5
+
+[[token]]
+id = "dsn"
+token = "{DSN_KEY}"
+project_id = "{PROJECT}"
+account_id = "{ACCOUNT}"
+kinds = ["occurrence"]
+rate_per_sec = 100000
+burst = 100000
+
+[[token]]
+id = "tight-errors"
+token = "{TIGHT_ERRORS}"
+project_id = "{PROJECT}"
+account_id = "acct-tight"
+kinds = ["occurrence"]
+rate_per_sec = 1
+burst = 1
 "#
     )
 }

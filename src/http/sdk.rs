@@ -1,0 +1,135 @@
+//! What the SDK endpoints' handlers share: reading a key from a header, reading the body,
+//! handing the translated reports to the pipeline, and answering an error in the SDK's own
+//! shape while keeping inlet's status, `Retry-After` and stable code.
+
+use std::sync::OnceLock;
+
+use ::metrics::Histogram;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::authenticate::Authenticated;
+use super::body::read_decoded;
+use crate::error::{ApiError, Refusal};
+use crate::event::{Kind, Source};
+use crate::metrics;
+use crate::pipeline::{Answer, Batch};
+use crate::sdk::report::Report;
+use crate::state::AppState;
+
+/// A header's value, trimmed, when it is there and not empty.
+pub fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    let value = headers.get(name)?.to_str().ok()?.trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// Reads and decodes an occurrence body within the occurrence caps, its size recorded in the
+/// `inlet_http_request_body_bytes` histogram of `route` (kept in `histogram`: the macro would
+/// allocate its labels at every call).
+pub async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    histogram: &'static OnceLock<Histogram>,
+    route: &'static str,
+) -> Result<Bytes, ApiError> {
+    let histogram =
+        histogram.get_or_init(|| ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route));
+    let config = &state.config;
+    let limits = config.limits(Kind::Occurrence);
+    read_decoded(headers, body, limits, config, histogram).await
+}
+
+/// 413 `event_too_large` when the report at `index`, `size` bytes as the SDK wrote it, is over
+/// the occurrence cap of one event, as it would be on `/v1/occurrences`: checked before the
+/// report is parsed, so a large one costs no more than its bytes.
+pub fn check_event_size(state: &AppState, index: usize, size: usize) -> Result<(), ApiError> {
+    let limit = state.config.limits(Kind::Occurrence).max_event;
+    if size > limit {
+        return Err(ApiError::EventTooLarge { index, size, limit });
+    }
+    Ok(())
+}
+
+/// Counts `count` items of `kind` an SDK endpoint of `source` received, produced or not.
+pub fn count_items(source: Source, kind: &'static str, count: usize) {
+    ::metrics::counter!(metrics::SDK_ITEMS, "source" => source.as_str(), "type" => kind)
+        .increment(count as u64);
+}
+
+/// Hands an SDK request's reports to the pipeline as occurrences of `source`.
+///
+/// SDKs have no answer for "some accepted": a report that was valid but not delivered makes
+/// the whole request a 503 (with `Retry-After`), so the SDK sends it again, and the reports
+/// already accepted are deduplicated downstream by their ids. Reports refused as invalid are
+/// not worth a retry: they are answered as their SDK's success when another was accepted.
+pub async fn ingest(
+    state: &AppState,
+    auth: &Authenticated,
+    headers: &HeaderMap,
+    source: Source,
+    reports: Vec<Report>,
+) -> Result<Answer, ApiError> {
+    if reports.len() > state.config.max_events_per_request {
+        return Err(ApiError::TooManyEvents {
+            limit: state.config.max_events_per_request,
+        });
+    }
+    let events = reports.into_iter().map(|report| report.event).collect();
+    let batch = Batch::translated(Kind::Occurrence, source, events);
+    let answer = state
+        .pipeline
+        .ingest(&auth.token, auth.client(headers), batch)
+        .await?;
+    let undelivered = answer.rejected.iter().find_map(|r| match r.refusal {
+        Refusal::Undelivered(failure) if r.refusal.is_retriable() => Some(failure),
+        _ => None,
+    });
+    match undelivered {
+        Some(failure) => Err(ApiError::Unavailable(failure)),
+        None => Ok(answer),
+    }
+}
+
+/// `error` as inlet would answer it (status, `Retry-After`, CORS marks, logging), with the
+/// body `shape` gives from its stable code and message. For `invalid_events`, the code and
+/// message are the first refused event's, which say what is wrong with it.
+pub fn error_answer(error: ApiError, shape: impl FnOnce(&str, &str) -> Value) -> Response {
+    let (code, message) = match &error {
+        ApiError::AllInvalid(rejected) if !rejected.is_empty() => (
+            rejected[0].refusal.code(),
+            rejected[0].refusal.message().to_owned(),
+        ),
+        other => (other.code(), other.to_string()),
+    };
+    let body = shape(code, &message).to_string();
+    let (mut parts, _) = error.into_response().into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// The seconds of a rate limit's `Retry-After`, when `error` is a 429.
+pub fn rate_limited_secs(error: &ApiError) -> Option<u64> {
+    (error.status() == StatusCode::TOO_MANY_REQUESTS)
+        .then(|| error.retry_after_secs())
+        .flatten()
+}
+
+/// Sets a header whose value inlet writes itself (a number, a fixed text).
+pub fn set_header(response: &mut Response, name: &'static str, value: String) {
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+/// The answer an SDK takes as success: `status` with the JSON `body`.
+pub fn success(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}

@@ -1,0 +1,257 @@
+//! Sentry's endpoints, `POST /api/{project}/envelope/` and `POST /api/{project}/store/`, for
+//! `sentry-sdk`, `@sentry/node` and `@sentry/browser` pointed at inlet by their DSN
+//! (`http://KEY@inlet:8080/PROJECT`). The key is the DSN's public key, from `X-Sentry-Auth`
+//! (sentry-python) or `?sentry_key=` (the JavaScript SDKs); the project in the path is not
+//! read: the token says which project the events are for.
+//!
+//! Answers as Sentry does: 200 `{"id": EVENT_ID}` (32 hex digits); errors `{"detail": M,
+//! "code": C}` with inlet's status; a rate limit as 429 with `Retry-After` and
+//! `X-Sentry-Rate-Limits: SECS::organization`, which the SDKs obey for every category.
+
+use std::sync::OnceLock;
+
+use ::metrics::Histogram;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::authenticate::{request_origin, Authenticated};
+use super::sdk::{self, header_value};
+use crate::error::ApiError;
+use crate::event::{Kind, Source};
+use crate::sdk::report::Report;
+use crate::sdk::sentry;
+use crate::state::AppState;
+
+/// `POST /api/{project}/envelope/`: an envelope's `event` items become occurrences; its other
+/// items are counted and answered as accepted.
+pub async fn envelope(State(state): State<AppState>, request: Request) -> Response {
+    respond(ingest_envelope(&state, request).await)
+}
+
+/// `POST /api/{project}/store/`: one event, as older SDKs send it.
+pub async fn store(State(state): State<AppState>, request: Request) -> Response {
+    respond(ingest_store(&state, request).await)
+}
+
+async fn ingest_envelope(state: &AppState, request: Request) -> Result<Option<Uuid>, ApiError> {
+    static BODY_BYTES: OnceLock<Histogram> = OnceLock::new();
+    let (parts, body) = request.into_parts();
+    let auth = admit(state, &parts)?;
+    let route = "/api/{project}/envelope/";
+    let body = sdk::read_body(state, &parts.headers, body, &BODY_BYTES, route).await?;
+    let envelope = sentry::envelope(&body).map_err(ApiError::MalformedBody)?;
+    for kind in &envelope.item_types {
+        sdk::count_items(Source::Sentry, kind, 1);
+    }
+    let reports = envelope
+        .events
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            sdk::check_event_size(state, index, raw.len())?;
+            Ok(sentry::event(raw, envelope.event_id))
+        })
+        .collect::<Result<_, ApiError>>()?;
+    ingest(state, &auth, &parts, reports, envelope.event_id).await
+}
+
+async fn ingest_store(state: &AppState, request: Request) -> Result<Option<Uuid>, ApiError> {
+    static BODY_BYTES: OnceLock<Histogram> = OnceLock::new();
+    let (parts, body) = request.into_parts();
+    let auth = admit(state, &parts)?;
+    let route = "/api/{project}/store/";
+    let body = sdk::read_body(state, &parts.headers, body, &BODY_BYTES, route).await?;
+    sdk::count_items(Source::Sentry, "event", 1);
+    sdk::check_event_size(state, 0, body.len())?;
+    ingest(state, &auth, &parts, vec![sentry::event(&body, None)], None).await
+}
+
+/// Ingests a request's events; the id to answer is the first event's, else the envelope's (an
+/// envelope of sessions or client reports alone is accepted as it is).
+async fn ingest(
+    state: &AppState,
+    auth: &Authenticated,
+    parts: &Parts,
+    reports: Vec<Report>,
+    envelope_id: Option<Uuid>,
+) -> Result<Option<Uuid>, ApiError> {
+    let id = reports.first().map(|r| r.id).or(envelope_id);
+    if !reports.is_empty() {
+        sdk::ingest(state, auth, &parts.headers, Source::Sentry, reports).await?;
+    }
+    Ok(id)
+}
+
+/// Sentry's answer: 200 `{"id": "<32 hex>"}`, or the error in Sentry's shape.
+fn respond(result: Result<Option<Uuid>, ApiError>) -> Response {
+    match result {
+        Ok(id) => sdk::success(
+            StatusCode::OK,
+            json!({ "id": id.map(|id| id.simple().to_string()) }),
+        ),
+        Err(error) => error_answer(error),
+    }
+}
+
+/// The token from the request's key, allowed to send occurrences from its origin.
+fn admit(state: &AppState, parts: &Parts) -> Result<Authenticated, ApiError> {
+    let auth = Authenticated::resolve(state, parts, sentry_key(parts))?;
+    let origin = request_origin(&parts.headers);
+    state
+        .pipeline
+        .admit(&auth.token, Kind::Occurrence, origin.as_deref())?;
+    Ok(auth)
+}
+
+/// The DSN's public key: `sentry_key` of `X-Sentry-Auth: Sentry sentry_key=K, ...`, else of
+/// the query string.
+fn sentry_key(parts: &Parts) -> Option<String> {
+    let from_header = header_value(&parts.headers, "x-sentry-auth").and_then(|auth| {
+        let fields = auth
+            .strip_prefix("Sentry ")
+            .or_else(|| auth.strip_prefix("sentry "))?;
+        fields.split(',').find_map(|field| {
+            let (name, value) = field.trim().split_once('=')?;
+            (name.trim() == "sentry_key").then(|| value.trim().to_owned())
+        })
+    });
+    from_header.or_else(|| {
+        let query = parts.uri.query()?;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "sentry_key")
+            .map(|(_, value)| value.into_owned())
+    })
+}
+
+/// An error as Sentry answers one, with the rate limit header the SDKs obey on a 429.
+fn error_answer(error: ApiError) -> Response {
+    let limited = sdk::rate_limited_secs(&error);
+    let mut response = sdk::error_answer(
+        error,
+        |code, message| json!({"detail": message, "code": code}),
+    );
+    if let Some(secs) = limited {
+        sdk::set_header(
+            &mut response,
+            "x-sentry-rate-limits",
+            format!("{secs}::organization"),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use serde_json::Value;
+
+    use crate::http::public_router;
+    use crate::http::testing::send;
+    use crate::sink::memory::MemorySink;
+    use crate::testing::{state, SECRET};
+
+    const EXCEPTION: &[u8] =
+        include_bytes!("../../tests/sdk/payloads/sentry/python-exception.envelope");
+
+    fn post(uri: &str, auth: Option<&str>, body: &[u8]) -> Request<Body> {
+        let mut request =
+            Request::post(uri).header(header::CONTENT_TYPE, "application/x-sentry-envelope");
+        if let Some(auth) = auth {
+            request = request.header("x-sentry-auth", auth);
+        }
+        request.body(Body::from(body.to_vec())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_envelope_is_answered_with_its_event_id_and_produced_once() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let auth = format!("Sentry sentry_key={SECRET}, sentry_version=7, sentry_client=x/1");
+        let (status, _, body) =
+            send(&router, post("/api/42/envelope/", Some(&auth), EXCEPTION)).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["id"], "7bc7b823935a4609849b520f1d57f41c");
+        let records = sink.records();
+        assert_eq!(records.len(), 1);
+        // The key in the query string, on the path without its trailing slash, and /store/.
+        let uri = format!("/api/42/envelope?sentry_key={SECRET}&sentry_version=7");
+        let (status, _, _) = send(&router, post(&uri, None, EXCEPTION)).await;
+        assert_eq!(status, StatusCode::OK);
+        let event = EXCEPTION.split(|b| *b == b'\n').nth(2).unwrap();
+        let uri = format!("/api/42/store/?sentry_key={SECRET}");
+        let (status, _, body) = send(&router, post(&uri, None, event)).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(sink.records().len(), 3);
+    }
+
+    /// A request's path, `X-Sentry-Auth` and body, and the status and code of its answer.
+    type Case<'a> = (&'a str, Option<&'a str>, &'a [u8], StatusCode, &'a str);
+
+    #[tokio::test]
+    async fn errors_keep_their_status_and_code_in_sentry_shape() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let cases: [Case; 4] = [
+            (
+                "/api/1/envelope/",
+                None,
+                EXCEPTION,
+                StatusCode::UNAUTHORIZED,
+                "missing_token",
+            ),
+            (
+                "/api/1/envelope/",
+                Some("Sentry sentry_key=nope"),
+                EXCEPTION,
+                StatusCode::UNAUTHORIZED,
+                "unknown_token",
+            ),
+            (
+                "/api/1/envelope/?sentry_key=",
+                Some(&format!("Sentry sentry_key={SECRET}")),
+                b"nope\n",
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+            ),
+            (
+                "/api/1/store/",
+                Some(&format!("Sentry sentry_key={SECRET}")),
+                br#"{"level":"error"}"#,
+                StatusCode::BAD_REQUEST,
+                "missing_field",
+            ),
+        ];
+        for (uri, auth, body, expected, code) in cases {
+            let (status, headers, body) = send(&router, post(uri, auth, body)).await;
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(status, expected, "{uri}: {body}");
+            assert_eq!(body["code"], code, "{uri}: {body}");
+            assert!(body["detail"].as_str().is_some(), "{uri}: {body}");
+            assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        }
+        assert!(sink.records().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_envelope_without_events_is_accepted_and_produces_nothing() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let body = b"{}\n{\"type\":\"client_report\"}\n{\"discarded_events\":[]}\n";
+        let uri = format!("/api/1/envelope/?sentry_key={SECRET}");
+        let (status, _, body) = send(&router, post(&uri, None, body)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).unwrap()["id"],
+            Value::Null
+        );
+        assert!(sink.records().is_empty());
+    }
+}

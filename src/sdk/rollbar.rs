@@ -1,0 +1,266 @@
+//! Rollbar: an item (`POST /api/1/item/`, `{"access_token": ..., "data": {...}}`) as its SDKs
+//! write it, translated into an occurrence.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+
+use super::report::{
+    self, take_string, Frame, FrameFields, Innermost, Members, Occurrence, Raised, Report,
+};
+use crate::event::Invalid;
+
+/// Where a Rollbar stack frame keeps inlet's frame fields (the same names).
+const FRAME: FrameFields = FrameFields {
+    filename: &["filename"],
+    lineno: "lineno",
+    colno: "colno",
+    method: "method",
+};
+
+/// A Rollbar request body, read: the key it may carry, and its item translated.
+#[derive(Debug)]
+pub struct Item {
+    /// The body's `access_token`, for an SDK that does not send `X-Rollbar-Access-Token`.
+    pub access_token: Option<String>,
+    pub report: Report,
+}
+
+/// Reads a Rollbar request body; fails, with why, only when it is not a JSON object.
+pub fn item(body: &[u8]) -> Result<Item, String> {
+    let mut payload = report::members(body).map_err(|invalid| invalid.message)?;
+    let access_token = report::take_as(&mut payload, "access_token");
+    let report = match report::take_members(&mut payload, "data") {
+        Some(data) => translate(data),
+        None => Report::untranslated(
+            Invalid::new("missing_field", "`data` (an object) is required"),
+            body,
+        ),
+    };
+    Ok(Item {
+        access_token,
+        report,
+    })
+}
+
+/// An item's `data` as an occurrence.
+fn translate(mut data: Members<'_>) -> Report {
+    let body = report::take_members(&mut data, "body");
+    let mut rest = report::values(data);
+    let raised = body.and_then(|mut body| {
+        let raised = exception(&mut body);
+        if !body.is_empty() {
+            rest.insert("body".into(), report::values(body).into());
+        }
+        raised
+    });
+    let given = take_string(&mut rest, &["uuid"]);
+    let id = report::event_id(given, &mut rest, "uuid");
+    let mut occurrence = Occurrence::new(level(&mut rest));
+    if let Some(Raised {
+        class,
+        message,
+        frames,
+        causes,
+    }) = raised
+    {
+        if !causes.is_empty() {
+            let body = rest.entry("body").or_insert_with(|| json!({}));
+            body["trace_chain"] = json!(causes);
+        }
+        occurrence.exception(class, message, frames, &FRAME, Innermost::Last);
+    }
+    occurrence.set(
+        "message",
+        take_string(&mut rest, &["body", "message", "body"]),
+    );
+    for name in [
+        "environment",
+        "platform",
+        "language",
+        "code_version",
+        "fingerprint",
+    ] {
+        occurrence.set(name, take_string(&mut rest, &[name]));
+    }
+    let timestamp = rest.get("timestamp").and_then(report::seconds_to_ms);
+    if timestamp.is_some() {
+        rest.remove("timestamp");
+    }
+    occurrence.timestamp(timestamp);
+    occurrence.finish(id, rest)
+}
+
+/// Rollbar's levels are inlet's; an item without one, or with another, is an `error` (the
+/// latter's own level stays in `custom`).
+fn level(rest: &mut Map<String, Value>) -> &'static str {
+    let level = match rest.get("level").and_then(Value::as_str) {
+        None => return "error",
+        Some("critical") => "critical",
+        Some("error") => "error",
+        Some("warning" | "warn") => "warning",
+        Some("info") => "info",
+        Some("debug") => "debug",
+        Some(_) => return "error",
+    };
+    rest.remove("level");
+    level
+}
+
+/// A trace as Rollbar writes it: what inlet maps of it (its frames' `code`, `context`, `args`
+/// and `locals` are skipped).
+#[derive(Deserialize)]
+struct Trace {
+    #[serde(default)]
+    exception: TraceException,
+    #[serde(default)]
+    frames: Vec<Frame>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct TraceException {
+    class: Option<Value>,
+    message: Option<Value>,
+}
+
+/// Takes `trace`, else the first of `trace_chain` (the one raised; the others are its causes)
+/// out of an item's `body`, when it has the shape Rollbar writes; else it stays, for `custom`.
+fn exception<'a>(body: &mut Members<'a>) -> Option<Raised<'a>> {
+    let (trace, causes) = match report::take_as::<Trace>(body, "trace") {
+        Some(trace) => (trace, Vec::new()),
+        None => {
+            let chain: Vec<&RawValue> =
+                serde_json::from_str(body.get("trace_chain")?.get()).ok()?;
+            let trace = serde_json::from_str(chain.first()?.get()).ok()?;
+            body.remove("trace_chain");
+            (trace, chain[1..].to_vec())
+        }
+    };
+    Some(Raised {
+        class: report::text(trace.exception.class).unwrap_or_else(|| "Error".into()),
+        message: report::text(trace.exception.message),
+        frames: trace.frames,
+        causes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const EXCEPTION: &[u8] =
+        include_bytes!("../../tests/sdk/payloads/rollbar/python-exception.json");
+    const MESSAGE: &[u8] = include_bytes!("../../tests/sdk/payloads/rollbar/python-message.json");
+
+    fn translated(item: &Item) -> Value {
+        serde_json::from_str(&item.report.event.as_ref().unwrap().json).unwrap()
+    }
+
+    #[test]
+    fn pyrollbar_exception_maps_its_fields() {
+        let item = item(EXCEPTION).unwrap();
+        assert_eq!(item.access_token.as_deref(), Some("abc123"));
+        assert_eq!(
+            item.report.id.to_string(),
+            "0b378c1f-ab50-426a-9e01-e0dc31088f64"
+        );
+        let o = translated(&item);
+        assert_eq!(o["level"], "error");
+        assert_eq!(o["uuid"], "0b378c1f-ab50-426a-9e01-e0dc31088f64");
+        assert_eq!(o["exception"]["class"], "ValueError");
+        assert!(o["exception"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a number R1"));
+        let frames = o["exception"]["frames"].as_array().unwrap();
+        assert_eq!(frames.last().unwrap()["method"], "parse");
+        assert_eq!(frames.last().unwrap()["lineno"], 22);
+        assert_eq!(o["environment"], "staging");
+        assert_eq!(o["language"], "python 3.11.7");
+        assert_eq!(o["code_version"], "1.4.2");
+        assert_eq!(o["timestamp"], 1_795_984_221_000_i64);
+        assert_eq!(o["custom"]["notifier"]["name"], "pyrollbar");
+        assert!(
+            o["custom"].get("body").is_none(),
+            "the mapped body is repeated"
+        );
+        assert!(o["custom"].get("access_token").is_none(), "the key is kept");
+    }
+
+    #[test]
+    fn the_recorded_exception_translates_to_its_native_twin() {
+        let twin = "tests/sdk/payloads/rollbar/python-exception.occurrence.json";
+        report::assert_twin(&item(EXCEPTION).unwrap().report, twin);
+    }
+
+    #[test]
+    fn rollbar_js_on_node_sends_a_trace_chain_with_columns() {
+        let body = include_bytes!("../../tests/sdk/payloads/rollbar/node-exception.json");
+        let item = item(body).unwrap();
+        assert_eq!(
+            item.access_token, None,
+            "rollbar.js sends its key in a header only"
+        );
+        let o = translated(&item);
+        assert_eq!(o["exception"]["class"], "TypeError");
+        assert_eq!(o["exception"]["message"], "cannot parse not a number N1");
+        let innermost = o["exception"]["frames"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            innermost,
+            json!({"filename": "/work/wt-errors/tests/sdk/errors.js", "lineno": 17, "colno": 10, "method": "parse"})
+        );
+        assert_eq!(o["language"], "javascript");
+        assert_eq!(o["custom"]["framework"], "node-js");
+        // A chain of one is mapped whole; the rest of the body stays.
+        assert!(o["custom"]["body"].get("trace_chain").is_none());
+        assert!(o["custom"]["body"]["telemetry"].is_array());
+    }
+
+    #[test]
+    fn pyrollbar_message_maps_its_level_and_text() {
+        let o = translated(&item(MESSAGE).unwrap());
+        assert_eq!(o["level"], "warning");
+        assert_eq!(o["message"], "warning message R1");
+    }
+
+    #[test]
+    fn a_trace_chain_maps_its_first_trace_and_keeps_the_others() {
+        let body = json!({"data": {
+            "level": "nonsense",
+            "body": {"trace_chain": [
+                {"exception": {"class": "Outer", "message": "m"}, "frames": [{"filename": "a.js", "lineno": 1, "colno": 2, "method": "f"}]},
+                {"exception": {"class": "Inner"}, "frames": []}
+            ]},
+            "uuid": "not-a-uuid",
+        }});
+        let item = item(body.to_string().as_bytes()).unwrap();
+        let o = translated(&item);
+        assert_eq!(o["level"], "error");
+        assert_eq!(o["custom"]["level"], "nonsense");
+        assert_eq!(o["exception"]["class"], "Outer");
+        assert_eq!(o["exception"]["frames"][0]["colno"], 2);
+        assert_eq!(
+            o["custom"]["body"]["trace_chain"][0]["exception"]["class"],
+            "Inner"
+        );
+        assert_eq!(o["custom"]["uuid"], "not-a-uuid");
+        assert_eq!(o["uuid"], item.report.id.to_string());
+    }
+
+    #[test]
+    fn bodies_that_are_no_item() {
+        assert!(item(b"[1]").is_err());
+        assert!(item(b"{").is_err());
+        let item = item(br#"{"access_token":"k"}"#).unwrap();
+        let refused = item.report.event.unwrap_err();
+        assert_eq!(refused.invalid.code, "missing_field");
+    }
+}

@@ -1,0 +1,391 @@
+//! Sentry: envelopes (`/api/{project}/envelope/`) and bare events (`/store/`) as Sentry's
+//! SDKs write them, translated into occurrences.
+//!
+//! An envelope is a header line (JSON: `event_id`, `dsn`, `sent_at`, ...), then items: an item
+//! header line (JSON: `type`, optionally `length`), then its payload, `length` bytes when the
+//! header gives it, else up to the next newline. `event` items become occurrences; every other
+//! item type (sessions, client reports, transactions, attachments, ...) is read past and
+//! counted, never produced: inlet carries errors, not Sentry's other products.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+
+use super::report::{
+    self, take_string, Frame, FrameFields, Innermost, Members, Occurrence, Raised, Report,
+};
+
+/// Where a Sentry stack frame keeps inlet's frame fields.
+const FRAME: FrameFields = FrameFields {
+    filename: &["filename", "abs_path"],
+    lineno: "lineno",
+    colno: "colno",
+    method: "function",
+};
+
+/// The item types of Sentry's envelope protocol, as the `type` label of
+/// `inlet_sdk_items_total`; any other is counted as `other` (labels come from a closed set).
+const ITEM_TYPES: &[&str] = &[
+    "event",
+    "transaction",
+    "attachment",
+    "session",
+    "sessions",
+    "client_report",
+    "check_in",
+    "span",
+    "log",
+    "otel_log",
+    "profile",
+    "profile_chunk",
+    "replay_event",
+    "replay_recording",
+    "replay_video",
+    "feedback",
+    "user_report",
+    "statsd",
+    "metric_meta",
+    "trace_metric",
+    "security",
+];
+
+/// An envelope, read: its events still as the SDK wrote them, so their size can be checked
+/// before any is parsed ([`event`] translates each).
+#[derive(Debug)]
+pub struct Envelope<'a> {
+    /// The envelope header's `event_id`: the id of an event without its own, and the one
+    /// answered when the envelope carries no event.
+    pub event_id: Option<uuid::Uuid>,
+    /// The payloads of its `event` items, in order.
+    pub events: Vec<&'a [u8]>,
+    /// The type of every item, `event`s included, for the metric.
+    pub item_types: Vec<&'static str>,
+}
+
+/// An item header: the fields inlet reads of it.
+#[derive(Deserialize)]
+struct ItemHeader {
+    #[serde(rename = "type")]
+    kind: String,
+    length: Option<usize>,
+}
+
+/// Reads an envelope; fails, with why, only when it is not one at all (a header that is not
+/// JSON, a `length` past the end of the body).
+pub fn envelope(body: &[u8]) -> Result<Envelope<'_>, String> {
+    let (header, mut rest) = line(body);
+    let header: Map<String, Value> = serde_json::from_slice(header)
+        .map_err(|e| format!("the envelope header is not a JSON object: {e}"))?;
+    let event_id = header
+        .get("event_id")
+        .and_then(Value::as_str)
+        .and_then(|id| uuid::Uuid::try_parse(id).ok());
+    let mut envelope = Envelope {
+        event_id,
+        events: Vec::new(),
+        item_types: Vec::new(),
+    };
+    while !rest.is_empty() {
+        let (head, after) = line(rest);
+        if head.trim_ascii().is_empty() {
+            rest = after;
+            continue;
+        }
+        let index = envelope.item_types.len();
+        let head: ItemHeader = serde_json::from_slice(head)
+            .map_err(|e| format!("item {index}: its header is not valid: {e}"))?;
+        let (payload, after) = match head.length {
+            Some(length) if length > after.len() => {
+                return Err(format!(
+                    "item {index}: its length {length} is past the end of the envelope"
+                ))
+            }
+            Some(length) => (&after[..length], skip_newline(&after[length..])),
+            None => line(after),
+        };
+        envelope.item_types.push(item_type(&head.kind));
+        if head.kind == "event" {
+            envelope.events.push(payload);
+        }
+        rest = after;
+    }
+    Ok(envelope)
+}
+
+/// The label of an item type.
+fn item_type(kind: &str) -> &'static str {
+    ITEM_TYPES
+        .iter()
+        .find(|known| **known == kind)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Splits `text` at its first newline: the line, and what follows it.
+fn line(text: &[u8]) -> (&[u8], &[u8]) {
+    match text.iter().position(|b| *b == b'\n') {
+        Some(at) => (&text[..at], &text[at + 1..]),
+        None => (text, &[]),
+    }
+}
+
+fn skip_newline(text: &[u8]) -> &[u8] {
+    text.strip_prefix(b"\n").unwrap_or(text)
+}
+
+/// One Sentry event (an envelope's `event` item, or `/store/`'s body) as an occurrence;
+/// `fallback_id` is the envelope header's `event_id`, for an event without its own.
+pub fn event(raw: &[u8], fallback_id: Option<uuid::Uuid>) -> Report {
+    let mut members = match report::members(raw) {
+        Ok(members) => members,
+        Err(invalid) => return Report::untranslated(invalid, raw),
+    };
+    let raised = exception(&mut members);
+    let mut rest = report::values(members);
+    let given = take_string(&mut rest, &["event_id"]);
+    let id = match (given, fallback_id) {
+        (None, Some(id)) => id,
+        (given, _) => report::event_id(given, &mut rest, "event_id"),
+    };
+    let mut occurrence = Occurrence::new(level(&mut rest));
+    if let Some(Raised {
+        class,
+        message,
+        frames,
+        causes,
+    }) = raised
+    {
+        if !causes.is_empty() {
+            rest.insert("exception".into(), json!({ "values": causes }));
+        }
+        occurrence.exception(class, message, frames, &FRAME, Innermost::Last);
+    }
+    occurrence.set("message", message(&mut rest));
+    occurrence.set("environment", take_string(&mut rest, &["environment"]));
+    occurrence.set("platform", take_string(&mut rest, &["platform"]));
+    occurrence.set("code_version", take_string(&mut rest, &["release"]));
+    occurrence.set("fingerprint", fingerprint(&mut rest));
+    occurrence.timestamp(timestamp(&mut rest));
+    occurrence.finish(id, rest)
+}
+
+/// inlet's level of Sentry's (`fatal` is `critical`); an event without one, or with one
+/// inlet does not know, is an `error` (the latter's own level stays in `custom`).
+fn level(rest: &mut Map<String, Value>) -> &'static str {
+    let level = match rest.get("level").and_then(Value::as_str) {
+        None => return "error",
+        Some("fatal") => "critical",
+        Some("error") => "error",
+        Some("warning" | "warn") => "warning",
+        Some("info" | "log") => "info",
+        Some("debug") => "debug",
+        Some(_) => return "error",
+    };
+    rest.remove("level");
+    level
+}
+
+/// `exception.values` as Sentry writes it.
+#[derive(Deserialize)]
+struct Values<'a> {
+    #[serde(borrow)]
+    values: Vec<&'a RawValue>,
+}
+
+/// One exception of `exception.values`: what inlet maps of it (its `mechanism`, `module` and
+/// its frames' context are skipped).
+#[derive(Deserialize)]
+struct SentryException {
+    #[serde(rename = "type")]
+    class: Option<Value>,
+    value: Option<Value>,
+    stacktrace: Option<Stacktrace>,
+}
+
+#[derive(Deserialize)]
+struct Stacktrace {
+    #[serde(default)]
+    frames: Vec<Frame>,
+}
+
+/// Takes the event's `exception` out of `members` when it has the shape Sentry writes (the
+/// raised one is the last of its `values`); else it stays, for `custom`.
+fn exception<'a>(members: &mut Members<'a>) -> Option<Raised<'a>> {
+    let Values { mut values } = serde_json::from_str(members.get("exception")?.get()).ok()?;
+    let last: SentryException = serde_json::from_str(values.last()?.get()).ok()?;
+    members.remove("exception");
+    values.pop();
+    Some(Raised {
+        class: report::text(last.class).unwrap_or_else(|| "Error".into()),
+        message: report::text(last.value),
+        frames: last.stacktrace.map(|s| s.frames).unwrap_or_default(),
+        causes: values,
+    })
+}
+
+/// `message` (a string, or an object with `formatted` or `message`), else `logentry`'s.
+fn message(rest: &mut Map<String, Value>) -> Option<String> {
+    take_string(rest, &["message"])
+        .or_else(|| take_string(rest, &["message", "formatted"]))
+        .or_else(|| take_string(rest, &["message", "message"]))
+        .or_else(|| take_string(rest, &["logentry", "formatted"]))
+        .or_else(|| take_string(rest, &["logentry", "message"]))
+}
+
+/// `fingerprint`'s strings joined by `,` (inlet's fingerprint is one string).
+fn fingerprint(rest: &mut Map<String, Value>) -> Option<String> {
+    let parts = rest.get("fingerprint")?.as_array()?;
+    let joined = parts
+        .iter()
+        .map(|p| p.as_str().map(str::to_owned))
+        .collect::<Option<Vec<_>>>()?
+        .join(",");
+    rest.remove("fingerprint");
+    Some(joined)
+}
+
+/// `timestamp`: seconds since the epoch, or RFC 3339.
+fn timestamp(rest: &mut Map<String, Value>) -> Option<i64> {
+    let value = rest.get("timestamp")?;
+    let ms = match value {
+        Value::String(text) => report::rfc3339_to_ms(text),
+        number => report::seconds_to_ms(number),
+    }?;
+    rest.remove("timestamp");
+    Some(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const EXCEPTION: &[u8] =
+        include_bytes!("../../tests/sdk/payloads/sentry/python-exception.envelope");
+    const MESSAGE: &[u8] =
+        include_bytes!("../../tests/sdk/payloads/sentry/python-message.envelope");
+
+    fn first_event(envelope: &Envelope) -> Report {
+        event(envelope.events[0], envelope.event_id)
+    }
+
+    fn translated(report: &Report) -> Value {
+        serde_json::from_str(&report.event.as_ref().unwrap().json).unwrap()
+    }
+
+    #[test]
+    fn sentry_python_exception_maps_its_fields() {
+        let envelope = envelope(EXCEPTION).unwrap();
+        assert_eq!(envelope.item_types, ["event"]);
+        let report = &first_event(&envelope);
+        assert_eq!(
+            report.id.simple().to_string(),
+            "7bc7b823935a4609849b520f1d57f41c"
+        );
+        let o = translated(report);
+        assert_eq!(o["level"], "error");
+        assert_eq!(o["uuid"], "7bc7b823-935a-4609-849b-520f1d57f41c");
+        assert_eq!(o["exception"]["class"], "ValueError");
+        assert!(o["exception"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a number R1"));
+        let frames = o["exception"]["frames"].as_array().unwrap();
+        assert_eq!(frames.len(), 4);
+        assert_eq!(
+            frames[3],
+            json!({"filename": "errors.py", "lineno": 22, "method": "parse"})
+        );
+        assert_eq!(o["environment"], "staging");
+        assert_eq!(o["platform"], "python");
+        assert_eq!(o["code_version"], "shop@1.4.2");
+        assert_eq!(o["timestamp"], 1_795_984_221_375_i64);
+        // The rest of the event, and nothing that was mapped.
+        assert_eq!(o["custom"]["sdk"]["name"], "sentry.python");
+        for mapped in ["exception", "event_id", "level", "release", "timestamp"] {
+            assert!(o["custom"].get(mapped).is_none(), "{mapped} repeated");
+        }
+    }
+
+    #[test]
+    fn the_recorded_exception_translates_to_its_native_twin() {
+        let envelope = envelope(EXCEPTION).unwrap();
+        let twin = "tests/sdk/payloads/sentry/python-exception.occurrence.json";
+        report::assert_twin(&first_event(&envelope), twin);
+    }
+
+    #[test]
+    fn sentry_python_message_maps_its_level_and_text() {
+        let envelope = envelope(MESSAGE).unwrap();
+        let o = translated(&first_event(&envelope));
+        assert_eq!(o["level"], "warning");
+        assert_eq!(o["message"], "warning message R1");
+        assert!(o.get("exception").is_none());
+    }
+
+    #[test]
+    fn items_with_and_without_length_and_other_types() {
+        let body = b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\"}\n\
+            {\"type\":\"session\"}\n{\"sid\":\"x\",\"status\":\"ok\"}\n\
+            {\"type\":\"attachment\",\"length\":7,\"filename\":\"a.txt\"}\nab\ncd\n\n\
+            {\"type\":\"event\"}\n{\"message\":\"hi\",\"level\":\"fatal\",\"fingerprint\":[\"a\",\"b\"]}\n\
+            {\"type\":\"client_report\",\"length\":2}\n{}";
+        let envelope = envelope(body).unwrap();
+        assert_eq!(
+            envelope.item_types,
+            ["session", "attachment", "event", "client_report"]
+        );
+        let o = translated(&first_event(&envelope));
+        assert_eq!(o["level"], "critical");
+        assert_eq!(o["fingerprint"], "a,b");
+        // No id of its own: the envelope's.
+        assert_eq!(o["uuid"], "9ec79c33-ec99-42ab-8353-589fcb2e04dc");
+    }
+
+    #[test]
+    fn broken_envelopes_say_why() {
+        assert!(envelope(b"not json\n").unwrap_err().contains("header"));
+        let err = envelope(b"{}\n{\"type\":\"event\",\"length\":99}\n{}").unwrap_err();
+        assert!(err.contains("past the end"), "{err}");
+        assert!(envelope(b"{}\n{\"length\":1}\nx").is_err());
+        // An event item that is not JSON is an untranslated report, not a broken envelope.
+        let envelope = envelope(b"{}\n{\"type\":\"event\"}\nnot json").unwrap();
+        let report = first_event(&envelope);
+        let refused = report.event.as_ref().unwrap_err();
+        assert_eq!(refused.invalid.code, "malformed_json");
+        assert_eq!(refused.raw, "not json");
+    }
+
+    #[test]
+    fn causes_stay_in_custom_and_odd_levels_are_errors() {
+        let event = json!({
+            "level": "verbose",
+            "logentry": {"formatted": "formatted text"},
+            "exception": {"values": [
+                {"type": "KeyError", "value": "cause"},
+                {"type": "RuntimeError", "value": "raised", "stacktrace": {"frames": [
+                    {"abs_path": "/srv/app.js", "lineno": 3, "colno": 9, "function": "f"}
+                ]}}
+            ]},
+            "timestamp": 1_700_000_000.25,
+        });
+        let o = translated(&event_report(&event));
+        assert_eq!(o["level"], "error");
+        assert_eq!(o["custom"]["level"], "verbose");
+        assert_eq!(o["message"], "formatted text");
+        assert_eq!(o["exception"]["class"], "RuntimeError");
+        assert_eq!(
+            o["exception"]["frames"][0],
+            json!({"filename": "/srv/app.js", "lineno": 3, "colno": 9, "method": "f"})
+        );
+        assert_eq!(o["custom"]["exception"]["values"][0]["type"], "KeyError");
+        assert_eq!(o["timestamp"], 1_700_000_000_250_i64);
+        // A fresh id when the event has none.
+        assert_eq!(o["uuid"].as_str().unwrap().len(), 36);
+    }
+
+    fn event_report(value: &Value) -> Report {
+        event(value.to_string().as_bytes(), None)
+    }
+}

@@ -1,0 +1,330 @@
+//! The error trackers' real SDKs against inlet's drop-in endpoints (issue #13): sentry-sdk,
+//! rollbar and honeybadger for Python, @sentry/node and rollbar for Node, each run as its own
+//! process by `tests/sdk/errors.py` / `errors.js`, pointed at an in-process inlet that produces
+//! to a real Tansu broker. Every report must land in Kafka exactly once, with the SDK's own
+//! event id and the contract's field mapping; a rate limit must make the SDKs that obey a
+//! signal stop sending. (The browser SDK, rollbar.js in Chromium, is in tests/browser.rs.)
+//!
+//! The SDKs are installed by `tests/sdk/install.sh` (tests/run.sh runs it) into target/sdk.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::assert_no_failures;
+use common::gateway::{Consumed, Gateway, Kafka, ACCOUNT, DSN_KEY, SDK, TIGHT_ERRORS};
+use inlet::proto::envelope::Event;
+use inlet::proto::{Level, Occurrence};
+use serde::Deserialize;
+
+/// How long the consumer reads on after the expected reports arrived, to catch a duplicate.
+const LINGER: Duration = Duration::from_secs(1);
+/// Reports an SDK sends in the rate limit test, 25 ms apart: far more than its backoff lets
+/// through.
+const BURST: usize = 20;
+
+/// One report an SDK script made, as it printed it.
+#[derive(Debug, Deserialize)]
+struct Sent {
+    /// `exception` or `message`.
+    kind: String,
+    /// The level the script asked for, in the SDK's words.
+    level: String,
+    /// The exception's class, or the message.
+    what: String,
+    /// The event id the SDK chose.
+    id: String,
+}
+
+/// One SDK run: its language, its name for the script, and the `source` inlet records.
+#[derive(Clone, Copy, Debug)]
+struct Sdk {
+    language: Language,
+    name: &'static str,
+    source: &'static str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Language {
+    Python,
+    Node,
+}
+
+const PYTHON_SENTRY: Sdk = Sdk {
+    language: Language::Python,
+    name: "sentry",
+    source: "sentry",
+};
+const NODE_SENTRY: Sdk = Sdk {
+    language: Language::Node,
+    name: "sentry",
+    source: "sentry",
+};
+const NODE_ROLLBAR: Sdk = Sdk {
+    language: Language::Node,
+    name: "rollbar",
+    source: "rollbar",
+};
+/// Honeybadger is driven from Python only: `@honeybadger-io/js` on Node drops the port from
+/// its endpoint (honeybadger-io/honeybadger-js#1601), so it cannot reach a test's inlet.
+const EVERY_SDK: [Sdk; 5] = [
+    PYTHON_SENTRY,
+    Sdk {
+        language: Language::Python,
+        name: "rollbar",
+        source: "rollbar",
+    },
+    Sdk {
+        language: Language::Python,
+        name: "honeybadger",
+        source: "honeybadger",
+    },
+    NODE_SENTRY,
+    NODE_ROLLBAR,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sdk_delivers_each_report_once_with_its_fields_mapped() {
+    let kafka = Kafka::start("sdk-errors").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
+    gw.wait_ready().await;
+    // Every SDK at once, each with its own marker.
+    let runs = EVERY_SDK.map(|sdk| {
+        let (url, run) = (
+            gw.url.clone(),
+            format!("{}-{}", sdk.source, sdk.language.name()),
+        );
+        // A DSN's key must look like one (see `DSN_KEY`); the others take any secret.
+        let key = if sdk.source == "sentry" { DSN_KEY } else { SDK };
+        tokio::task::spawn_blocking(move || (sdk, run.clone(), run_sdk(sdk, &url, key, &run, None)))
+    });
+    let mut runs_done = Vec::new();
+    for run in runs {
+        runs_done.push(run.await.expect("SDK thread"));
+    }
+    let expected: usize = runs_done.iter().map(|(_, _, sent)| sent.len()).sum();
+    let landed = kafka.occurrences(expected, LINGER).await;
+    let by_id = by_event_id(&landed);
+    let mut failures = Vec::new();
+    for (sdk, run, sent) in &runs_done {
+        assert!(!sent.is_empty(), "{sdk:?} reported nothing");
+        for report in sent {
+            let case = format!("{sdk:?} {report:?}");
+            match by_id.get(&hyphenated(&report.id)).map(Vec::as_slice) {
+                Some([one]) => failures.extend(check(one, *sdk, run, report, &case)),
+                Some(many) => failures.push(format!("{case}: landed {} times", many.len())),
+                None => failures.push(format!("{case}: never landed")),
+            }
+        }
+    }
+    assert_no_failures("reports", &failures);
+    assert_eq!(landed.len(), expected, "stray or duplicate occurrences");
+    let metrics = gw.metrics().await;
+    for (source, kind) in [
+        ("sentry", "event"),
+        ("rollbar", "item"),
+        ("honeybadger", "notice"),
+    ] {
+        let line = format!("inlet_sdk_items_total{{source=\"{source}\",type=\"{kind}\"}}");
+        assert!(metrics.contains(&line), "{line} missing from /metrics");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdks_that_obey_a_rate_limit_stop_sending_after_the_429() {
+    let kafka = Kafka::start("sdk-errors-limits").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
+    gw.wait_ready().await;
+    let mut failures = Vec::new();
+    // One after the other: they share the token's limit (1 event/s, burst 1).
+    for sdk in [PYTHON_SENTRY, NODE_SENTRY, NODE_ROLLBAR] {
+        tokio::time::sleep(Duration::from_millis(1500)).await; // the bucket refills
+        let before = refused(&gw).await;
+        let (url, run) = (gw.url.clone(), format!("burst-{}", sdk.source));
+        tokio::task::spawn_blocking(move || run_sdk(sdk, &url, TIGHT_ERRORS, &run, Some(BURST)))
+            .await
+            .expect("SDK thread");
+        let refused = refused(&gw).await - before;
+        // Without a backoff, each of the 20 reports after the first would be a request and a
+        // 429; with one, the SDK stays quiet for the second the 429 asked for.
+        println!("{sdk:?}: {refused} requests refused of {BURST} reports");
+        if !(1..=5).contains(&refused) {
+            failures.push(format!(
+                "{sdk:?}: {refused} requests refused (expected 1..=5 of {BURST} reports)"
+            ));
+        }
+    }
+    assert_no_failures("SDKs", &failures);
+}
+
+/// The requests inlet refused for the token `tight-errors`'s rate limit, so far.
+async fn refused(gw: &Gateway) -> u64 {
+    let metrics = gw.metrics().await;
+    metrics
+        .lines()
+        .find(|l| l.starts_with("inlet_rate_limited_requests_total{token=\"tight-errors\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// What of `report` did not land as the contract maps it, in `one`.
+fn check(one: &Consumed, sdk: Sdk, run: &str, report: &Sent, case: &str) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut expect = |what: &str, ok: bool| {
+        if !ok {
+            failures.push(format!("{case}: {what}: {one:?}"));
+        }
+    };
+    let envelope = &one.envelope;
+    expect("key is the account", one.key == ACCOUNT);
+    expect("source", envelope.source == sdk.source);
+    let Some(Event::Occurrence(o)) = &envelope.event else {
+        expect("an occurrence", false);
+        return failures;
+    };
+    expect("level", o.level == level(&report.level) as i32);
+    expect("environment", o.environment == "staging");
+    let version = match sdk.source {
+        "sentry" => "shop@1.4.2",
+        "rollbar" => "1.4.2",
+        _ => "", // honeybadger-python sends no revision
+    };
+    expect("code_version", o.code_version == version);
+    expect("custom holds the rest", o.custom_json.starts_with('{'));
+    if report.kind == "message" {
+        expect("message", o.message == report.what);
+    } else {
+        expect("exception", exception_mapped(o, &report.what, run));
+    }
+    failures
+}
+
+/// The exception's class is `class`, its message names the run, and its frames include the
+/// function that threw (`parse`, three calls deep), with a file and line.
+fn exception_mapped(o: &Occurrence, class: &str, run: &str) -> bool {
+    let Some(e) = &o.exception else {
+        return false;
+    };
+    if class == "Notified" {
+        // Honeybadger's `notify(error_class=, error_message=)`: no exception was raised.
+        return e.class == class && e.message == format!("notified {run}") && !e.frames.is_empty();
+    }
+    e.class == class
+        && e.message.contains(&format!("not a number {run}"))
+        && e.frames
+            .iter()
+            .any(|f| f.method.ends_with("parse") && f.lineno > 0 && !f.filename.is_empty())
+}
+
+/// inlet's level of a level the script asked its SDK for.
+fn level(sdk_level: &str) -> Level {
+    match sdk_level {
+        "fatal" | "critical" => Level::Critical,
+        "warning" => Level::Warning,
+        "info" => Level::Info,
+        "debug" => Level::Debug,
+        _ => Level::Error,
+    }
+}
+
+/// An SDK's event id (32 hex digits or hyphenated) as inlet writes it.
+fn hyphenated(id: &str) -> String {
+    uuid::Uuid::try_parse(id)
+        .unwrap_or_else(|e| panic!("the SDK's id {id:?} is no UUID: {e}"))
+        .hyphenated()
+        .to_string()
+}
+
+fn by_event_id(landed: &[Consumed]) -> HashMap<String, Vec<Consumed>> {
+    let mut by_id: HashMap<String, Vec<Consumed>> = HashMap::new();
+    for c in landed {
+        by_id
+            .entry(c.envelope.event_id.clone())
+            .or_default()
+            .push(c.clone());
+    }
+    by_id
+}
+
+impl Language {
+    fn name(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::Node => "node",
+        }
+    }
+}
+
+/// The directory tests/sdk/install.sh installs the SDKs into.
+fn sdk_root() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("sdk")
+}
+
+/// Runs the script of `sdk` against `url` with `key`, marked `run` (and sending `burst`
+/// exceptions, if given); returns the reports it printed. Fails the test, saying how to install
+/// the SDKs, when they are missing.
+fn run_sdk(sdk: Sdk, url: &str, key: &str, run: &str, burst: Option<usize>) -> Vec<Sent> {
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    let (program, script, path_var, path, installed) = match sdk.language {
+        Language::Python => {
+            let path = sdk_root().join("python");
+            let installed = path.join(python_module(sdk.name));
+            ("python3", "errors.py", "PYTHONPATH", path, installed)
+        }
+        Language::Node => {
+            let path = sdk_root().join("node/node_modules");
+            let installed = path.join(node_package(sdk.name));
+            ("node", "errors.js", "NODE_PATH", path, installed)
+        }
+    };
+    assert!(
+        installed.exists(),
+        "{} is not installed: run tests/sdk/install.sh",
+        installed.display()
+    );
+    let mut command = Command::new(program);
+    command
+        .arg(scripts.join(script))
+        .args([sdk.name, url, key, run])
+        .env(path_var, &path);
+    if let Some(n) = burst {
+        command.args(["burst", &n.to_string()]);
+    }
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "{sdk:?} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{sdk:?} printed {l:?}: {e}")))
+        .collect()
+}
+
+fn python_module(sdk: &str) -> &'static str {
+    match sdk {
+        "sentry" => "sentry_sdk",
+        "rollbar" => "rollbar",
+        _ => "honeybadger",
+    }
+}
+
+fn node_package(sdk: &str) -> &'static str {
+    match sdk {
+        "sentry" => "@sentry/node",
+        _ => "rollbar",
+    }
+}
