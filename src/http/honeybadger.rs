@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::authenticate::{request_origin, Authenticated};
 use super::body::check_media_type;
 use super::sdk::{self, header_value};
 use crate::error::ApiError;
@@ -29,7 +28,7 @@ pub async fn notice(State(state): State<AppState>, request: Request) -> Response
         ),
         Err(error) => sdk::error_answer(
             error,
-            |code, message| json!({"error": message, "code": code}),
+            |_, code, message| json!({"error": message, "code": code}),
         ),
     }
 }
@@ -38,18 +37,21 @@ async fn ingest(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiErr
     static BODY_BYTES: OnceLock<Histogram> = OnceLock::new();
     let (parts, body) = request.into_parts();
     let key = header_value(&parts.headers, "x-api-key");
-    let auth = Authenticated::resolve(state, &parts, key)?;
-    let origin = request_origin(&parts.headers);
-    state
-        .pipeline
-        .admit(&auth.token, Kind::Occurrence, origin.as_deref())?;
+    let auth = sdk::authorize(state, &parts, Kind::Occurrence, key)?;
     check_media_type(&parts.headers)?;
-    let body = sdk::read_body(state, &parts.headers, body, &BODY_BYTES, "/v1/notices").await?;
+    let body = sdk::read_body(
+        state,
+        Kind::Occurrence,
+        &parts.headers,
+        body,
+        sdk::body_bytes(&BODY_BYTES, "/v1/notices"),
+    )
+    .await?;
     sdk::count_items(Source::Honeybadger, "notice", 1);
     sdk::check_event_size(state, 0, body.len())?;
     let report = honeybadger::notice(&body);
     let id = report.id;
-    sdk::ingest(
+    sdk::ingest_reports(
         state,
         &auth,
         &parts.headers,

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::body::read_body as read_capped;
 use super::body::MinRate;
-use super::segment::{authorize, ingest, off_the_runtime, read_body, reshape};
+use super::sdk::{authorize, error_answer, ingest, off_the_runtime, read_body, route_body_bytes};
 use crate::error::ApiError;
 use crate::event::{Kind, Source};
 use crate::sdk::posthog::{self, Wire};
@@ -31,13 +31,13 @@ use crate::state::AppState;
 pub async fn capture(State(state): State<AppState>, request: Request) -> Response {
     match run(state, request).await {
         Ok(()) => Json(json!({"status": 1})).into_response(),
-        Err(error) => reshape(error, error_body),
+        Err(error) => error_answer(error, error_body),
     }
 }
 
 /// PostHog's error body: `{"type", "code", "detail", "attr"}` (posthog-python logs `detail`).
-fn error_body(error: &ApiError, message: String) -> Value {
-    json!({"type": error_type(error), "code": error.code(), "detail": message, "attr": null})
+fn error_body(error: &ApiError, code: &str, message: &str) -> Value {
+    json!({"type": error_type(error), "code": code, "detail": message, "attr": null})
 }
 
 async fn run(state: AppState, request: Request) -> Result<(), ApiError> {
@@ -48,7 +48,14 @@ async fn run(state: AppState, request: Request) -> Result<(), ApiError> {
             .find(|(name, _)| name == "compression")
             .map(|(_, value)| value.into_owned())
     });
-    let body = read_body(&state, &parts, body).await?;
+    let body = read_body(
+        &state,
+        Kind::Beacon,
+        &parts.headers,
+        body,
+        &route_body_bytes(&parts),
+    )
+    .await?;
     let max_decoded = state.config.limits(Kind::Beacon).max_decoded;
     let max_events = state.config.max_events_per_request;
     // Decoded, read and translated in one go: the events borrow the body. The key is in the
@@ -66,8 +73,17 @@ async fn run(state: AppState, request: Request) -> Result<(), ApiError> {
         Ok((read.key, events))
     })
     .await?;
-    let auth = authorize(&state, &parts, key)?;
-    ingest(&state, &auth, &parts.headers, Source::Posthog, events).await
+    let auth = authorize(&state, &parts, Kind::Beacon, key)?;
+    ingest(
+        &state,
+        &auth,
+        &parts.headers,
+        Kind::Beacon,
+        Source::Posthog,
+        events,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Whether the body is a form (`data=`); 415 for a media type no PostHog client sends.

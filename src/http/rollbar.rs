@@ -11,12 +11,10 @@ use std::sync::OnceLock;
 
 use ::metrics::Histogram;
 use axum::extract::{Request, State};
-use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::authenticate::{request_origin, Authenticated};
 use super::body::check_media_type;
 use super::sdk::{self, header_value};
 use crate::error::ApiError;
@@ -40,20 +38,27 @@ async fn ingest(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiErr
     let (parts, body) = request.into_parts();
     // With the key in a header, a stranger is turned away before the body is read.
     let early = match header_value(&parts.headers, "x-rollbar-access-token") {
-        Some(key) => Some(admit(state, &parts, Some(key))?),
+        Some(key) => Some(sdk::authorize(state, &parts, Kind::Occurrence, Some(key))?),
         None => None,
     };
     check_media_type(&parts.headers)?;
-    let body = sdk::read_body(state, &parts.headers, body, &BODY_BYTES, "/api/1/item/").await?;
+    let body = sdk::read_body(
+        state,
+        Kind::Occurrence,
+        &parts.headers,
+        body,
+        sdk::body_bytes(&BODY_BYTES, "/api/1/item/"),
+    )
+    .await?;
     sdk::check_event_size(state, 0, body.len())?;
     let item = rollbar::item(&body).map_err(ApiError::MalformedBody)?;
     let auth = match early {
         Some(auth) => auth,
-        None => admit(state, &parts, item.access_token)?,
+        None => sdk::authorize(state, &parts, Kind::Occurrence, item.access_token)?,
     };
     sdk::count_items(Source::Rollbar, "item", 1);
     let uuid = item.report.id;
-    sdk::ingest(
+    sdk::ingest_reports(
         state,
         &auth,
         &parts.headers,
@@ -64,22 +69,12 @@ async fn ingest(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiErr
     Ok(uuid)
 }
 
-/// The token of `key`, allowed to send occurrences from the request's origin.
-fn admit(state: &AppState, parts: &Parts, key: Option<String>) -> Result<Authenticated, ApiError> {
-    let auth = Authenticated::resolve(state, parts, key)?;
-    let origin = request_origin(&parts.headers);
-    state
-        .pipeline
-        .admit(&auth.token, Kind::Occurrence, origin.as_deref())?;
-    Ok(auth)
-}
-
 /// An error as Rollbar answers one, with the rate limit headers rollbar.js obeys on a 429.
 fn error_answer(error: ApiError) -> Response {
     let limited = sdk::rate_limited_secs(&error);
     let mut response = sdk::error_answer(
         error,
-        |code, message| json!({"err": 1, "message": message, "code": code}),
+        |_, code, message| json!({"err": 1, "message": message, "code": code}),
     );
     if let Some(secs) = limited {
         sdk::set_header(&mut response, "x-rate-limit-remaining", "0".into());

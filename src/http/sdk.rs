@@ -11,14 +11,46 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::authenticate::Authenticated;
+use axum::extract::MatchedPath;
+use axum::http::request::Parts;
+
+use super::authenticate::{request_origin, Authenticated};
 use super::body::read_decoded;
 use crate::error::{ApiError, Refusal};
 use crate::event::{Kind, Source};
 use crate::metrics;
-use crate::pipeline::{Answer, Batch};
+use crate::pipeline::{off_the_runtime_if, Answer, Batch, BLOCKING_PARSE_BYTES};
 use crate::sdk::report::Report;
+use crate::sdk::{Translated, Untranslated};
 use crate::state::AppState;
+
+/// Resolves an SDK's key to a token (wherever the SDK sent it) and admits the request for
+/// events of `kind` from its page: the checks every endpoint makes before reading a body.
+pub fn authorize(
+    state: &AppState,
+    parts: &Parts,
+    kind: Kind,
+    key: Option<String>,
+) -> Result<Authenticated, ApiError> {
+    let auth = Authenticated::resolve(state, parts, key)?;
+    let origin = request_origin(&parts.headers);
+    state.pipeline.admit(&auth.token, kind, origin.as_deref())?;
+    Ok(auth)
+}
+
+/// Whether a decoded body is large enough to be read and translated off the runtime.
+pub fn is_large(body: &Bytes) -> bool {
+    body.len() >= BLOCKING_PARSE_BYTES
+}
+
+/// Runs `work` (reading or translating a body's messages) in place, or on the blocking pool
+/// when the body was `large` (see [`is_large`]), as the native endpoints split theirs.
+pub async fn off_the_runtime<T: Send + 'static>(
+    large: bool,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    off_the_runtime_if(large, "translated", work).await?
+}
 
 /// A header's value, trimmed, when it is there and not empty.
 pub fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -26,21 +58,33 @@ pub fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_owned())
 }
 
-/// Reads and decodes an occurrence body within the occurrence caps, its size recorded in the
-/// `inlet_http_request_body_bytes` histogram of `route` (kept in `histogram`: the macro would
-/// allocate its labels at every call).
+/// Reads and decodes a body within the caps of `kind`, its size recorded in `sent_bytes`.
 pub async fn read_body(
     state: &AppState,
+    kind: Kind,
     headers: &HeaderMap,
     body: Body,
-    histogram: &'static OnceLock<Histogram>,
-    route: &'static str,
+    sent_bytes: &Histogram,
 ) -> Result<Bytes, ApiError> {
-    let histogram =
-        histogram.get_or_init(|| ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route));
     let config = &state.config;
-    let limits = config.limits(Kind::Occurrence);
-    read_decoded(headers, body, limits, config, histogram).await
+    read_decoded(headers, body, config.limits(kind), config, sent_bytes).await
+}
+
+/// The `inlet_http_request_body_bytes` histogram of `route`, its handle kept in `cell` (the
+/// macro would allocate its labels at every call).
+pub fn body_bytes(cell: &'static OnceLock<Histogram>, route: &'static str) -> &'static Histogram {
+    cell.get_or_init(|| ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route))
+}
+
+/// The `inlet_http_request_body_bytes` histogram of the request's matched route, for a handler
+/// that serves several routes.
+pub fn route_body_bytes(parts: &Parts) -> Histogram {
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route)
 }
 
 /// 413 `event_too_large` when the report at `index`, `size` bytes as the SDK wrote it, is over
@@ -60,26 +104,38 @@ pub fn count_items(source: Source, kind: &'static str, count: usize) {
         .increment(count as u64);
 }
 
-/// Hands an SDK request's reports to the pipeline as occurrences of `source`.
-///
-/// SDKs have no answer for "some accepted": a report that was valid but not delivered makes
-/// the whole request a 503 (with `Retry-After`), so the SDK sends it again, and the reports
-/// already accepted are deduplicated downstream by their ids. Reports refused as invalid are
-/// not worth a retry: they are answered as their SDK's success when another was accepted.
-pub async fn ingest(
+/// Hands an SDK request's reports to the pipeline as occurrences of `source` (see [`ingest`]).
+pub async fn ingest_reports(
     state: &AppState,
     auth: &Authenticated,
     headers: &HeaderMap,
     source: Source,
     reports: Vec<Report>,
 ) -> Result<Answer, ApiError> {
-    if reports.len() > state.config.max_events_per_request {
+    let events = reports.into_iter().map(|report| report.event).collect();
+    ingest(state, auth, headers, Kind::Occurrence, source, events).await
+}
+
+/// Hands an SDK request's translated events to the pipeline as events of `kind` from `source`.
+///
+/// SDKs have no answer for "some accepted": an event that was valid but not delivered makes
+/// the whole request a 503 (with `Retry-After`), so the SDK sends it again, and the events
+/// already accepted are deduplicated downstream by their ids. Events refused as invalid are
+/// not worth a retry: they are answered as their SDK's success when another was accepted.
+pub async fn ingest(
+    state: &AppState,
+    auth: &Authenticated,
+    headers: &HeaderMap,
+    kind: Kind,
+    source: Source,
+    events: Vec<Result<Translated, Untranslated>>,
+) -> Result<Answer, ApiError> {
+    if events.len() > state.config.max_events_per_request {
         return Err(ApiError::TooManyEvents {
             limit: state.config.max_events_per_request,
         });
     }
-    let events = reports.into_iter().map(|report| report.event).collect();
-    let batch = Batch::translated(Kind::Occurrence, source, events);
+    let batch = Batch::translated(kind, source, events);
     let answer = state
         .pipeline
         .ingest(&auth.token, auth.client(headers), batch)
@@ -95,9 +151,12 @@ pub async fn ingest(
 }
 
 /// `error` as inlet would answer it (status, `Retry-After`, CORS marks, logging), with the
-/// body `shape` gives from its stable code and message. For `invalid_events`, the code and
-/// message are the first refused event's, which say what is wrong with it.
-pub fn error_answer(error: ApiError, shape: impl FnOnce(&str, &str) -> Value) -> Response {
+/// body `shape` gives from the error, its stable code and its message. For `invalid_events`,
+/// the code and message are the first refused event's, which say what is wrong with it.
+pub fn error_answer(
+    error: ApiError,
+    shape: impl FnOnce(&ApiError, &str, &str) -> Value,
+) -> Response {
     let (code, message) = match &error {
         ApiError::AllInvalid(rejected) if !rejected.is_empty() => (
             rejected[0].refusal.code(),
@@ -105,7 +164,7 @@ pub fn error_answer(error: ApiError, shape: impl FnOnce(&str, &str) -> Value) ->
         ),
         other => (other.code(), other.to_string()),
     };
-    let body = shape(code, &message).to_string();
+    let body = shape(&error, code, &message).to_string();
     let (mut parts, _) = error.into_response().into_parts();
     parts.headers.insert(
         header::CONTENT_TYPE,

@@ -12,124 +12,23 @@
 //! overcome (the broker, a full queue) turns the answer into a 503, so the SDK resends the
 //! batch: the messages accepted the first time then arrive twice, with the same `messageId`,
 //! which is their event id, for consumers to deduplicate on.
-//!
-//! The first part of this file is shared with the PostHog endpoint (`http::posthog`); it is
-//! meant to move to `http/sdk.rs` with the other SDK endpoints' helpers.
 
-use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use bytes::Bytes;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::authenticate::{presented_secret, request_origin, Authenticated};
-use super::body::{check_media_type, read_decoded};
-use crate::error::{ApiError, Refusal};
+use super::authenticate::presented_secret;
+use super::body::check_media_type;
+use super::sdk::{
+    authorize, error_answer, ingest, is_large, off_the_runtime, read_body, route_body_bytes,
+};
+use crate::error::ApiError;
 use crate::event::{Kind, Source};
-use crate::metrics;
-use crate::pipeline::{off_the_runtime_if, Batch, BLOCKING_PARSE_BYTES};
-use crate::sdk::{self, Translated, Untranslated};
+use crate::sdk;
 use crate::state::AppState;
-
-// ---- shared by the analytics SDK endpoints (Segment, PostHog) ----
-
-/// Resolves an SDK's key to a token and admits the request for beacons from its page.
-pub(super) fn authorize(
-    state: &AppState,
-    parts: &Parts,
-    key: Option<String>,
-) -> Result<Authenticated, ApiError> {
-    let auth = Authenticated::resolve(state, parts, key)?;
-    let origin = request_origin(&parts.headers);
-    state
-        .pipeline
-        .admit(&auth.token, Kind::Beacon, origin.as_deref())?;
-    Ok(auth)
-}
-
-/// Reads and decodes a beacons body (its `Content-Encoding`) within the beacon caps, recording
-/// its size under the request's route.
-pub(super) async fn read_body(
-    state: &AppState,
-    parts: &Parts,
-    body: Body,
-) -> Result<Bytes, ApiError> {
-    let route = parts
-        .extensions
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let sent_bytes = ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route);
-    let limits = state.config.limits(Kind::Beacon);
-    read_decoded(&parts.headers, body, limits, &state.config, &sent_bytes).await
-}
-
-/// Runs `work` (reading or translating a body's messages) in place, or on the blocking pool
-/// when the body was `large` (see [`is_large`]), as the native endpoints split theirs.
-pub(super) async fn off_the_runtime<T: Send + 'static>(
-    large: bool,
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    off_the_runtime_if(large, "translated", work).await?
-}
-
-/// Whether a decoded body is large enough to be read and translated off the runtime.
-pub(super) fn is_large(body: &Bytes) -> bool {
-    body.len() >= BLOCKING_PARSE_BYTES
-}
-
-/// Hands an SDK's translated messages to the pipeline. `Ok` when each was accepted or refused
-/// for good (invalid: resending it cannot help); the error when none was accepted, or when one
-/// was refused for a reason a retry may overcome, so the SDK resends the batch.
-pub(super) async fn ingest(
-    state: &AppState,
-    auth: &Authenticated,
-    headers: &HeaderMap,
-    source: Source,
-    events: Vec<Result<Translated, Untranslated>>,
-) -> Result<(), ApiError> {
-    let batch = Batch::translated(Kind::Beacon, source, events);
-    let answer = state
-        .pipeline
-        .ingest(&auth.token, auth.client(headers), batch)
-        .await?;
-    let retriable = answer.rejected.iter().rev().find_map(|r| match r.refusal {
-        Refusal::Undelivered(failure) if r.refusal.is_retriable() => Some(failure),
-        _ => None,
-    });
-    match retriable {
-        Some(failure) => Err(ApiError::Unavailable(failure)),
-        None => Ok(()),
-    }
-}
-
-/// `error` as inlet answers it (status, `Retry-After`, CORS marks, logging), with the body
-/// the SDK reads instead of inlet's own.
-pub(super) fn reshape(error: ApiError, body: impl FnOnce(&ApiError, String) -> Value) -> Response {
-    let message = match &error {
-        // Say why, not only that every message was invalid: the SDK logs this line.
-        ApiError::AllInvalid(rejected) => match rejected.first() {
-            Some(first) => format!(
-                "{error}; message {}: {} ({})",
-                first.index,
-                first.refusal.message(),
-                first.refusal.code()
-            ),
-            None => error.to_string(),
-        },
-        _ => error.to_string(),
-    };
-    let body = body(&error, message);
-    let mut response = error.into_response();
-    *response.body_mut() = Body::from(body.to_string());
-    response
-}
-
-// ---- Segment ----
 
 /// `POST /v1/batch`: `{"batch": [...]}`, each message naming its `type`.
 pub async fn batch(State(state): State<AppState>, request: Request) -> Response {
@@ -148,11 +47,18 @@ async fn run(state: AppState, request: Request, call: Option<String>) -> Result<
     let (parts, body) = request.into_parts();
     // The Basic key is checked before the body is read; a key in the body, after.
     let early = match basic_user(&parts.headers).or_else(|| presented_secret(&parts)) {
-        Some(key) => Some(authorize(&state, &parts, Some(key))?),
+        Some(key) => Some(authorize(&state, &parts, Kind::Beacon, Some(key))?),
         None => None,
     };
     check_media_type(&parts.headers)?;
-    let body = read_body(&state, &parts, body).await?;
+    let body = read_body(
+        &state,
+        Kind::Beacon,
+        &parts.headers,
+        body,
+        &route_body_bytes(&parts),
+    )
+    .await?;
     let max_events = state.config.max_events_per_request;
     // Read and translated in one go: the messages borrow the body. A key in the body is known
     // only once the body is read, so the translation may come before it is checked.
@@ -166,9 +72,18 @@ async fn run(state: AppState, request: Request, call: Option<String>) -> Result<
     .await?;
     let auth = match early {
         Some(auth) => auth,
-        None => authorize(&state, &parts, key)?,
+        None => authorize(&state, &parts, Kind::Beacon, key)?,
     };
-    ingest(&state, &auth, &parts.headers, Source::Segment, events).await
+    ingest(
+        &state,
+        &auth,
+        &parts.headers,
+        Kind::Beacon,
+        Source::Segment,
+        events,
+    )
+    .await?;
+    Ok(())
 }
 
 /// The user of `Authorization: Basic` (Segment's write key, with an empty password).
@@ -190,9 +105,9 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
 fn answer(result: Result<(), ApiError>) -> Response {
     match result {
         Ok(()) => Json(json!({"success": true})).into_response(),
-        Err(error) => reshape(
+        Err(error) => error_answer(
             error,
-            |error, message| json!({"success": false, "code": error.code(), "message": message}),
+            |_, code, message| json!({"success": false, "code": code, "message": message}),
         ),
     }
 }
@@ -201,7 +116,9 @@ fn answer(result: Result<(), ApiError>) -> Response {
 mod tests {
     use std::sync::Arc;
 
+    use axum::body::Body;
     use axum::http::{Request, StatusCode};
+    use serde_json::Value;
 
     use super::*;
     use crate::http::public_router;
@@ -276,7 +193,7 @@ mod tests {
         let body = json!({"writeKey": SECRET, "batch": [invalid]});
         let (status, _, answer) = post(Arc::clone(&sink), "/v1/batch", None, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(answer["code"], "invalid_events");
+        assert_eq!(answer["code"], "missing_field");
         assert!(
             answer["message"].as_str().unwrap().contains("`event`"),
             "{answer}"

@@ -18,7 +18,7 @@ use axum::response::Response;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::authenticate::{request_origin, Authenticated};
+use super::authenticate::Authenticated;
 use super::sdk::{self, header_value};
 use crate::error::ApiError;
 use crate::event::{Kind, Source};
@@ -40,9 +40,16 @@ pub async fn store(State(state): State<AppState>, request: Request) -> Response 
 async fn ingest_envelope(state: &AppState, request: Request) -> Result<Option<Uuid>, ApiError> {
     static BODY_BYTES: OnceLock<Histogram> = OnceLock::new();
     let (parts, body) = request.into_parts();
-    let auth = admit(state, &parts)?;
+    let auth = sdk::authorize(state, &parts, Kind::Occurrence, sentry_key(&parts))?;
     let route = "/api/{project}/envelope/";
-    let body = sdk::read_body(state, &parts.headers, body, &BODY_BYTES, route).await?;
+    let body = sdk::read_body(
+        state,
+        Kind::Occurrence,
+        &parts.headers,
+        body,
+        sdk::body_bytes(&BODY_BYTES, route),
+    )
+    .await?;
     let envelope = sentry::envelope(&body).map_err(ApiError::MalformedBody)?;
     for kind in &envelope.item_types {
         sdk::count_items(Source::Sentry, kind, 1);
@@ -62,9 +69,16 @@ async fn ingest_envelope(state: &AppState, request: Request) -> Result<Option<Uu
 async fn ingest_store(state: &AppState, request: Request) -> Result<Option<Uuid>, ApiError> {
     static BODY_BYTES: OnceLock<Histogram> = OnceLock::new();
     let (parts, body) = request.into_parts();
-    let auth = admit(state, &parts)?;
+    let auth = sdk::authorize(state, &parts, Kind::Occurrence, sentry_key(&parts))?;
     let route = "/api/{project}/store/";
-    let body = sdk::read_body(state, &parts.headers, body, &BODY_BYTES, route).await?;
+    let body = sdk::read_body(
+        state,
+        Kind::Occurrence,
+        &parts.headers,
+        body,
+        sdk::body_bytes(&BODY_BYTES, route),
+    )
+    .await?;
     sdk::count_items(Source::Sentry, "event", 1);
     sdk::check_event_size(state, 0, body.len())?;
     ingest(state, &auth, &parts, vec![sentry::event(&body, None)], None).await
@@ -81,7 +95,7 @@ async fn ingest(
 ) -> Result<Option<Uuid>, ApiError> {
     let id = reports.first().map(|r| r.id).or(envelope_id);
     if !reports.is_empty() {
-        sdk::ingest(state, auth, &parts.headers, Source::Sentry, reports).await?;
+        sdk::ingest_reports(state, auth, &parts.headers, Source::Sentry, reports).await?;
     }
     Ok(id)
 }
@@ -95,16 +109,6 @@ fn respond(result: Result<Option<Uuid>, ApiError>) -> Response {
         ),
         Err(error) => error_answer(error),
     }
-}
-
-/// The token from the request's key, allowed to send occurrences from its origin.
-fn admit(state: &AppState, parts: &Parts) -> Result<Authenticated, ApiError> {
-    let auth = Authenticated::resolve(state, parts, sentry_key(parts))?;
-    let origin = request_origin(&parts.headers);
-    state
-        .pipeline
-        .admit(&auth.token, Kind::Occurrence, origin.as_deref())?;
-    Ok(auth)
 }
 
 /// The DSN's public key: `sentry_key` of `X-Sentry-Auth: Sentry sentry_key=K, ...`, else of
@@ -132,7 +136,7 @@ fn error_answer(error: ApiError) -> Response {
     let limited = sdk::rate_limited_secs(&error);
     let mut response = sdk::error_answer(
         error,
-        |code, message| json!({"detail": message, "code": code}),
+        |_, code, message| json!({"detail": message, "code": code}),
     );
     if let Some(secs) = limited {
         sdk::set_header(
