@@ -20,6 +20,7 @@ use crate::error::{ApiError, Refusal};
 use crate::event::{Kind, Source};
 use crate::metrics;
 use crate::pipeline::{off_the_runtime_if, Answer, Batch, BLOCKING_PARSE_BYTES};
+pub use crate::sdk::count_items;
 use crate::sdk::report::Report;
 use crate::sdk::{Translated, Untranslated};
 use crate::state::AppState;
@@ -96,12 +97,6 @@ pub fn check_event_size(state: &AppState, index: usize, size: usize) -> Result<(
         return Err(ApiError::EventTooLarge { index, size, limit });
     }
     Ok(())
-}
-
-/// Counts `count` items of `kind` an SDK endpoint of `source` received, produced or not.
-pub fn count_items(source: Source, kind: &'static str, count: usize) {
-    ::metrics::counter!(metrics::SDK_ITEMS, "source" => source.as_str(), "type" => kind)
-        .increment(count as u64);
 }
 
 /// Hands an SDK request's reports to the pipeline as occurrences of `source` (see [`ingest`]).

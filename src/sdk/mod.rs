@@ -17,6 +17,9 @@ pub mod sentry;
 
 use serde_json::{Map, Value};
 
+use crate::event::Source;
+use crate::metrics;
+
 pub use crate::pipeline::{Translated, Untranslated};
 
 /// Serializes `rest` (what of an SDK's event has no field of its own) as the JSON object text
@@ -49,6 +52,24 @@ pub fn keep_within(mut rest: Map<String, Value>, cap: usize) -> (String, Vec<Str
     }
     text = Value::Object(rest).to_string();
     (text, trimmed)
+}
+
+/// Counts `count` items of `kind` (the SDK's item or message type) an SDK endpoint of `source`
+/// received, produced or not (`inlet_sdk_items_total`).
+pub fn count_items(source: Source, kind: &'static str, count: usize) {
+    ::metrics::counter!(metrics::SDK_ITEMS, "source" => source.as_str(), "type" => kind)
+        .increment(count as u64);
+}
+
+/// A payload recorded from an SDK, `tests/sdk/payloads/<source>/<name>`.
+#[cfg(test)]
+pub(crate) fn recorded(source: Source, name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/sdk/payloads/{}/{name}",
+        env!("CARGO_MANIFEST_DIR"),
+        source.as_str()
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 #[cfg(test)]

@@ -26,7 +26,6 @@ use super::{Translated, Untranslated};
 use crate::decode::{decompress, Encoding};
 use crate::error::ApiError;
 use crate::event::{Invalid, Source};
-use crate::metrics;
 
 /// The body member that carries the project token.
 pub const KEY: &str = "api_key";
@@ -142,11 +141,11 @@ fn label(event: Option<&str>) -> &'static str {
 
 fn translate_one(raw: &RawValue, key: Option<&str>) -> Result<Translated, Untranslated> {
     let Some(mut event) = Object::parse(raw) else {
-        count(label(None));
+        super::count_items(Source::Posthog, label(None), 1);
         return Err(not_an_object(raw));
     };
     let name = event.text("event");
-    count(label(name.as_deref()));
+    super::count_items(Source::Posthog, label(name.as_deref()), 1);
     let mut properties = event.object("properties");
     if event_token(&event, properties.as_ref()).is_some_and(|token| Some(token.as_str()) != key) {
         let invalid = Invalid::new(
@@ -206,11 +205,6 @@ fn beacon(
     })
 }
 
-fn count(label: &'static str) {
-    ::metrics::counter!(metrics::SDK_ITEMS, "source" => Source::Posthog.as_str(), "type" => label)
-        .increment(1);
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -220,16 +214,7 @@ mod tests {
     use super::*;
     use crate::event::{self, Kind};
     use crate::proto;
-
-    /// A payload recorded from an SDK (tests/sdk/payloads/posthog).
-    fn recorded(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/sdk/payloads/posthog/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
+    use crate::sdk::recorded;
     fn beacons(body: &[u8]) -> Vec<Result<proto::Beacon, String>> {
         let read = read(body, 1000).unwrap();
         translate(&read.messages, read.key.as_deref())
@@ -295,7 +280,7 @@ mod tests {
 
     #[test]
     fn posthog_js_events_map_as_the_contract_says() {
-        let body = recorded("js-batch.json");
+        let body = recorded(Source::Posthog, "js-batch.json");
         let beacons = beacons(&body);
         let pageview = beacons
             .iter()
@@ -318,7 +303,12 @@ mod tests {
             "node-batch.json",
             "node-batch.json.gz",
         ] {
-            let body = decode(Bytes::from(recorded(name)), Wire::default(), 1 << 20).unwrap();
+            let body = decode(
+                Bytes::from(recorded(Source::Posthog, name)),
+                Wire::default(),
+                1 << 20,
+            )
+            .unwrap();
             let beacons = beacons(&body);
             assert!(beacons.len() >= 3, "{name}");
             for beacon in beacons {
@@ -330,7 +320,7 @@ mod tests {
 
     #[test]
     fn the_python_sdk_batch_maps_as_the_contract_says() {
-        let body = recorded("python-batch.json");
+        let body = recorded(Source::Posthog, "python-batch.json");
         assert_eq!(
             read(&body, 100).unwrap().key.as_deref(),
             Some("posthog-project-key")

@@ -16,7 +16,6 @@ use super::analytics::{self, not_an_object, untranslated, Fields, Messages, Obje
 use super::{Translated, Untranslated};
 use crate::error::ApiError;
 use crate::event::{Invalid, Source};
-use crate::metrics;
 
 /// The body member that carries the write key.
 pub const KEY: &str = "writeKey";
@@ -42,7 +41,7 @@ pub fn translate(
         .iter()
         .map(|message| {
             let (translated, label) = translate_one(message, call);
-            count(label);
+            super::count_items(Source::Segment, label, 1);
             translated
         })
         .collect()
@@ -122,11 +121,6 @@ fn beacon(message: &mut Object<'_>, kind: String) -> Result<Fields, Invalid> {
     })
 }
 
-fn count(label: &'static str) {
-    ::metrics::counter!(metrics::SDK_ITEMS, "source" => Source::Segment.as_str(), "type" => label)
-        .increment(1);
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
@@ -134,16 +128,7 @@ mod tests {
     use super::*;
     use crate::event::{self, Kind};
     use crate::proto;
-
-    /// The payloads recorded from the SDKs (tests/sdk/payloads/segment).
-    fn recorded(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/sdk/payloads/segment/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
+    use crate::sdk::recorded;
     fn beacons(body: &[u8], call: Option<&str>) -> Vec<Result<proto::Beacon, String>> {
         translate(&read(body, 1000).unwrap().messages, call)
             .into_iter()
@@ -158,7 +143,7 @@ mod tests {
 
     #[test]
     fn the_python_sdk_batch_maps_as_the_contract_says() {
-        let body = recorded("python-batch.json");
+        let body = recorded(Source::Segment, "python-batch.json");
         let key = read(&body, 1000).unwrap().key;
         assert_eq!(key.as_deref(), Some("segment-write-key"));
         let beacons = beacons(&body, None);
@@ -194,7 +179,7 @@ mod tests {
     #[test]
     fn every_recorded_payload_translates_whole() {
         for name in ["python-batch.json", "node-batch.json"] {
-            let beacons = beacons(&recorded(name), None);
+            let beacons = beacons(&recorded(Source::Segment, name), None);
             assert_eq!(beacons.len(), 6, "{name}");
             for beacon in beacons {
                 let beacon = beacon.unwrap_or_else(|code| panic!("{name}: {code}"));
