@@ -27,7 +27,9 @@ pub use crate::pipeline::{Translated, Untranslated};
 /// largest first, until it fits; each is named in the second result as `name (N bytes)`
 /// (`Envelope.trimmed`), so a consumer can tell a payload was cut and what was lost.
 pub fn keep_within(mut rest: Map<String, Value>, cap: usize) -> (String, Vec<String>) {
-    let mut text = Value::Object(rest.clone()).to_string();
+    // A map of values always serializes.
+    let serialize = |map: &Map<String, Value>| serde_json::to_string(map).unwrap_or_default();
+    let text = serialize(&rest);
     if text.len() <= cap {
         return (text, Vec::new());
     }
@@ -50,8 +52,7 @@ pub fn keep_within(mut rest: Map<String, Value>, cap: usize) -> (String, Vec<Str
         size = size.saturating_sub(member);
         trimmed.push(format!("{name} ({member} bytes)"));
     }
-    text = Value::Object(rest).to_string();
-    (text, trimmed)
+    (serialize(&rest), trimmed)
 }
 
 /// Counts `count` items of `kind` (the SDK's item or message type) an SDK endpoint of `source`
