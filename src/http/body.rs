@@ -66,8 +66,18 @@ pub fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
 /// Accepts `application/json`, `application/x-ndjson`, `text/plain` (what sendBeacon sends for
 /// a string) or no `Content-Type`; parameters such as `charset` are ignored.
 pub fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    media_type(
+        headers,
+        &["application/json", "application/x-ndjson", "text/plain"],
+    )
+    .map(|_| ())
+}
+
+/// The request's media type, lowercase and without parameters (`""` when there is no
+/// `Content-Type`), when it is one of `accepted`; else 415 naming what was sent.
+pub fn media_type(headers: &HeaderMap, accepted: &[&str]) -> Result<String, ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
+        return Ok(String::new());
     };
     let text = value
         .to_str()
@@ -78,9 +88,10 @@ pub fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    match essence.as_str() {
-        "" | "application/json" | "application/x-ndjson" | "text/plain" => Ok(()),
-        _ => Err(ApiError::UnsupportedMediaType(truncate(text, 64))),
+    if essence.is_empty() || accepted.contains(&essence.as_str()) {
+        Ok(essence)
+    } else {
+        Err(ApiError::UnsupportedMediaType(truncate(text, 64)))
     }
 }
 

@@ -20,7 +20,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::body::read_body as read_capped;
-use super::body::MinRate;
+use super::body::{media_type, MinRate};
 use super::sdk::{authorize, error_answer, ingest, off_the_runtime, read_body, route_body_bytes};
 use crate::error::ApiError;
 use crate::event::{Kind, Source};
@@ -88,23 +88,8 @@ async fn run(state: AppState, request: Request) -> Result<(), ApiError> {
 
 /// Whether the body is a form (`data=`); 415 for a media type no PostHog client sends.
 fn is_form(headers: &HeaderMap) -> Result<bool, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(false);
-    };
-    let text = value.to_str().unwrap_or_default();
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match essence.as_str() {
-        "application/x-www-form-urlencoded" => Ok(true),
-        "" | "application/json" | "text/plain" => Ok(false),
-        _ => Err(ApiError::UnsupportedMediaType(
-            text.chars().take(64).collect(),
-        )),
-    }
+    const FORM: &str = "application/x-www-form-urlencoded";
+    Ok(media_type(headers, &[FORM, "application/json", "text/plain"])? == FORM)
 }
 
 /// The `type` of a PostHog error body.
