@@ -119,6 +119,57 @@ async fn readiness(url: &str, during: Duration) -> Vec<u16> {
     statuses
 }
 
+/// Requests of 50 beacons of one session, numbered on, every event's fate kept.
+struct Stream<'a> {
+    http: &'a reqwest::Client,
+    url: &'a str,
+    session: &'a str,
+    seq: u64,
+    sent: Vec<Sent>,
+}
+
+impl Stream<'_> {
+    /// Sends until a request is refused, which must be a 503 with `code` and `Retry-After`
+    /// (the spool filled before 100,000 events, or the test fails).
+    async fn until_refused(&mut self, code: &str) {
+        loop {
+            assert!(self.seq < 100_000, "never refused with {code}");
+            let (status, got, retry_after) = self.next().await;
+            if status != 202 {
+                assert_eq!((status, got.as_str()), (503, code));
+                assert!(retry_after.is_some(), "503 {code} without Retry-After");
+                return;
+            }
+        }
+    }
+
+    /// Sends until a request is answered 202 again, for at most 60 s.
+    async fn until_accepted(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, ..) = self.next().await;
+            if status == 202 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still {status} once the broker was back"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sends the next request and keeps its events' fates; returns its status, error code and
+    /// `Retry-After`.
+    async fn next(&mut self) -> (u16, String, Option<String>) {
+        let (status, code, retry_after, events) =
+            send(self.http, self.url, self.session, self.seq, 50).await;
+        self.sent.extend(events);
+        self.seq += 50;
+        (status, code, retry_after)
+    }
+}
+
 /// Sends one request of `n` beacons of `session` from `seq` on, as the load does; returns the
 /// status, the error code and each event's fate.
 async fn send(
@@ -247,39 +298,25 @@ async fn a_full_spool_answers_503_spool_full_then_202_once_delivered() {
     inlet.wait_ready().await;
     setup.broker.stop();
     let http = reqwest::Client::new();
-    let mut sent = Vec::new();
-    let mut seq = 0;
-    let (retry_after, readyz) = loop {
-        assert!(seq < 100_000, "the spool never filled");
-        let (status, code, retry_after, events) = send(&http, &inlet.url, "full", seq, 50).await;
-        sent.extend(events);
-        seq += 50;
-        if status != 202 {
-            assert_eq!((status, code.as_str()), (503, "spool_full"));
-            let readyz = http.get(format!("{}/readyz", inlet.url)).send().await;
-            break (retry_after, readyz.unwrap().status().as_u16());
-        }
+    let mut stream = Stream {
+        http: &http,
+        url: &inlet.url,
+        session: "full",
+        seq: 0,
+        sent: Vec::new(),
     };
-    assert!(retry_after.is_some(), "503 spool_full without Retry-After");
-    assert_eq!(readyz, 503, "/readyz of a spool over 90 % full");
+    stream.until_refused("spool_full").await;
+    let readyz = http.get(format!("{}/readyz", inlet.url)).send().await;
+    assert_eq!(
+        readyz.unwrap().status().as_u16(),
+        503,
+        "/readyz of a spool over 90 % full"
+    );
 
     setup.broker_up();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, _, _, events) = send(&http, &inlet.url, "full", seq, 50).await;
-        sent.extend(events);
-        seq += 50;
-        if status == 202 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still {status} once the broker was back"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    stream.until_accepted().await;
     wait_drained(&inlet).await;
-    let r = setup.reconcile("spool_full", &sent, 0).await;
+    let r = setup.reconcile("spool_full", &stream.sent, 0).await;
     assert!(r.rejected.keys().any(|k| k == "503 spool_full"), "{r}");
     assert_eq!((r.missing, r.out_of_order), (0, 0), "{r}");
 }
@@ -323,19 +360,14 @@ async fn a_full_disk_answers_503_spool_unavailable_never_202_then_recovers() {
     inlet.wait_ready().await;
     setup.broker.stop();
     let http = reqwest::Client::new();
-    let mut sent = Vec::new();
-    let mut seq = 0;
-    loop {
-        assert!(seq < 100_000, "the disk never filled");
-        let (status, code, retry_after, events) = send(&http, &inlet.url, "disk", seq, 50).await;
-        sent.extend(events);
-        seq += 50;
-        if status != 202 {
-            assert_eq!((status, code.as_str()), (503, "spool_unavailable"));
-            assert!(retry_after.is_some(), "503 without Retry-After");
-            break;
-        }
-    }
+    let mut stream = Stream {
+        http: &http,
+        url: &inlet.url,
+        session: "disk",
+        seq: 0,
+        sent: Vec::new(),
+    };
+    stream.until_refused("spool_unavailable").await;
     let readyz = http.get(format!("{}/readyz", inlet.url)).send().await;
     assert_eq!(
         readyz.unwrap().status().as_u16(),
@@ -344,22 +376,9 @@ async fn a_full_disk_answers_503_spool_unavailable_never_202_then_recovers() {
     );
 
     setup.broker_up();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, _, _, events) = send(&http, &inlet.url, "disk", seq, 50).await;
-        sent.extend(events);
-        seq += 50;
-        if status == 202 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still {status} once the broker was back"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    stream.until_accepted().await;
     wait_drained(&inlet).await;
-    let r = setup.reconcile("disk_full", &sent, 0).await;
+    let r = setup.reconcile("disk_full", &stream.sent, 0).await;
     assert!(
         r.rejected.keys().any(|k| k == "503 spool_unavailable"),
         "{r}"
