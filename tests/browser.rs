@@ -25,6 +25,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+/// The tests of this file run one at a time: inlet's metrics are one recorder per process,
+/// shared by every gateway a test binary starts, and one test counts the 403s inlet answered
+/// on `/v1/beacons` while another provokes some (waiting for a token to be loaded).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMIUM_INSTALL: &str = "apt-get install -y chromium";
 /// Secret of the token this test adds: beacons, only from the page's origin.
@@ -43,6 +48,7 @@ const REFUSED_PIXEL: &str = "b-refused-pixel";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_sends_beacons_across_origins_and_cors_refuses_a_foreign_origin() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let chromium = chromium_bin();
     let kafka = Kafka::start("browser").await;
     let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
@@ -174,6 +180,7 @@ async fn chromium_sends_beacons_across_origins_and_cors_refuses_a_foreign_origin
 /// a header) and lands in Kafka once, as an occurrence with Rollbar's own uuid (issue #13).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollbar_js_in_chromium_reports_an_uncaught_error() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let chromium = chromium_bin();
     let rollbar_js = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target/sdk/node/node_modules/rollbar/dist/rollbar.umd.min.js");
@@ -544,6 +551,7 @@ impl Drop for Chromium {
 /// in Kafka exactly once, mapped, and posthog-js must log no error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posthog_js_in_chromium_delivers_its_events_exactly_once() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let chromium = chromium_bin();
     let posthog_js = posthog_js();
     let kafka = Kafka::start("posthog_js").await;
