@@ -66,8 +66,8 @@ pub struct Batch {
     kind: Kind,
     /// The protocol the events arrived in.
     source: Source,
-    /// The text the events are read from: a decoded body, a query string, or the events an SDK
-    /// endpoint translated into inlet's JSON.
+    /// The text the events are read from: a decoded body, a query string, or the messages an
+    /// SDK endpoint could not translate (kept for the dead letters).
     text: Bytes,
     events: Vec<Result<Raw, Invalid>>,
     /// What an SDK endpoint left out of each event to fit its caps, by event index; empty when
@@ -75,12 +75,11 @@ pub struct Batch {
     trimmed: Vec<Vec<String>>,
 }
 
-/// One event an SDK endpoint translated from its SDK's payload into inlet's own JSON (the text
-/// `POST /v1/beacons` or `/v1/occurrences` would take), validated by the same parser.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// One event an SDK endpoint translated from its SDK's payload, validated by its kind's rules
+/// as it was built ([`event::from_fields`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Translated {
-    /// The event as inlet's JSON object.
-    pub json: String,
+    pub event: Validated,
     /// The parts of the SDK's payload left out of `props` / `custom` to fit their cap, largest
     /// first (`Envelope.trimmed`).
     pub trimmed: Vec<String>,
@@ -104,6 +103,8 @@ enum Raw {
     /// An SDK's message that could not be translated: its text as the SDK sent it, at this
     /// range of the batch's text (for the dead letters), and why.
     Untranslated(Range<usize>, Invalid),
+    /// An event an SDK endpoint translated, validated as it was built.
+    Translated(Box<Validated>),
 }
 
 impl Batch {
@@ -177,8 +178,8 @@ impl Batch {
     }
 
     /// The events an SDK endpoint translated from `source`'s payload, in the SDK's order: each
-    /// is inlet's JSON, validated like a native event, or already refused (a message that could
-    /// not be translated), so indices in the answer are the SDK's.
+    /// validated already, or refused (a message that could not be translated, or whose event
+    /// broke a rule), so indices in the answer are the SDK's.
     pub fn translated(
         kind: Kind,
         source: Source,
@@ -187,7 +188,7 @@ impl Batch {
         let size = events
             .iter()
             .map(|e| match e {
-                Ok(event) => event.json.len(),
+                Ok(_) => 0,
                 Err(untranslated) => untranslated.raw.len(),
             })
             .sum();
@@ -198,12 +199,11 @@ impl Batch {
             let at = text.len();
             raw.push(Ok(match event {
                 Ok(event) => {
-                    text.extend_from_slice(event.json.as_bytes());
                     if !event.trimmed.is_empty() {
                         trimmed.resize_with(index + 1, Vec::new);
                         trimmed[index] = event.trimmed;
                     }
-                    Raw::Json(at..text.len())
+                    Raw::Translated(Box::new(event.event))
                 }
                 Err(Untranslated { invalid, raw }) => {
                     text.extend_from_slice(raw.as_bytes());
@@ -535,6 +535,8 @@ fn raw_text<'a>(text: &'a str, raw: &Raw) -> &'a str {
     match raw {
         Raw::Json(range) | Raw::Untranslated(range, _) => &text[range.clone()],
         Raw::Query => text,
+        // Valid already: never a dead letter.
+        Raw::Translated(_) => "",
     }
 }
 
@@ -553,6 +555,7 @@ fn validate(kind: Kind, text: &str, raw: Raw) -> Result<Validated, Invalid> {
         Raw::Json(range) => event::parse(kind, &text[range]),
         Raw::Query => event::beacon::from_query(text),
         Raw::Untranslated(_, invalid) => Err(invalid),
+        Raw::Translated(event) => Ok(*event),
     }
 }
 
@@ -673,7 +676,7 @@ mod tests {
     async fn translated_events_keep_their_source_indices_and_what_was_trimmed() {
         let sink = Arc::new(MemorySink::accepting());
         let translated = |json: Value, trimmed: &[&str]| Translated {
-            json: json.to_string(),
+            event: event::parse(Kind::Beacon, &json.to_string()).unwrap(),
             trimmed: trimmed.iter().map(|t| t.to_string()).collect(),
         };
         let batch = Batch::translated(
@@ -685,7 +688,10 @@ mod tests {
                     raw: r#"{"type":"x"}"#.into(),
                 }),
                 Ok(translated(json!({"session_id": "s", "event": "a"}), &[])),
-                Ok(translated(json!({"session_id": "s"}), &[])),
+                Err(Untranslated {
+                    invalid: Invalid::missing("event"),
+                    raw: r#"{"type":"track"}"#.into(),
+                }),
                 Ok(translated(
                     json!({"session_id": "s", "event": "b"}),
                     &["context (9 bytes)"],

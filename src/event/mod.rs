@@ -6,7 +6,9 @@
 //!
 //! An event is read into its kind's field table (`fields.rs`) from JSON text (`text.rs`, every
 //! request body) or from the pixel's query string (`query.rs`, [`beacon::from_query`]); each
-//! kind then applies its rules once. The reference parser (`reference.rs`, through a
+//! kind then applies its rules once. An SDK endpoint's translation gives the fields one by one
+//! instead ([`from_fields`]): the same rules apply, and nothing is written as JSON to be read
+//! again. The reference parser (`reference.rs`, through a
 //! `serde_json::Map`) is compiled only for the tests and, with the `reference` feature, the
 //! fuzzer: it is the oracle the readers are compared against.
 
@@ -18,7 +20,13 @@ mod query;
 pub mod reference;
 mod text;
 
+use std::borrow::Cow;
+
+use serde_json::Value;
+
 use crate::proto;
+use fields::{Field, Fields, Read};
+pub use text::ObjectText;
 
 /// The two kinds of event inlet carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -135,6 +143,60 @@ pub fn parse(kind: Kind, raw: &str) -> Result<Validated, Invalid> {
     }
 }
 
+/// One top-level field's value as an SDK endpoint's translation gives it ([`from_fields`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Given {
+    Str(String),
+    /// Milliseconds since the epoch (a time field).
+    Millis(i64),
+    /// An object field (`props`, `custom`), checked as it was built.
+    Object(ObjectText),
+    /// A nested structure validated further (`exception`).
+    Tree(Value),
+}
+
+impl From<Given> for Field<'_> {
+    fn from(given: Given) -> Self {
+        match given {
+            Given::Str(s) => Field::Str(Cow::Owned(s)),
+            Given::Millis(ms) => Field::Number(Some(ms)),
+            Given::Object(text) => Field::Object(Cow::Owned(text.into_string())),
+            Given::Tree(value) => Field::tree(Some(value)),
+        }
+    }
+}
+
+/// Validates an event of `kind` given field by field, as an SDK endpoint translates one: the
+/// rules of [`parse`], applied to the same field table, without the event being written as
+/// JSON and read again. A name the kind does not have is `unknown_field`, as in JSON text.
+pub fn from_fields(
+    kind: Kind,
+    fields: impl IntoIterator<Item = (&'static str, Given)>,
+) -> Result<Validated, Invalid> {
+    match kind {
+        Kind::Beacon => beacon::convert(table(&beacon::FIELDS, fields)),
+        Kind::Occurrence => occurrence::convert(table(&occurrence::FIELDS, fields)),
+    }
+}
+
+/// Places given fields in a kind's table.
+fn table<const N: usize>(
+    table: &'static [(&'static str, Read); N],
+    given: impl IntoIterator<Item = (&'static str, Given)>,
+) -> Fields<'static, N> {
+    let mut fields = Fields {
+        known: std::array::from_fn(|_| Field::Absent),
+        unknown: None,
+    };
+    for (name, value) in given {
+        match table.iter().position(|(known, _)| *known == name) {
+            Some(i) => fields.known[i] = value.into(),
+            None => fields.unknown = fields.unknown.or(Some(Cow::Borrowed(name))),
+        }
+    }
+    fields
+}
+
 #[cfg(test)]
 impl Validated {
     /// The beacon, for tests; panics on an occurrence.
@@ -151,6 +213,81 @@ impl Validated {
             proto::envelope::Event::Occurrence(o) => o,
             other => panic!("not an occurrence: {other:?}"),
         }
+    }
+
+    /// The event as the JSON its native endpoint takes (what [`parse`] reads back into this
+    /// very event): members in name order, empty ones left out, `props` / `custom` last as
+    /// carried. Tests compare translations with it, and write the native twins of recorded SDK
+    /// payloads that loadtest/bench posts.
+    pub(crate) fn native_json(&self) -> String {
+        use serde_json::{json, Map};
+        let mut out = Map::new();
+        let mut put = |name: &str, value: Value| {
+            let empty = matches!(&value, Value::String(s) if s.is_empty()) || value == json!(0);
+            if !empty {
+                out.insert(name.into(), value);
+            }
+        };
+        let object = match &self.body {
+            proto::envelope::Event::Beacon(b) => {
+                put("session_id", b.session_id.clone().into());
+                put("event", b.event.clone().into());
+                put("ts", b.client_ts_ms.into());
+                put("url", b.url.clone().into());
+                put("referrer", b.referrer.clone().into());
+                put("title", b.title.clone().into());
+                put("user_id", b.user_id.clone().into());
+                put("id", self.client_id.clone().unwrap_or_default().into());
+                ("props", &b.props_json)
+            }
+            proto::envelope::Event::Occurrence(o) => {
+                let level = proto::Level::try_from(o.level).unwrap_or_default();
+                put(
+                    "level",
+                    level.as_str_name()["LEVEL_".len()..].to_lowercase().into(),
+                );
+                put("message", o.message.clone().into());
+                if let Some(e) = &o.exception {
+                    let frames: Vec<Value> = e
+                        .frames
+                        .iter()
+                        .map(|f| {
+                            let mut frame = Map::new();
+                            let mut put = |name: &str, value: Value| {
+                                if value != json!("") && value != json!(0) {
+                                    frame.insert(name.into(), value);
+                                }
+                            };
+                            put("filename", f.filename.clone().into());
+                            put("lineno", f.lineno.into());
+                            put("colno", f.colno.into());
+                            put("method", f.method.clone().into());
+                            Value::Object(frame)
+                        })
+                        .collect();
+                    let mut exception = json!({"class": e.class, "frames": frames});
+                    if !e.message.is_empty() {
+                        exception["message"] = e.message.clone().into();
+                    }
+                    put("exception", exception);
+                }
+                put("uuid", self.client_id.clone().unwrap_or_default().into());
+                put("timestamp", o.client_ts_ms.into());
+                put("environment", o.environment.clone().into());
+                put("platform", o.platform.clone().into());
+                put("language", o.language.clone().into());
+                put("code_version", o.code_version.clone().into());
+                put("fingerprint", o.fingerprint.clone().into());
+                ("custom", &o.custom_json)
+            }
+        };
+        let mut json = Value::Object(out).to_string();
+        let (name, text) = object;
+        if !text.is_empty() {
+            json.pop();
+            json.push_str(&format!(",\"{name}\":{text}}}"));
+        }
+        json
     }
 }
 

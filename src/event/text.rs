@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::fields::{Field, Fields, Read};
 use super::Invalid;
@@ -94,27 +94,15 @@ impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
         f.write_str("a JSON value")
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<bool, A::Error> {
-        // Objects are small; past a few keys a set keeps a hostile one linear.
-        const LINEAR: usize = 16;
         let mut keys: Vec<Cow<'de, str>> = Vec::new();
-        let mut set: Option<std::collections::HashSet<Cow<'de, str>>> = None;
         let mut unique = true;
         while let Some(Key(key)) = access.next_key::<Key<'de>>()? {
             unique &= access.next_value::<Checked>()?.0;
-            if !unique {
-                continue;
+            if unique {
+                keys.push(key);
             }
-            unique = match &mut set {
-                None if keys.len() < LINEAR => {
-                    let fresh = !keys.contains(&key);
-                    keys.push(key);
-                    fresh
-                }
-                None => set.insert(keys.drain(..).collect()).insert(key),
-                Some(set) => set.insert(key),
-            };
         }
-        Ok(unique)
+        Ok(unique && distinct(&mut keys))
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut access: A) -> Result<bool, A::Error> {
         let mut unique = true;
@@ -202,16 +190,30 @@ fn object_field<'de, A: serde::de::MapAccess<'de>>(access: &mut A) -> Result<Fie
         .0;
     Ok(match text.as_bytes().first() {
         Some(b'{') if unique => Field::Object(Cow::Borrowed(text)),
-        Some(b'{') => match serde_json::from_str::<Value>(text) {
-            Ok(value) => Field::Object(Cow::Owned(value.to_string())),
-            Err(e) => return Err(inner_error(e)),
-        },
+        Some(b'{') => Field::Object(Cow::Owned(last_copies(text).map_err(inner_error)?)),
         Some(b'n') => Field::Absent,
         Some(b'"') => Field::Other("a string"),
         Some(b'[') => Field::Other("an array"),
         Some(b't' | b'f') => Field::Other("a boolean"),
         _ => Field::Other("a number"),
     })
+}
+
+/// Whether `names` are all different. Past a few, they are sorted, so a hostile object with
+/// thousands of names costs n log n comparisons, never n²; and no name is hashed (sorting fifty
+/// names is cheaper than hashing them with a hasher a client cannot steer into collisions).
+fn distinct<S: AsRef<str>>(names: &mut [S]) -> bool {
+    const LINEAR: usize = 8;
+    if names.len() <= LINEAR {
+        return names
+            .iter()
+            .enumerate()
+            .all(|(i, a)| names[..i].iter().all(|b| a.as_ref() != b.as_ref()));
+    }
+    names.sort_unstable_by(|a, b| a.as_ref().cmp(b.as_ref()));
+    names
+        .windows(2)
+        .all(|pair| pair[0].as_ref() != pair[1].as_ref())
 }
 
 /// Reads [`Fields`] for a field table.
@@ -286,5 +288,163 @@ impl<'de, const N: usize> serde::de::Visitor<'de> for Table<N> {
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(None)
+    }
+}
+
+/// An object's text with each repeated key's last copy only, as a [`Value`] keeps it.
+fn last_copies(text: &str) -> Result<String, serde_json::Error> {
+    serde_json::from_str::<Value>(text).map(|value| value.to_string())
+}
+
+/// The JSON text of an object as `props` and `custom` carry it: every string and number in it
+/// one a [`Value`] reads (no lone surrogate, no number out of range), and no key repeated at any
+/// depth. Made only by the checks here, so an event an SDK endpoint builds
+/// ([`super::from_fields`]) carries it without its text being read again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectText(String);
+
+impl ObjectText {
+    /// A map's text: a map of values keeps every rule by construction.
+    pub fn of_map(map: &Map<String, Value>) -> ObjectText {
+        // A map of values always serializes.
+        ObjectText(serde_json::to_string(map).unwrap_or_else(|_| "{}".into()))
+    }
+
+    /// The object of `members`, each a name and its value's JSON text as an SDK sent it (so
+    /// already known to be JSON): copied as sent. A borrowed name is one serde_json lent from
+    /// JSON text, which it does only for a string without escapes: written as it is; an owned
+    /// one is escaped as it needs. Of the values, only what may break a rule is read again: a
+    /// number, an array, an object, or a string with an escape; a string without one, `true`,
+    /// `false` and `null` cannot. An object whose names repeat, among `members` or inside a
+    /// value, is rewritten as a [`Value`] keeps it (the last copy wins). `malformed_json` when
+    /// a value holds what a [`Value`] cannot.
+    pub fn of_members<'a>(
+        members: impl IntoIterator<Item = (Cow<'a, str>, &'a str)>,
+    ) -> Result<ObjectText, Invalid> {
+        let mut text = String::with_capacity(1024);
+        let mut names: Vec<Cow<'a, str>> = Vec::new();
+        let mut unique = true;
+        text.push('{');
+        for (name, value) in members {
+            let plain = match value.as_bytes().first() {
+                Some(b'"') => !value.contains('\\'),
+                Some(b't' | b'f' | b'n') => true,
+                _ => false,
+            };
+            if !plain {
+                unique &= serde_json::from_str::<Checked>(value)
+                    .map_err(|e| Invalid::malformed_json(format_args!("`{name}`: {e}")))?
+                    .0;
+            }
+            if !names.is_empty() {
+                text.push(',');
+            }
+            match &name {
+                Cow::Borrowed(plain) => {
+                    text.push('"');
+                    text.push_str(plain);
+                    text.push('"');
+                }
+                Cow::Owned(name) => text.push_str(&Value::from(name.as_str()).to_string()),
+            }
+            text.push(':');
+            text.push_str(value);
+            names.push(name);
+        }
+        text.push('}');
+        if unique && distinct(&mut names) {
+            return Ok(ObjectText(text));
+        }
+        last_copies(&text)
+            .map(ObjectText)
+            .map_err(|e| Invalid::malformed_json(e.to_string()))
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is `{}`.
+    pub fn is_empty(&self) -> bool {
+        self.0 == "{}"
+    }
+
+    pub(super) fn into_string(self) -> String {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names with `"` or `\\` are given owned, as serde_json gives a name it had to unescape.
+    fn of(members: &[(&'static str, &'static str)]) -> Result<String, &'static str> {
+        let name = |name: &'static str| match name.contains(['"', '\\']) {
+            true => Cow::Owned(name.to_owned()),
+            false => Cow::Borrowed(name),
+        };
+        ObjectText::of_members(members.iter().map(|(n, v)| (name(n), *v)))
+            .map(ObjectText::into_string)
+            .map_err(|invalid| invalid.code)
+    }
+
+    #[test]
+    fn members_are_copied_as_sent() {
+        let members = [
+            ("url", r#""https://a.example/?q=1""#),
+            ("n", "1.5e3"),
+            ("on", "true"),
+            ("nested", r#"{"a": [1, {"b": "\u00e9"}]}"#),
+            ("say \"hi\"", "null"),
+        ];
+        assert_eq!(
+            of(&members).unwrap(),
+            r#"{"url":"https://a.example/?q=1","n":1.5e3,"on":true,"nested":{"a": [1, {"b": "\u00e9"}]},"say \"hi\"":null}"#
+        );
+        assert_eq!(of(&[]).unwrap(), "{}");
+    }
+
+    #[test]
+    fn a_repeated_name_at_any_depth_keeps_its_last_copy() {
+        assert_eq!(
+            of(&[("a", "1"), ("b", "2"), ("a", "3")]).unwrap(),
+            r#"{"a":3,"b":2}"#
+        );
+        assert_eq!(
+            of(&[("a", r#"{"x": 1, "x": 2}"#)]).unwrap(),
+            r#"{"a":{"x":2}}"#
+        );
+    }
+
+    #[test]
+    fn what_a_value_cannot_hold_is_malformed() {
+        for value in [r#""\ud800""#, "1e400", r#"["\udc00"]"#, r#"{"k": 1e999}"#] {
+            assert_eq!(of(&[("a", value)]), Err("malformed_json"), "{value}");
+        }
+    }
+
+    #[test]
+    fn the_same_object_as_read_from_a_body() {
+        // What a body's `props` becomes, and what the same members become when given.
+        let members = [
+            ("z", "1"),
+            ("a", r#"{"k":"\u00e9","k":2}"#),
+            ("s", r#""t""#),
+        ];
+        let body = format!(
+            r#"{{"session_id":"s","event":"e","props":{{{}}}}}"#,
+            members.map(|(n, v)| format!("\"{n}\":{v}")).join(",")
+        );
+        let read = crate::event::parse(crate::event::Kind::Beacon, &body)
+            .unwrap()
+            .into_beacon();
+        assert_eq!(of(&members).unwrap(), read.props_json);
     }
 }

@@ -24,6 +24,7 @@ use super::body::{media_type, MinRate};
 use super::sdk::{authorize, error_answer, ingest, off_the_runtime, read_body, route_body_bytes};
 use crate::error::ApiError;
 use crate::event::{Kind, Source};
+use crate::pipeline::BLOCKING_PARSE_BYTES;
 use crate::sdk::posthog::{self, Wire};
 use crate::state::AppState;
 
@@ -59,9 +60,18 @@ async fn run(state: AppState, request: Request) -> Result<(), ApiError> {
     let max_decoded = state.config.limits(Kind::Beacon).max_decoded;
     let max_events = state.config.max_events_per_request;
     // Decoded, read and translated in one go: the events borrow the body. The key is in the
-    // body, so it is checked once the body is read. A body that may be gzip (posthog-js does
-    // not always say) goes off the runtime at the size a compressed body does.
-    let large = body.len() >= crate::decode::BLOCKING_DECODE_BYTES;
+    // body, so it is checked once the body is read. A body that may hold gzip (posthog-js does
+    // not always say) goes off the runtime at the size a compressed body does; plain JSON at
+    // the size a native body does.
+    let wire = Wire {
+        compression: compression.as_deref(),
+        form,
+    };
+    let large = body.len()
+        >= match posthog::may_inflate(&body, wire) {
+            true => crate::decode::BLOCKING_DECODE_BYTES,
+            false => BLOCKING_PARSE_BYTES,
+        };
     let (key, events) = off_the_runtime(large, move || {
         let wire = Wire {
             compression: compression.as_deref(),

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use super::{keep_within, Translated, Untranslated};
 use crate::error::ApiError;
 use crate::event::beacon::MAX_PROPS_BYTES;
-use crate::event::Invalid;
+use crate::event::{self, Given, Invalid, Kind, ObjectText};
 
 /// Limits of the beacon fields that are cut rather than refused (API.md).
 const MAX_EVENT: usize = 64;
@@ -42,14 +42,14 @@ pub struct Fields {
     pub id: Option<String>,
 }
 
-/// Builds the beacon's JSON (what `POST /v1/beacons` takes) from `fields`, with `props` (from
-/// [`props`]) as its `props`.
-pub fn build(fields: Fields, props: (String, Vec<String>)) -> Translated {
-    let mut beacon = Map::new();
-    beacon.insert("session_id".into(), fields.session_id.into());
-    beacon.insert("event".into(), cut(fields.event, MAX_EVENT).into());
+/// Builds the beacon from `fields`, with `props` (from [`props`]) as its `props`, and validates
+/// it; refused with why when it breaks a beacon's rule (an identifier over its limit).
+pub fn build(fields: Fields, props: (ObjectText, Vec<String>)) -> Result<Translated, Invalid> {
+    let mut beacon = Vec::with_capacity(9);
+    beacon.push(("session_id", Given::Str(fields.session_id)));
+    beacon.push(("event", Given::Str(cut(fields.event, MAX_EVENT))));
     if let Some(ts) = fields.ts {
-        beacon.insert("ts".into(), ts.into());
+        beacon.push(("ts", Given::Str(ts)));
     }
     let optional = [
         ("url", fields.url, MAX_URL),
@@ -60,18 +60,15 @@ pub fn build(fields: Fields, props: (String, Vec<String>)) -> Translated {
     ];
     for (name, value, max) in optional {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
-            beacon.insert(name.into(), cut(value, max).into());
+            beacon.push((name, Given::Str(cut(value, max))));
         }
     }
-    let mut json = Value::Object(beacon).to_string();
     let (props, trimmed) = props;
-    if props != "{}" {
-        json.pop();
-        json.push_str(",\"props\":");
-        json.push_str(&props);
-        json.push('}');
+    if !props.is_empty() {
+        beacon.push(("props", Given::Object(props)));
     }
-    Translated { json, trimmed }
+    let event = event::from_fields(Kind::Beacon, beacon)?;
+    Ok(Translated { event, trimmed })
 }
 
 /// A JSON object of an SDK's payload: its members in order, each value as its raw text in the
@@ -87,6 +84,24 @@ impl<'a> Object<'a> {
     /// `raw` as an object; `None` when it is another JSON value.
     pub fn parse(raw: &'a RawValue) -> Option<Object<'a>> {
         serde_json::from_str(raw.get()).ok()
+    }
+
+    /// `raw` as an object with its member `name` (an event's `properties`) apart: read in the
+    /// same pass when it is an object (its last copy, as a map would keep it), so its text is
+    /// scanned once, not captured and then parsed again. A member `name` that is no object
+    /// stays among the others. `None` when `raw` is another JSON value.
+    pub fn parse_apart(raw: &'a RawValue, name: &str) -> Option<(Object<'a>, Option<Object<'a>>)> {
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        if let Ok(split) = serde::de::DeserializeSeed::deserialize(Apart(name), &mut de) {
+            return Some(split);
+        }
+        // `name` is no object (or `raw` is none): the slow way, which keeps it as it is.
+        let mut object = Object::parse(raw)?;
+        let inner = object.object(name);
+        if inner.is_some() {
+            object.take(name);
+        }
+        Some((object, inner))
     }
 
     /// The member `name` (its last copy, as a map would keep it).
@@ -161,6 +176,36 @@ impl<'de> Deserialize<'de> for Object<'de> {
             }
         }
         deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// Reads an object with its member `.0` apart ([`Object::parse_apart`]); fails when that
+/// member is no object.
+struct Apart<'n>(&'n str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Apart<'_> {
+    type Value = (Object<'de>, Option<Object<'de>>);
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Apart<'_> {
+    type Value = (Object<'de>, Option<Object<'de>>);
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a JSON object whose `{}` is an object", self.0)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::with_capacity(16);
+        let mut apart = None;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if key == self.0 {
+                apart = Some(map.next_value::<Object<'de>>()?);
+            } else {
+                members.push((key, map.next_value::<&'de RawValue>()?));
+            }
+        }
+        Ok((Object { members }, apart))
     }
 }
 
@@ -264,49 +309,32 @@ pub fn take_object<'a>(message: &mut Object<'a>, names: &[&str]) -> Option<Objec
 /// The beacon's `props` from what is left of a message: the members of its `properties`
 /// object (`inner`), and beside them the message's other members (`context`, `integrations`,
 /// `$set`, ...); a member whose name a property already uses is kept as `message.NAME`, so
-/// nothing of the message is lost. The values are copied as sent. Within the cap: past it,
-/// [`keep_within`] leaves the largest members out and names them.
-pub fn props(inner: Option<Object<'_>>, rest: Object<'_>) -> (String, Vec<String>) {
+/// nothing of the message is lost. The values are copied as sent ([`ObjectText::of_members`]).
+/// Within the cap: past it, [`keep_within`] leaves the largest members out and names them.
+/// `malformed_json` for a value no JSON parser would keep (a lone surrogate).
+pub fn props(
+    inner: Option<Object<'_>>,
+    rest: Object<'_>,
+) -> Result<(ObjectText, Vec<String>), Invalid> {
     let inner = inner.unwrap_or_default();
-    let mut text = String::with_capacity(1024);
-    text.push('{');
-    for (name, value) in &inner.members {
-        push_member(&mut text, name, value);
-    }
-    for (name, value) in &rest.members {
-        if inner.contains(name) {
-            push_member(&mut text, &format!("message.{name}"), value);
-        } else {
-            push_member(&mut text, name, value);
-        }
-    }
-    text.push('}');
+    let inner_members = inner
+        .members
+        .iter()
+        .map(|(name, value)| (name.clone(), value.get()));
+    let rest_members = rest.members.iter().map(|(name, value)| {
+        let name = match inner.contains(name) {
+            true => Cow::Owned(format!("message.{name}")),
+            false => name.clone(),
+        };
+        (name, value.get())
+    });
+    let text = ObjectText::of_members(inner_members.chain(rest_members))?;
     if text.len() <= MAX_PROPS_BYTES {
-        return (text, Vec::new());
+        return Ok((text, Vec::new()));
     }
-    match serde_json::from_str::<Map<String, Value>>(&text) {
-        Ok(map) => keep_within(map, MAX_PROPS_BYTES),
-        Err(_) => (
-            String::from("{}"),
-            vec![format!("props ({} bytes)", text.len())],
-        ),
-    }
-}
-
-fn push_member(text: &mut String, name: &str, value: &RawValue) {
-    if text.len() > 1 {
-        text.push(',');
-    }
-    if name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-        text.push_str(&Value::from(name).to_string());
-    } else {
-        // The usual name needs no escape: no string of its own for it.
-        text.push('"');
-        text.push_str(name);
-        text.push('"');
-    }
-    text.push(':');
-    text.push_str(value.get());
+    let map = serde_json::from_str::<Map<String, Value>>(text.as_str())
+        .map_err(|e| Invalid::malformed_json(e.to_string()))?;
+    Ok(keep_within(map, MAX_PROPS_BYTES))
 }
 
 /// A string or a number of an SDK's message as text (SDKs send ids as either); `None` for
@@ -344,7 +372,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::event::{self, Kind};
 
     fn raw(value: &Value) -> Box<RawValue> {
         RawValue::from_string(value.to_string()).unwrap()
@@ -361,19 +388,27 @@ mod tests {
             id: Some("m-1".into()),
             ..Fields::default()
         };
-        let translated = build(
-            fields,
-            (r#"{"context":{"ip":"1.2.3.4"}}"#.into(), Vec::new()),
-        );
-        let beacon: Value = serde_json::from_str(&translated.json).unwrap();
+        let props = ObjectText::of_members([("context".into(), r#"{"ip":"1.2.3.4"}"#)]).unwrap();
+        let translated = build(fields, (props, Vec::new())).unwrap();
+        let beacon: Value = serde_json::from_str(&translated.event.native_json()).unwrap();
         assert_eq!(
             beacon,
-            json!({"session_id": "s", "event": "e", "ts": "2024-05-01T10:00:00.123456+00:00",
+            json!({"session_id": "s", "event": "e", "ts": 1_714_557_600_123_i64,
                    "url": "https://a.example/", "id": "m-1",
                    "props": {"context": {"ip": "1.2.3.4"}}})
         );
-        let valid = event::parse(Kind::Beacon, &translated.json).unwrap();
-        assert_eq!(valid.into_beacon().client_ts_ms, 1_714_557_600_123);
+    }
+
+    #[test]
+    fn an_identifier_over_its_limit_refuses_the_beacon() {
+        let fields = Fields {
+            session_id: "s".repeat(129),
+            event: "e".into(),
+            ..Fields::default()
+        };
+        let props = ObjectText::of_members([]).unwrap();
+        let refused = build(fields, (props, Vec::new())).unwrap_err();
+        assert_eq!(refused.code, "field_too_long");
     }
 
     #[test]
@@ -384,9 +419,10 @@ mod tests {
             url: Some(format!("https://a.example/{}", "x".repeat(5000))),
             ..Fields::default()
         };
-        let translated = build(fields, ("{}".into(), Vec::new()));
-        let beacon = event::parse(Kind::Beacon, &translated.json)
+        let props = ObjectText::of_members([]).unwrap();
+        let beacon = build(fields, (props, Vec::new()))
             .unwrap()
+            .event
             .into_beacon();
         assert_eq!(beacon.event, "é".repeat(32));
         assert_eq!(beacon.url.len(), MAX_URL);
@@ -433,9 +469,9 @@ mod tests {
         }));
         let mut message = Object::parse(&message).unwrap();
         let inner = take_object(&mut message, &["properties", "traits"]);
-        let (text, trimmed) = props(inner, message);
+        let (text, trimmed) = props(inner, message).unwrap();
         assert_eq!(
-            serde_json::from_str::<Value>(&text).unwrap(),
+            serde_json::from_str::<Value>(text.as_str()).unwrap(),
             json!({"plan": "pro", "context": 1, "message.context": {"ip": "1.2.3.4"},
                    "traits": {"email": "a@b.example"}})
         );
@@ -443,9 +479,9 @@ mod tests {
         let message = raw(&json!({"properties": "odd", "traits": {"a": 1}}));
         let mut message = Object::parse(&message).unwrap();
         let inner = take_object(&mut message, &["properties", "traits"]);
-        let (text, _) = props(inner, message);
+        let (text, _) = props(inner, message).unwrap();
         assert_eq!(
-            serde_json::from_str::<Value>(&text).unwrap(),
+            serde_json::from_str::<Value>(text.as_str()).unwrap(),
             json!({"a": 1, "properties": "odd"})
         );
     }
@@ -455,8 +491,8 @@ mod tests {
         let message = raw(&json!({"properties": {"big": "x".repeat(MAX_PROPS_BYTES), "a": 1}}));
         let mut message = Object::parse(&message).unwrap();
         let inner = take_object(&mut message, &["properties"]);
-        let (text, trimmed) = props(inner, message);
-        assert_eq!(text, r#"{"a":1}"#);
+        let (text, trimmed) = props(inner, message).unwrap();
+        assert_eq!(text.as_str(), r#"{"a":1}"#);
         assert_eq!(trimmed.len(), 1);
         assert!(trimmed[0].starts_with("big ("), "{trimmed:?}");
     }
@@ -471,8 +507,8 @@ mod tests {
         );
         assert_eq!(take_time(&mut message, "u"), None);
         assert_eq!(take_time(&mut message, "n"), None);
-        let (text, _) = props(None, message);
-        assert_eq!(text, r#"{"n":5,"u":"yesterday"}"#);
+        let (text, _) = props(None, message).unwrap();
+        assert_eq!(text.as_str(), r#"{"n":5,"u":"yesterday"}"#);
     }
 
     #[test]
@@ -493,7 +529,8 @@ mod tests {
         let message = Object::parse(&message).unwrap();
         assert_eq!(message.get("ab").map(RawValue::get), Some("1"));
         assert_eq!(message.get("x").map(RawValue::get), Some("2"));
-        let (text, _) = props(None, message);
-        assert_eq!(text, r#"{"ab":1,"x":1,"x":2,"q\"":3}"#);
+        let (text, _) = props(None, message).unwrap();
+        // The repeated name keeps its last copy, as a map keeps it.
+        assert_eq!(text.as_str(), r#"{"ab":1,"q\"":3,"x":2}"#);
     }
 }

@@ -52,7 +52,7 @@ pub fn notice(body: &[u8]) -> Report {
         "fingerprint",
         take_string(&mut rest, &["error", "fingerprint"]),
     );
-    occurrence.finish(id, rest)
+    occurrence.finish(id, rest, body)
 }
 
 #[cfg(test)]
@@ -65,7 +65,7 @@ mod tests {
         include_bytes!("../../tests/sdk/payloads/honeybadger/python-exception.json");
 
     fn translated(report: &Report) -> Value {
-        serde_json::from_str(&report.event.as_ref().unwrap().json).unwrap()
+        report::native_json(report)
     }
 
     #[test]

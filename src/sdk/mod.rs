@@ -1,6 +1,7 @@
 //! Drop-in endpoints for the SDKs applications already run: each submodule translates one SDK's
-//! payload into inlet's own events ([`Translated`]), which the [pipeline](crate::pipeline)
-//! then validates, keys and produces exactly like a native event. Translation knows nothing of
+//! payload into inlet's own events, field by field, validated by their kind's rules as they are
+//! built ([`crate::event::from_fields`]); the [pipeline](crate::pipeline) then keys and
+//! produces them ([`Translated`]) exactly like native events. Translation knows nothing of
 //! HTTP: the handlers in `crate::http` read the SDK's key and body and shape its answer.
 //!
 //! What a payload carries beyond the fields that map goes, as JSON text, into the event's
@@ -17,7 +18,7 @@ pub mod sentry;
 
 use serde_json::{Map, Value};
 
-use crate::event::Source;
+use crate::event::{ObjectText, Source};
 use crate::metrics;
 
 pub use crate::pipeline::{Translated, Untranslated};
@@ -26,10 +27,8 @@ pub use crate::pipeline::{Translated, Untranslated};
 /// for `props` or `custom`, at most `cap` bytes. Over the cap, its largest members are left out,
 /// largest first, until it fits; each is named in the second result as `name (N bytes)`
 /// (`Envelope.trimmed`), so a consumer can tell a payload was cut and what was lost.
-pub fn keep_within(mut rest: Map<String, Value>, cap: usize) -> (String, Vec<String>) {
-    // A map of values always serializes.
-    let serialize = |map: &Map<String, Value>| serde_json::to_string(map).unwrap_or_default();
-    let text = serialize(&rest);
+pub fn keep_within(mut rest: Map<String, Value>, cap: usize) -> (ObjectText, Vec<String>) {
+    let text = ObjectText::of_map(&rest);
     if text.len() <= cap {
         return (text, Vec::new());
     }
@@ -52,7 +51,7 @@ pub fn keep_within(mut rest: Map<String, Value>, cap: usize) -> (String, Vec<Str
         size = size.saturating_sub(member);
         trimmed.push(format!("{name} ({member} bytes)"));
     }
-    (serialize(&rest), trimmed)
+    (ObjectText::of_map(&rest), trimmed)
 }
 
 /// Counts `count` items of `kind` (the SDK's item or message type) an SDK endpoint of `source`
@@ -73,6 +72,41 @@ pub(crate) fn recorded(source: Source, name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// Compares the events a recorded payload translates to with their native twin under
+/// tests/sdk/payloads/ (`twin`): the JSON the native endpoint takes for the same events (one
+/// event's object, or an array of them), which loadtest/bench posts beside the payload to
+/// compare an adapter's cost with the native endpoint's; `INLET_BLESS=1` writes the twin
+/// instead. The twin, read natively, is these very events.
+#[cfg(test)]
+pub(crate) fn assert_twin(
+    kind: crate::event::Kind,
+    events: &[&crate::event::Validated],
+    twin: &str,
+) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(twin);
+    let json: Vec<String> = events.iter().map(|e| e.native_json()).collect();
+    let json = match &json[..] {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(",")),
+    };
+    if std::env::var_os("INLET_BLESS").is_some() {
+        std::fs::write(&path, format!("{json}\n")).unwrap();
+    }
+    let recorded = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        json,
+        recorded.trim_end(),
+        "{} (INLET_BLESS=1 rewrites it)",
+        path.display()
+    );
+    let native: Vec<_> = crate::decode::split_events(recorded.trim_end().as_bytes(), 1000)
+        .unwrap()
+        .into_iter()
+        .map(|text| crate::event::parse(kind, text.unwrap()).unwrap())
+        .collect();
+    assert_eq!(native.iter().collect::<Vec<_>>(), events);
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -91,7 +125,7 @@ mod tests {
         let rest = map(json!({"b": [1, 2], "a": {"k": "v"}}));
         let (text, trimmed) = keep_within(rest.clone(), 64);
         assert_eq!(
-            serde_json::from_str::<Value>(&text).unwrap(),
+            serde_json::from_str::<Value>(text.as_str()).unwrap(),
             Value::Object(rest)
         );
         assert!(trimmed.is_empty());
@@ -106,7 +140,7 @@ mod tests {
         }));
         let (text, trimmed) = keep_within(rest, 400);
         assert_eq!(
-            text,
+            text.as_str(),
             r#"{"extra":"yyyy"#.to_owned() + &"y".repeat(296) + r#"","tags":{"a":1}}"#
         );
         assert_eq!(trimmed, ["breadcrumbs (517 bytes)"]);
@@ -114,7 +148,7 @@ mod tests {
 
         let rest = map(json!({"a": "x".repeat(500), "b": "y".repeat(300), "c": 1}));
         let (text, trimmed) = keep_within(rest, 100);
-        assert_eq!(text, r#"{"c":1}"#);
+        assert_eq!(text.as_str(), r#"{"c":1}"#);
         assert_eq!(trimmed, ["a (507 bytes)", "b (307 bytes)"]);
     }
 
@@ -124,7 +158,141 @@ mod tests {
             let rest =
                 map(json!({"a": "x".repeat(40), "b": [1, 2, 3], "c": {"d": "e"}, "f": null}));
             let (text, _) = keep_within(rest, cap);
-            assert!(text.len() <= cap.max(2), "{cap}: {text}");
+            assert!(text.len() <= cap.max(2), "{cap}: {}", text.as_str());
         }
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    /// By hand: `cargo test --release --lib timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn translation_cost() {
+        let envelope = include_bytes!("../../tests/sdk/payloads/sentry/python-exception.envelope");
+        let item = include_bytes!("../../tests/sdk/payloads/rollbar/python-exception.json");
+        let twin = include_str!("../../tests/sdk/payloads/sentry/python-exception.occurrence.json");
+        let n = 20_000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let e = super::sentry::envelope(envelope).unwrap();
+            std::hint::black_box(super::sentry::event(e.events[0], e.event_id));
+        }
+        println!(
+            "sentry: {:.1} µs",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(super::rollbar::item(item).unwrap());
+        }
+        println!(
+            "rollbar: {:.1} µs",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(
+                serde_json::from_slice::<serde_json::Value>(
+                    envelope.split(|b| *b == b'\n').nth(2).unwrap(),
+                )
+                .unwrap(),
+            );
+        }
+        println!(
+            "sentry Value parse only: {:.1} µs",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(crate::event::occurrence::parse(twin.trim_end()).unwrap());
+        }
+        println!(
+            "native parse of the twin: {:.1} µs",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+    }
+
+    /// Per event: a posthog-js batch of 50 (as loadtest/bench's posthog-50 builds it), and a
+    /// batch of 50 beacons from loadtest/gen.py when `target/loadtest/data` has one.
+    #[test]
+    #[ignore]
+    fn analytics_translation_cost() {
+        use serde_json::{json, Value};
+        let recorded = crate::sdk::recorded(crate::event::Source::Posthog, "js-batch.json");
+        let recorded: Value = serde_json::from_slice(&recorded).unwrap();
+        let events: Vec<Value> = (0..50)
+            .map(|i| {
+                let mut event = recorded["batch"][i % 3].clone();
+                event["properties"]["$session_id"] = json!("sess-1");
+                event["properties"]["token"] = json!("k");
+                event
+            })
+            .collect();
+        let body = json!({"api_key": "k", "batch": events}).to_string();
+        let n = 4000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            let read = super::posthog::read(body.as_bytes(), 1000).unwrap();
+            let events = super::posthog::translate(&read.messages, read.key.as_deref());
+            assert!(events.iter().all(Result::is_ok));
+            std::hint::black_box(events);
+        }
+        println!(
+            "posthog: {:.2} µs per event",
+            t.elapsed().as_secs_f64() * 1e6 / (n * 50) as f64
+        );
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(super::posthog::read(body.as_bytes(), 1000).unwrap());
+        }
+        println!(
+            "posthog, reading the body alone: {:.2} µs per event",
+            t.elapsed().as_secs_f64() * 1e6 / (n * 50) as f64
+        );
+        let twin = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/sdk/payloads/posthog/js-batch.beacons.json"
+        ))
+        .unwrap();
+        let twin: Vec<String> = serde_json::from_str::<Vec<Value>>(&twin)
+            .unwrap()
+            .iter()
+            .map(Value::to_string)
+            .collect();
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            for i in 0..50 {
+                let beacon = &twin[i % twin.len()];
+                std::hint::black_box(
+                    crate::event::parse(crate::event::Kind::Beacon, beacon).unwrap(),
+                );
+            }
+        }
+        println!(
+            "native parse of the same events: {:.2} µs per event",
+            t.elapsed().as_secs_f64() * 1e6 / (n * 50) as f64
+        );
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/loadtest/data/batch-50.ndjson"
+        );
+        let Ok(batches) = std::fs::read_to_string(path) else {
+            return println!("no {path}: run loadtest/bench once");
+        };
+        let batch: Vec<Value> = serde_json::from_str(batches.lines().next().unwrap()).unwrap();
+        let beacons: Vec<String> = batch.iter().map(Value::to_string).collect();
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            for beacon in &beacons {
+                std::hint::black_box(
+                    crate::event::parse(crate::event::Kind::Beacon, beacon).unwrap(),
+                );
+            }
+        }
+        println!(
+            "native beacon parse: {:.2} µs per event",
+            t.elapsed().as_secs_f64() * 1e6 / (n * beacons.len()) as f64
+        );
     }
 }

@@ -72,6 +72,15 @@ pub fn decode(body: Bytes, wire: Wire<'_>, max_decoded: usize) -> Result<Bytes, 
     Ok(Bytes::from(decoded))
 }
 
+/// Whether decoding `body` may inflate it: gzip (by its magic bytes), or base64 and form
+/// bodies, which may hold gzip. Plain JSON decodes to itself.
+pub fn may_inflate(body: &[u8], wire: Wire<'_>) -> bool {
+    body.starts_with(&GZIP_MAGIC)
+        || wire.form
+        || wire.compression == Some("base64")
+        || body.starts_with(b"data=")
+}
+
 /// The `data` field of a form body.
 fn form_data(body: &[u8]) -> Result<Bytes, ApiError> {
     form_urlencoded::parse(body)
@@ -140,13 +149,12 @@ fn label(event: Option<&str>) -> &'static str {
 }
 
 fn translate_one(raw: &RawValue, key: Option<&str>) -> Result<Translated, Untranslated> {
-    let Some(mut event) = Object::parse(raw) else {
+    let Some((mut event, mut properties)) = Object::parse_apart(raw, "properties") else {
         super::count_items(Source::Posthog, label(None), 1);
         return Err(not_an_object(raw));
     };
     let name = event.text("event");
     super::count_items(Source::Posthog, label(name.as_deref()), 1);
-    let mut properties = event.object("properties");
     if event_token(&event, properties.as_ref()).is_some_and(|token| Some(token.as_str()) != key) {
         let invalid = Invalid::new(
             "token_mismatch",
@@ -154,19 +162,14 @@ fn translate_one(raw: &RawValue, key: Option<&str>) -> Result<Translated, Untran
         );
         return Err(untranslated(invalid, raw));
     }
-    match beacon(&mut event, name, properties.as_ref()) {
-        Ok(beacon) => {
+    beacon(&mut event, name, properties.as_ref())
+        .and_then(|beacon| {
             if let Some(properties) = properties.as_mut() {
-                event.take("properties");
                 properties.take("token");
             }
-            Ok(analytics::build(
-                beacon,
-                analytics::props(properties, event),
-            ))
-        }
-        Err(invalid) => Err(untranslated(invalid, raw)),
-    }
+            analytics::build(beacon, analytics::props(properties, event)?)
+        })
+        .map_err(|invalid| untranslated(invalid, raw))
 }
 
 /// Takes the beacon's fields out of an event (`name` is its `event`); what is left becomes
@@ -212,7 +215,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::event::{self, Kind};
+    use crate::event::Kind;
     use crate::proto;
     use crate::sdk::recorded;
     fn beacons(body: &[u8]) -> Vec<Result<proto::Beacon, String>> {
@@ -220,9 +223,7 @@ mod tests {
         translate(&read.messages, read.key.as_deref())
             .into_iter()
             .map(|t| match t {
-                Ok(t) => event::parse(Kind::Beacon, &t.json)
-                    .map(|v| v.into_beacon())
-                    .map_err(|e| e.code.to_owned()),
+                Ok(t) => Ok(t.event.into_beacon()),
                 Err(u) => Err(u.invalid.code.to_owned()),
             })
             .collect()
@@ -293,6 +294,18 @@ mod tests {
         let props: Value = serde_json::from_str(&pageview.props_json).unwrap();
         assert!(props.get("token").is_none(), "the token is not kept");
         assert!(props.get("$lib").is_some());
+    }
+
+    #[test]
+    fn the_recorded_posthog_js_batch_translates_to_its_native_twin() {
+        let body = recorded(Source::Posthog, "js-batch.json");
+        let read = read(&body, 1000).unwrap();
+        let translated: Vec<_> = translate(&read.messages, read.key.as_deref())
+            .into_iter()
+            .map(|t| t.unwrap().event)
+            .collect();
+        let twin = "tests/sdk/payloads/posthog/js-batch.beacons.json";
+        crate::sdk::assert_twin(Kind::Beacon, &translated.iter().collect::<Vec<_>>(), twin);
     }
 
     #[test]

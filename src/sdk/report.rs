@@ -1,6 +1,6 @@
 //! What the error trackers' translations (Rollbar, Sentry, Honeybadger) share: taking the
-//! fields that map out of an SDK's report, and writing them as inlet's occurrence JSON, with
-//! the rest of the report in `custom`.
+//! fields that map out of an SDK's report, and building inlet's occurrence of them, with the
+//! rest of the report in `custom`.
 //!
 //! Each translation takes what it maps out of the report's JSON (so it is not repeated in
 //! `custom`) and leaves everything else where the SDK put it. A value of the wrong type is not
@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::keep_within;
 use crate::event::occurrence::{MAX_CUSTOM_BYTES, MAX_FRAMES};
-use crate::event::Invalid;
+use crate::event::{self, Given, Invalid, Kind};
 use crate::pipeline::{Translated, Untranslated};
 
 /// One report of an error tracker, translated or not, and the event id it has in Kafka (the
@@ -151,17 +151,17 @@ pub enum Innermost {
     First,
 }
 
-/// An occurrence being written: inlet's fields, and what was left out to fit.
+/// An occurrence being built: inlet's fields, and what was left out to fit.
 pub struct Occurrence {
-    fields: Map<String, Value>,
+    fields: Vec<(&'static str, Given)>,
     trimmed: Vec<String>,
 }
 
 impl Occurrence {
     /// An occurrence at inlet's `level` (one of `critical`, `error`, `warning`, `info`, `debug`).
     pub fn new(level: &'static str) -> Occurrence {
-        let mut fields = Map::new();
-        fields.insert("level".into(), level.into());
+        let mut fields = Vec::with_capacity(11);
+        fields.push(("level", Given::Str(level.into())));
         Occurrence {
             fields,
             trimmed: Vec::new(),
@@ -169,16 +169,16 @@ impl Occurrence {
     }
 
     /// Sets the string field `name` when there is a value.
-    pub fn set(&mut self, name: &str, value: Option<String>) {
+    pub fn set(&mut self, name: &'static str, value: Option<String>) {
         if let Some(value) = value {
-            self.fields.insert(name.into(), value.into());
+            self.fields.push((name, Given::Str(value)));
         }
     }
 
     /// Sets `timestamp` (milliseconds) when there is one.
     pub fn timestamp(&mut self, ms: Option<i64>) {
         if let Some(ms) = ms {
-            self.fields.insert("timestamp".into(), ms.into());
+            self.fields.push(("timestamp", Given::Millis(ms)));
         }
     }
 
@@ -209,31 +209,33 @@ impl Occurrence {
             exception.insert("message".into(), message.into());
         }
         exception.insert("frames".into(), frames.into());
-        self.fields.insert("exception".into(), exception.into());
+        self.fields
+            .push(("exception", Given::Tree(exception.into())));
     }
 
-    /// The occurrence as inlet's JSON with `id` as its `uuid` and `rest` (what of the report
-    /// did not map) as its `custom`, within the cap.
-    pub fn finish(mut self, id: uuid::Uuid, rest: Map<String, Value>) -> Report {
+    /// The occurrence with `id` as its `uuid` and `rest` (what of the report did not map) as
+    /// its `custom`, within the cap, validated; refused with why when it breaks an
+    /// occurrence's rule (a class or a message over its limit), `raw` (the report as the SDK
+    /// sent it) kept for the operator.
+    pub fn finish(mut self, id: uuid::Uuid, rest: Map<String, Value>, raw: &[u8]) -> Report {
         self.fields
-            .insert("uuid".into(), id.hyphenated().to_string().into());
-        let mut json = Value::Object(self.fields).to_string();
+            .push(("uuid", Given::Str(id.hyphenated().to_string())));
         if !rest.is_empty() {
-            // `custom` is already JSON text: spliced in as the last member, not parsed again.
             let (custom, trimmed) = keep_within(rest, MAX_CUSTOM_BYTES);
             self.trimmed.extend(trimmed);
-            json.pop(); // the object's closing brace (it has `level` and `uuid`: never `{}`)
-            json.push_str(",\"custom\":");
-            json.push_str(&custom);
-            json.push('}');
+            self.fields.push(("custom", Given::Object(custom)));
         }
-        Report {
-            id,
-            event: Ok(Translated {
-                json,
+        let event = match event::from_fields(Kind::Occurrence, self.fields) {
+            Ok(event) => Ok(Translated {
+                event,
                 trimmed: self.trimmed,
             }),
-        }
+            Err(invalid) => Err(Untranslated {
+                invalid,
+                raw: String::from_utf8_lossy(raw).into_owned(),
+            }),
+        };
+        Report { id, event }
     }
 }
 
@@ -325,23 +327,18 @@ pub fn rfc3339_to_ms(text: &str) -> Option<i64> {
     i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
-/// Compares a recorded payload's translation with its twin under tests/sdk/payloads/ (the
-/// native occurrence loadtest/bench posts beside the payload to compare the adapter's cost with
-/// `/v1/occurrences`'); `INLET_BLESS=1` writes the twin instead.
+/// Compares a recorded report's translation with its native twin (see [`super::assert_twin`]).
 #[cfg(test)]
 pub(crate) fn assert_twin(report: &Report, twin: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(twin);
-    let json = &report.event.as_ref().expect("translated").json;
-    if std::env::var_os("INLET_BLESS").is_some() {
-        std::fs::write(&path, format!("{json}\n")).unwrap();
-    }
-    let recorded = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(
-        json,
-        recorded.trim_end(),
-        "{} (INLET_BLESS=1 rewrites it)",
-        path.display()
-    );
+    let translated = &report.event.as_ref().expect("translated").event;
+    super::assert_twin(Kind::Occurrence, &[translated], twin);
+}
+
+/// A translated report as the JSON its native endpoint takes, for the tests to read.
+#[cfg(test)]
+pub(crate) fn native_json(report: &Report) -> Value {
+    let translated = &report.event.as_ref().expect("translated").event;
+    serde_json::from_str(&translated.native_json()).unwrap()
 }
 
 #[cfg(test)]
@@ -405,14 +402,17 @@ mod tests {
         for (innermost, first_line) in [(Innermost::Last, 2), (Innermost::First, 0)] {
             let mut o = Occurrence::new("error");
             o.exception("E".into(), None, frames.clone(), &fields, innermost);
-            let report = o.finish(crate::id::uuid_v7(), Map::new());
-            let event = report.event.unwrap();
-            let json: Value = serde_json::from_str(&event.json).unwrap();
-            let kept = json["exception"]["frames"].as_array().unwrap();
+            let report = o.finish(crate::id::uuid_v7(), Map::new(), b"{}");
+            let translated = report.event.unwrap();
+            let occurrence = translated.event.into_occurrence();
+            let kept = occurrence.exception.unwrap().frames;
             assert_eq!(kept.len(), MAX_FRAMES);
-            assert_eq!(kept[0]["lineno"], first_line);
-            assert_eq!(kept[0]["colno"], 7);
-            assert_eq!(event.trimmed, ["exception.frames (2 outermost frames)"]);
+            assert_eq!(kept[0].lineno, first_line);
+            assert_eq!(kept[0].colno, 7);
+            assert_eq!(
+                translated.trimmed,
+                ["exception.frames (2 outermost frames)"]
+            );
         }
     }
 
@@ -429,56 +429,5 @@ mod tests {
             Some(1_795_984_221_376)
         );
         assert_eq!(rfc3339_to_ms("yesterday"), None);
-    }
-}
-
-#[cfg(test)]
-mod timing {
-    /// By hand: `cargo test --release --lib timing -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn translation_cost() {
-        let envelope = include_bytes!("../../tests/sdk/payloads/sentry/python-exception.envelope");
-        let item = include_bytes!("../../tests/sdk/payloads/rollbar/python-exception.json");
-        let twin = include_str!("../../tests/sdk/payloads/sentry/python-exception.occurrence.json");
-        let n = 20_000;
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            let e = super::super::sentry::envelope(envelope).unwrap();
-            std::hint::black_box(super::super::sentry::event(e.events[0], e.event_id));
-        }
-        println!(
-            "sentry: {:.1} µs",
-            t.elapsed().as_secs_f64() * 1e6 / n as f64
-        );
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(super::super::rollbar::item(item).unwrap());
-        }
-        println!(
-            "rollbar: {:.1} µs",
-            t.elapsed().as_secs_f64() * 1e6 / n as f64
-        );
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(
-                serde_json::from_slice::<serde_json::Value>(
-                    envelope.split(|b| *b == b'\n').nth(2).unwrap(),
-                )
-                .unwrap(),
-            );
-        }
-        println!(
-            "sentry Value parse only: {:.1} µs",
-            t.elapsed().as_secs_f64() * 1e6 / n as f64
-        );
-        let t = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(crate::event::occurrence::parse(twin.trim_end()).unwrap());
-        }
-        println!(
-            "native parse of the twin: {:.1} µs",
-            t.elapsed().as_secs_f64() * 1e6 / n as f64
-        );
     }
 }

@@ -31,7 +31,7 @@ pub fn item(body: &[u8]) -> Result<Item, String> {
     let mut payload = report::members(body).map_err(|invalid| invalid.message)?;
     let access_token = report::take_as(&mut payload, "access_token");
     let report = match report::take_members(&mut payload, "data") {
-        Some(data) => translate(data),
+        Some(data) => translate(data, body),
         None => Report::untranslated(
             Invalid::new("missing_field", "`data` (an object) is required"),
             body,
@@ -43,8 +43,8 @@ pub fn item(body: &[u8]) -> Result<Item, String> {
     })
 }
 
-/// An item's `data` as an occurrence.
-fn translate(mut data: Members<'_>) -> Report {
+/// An item's `data` as an occurrence (`raw` is the whole item, kept if it is refused).
+fn translate(mut data: Members<'_>, raw: &[u8]) -> Report {
     let body = report::take_members(&mut data, "body");
     let mut rest = report::values(data);
     let raised = body.and_then(|mut body| {
@@ -88,7 +88,7 @@ fn translate(mut data: Members<'_>) -> Report {
         rest.remove("timestamp");
     }
     occurrence.timestamp(timestamp);
-    occurrence.finish(id, rest)
+    occurrence.finish(id, rest, raw)
 }
 
 /// Rollbar's levels are inlet's; an item without one, or with another, is an `error` (the
@@ -156,7 +156,7 @@ mod tests {
     const MESSAGE: &[u8] = include_bytes!("../../tests/sdk/payloads/rollbar/python-message.json");
 
     fn translated(item: &Item) -> Value {
-        serde_json::from_str(&item.report.event.as_ref().unwrap().json).unwrap()
+        report::native_json(&item.report)
     }
 
     #[test]

@@ -64,16 +64,14 @@ fn translate_one(
         .find(|c| **c == kind)
         .copied()
         .unwrap_or("other");
-    match beacon(&mut message, kind) {
-        Ok(beacon) => {
-            let inner = analytics::take_object(&mut message, &["properties", "traits"]);
-            (
-                Ok(analytics::build(beacon, analytics::props(inner, message))),
-                label,
-            )
-        }
-        Err(invalid) => (Err(untranslated(invalid, raw)), label),
-    }
+    let translated = beacon(&mut message, kind).and_then(|beacon| {
+        let inner = analytics::take_object(&mut message, &["properties", "traits"]);
+        analytics::build(beacon, analytics::props(inner, message)?)
+    });
+    (
+        translated.map_err(|invalid| untranslated(invalid, raw)),
+        label,
+    )
 }
 
 /// Takes the beacon's fields out of a message of call `kind`; what is left becomes `props`.
@@ -126,16 +124,13 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::event::{self, Kind};
     use crate::proto;
     use crate::sdk::recorded;
     fn beacons(body: &[u8], call: Option<&str>) -> Vec<Result<proto::Beacon, String>> {
         translate(&read(body, 1000).unwrap().messages, call)
             .into_iter()
             .map(|t| match t {
-                Ok(t) => event::parse(Kind::Beacon, &t.json)
-                    .map(|v| v.into_beacon())
-                    .map_err(|e| e.code.to_owned()),
+                Ok(t) => Ok(t.event.into_beacon()),
                 Err(u) => Err(u.invalid.code.to_owned()),
             })
             .collect()

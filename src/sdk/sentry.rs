@@ -166,7 +166,7 @@ pub fn event(raw: &[u8], fallback_id: Option<uuid::Uuid>) -> Report {
     occurrence.set("code_version", take_string(&mut rest, &["release"]));
     occurrence.set("fingerprint", fingerprint(&mut rest));
     occurrence.timestamp(timestamp(&mut rest));
-    occurrence.finish(id, rest)
+    occurrence.finish(id, rest, raw)
 }
 
 /// inlet's level of Sentry's (`fatal` is `critical`); an event without one, or with one
@@ -271,7 +271,7 @@ mod tests {
     }
 
     fn translated(report: &Report) -> Value {
-        serde_json::from_str(&report.event.as_ref().unwrap().json).unwrap()
+        report::native_json(report)
     }
 
     #[test]
