@@ -13,10 +13,10 @@
 
 use std::borrow::Cow;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+pub use super::object::{text, Object};
 use super::{keep_within, Translated, Untranslated};
 use crate::error::ApiError;
 use crate::event::beacon::MAX_PROPS_BYTES;
@@ -69,144 +69,6 @@ pub fn build(fields: Fields, props: (ObjectText, Vec<String>)) -> Result<Transla
     }
     let event = event::from_fields(Kind::Beacon, beacon)?;
     Ok(Translated { event, trimmed })
-}
-
-/// A JSON object of an SDK's payload: its members in order, each value as its raw text in the
-/// body. Reading a message this way costs a scan of its text, not a tree of values: only the
-/// few members that map are parsed, and the rest (a posthog-js event carries some fifty
-/// properties) is copied into `props` as it was sent.
-#[derive(Debug, Default)]
-pub struct Object<'a> {
-    members: Vec<(Cow<'a, str>, &'a RawValue)>,
-}
-
-impl<'a> Object<'a> {
-    /// `raw` as an object; `None` when it is another JSON value.
-    pub fn parse(raw: &'a RawValue) -> Option<Object<'a>> {
-        serde_json::from_str(raw.get()).ok()
-    }
-
-    /// `raw` as an object with its member `name` (an event's `properties`) apart: read in the
-    /// same pass when it is an object (its last copy, as a map would keep it), so its text is
-    /// scanned once, not captured and then parsed again. A member `name` that is no object
-    /// stays among the others. `None` when `raw` is another JSON value.
-    pub fn parse_apart(raw: &'a RawValue, name: &str) -> Option<(Object<'a>, Option<Object<'a>>)> {
-        let mut de = serde_json::Deserializer::from_str(raw.get());
-        if let Ok(split) = serde::de::DeserializeSeed::deserialize(Apart(name), &mut de) {
-            return Some(split);
-        }
-        // `name` is no object (or `raw` is none): the slow way, which keeps it as it is.
-        let mut object = Object::parse(raw)?;
-        let inner = object.object(name);
-        if inner.is_some() {
-            object.take(name);
-        }
-        Some((object, inner))
-    }
-
-    /// The member `name` (its last copy, as a map would keep it).
-    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
-        self.members
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| *v)
-    }
-
-    /// Removes the member `name` (every copy) and returns it.
-    pub fn take(&mut self, name: &str) -> Option<&'a RawValue> {
-        let value = self.get(name);
-        if value.is_some() {
-            self.members.retain(|(k, _)| k != name);
-        }
-        value
-    }
-
-    /// The member `name` as an object, if it is one.
-    pub fn object(&self, name: &str) -> Option<Object<'a>> {
-        self.get(name).and_then(Object::parse)
-    }
-
-    /// The member `name` as text (see [`text`]).
-    pub fn text(&self, name: &str) -> Option<String> {
-        text(self.get(name))
-    }
-
-    fn contains(&self, name: &str) -> bool {
-        self.members.iter().any(|(k, _)| k == name)
-    }
-}
-
-/// A member name, borrowed from the body unless it holds escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for Object<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = Object<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-                    members.push((key.0, value));
-                }
-                Ok(Object { members })
-            }
-        }
-        deserializer.deserialize_map(ObjectVisitor)
-    }
-}
-
-/// Reads an object with its member `.0` apart ([`Object::parse_apart`]); fails when that
-/// member is no object.
-struct Apart<'n>(&'n str);
-
-impl<'de> serde::de::DeserializeSeed<'de> for Apart<'_> {
-    type Value = (Object<'de>, Option<Object<'de>>);
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Apart<'_> {
-    type Value = (Object<'de>, Option<Object<'de>>);
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "a JSON object whose `{}` is an object", self.0)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(16);
-        let mut apart = None;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if key == self.0 {
-                apart = Some(map.next_value::<Object<'de>>()?);
-            } else {
-                members.push((key, map.next_value::<&'de RawValue>()?));
-            }
-        }
-        Ok((Object { members }, apart))
-    }
 }
 
 /// A body's messages (each its raw text), and the key the body carries beside them (Segment's
@@ -299,11 +161,7 @@ pub fn take_time(message: &mut Object<'_>, name: &str) -> Option<String> {
 
 /// Takes out of `message` the first of `names` that is an object (its `properties`).
 pub fn take_object<'a>(message: &mut Object<'a>, names: &[&str]) -> Option<Object<'a>> {
-    let (name, inner) = names
-        .iter()
-        .find_map(|name| message.object(name).map(|inner| (*name, inner)))?;
-    message.take(name);
-    Some(inner)
+    names.iter().find_map(|name| message.take_object(name))
 }
 
 /// The beacon's `props` from what is left of a message: the members of its `properties`
@@ -318,10 +176,9 @@ pub fn props(
 ) -> Result<(ObjectText, Vec<String>), Invalid> {
     let inner = inner.unwrap_or_default();
     let inner_members = inner
-        .members
         .iter()
         .map(|(name, value)| (name.clone(), value.get()));
-    let rest_members = rest.members.iter().map(|(name, value)| {
+    let rest_members = rest.iter().map(|(name, value)| {
         let name = match inner.contains(name) {
             true => Cow::Owned(format!("message.{name}")),
             false => name.clone(),
@@ -335,19 +192,6 @@ pub fn props(
     let map = serde_json::from_str::<Map<String, Value>>(text.as_str())
         .map_err(|e| Invalid::malformed_json(e.to_string()))?;
     Ok(keep_within(map, MAX_PROPS_BYTES))
-}
-
-/// A string or a number of an SDK's message as text (SDKs send ids as either); `None` for
-/// anything else, or an empty string.
-pub fn text(value: Option<&RawValue>) -> Option<String> {
-    let raw = value?.get();
-    match raw.as_bytes().first()? {
-        b'"' => serde_json::from_str::<String>(raw)
-            .ok()
-            .filter(|s| !s.is_empty()),
-        b'-' | b'0'..=b'9' => Some(raw.to_owned()),
-        _ => None,
-    }
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.

@@ -1,7 +1,7 @@
 //! Honeybadger: a notice (`POST /v1/notices`, `/v1/notices/js`) as its SDKs write it,
 //! translated into an occurrence at level `error` (Honeybadger notices have no level).
 
-use super::report::{self, take_string, Frame, FrameFields, Innermost, Occurrence, Report};
+use super::report::{self, take_string, Frame, FrameFields, Innermost, Occurrence, Report, Rest};
 
 /// Where a Honeybadger backtrace line keeps inlet's frame fields.
 const FRAME: FrameFields = FrameFields {
@@ -18,16 +18,16 @@ pub fn notice(body: &[u8]) -> Report {
         Ok(members) => members,
         Err(invalid) => return Report::untranslated(invalid, body),
     };
-    let (mut rest, backtrace) = match report::take_members(&mut members, "error") {
+    let (mut rest, backtrace) = match members.take_object("error") {
         Some(mut error) => {
             // The backtrace is read as frames only for an exception (a class), else it stays.
             let has_class = error.get("class").is_some_and(|c| c.get().starts_with('"'));
-            let backtrace = has_class.then(|| report::take_as(&mut error, "backtrace"));
-            let mut rest = report::values(members);
-            rest.insert("error".into(), report::values(error).into());
+            let backtrace = has_class.then(|| error.take_as("backtrace"));
+            let mut rest = Rest::from(members);
+            rest.insert("error", report::values(&error).into());
             (rest, backtrace.flatten())
         }
-        None => (report::values(members), None),
+        None => (Rest::from(members), None),
     };
     let given = take_string(&mut rest, &["error", "token"]);
     let id = report::event_id(given, &mut rest, "token");

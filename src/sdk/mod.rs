@@ -10,6 +10,7 @@
 
 pub mod analytics;
 pub mod honeybadger;
+pub mod object;
 pub mod posthog;
 pub mod report;
 pub mod rollbar;

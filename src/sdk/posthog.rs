@@ -149,7 +149,8 @@ fn label(event: Option<&str>) -> &'static str {
 }
 
 fn translate_one(raw: &RawValue, key: Option<&str>) -> Result<Translated, Untranslated> {
-    let Some((mut event, mut properties)) = Object::parse_apart(raw, "properties") else {
+    let Ok((mut event, mut properties)) = Object::parse_apart::<Object>(raw.get(), "properties")
+    else {
         super::count_items(Source::Posthog, label(None), 1);
         return Err(not_an_object(raw));
     };

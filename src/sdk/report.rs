@@ -7,7 +7,7 @@
 //! taken: it stays in `custom`, and the occurrence goes without that field rather than being
 //! refused for an SDK's quirk.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -15,8 +15,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::keep_within;
+use super::object::Object;
 use crate::event::occurrence::{MAX_CUSTOM_BYTES, MAX_FRAMES};
-use crate::event::{self, Given, Invalid, Kind};
+use crate::event::{self, Given, Invalid, Kind, ObjectText};
 use crate::pipeline::{Translated, Untranslated};
 
 /// One report of an error tracker, translated or not, and the event id it has in Kafka (the
@@ -41,45 +42,135 @@ impl Report {
     }
 }
 
-/// A report's object as its members' JSON text, parsed only far enough to find them: the
-/// large members that map (stack traces, with their source context and locals) are then read
-/// into typed shapes ([`Frame`]) and the others into values, so no tree of the whole report is
-/// ever built.
-pub type Members<'a> = BTreeMap<String, &'a RawValue>;
-
-/// The members of a report's JSON object, or why it is not one.
-pub fn members(raw: &[u8]) -> Result<Members<'_>, Invalid> {
-    serde_json::from_slice(raw).map_err(|e| {
-        if serde_json::from_slice::<IgnoredAny>(raw).is_ok() {
-            Invalid::new("not_an_object", "a report must be a JSON object")
-        } else {
-            Invalid::new("malformed_json", e.to_string())
-        }
-    })
+/// The members of a report's JSON object ([`Object`]), or why it is not one. Only the large
+/// members that map (stack traces, with their source context and locals) are then read, into
+/// typed shapes ([`Frame`]); the others go into `custom` as sent ([`Rest`]), so no tree of the
+/// whole report is ever built.
+pub fn members(raw: &[u8]) -> Result<Object<'_>, Invalid> {
+    Object::from_slice(raw).map_err(|e| not_a_report(raw, e))
 }
 
-/// The members of the object at `name` of `members`, taken out; `None` (and `name` left where
-/// it was) when it is no object.
-pub fn take_members<'a>(members: &mut Members<'a>, name: &str) -> Option<Members<'a>> {
-    let inner = serde_json::from_str(members.get(name)?.get()).ok()?;
-    members.remove(name);
-    Some(inner)
+/// Why `raw` could not be read as a report's object (`error`): it is other JSON, or no JSON.
+pub fn not_a_report(raw: &[u8], error: serde_json::Error) -> Invalid {
+    if serde_json::from_slice::<IgnoredAny>(raw).is_ok() {
+        Invalid::new("not_an_object", "a report must be a JSON object")
+    } else {
+        Invalid::new("malformed_json", error.to_string())
+    }
 }
 
-/// `members` as values, for the fields that map to be taken from and the rest to go into
-/// `custom`.
-pub fn values(members: Members<'_>) -> Map<String, Value> {
+/// `members` as values (a small object a translation rewrites, such as Rollbar's `body`).
+pub fn values(members: &Object<'_>) -> Map<String, Value> {
     members
-        .into_iter()
-        .map(|(name, raw)| (name, serde_json::from_str(raw.get()).unwrap_or(Value::Null)))
+        .iter()
+        .map(|(name, raw)| {
+            let value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            (name.clone().into_owned(), value)
+        })
         .collect()
 }
 
-/// The raw member `name` read as `T`, taken out; left where it is when it is not a `T`.
-pub fn take_as<'a, T: Deserialize<'a>>(members: &mut Members<'a>, name: &str) -> Option<T> {
-    let value = serde_json::from_str(members.get(name)?.get()).ok()?;
-    members.remove(name);
-    Some(value)
+/// What of a report goes into `custom`: its members in order, as sent. The few a translation
+/// looks into ([`Rest::get`]) are parsed then, and written again only because they were; the
+/// others are copied as they came ([`ObjectText::of_members`]).
+#[derive(Debug, Default)]
+pub struct Rest<'a> {
+    members: Vec<(Cow<'a, str>, Member<'a>)>,
+}
+
+#[derive(Debug)]
+enum Member<'a> {
+    Raw(&'a RawValue),
+    Parsed(Value),
+}
+
+impl<'a> From<Object<'a>> for Rest<'a> {
+    fn from(object: Object<'a>) -> Rest<'a> {
+        let members = object
+            .iter()
+            .map(|(name, raw)| (name.clone(), Member::Raw(raw)))
+            .collect();
+        Rest { members }
+    }
+}
+
+impl Rest<'_> {
+    /// The member `name` (its last copy, as a map keeps it), parsed if it was not yet; `None`
+    /// when it is absent, or holds what no [`Value`] can (it then stays as sent).
+    pub fn get(&mut self, name: &str) -> Option<&mut Value> {
+        let (_, member) = self.members.iter_mut().rev().find(|(k, _)| k == name)?;
+        if let Member::Raw(raw) = member {
+            *member = Member::Parsed(serde_json::from_str(raw.get()).ok()?);
+        }
+        match member {
+            Member::Parsed(value) => Some(value),
+            Member::Raw(_) => None,
+        }
+    }
+
+    /// Removes the member `name` (every copy), and returns it.
+    pub fn remove(&mut self, name: &str) -> Option<Value> {
+        let value = self.get(name).map(Value::take);
+        self.members.retain(|(k, _)| k != name);
+        value
+    }
+
+    /// Sets the member `name` (in place of any it had).
+    pub fn insert(&mut self, name: &str, value: Value) {
+        self.members.retain(|(k, _)| k != name);
+        self.members
+            .push((Cow::Owned(name.to_owned()), Member::Parsed(value)));
+    }
+
+    /// Whether it has no member.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Its JSON object's text, at most `cap` bytes (what was left out to fit named, as
+    /// [`keep_within`] does). A member that holds what no [`Value`] can (a lone surrogate) is
+    /// `null`, so a report is never refused for its extras.
+    pub fn into_custom(self, cap: usize) -> (ObjectText, Vec<String>) {
+        let written: Vec<Option<String>> = self
+            .members
+            .iter()
+            .map(|(_, member)| match member {
+                Member::Parsed(value) => Some(value.to_string()),
+                Member::Raw(_) => None,
+            })
+            .collect();
+        let members = self
+            .members
+            .iter()
+            .zip(&written)
+            .map(|((name, member), text)| {
+                let text = match (member, text) {
+                    (Member::Raw(raw), _) => raw.get(),
+                    (Member::Parsed(_), text) => text.as_deref().unwrap_or("null"),
+                };
+                (name.clone(), text)
+            });
+        let text = match ObjectText::of_members(members) {
+            Ok(text) if text.len() <= cap => return (text, Vec::new()),
+            Ok(text) => serde_json::from_str(text.as_str()).unwrap_or_default(),
+            Err(_) => self.lossy(),
+        };
+        keep_within(text, cap)
+    }
+
+    /// Every member as a value, `null` for one no [`Value`] can hold.
+    fn lossy(self) -> Map<String, Value> {
+        self.members
+            .into_iter()
+            .map(|(name, member)| {
+                let value = match member {
+                    Member::Raw(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+                    Member::Parsed(value) => value,
+                };
+                (name.into_owned(), value)
+            })
+            .collect()
+    }
 }
 
 /// The exception a report raised, read from its raw members: its class, message and frames,
@@ -217,11 +308,11 @@ impl Occurrence {
     /// its `custom`, within the cap, validated; refused with why when it breaks an
     /// occurrence's rule (a class or a message over its limit), `raw` (the report as the SDK
     /// sent it) kept for the operator.
-    pub fn finish(mut self, id: uuid::Uuid, rest: Map<String, Value>, raw: &[u8]) -> Report {
+    pub fn finish(mut self, id: uuid::Uuid, rest: Rest<'_>, raw: &[u8]) -> Report {
         self.fields
             .push(("uuid", Given::Str(id.hyphenated().to_string())));
         if !rest.is_empty() {
-            let (custom, trimmed) = keep_within(rest, MAX_CUSTOM_BYTES);
+            let (custom, trimmed) = rest.into_custom(MAX_CUSTOM_BYTES);
             self.trimmed.extend(trimmed);
             self.fields.push(("custom", Given::Object(custom)));
         }
@@ -271,11 +362,11 @@ fn line_number(value: &Value) -> Option<u32> {
     }
 }
 
-/// Removes the string at `path` (object members, outermost first) from `map` and returns it;
+/// Removes the string at `path` (object members, outermost first) from `rest` and returns it;
 /// objects the removal leaves empty are removed too, so `custom` holds no empty husks. Anything
 /// but a string stays where it is.
-pub fn take_string(map: &mut Map<String, Value>, path: &[&str]) -> Option<String> {
-    match take_if(map, path, Value::is_string)? {
+pub fn take_string(rest: &mut Rest<'_>, path: &[&str]) -> Option<String> {
+    match take_if(rest, path, Value::is_string)? {
         Value::String(s) => Some(s),
         _ => None,
     }
@@ -283,9 +374,28 @@ pub fn take_string(map: &mut Map<String, Value>, path: &[&str]) -> Option<String
 
 /// Removes the value at `path` when `wanted` holds for it (see [`take_string`]).
 pub fn take_if(
-    map: &mut Map<String, Value>,
+    rest: &mut Rest<'_>,
     path: &[&str],
     wanted: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    let (first, deeper) = path.split_first()?;
+    let value = rest.get(first)?;
+    if deeper.is_empty() {
+        return wanted(value).then(|| rest.remove(first)).flatten();
+    }
+    let inner = value.as_object_mut()?;
+    let taken = take_in(inner, deeper, &wanted)?;
+    if inner.is_empty() {
+        rest.remove(first);
+    }
+    Some(taken)
+}
+
+/// [`take_if`] inside a member's value.
+fn take_in(
+    map: &mut Map<String, Value>,
+    path: &[&str],
+    wanted: &impl Fn(&Value) -> bool,
 ) -> Option<Value> {
     let (first, deeper) = path.split_first()?;
     if deeper.is_empty() {
@@ -294,7 +404,7 @@ pub fn take_if(
             .flatten();
     }
     let inner = map.get_mut(*first)?.as_object_mut()?;
-    let taken = take_if(inner, deeper, wanted)?;
+    let taken = take_in(inner, deeper, wanted)?;
     if inner.is_empty() {
         map.remove(*first);
     }
@@ -303,10 +413,10 @@ pub fn take_if(
 
 /// The report's event id: the SDK's own (`given`, a UUID in any of its spellings), else a new
 /// one. A `given` id that is no UUID goes back into `rest` as `name`, so it is not lost.
-pub fn event_id(given: Option<String>, rest: &mut Map<String, Value>, name: &str) -> uuid::Uuid {
+pub fn event_id(given: Option<String>, rest: &mut Rest<'_>, name: &str) -> uuid::Uuid {
     match given {
         Some(text) => uuid::Uuid::try_parse(text.trim()).unwrap_or_else(|_| {
-            rest.insert(name.into(), text.into());
+            rest.insert(name, text.into());
             crate::id::uuid_v7()
         }),
         None => crate::id::uuid_v7(),
@@ -347,32 +457,59 @@ mod tests {
 
     use super::*;
 
-    fn map(value: Value) -> Map<String, Value> {
-        value.as_object().cloned().unwrap()
+    /// What is left of a report whose JSON is `text`, as a translation meets it.
+    fn rest(text: &str) -> Rest<'_> {
+        Rest::from(members(text.as_bytes()).unwrap())
+    }
+
+    fn custom(rest: Rest<'_>) -> Value {
+        serde_json::from_str(rest.into_custom(usize::MAX).0.as_str()).unwrap()
     }
 
     #[test]
     fn taking_a_nested_value_prunes_what_it_empties() {
-        let mut m = map(json!({"body": {"message": {"body": "hi"}}, "a": {"b": 1, "c": 2}}));
+        let text = json!({"body": {"message": {"body": "hi"}}, "a": {"b": 1, "c": 2}}).to_string();
+        let mut m = rest(&text);
         assert_eq!(
             take_string(&mut m, &["body", "message", "body"]).as_deref(),
             Some("hi")
         );
         assert_eq!(take_if(&mut m, &["a", "b"], |_| true), Some(json!(1)));
-        assert_eq!(Value::Object(m), json!({"a": {"c": 2}}));
+        assert_eq!(custom(m), json!({"a": {"c": 2}}));
     }
 
     #[test]
     fn a_value_of_the_wrong_type_stays() {
-        let mut m = map(json!({"level": 3}));
+        let mut m = rest(r#"{"level": 3}"#);
         assert_eq!(take_string(&mut m, &["level"]), None);
         assert_eq!(take_string(&mut m, &["absent", "deeper"]), None);
-        assert_eq!(Value::Object(m), json!({"level": 3}));
+        assert_eq!(custom(m), json!({"level": 3}));
+    }
+
+    #[test]
+    fn what_is_not_looked_into_is_kept_as_sent() {
+        let text = r#"{"sdk": {"name": "x",  "v": 1.0}, "level": "error", "extra": [1e2]}"#;
+        let mut m = rest(text);
+        assert_eq!(take_string(&mut m, &["level"]).as_deref(), Some("error"));
+        let (text, trimmed) = m.into_custom(usize::MAX);
+        assert_eq!(
+            text.as_str(),
+            r#"{"sdk":{"name": "x",  "v": 1.0},"extra":[1e2]}"#
+        );
+        assert!(trimmed.is_empty());
+        // A member no value can hold is null, rather than the report refused.
+        let m = rest(r#"{"a": "\ud800", "b": 1}"#);
+        assert_eq!(custom(m), json!({"a": null, "b": 1}));
+        // Past the cap, the largest members go first.
+        let text = json!({"big": "x".repeat(100), "small": 1}).to_string();
+        let (text, trimmed) = rest(&text).into_custom(50);
+        assert_eq!(text.as_str(), r#"{"small":1}"#);
+        assert_eq!(trimmed, ["big (109 bytes)"]);
     }
 
     #[test]
     fn an_id_that_is_no_uuid_is_kept_and_replaced() {
-        let mut rest = Map::new();
+        let mut rest = Rest::default();
         let id = event_id(
             Some("7bc7b823935a4609849b520f1d57f41c".into()),
             &mut rest,
@@ -382,7 +519,7 @@ mod tests {
         assert!(rest.is_empty());
         let id = event_id(Some("nope".into()), &mut rest, "uuid");
         assert_eq!(id.get_version_num(), 7);
-        assert_eq!(Value::Object(rest), json!({"uuid": "nope"}));
+        assert_eq!(custom(rest), json!({"uuid": "nope"}));
     }
 
     #[test]
@@ -402,7 +539,7 @@ mod tests {
         for (innermost, first_line) in [(Innermost::Last, 2), (Innermost::First, 0)] {
             let mut o = Occurrence::new("error");
             o.exception("E".into(), None, frames.clone(), &fields, innermost);
-            let report = o.finish(crate::id::uuid_v7(), Map::new(), b"{}");
+            let report = o.finish(crate::id::uuid_v7(), Rest::default(), b"{}");
             let translated = report.event.unwrap();
             let occurrence = translated.event.into_occurrence();
             let kept = occurrence.exception.unwrap().frames;

@@ -5,8 +5,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
+use super::object::Object;
 use super::report::{
-    self, take_string, Frame, FrameFields, Innermost, Members, Occurrence, Raised, Report,
+    self, take_string, Frame, FrameFields, Innermost, Occurrence, Raised, Report, Rest,
 };
 use crate::event::Invalid;
 
@@ -29,8 +30,8 @@ pub struct Item {
 /// Reads a Rollbar request body; fails, with why, only when it is not a JSON object.
 pub fn item(body: &[u8]) -> Result<Item, String> {
     let mut payload = report::members(body).map_err(|invalid| invalid.message)?;
-    let access_token = report::take_as(&mut payload, "access_token");
-    let report = match report::take_members(&mut payload, "data") {
+    let access_token = payload.take_as("access_token");
+    let report = match payload.take_object("data") {
         Some(data) => translate(data, body),
         None => Report::untranslated(
             Invalid::new("missing_field", "`data` (an object) is required"),
@@ -44,13 +45,13 @@ pub fn item(body: &[u8]) -> Result<Item, String> {
 }
 
 /// An item's `data` as an occurrence (`raw` is the whole item, kept if it is refused).
-fn translate(mut data: Members<'_>, raw: &[u8]) -> Report {
-    let body = report::take_members(&mut data, "body");
-    let mut rest = report::values(data);
+fn translate(mut data: Object<'_>, raw: &[u8]) -> Report {
+    let body = data.take_object("body");
+    let mut rest = Rest::from(data);
     let raised = body.and_then(|mut body| {
         let raised = exception(&mut body);
         if !body.is_empty() {
-            rest.insert("body".into(), report::values(body).into());
+            rest.insert("body", report::values(&body).into());
         }
         raised
     });
@@ -65,8 +66,12 @@ fn translate(mut data: Members<'_>, raw: &[u8]) -> Report {
     }) = raised
     {
         if !causes.is_empty() {
-            let body = rest.entry("body").or_insert_with(|| json!({}));
-            body["trace_chain"] = json!(causes);
+            let mut body = match rest.remove("body") {
+                Some(Value::Object(body)) => body,
+                _ => Map::new(),
+            };
+            body.insert("trace_chain".into(), json!(causes));
+            rest.insert("body", body.into());
         }
         occurrence.exception(class, message, frames, &FRAME, Innermost::Last);
     }
@@ -83,7 +88,7 @@ fn translate(mut data: Members<'_>, raw: &[u8]) -> Report {
     ] {
         occurrence.set(name, take_string(&mut rest, &[name]));
     }
-    let timestamp = rest.get("timestamp").and_then(report::seconds_to_ms);
+    let timestamp = rest.get("timestamp").and_then(|t| report::seconds_to_ms(t));
     if timestamp.is_some() {
         rest.remove("timestamp");
     }
@@ -93,8 +98,8 @@ fn translate(mut data: Members<'_>, raw: &[u8]) -> Report {
 
 /// Rollbar's levels are inlet's; an item without one, or with another, is an `error` (the
 /// latter's own level stays in `custom`).
-fn level(rest: &mut Map<String, Value>) -> &'static str {
-    let level = match rest.get("level").and_then(Value::as_str) {
+fn level(rest: &mut Rest<'_>) -> &'static str {
+    let level = match rest.get("level").and_then(|l| l.as_str()) {
         None => return "error",
         Some("critical") => "critical",
         Some("error") => "error",
@@ -126,14 +131,14 @@ struct TraceException {
 
 /// Takes `trace`, else the first of `trace_chain` (the one raised; the others are its causes)
 /// out of an item's `body`, when it has the shape Rollbar writes; else it stays, for `custom`.
-fn exception<'a>(body: &mut Members<'a>) -> Option<Raised<'a>> {
-    let (trace, causes) = match report::take_as::<Trace>(body, "trace") {
+fn exception<'a>(body: &mut Object<'a>) -> Option<Raised<'a>> {
+    let (trace, causes) = match body.take_as::<Trace>("trace") {
         Some(trace) => (trace, Vec::new()),
         None => {
             let chain: Vec<&RawValue> =
                 serde_json::from_str(body.get("trace_chain")?.get()).ok()?;
             let trace = serde_json::from_str(chain.first()?.get()).ok()?;
-            body.remove("trace_chain");
+            body.take("trace_chain");
             (trace, chain[1..].to_vec())
         }
     };

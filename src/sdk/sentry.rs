@@ -9,11 +9,13 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use super::object::Object;
 use super::report::{
-    self, take_string, Frame, FrameFields, Innermost, Members, Occurrence, Raised, Report,
+    self, take_string, Frame, FrameFields, Innermost, Occurrence, Raised, Report, Rest,
 };
+use crate::event::Invalid;
 
 /// Where a Sentry stack frame keeps inlet's frame fields.
 const FRAME: FrameFields = FrameFields {
@@ -62,11 +64,17 @@ pub struct Envelope<'a> {
     pub item_types: Vec<&'static str>,
 }
 
+/// The envelope header: the field inlet reads of it (the rest is skipped, not built).
+#[derive(Deserialize)]
+struct EnvelopeHeader {
+    event_id: Option<Value>,
+}
+
 /// An item header: the fields inlet reads of it.
 #[derive(Deserialize)]
-struct ItemHeader {
-    #[serde(rename = "type")]
-    kind: String,
+struct ItemHeader<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
     length: Option<usize>,
 }
 
@@ -74,12 +82,11 @@ struct ItemHeader {
 /// JSON, a `length` past the end of the body).
 pub fn envelope(body: &[u8]) -> Result<Envelope<'_>, String> {
     let (header, mut rest) = line(body);
-    let header: Map<String, Value> = serde_json::from_slice(header)
+    let header: EnvelopeHeader = serde_json::from_slice(header)
         .map_err(|e| format!("the envelope header is not a JSON object: {e}"))?;
     let event_id = header
-        .get("event_id")
-        .and_then(Value::as_str)
-        .and_then(|id| uuid::Uuid::try_parse(id).ok());
+        .event_id
+        .and_then(|id| uuid::Uuid::try_parse(id.as_str()?).ok());
     let mut envelope = Envelope {
         event_id,
         events: Vec::new(),
@@ -136,12 +143,19 @@ fn skip_newline(text: &[u8]) -> &[u8] {
 /// One Sentry event (an envelope's `event` item, or `/store/`'s body) as an occurrence;
 /// `fallback_id` is the envelope header's `event_id`, for an event without its own.
 pub fn event(raw: &[u8], fallback_id: Option<uuid::Uuid>) -> Report {
-    let mut members = match report::members(raw) {
-        Ok(members) => members,
+    // The exception's `values` are read in the same pass as the event's members.
+    let read = std::str::from_utf8(raw)
+        .map_err(|e| Invalid::new("malformed_json", e.to_string()))
+        .and_then(|text| {
+            Object::parse_apart::<Values>(text, "exception")
+                .map_err(|e| report::not_a_report(raw, e))
+        });
+    let (members, values) = match read {
+        Ok(read) => read,
         Err(invalid) => return Report::untranslated(invalid, raw),
     };
-    let raised = exception(&mut members);
-    let mut rest = report::values(members);
+    let mut rest = Rest::from(members);
+    let raised = exception(values, &mut rest);
     let given = take_string(&mut rest, &["event_id"]);
     let id = match (given, fallback_id) {
         (None, Some(id)) => id,
@@ -156,7 +170,7 @@ pub fn event(raw: &[u8], fallback_id: Option<uuid::Uuid>) -> Report {
     }) = raised
     {
         if !causes.is_empty() {
-            rest.insert("exception".into(), json!({ "values": causes }));
+            rest.insert("exception", json!({ "values": causes }));
         }
         occurrence.exception(class, message, frames, &FRAME, Innermost::Last);
     }
@@ -171,8 +185,8 @@ pub fn event(raw: &[u8], fallback_id: Option<uuid::Uuid>) -> Report {
 
 /// inlet's level of Sentry's (`fatal` is `critical`); an event without one, or with one
 /// inlet does not know, is an `error` (the latter's own level stays in `custom`).
-fn level(rest: &mut Map<String, Value>) -> &'static str {
-    let level = match rest.get("level").and_then(Value::as_str) {
+fn level(rest: &mut Rest<'_>) -> &'static str {
+    let level = match rest.get("level").and_then(|l| l.as_str()) {
         None => return "error",
         Some("fatal") => "critical",
         Some("error") => "error",
@@ -208,12 +222,17 @@ struct Stacktrace {
     frames: Vec<Frame>,
 }
 
-/// Takes the event's `exception` out of `members` when it has the shape Sentry writes (the
-/// raised one is the last of its `values`); else it stays, for `custom`.
-fn exception<'a>(members: &mut Members<'a>) -> Option<Raised<'a>> {
-    let Values { mut values } = serde_json::from_str(members.get("exception")?.get()).ok()?;
-    let last: SentryException = serde_json::from_str(values.last()?.get()).ok()?;
-    members.remove("exception");
+/// The exception raised, from the event's `exception.values` when it has the shape Sentry
+/// writes (the raised one is the last of its `values`); else they go back, for `custom`.
+fn exception<'a>(values: Option<Values<'a>>, rest: &mut Rest<'_>) -> Option<Raised<'a>> {
+    let Values { mut values } = values?;
+    let last = values
+        .last()
+        .and_then(|last| serde_json::from_str::<SentryException>(last.get()).ok());
+    let Some(last) = last else {
+        rest.insert("exception", json!({ "values": values }));
+        return None;
+    };
     values.pop();
     Some(Raised {
         class: report::text(last.class).unwrap_or_else(|| "Error".into()),
@@ -224,7 +243,7 @@ fn exception<'a>(members: &mut Members<'a>) -> Option<Raised<'a>> {
 }
 
 /// `message` (a string, or an object with `formatted` or `message`), else `logentry`'s.
-fn message(rest: &mut Map<String, Value>) -> Option<String> {
+fn message(rest: &mut Rest<'_>) -> Option<String> {
     take_string(rest, &["message"])
         .or_else(|| take_string(rest, &["message", "formatted"]))
         .or_else(|| take_string(rest, &["message", "message"]))
@@ -233,7 +252,7 @@ fn message(rest: &mut Map<String, Value>) -> Option<String> {
 }
 
 /// `fingerprint`'s strings joined by `,` (inlet's fingerprint is one string).
-fn fingerprint(rest: &mut Map<String, Value>) -> Option<String> {
+fn fingerprint(rest: &mut Rest<'_>) -> Option<String> {
     let parts = rest.get("fingerprint")?.as_array()?;
     let joined = parts
         .iter()
@@ -245,7 +264,7 @@ fn fingerprint(rest: &mut Map<String, Value>) -> Option<String> {
 }
 
 /// `timestamp`: seconds since the epoch, or RFC 3339.
-fn timestamp(rest: &mut Map<String, Value>) -> Option<i64> {
+fn timestamp(rest: &mut Rest<'_>) -> Option<i64> {
     let value = rest.get("timestamp")?;
     let ms = match value {
         Value::String(text) => report::rfc3339_to_ms(text),
