@@ -10,7 +10,8 @@
 //! 3. **decode**: [`http::body`] checks the media type and reads the body within its cap as
 //!    sent; [`decode`] decodes it (content encodings, the decoded-size cap) and splits it into
 //!    events (object, array or NDJSON). An SDK's endpoint reads its own key and body, and
-//!    [`sdk`] translates its payload into inlet's events instead.
+//!    [`sdk`] translates its payload into inlet's events instead, field by field, validated
+//!    by the same rules as they are built ([`event::from_fields`]).
 //! 4. **the pipeline**: every endpoint hands its events to [`pipeline`], which runs the rest:
 //!    - **limit**: [`limit`] charges the token's GCRA limiter one unit per event (or, in a
 //!      fleet, [`fleet::quota`] the same GCRA in the Redis the replicas share);

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 pub use super::object::{text, Object};
-use super::{keep_within, Translated, Untranslated};
+use super::{keep_within, without_secrets, Secrets, Translated, Untranslated};
 use crate::error::ApiError;
 use crate::event::beacon::MAX_PROPS_BYTES;
 use crate::event::{self, Given, Invalid, Kind, ObjectText};
@@ -140,14 +140,15 @@ pub fn not_an_object(message: &RawValue) -> Untranslated {
     untranslated(
         Invalid::new("not_an_object", "a message must be a JSON object"),
         message,
+        &[],
     )
 }
 
-/// A message refused for `invalid`, its text kept for the operator.
-pub fn untranslated(invalid: Invalid, message: &RawValue) -> Untranslated {
+/// A message refused for `invalid`, its text kept for the operator without its `secrets`.
+pub fn untranslated(invalid: Invalid, message: &RawValue, secrets: Secrets) -> Untranslated {
     Untranslated {
         invalid,
-        raw: message.get().to_owned(),
+        raw: without_secrets(message.get(), secrets),
     }
 }
 

@@ -16,7 +16,7 @@ const FRAME: FrameFields = FrameFields {
 pub fn notice(body: &[u8]) -> Report {
     let mut members = match report::members(body) {
         Ok(members) => members,
-        Err(invalid) => return Report::untranslated(invalid, body),
+        Err(invalid) => return Report::untranslated(invalid, body, &[]),
     };
     let (mut rest, backtrace) = match members.take_object("error") {
         Some(mut error) => {
@@ -52,7 +52,7 @@ pub fn notice(body: &[u8]) -> Report {
         "fingerprint",
         take_string(&mut rest, &["error", "fingerprint"]),
     );
-    occurrence.finish(id, rest, body)
+    occurrence.finish(id, rest, body, &[])
 }
 
 #[cfg(test)]

@@ -55,6 +55,33 @@ pub fn keep_within(mut rest: Map<String, Value>, cap: usize) -> (ObjectText, Vec
     (ObjectText::of_map(&rest), trimmed)
 }
 
+/// Where an SDK's payload may carry the request's key (member paths, outermost first): taken
+/// out of the text a dead letter keeps of a refused message, since a dead letter never holds
+/// the secret.
+pub type Secrets = &'static [&'static [&'static str]];
+
+/// `raw` (an SDK's message as sent) as a dead letter keeps it: without the members at
+/// `secrets` (written again if it had any). A message that is no JSON object is kept as sent.
+pub fn without_secrets(raw: &str, secrets: Secrets) -> String {
+    let Ok(Value::Object(mut message)) = serde_json::from_str::<Value>(raw) else {
+        return raw.to_owned();
+    };
+    let mut found = false;
+    for path in secrets {
+        let Some((last, outer)) = path.split_last() else {
+            continue;
+        };
+        let inner = outer.iter().try_fold(&mut message, |map, name| {
+            map.get_mut(*name).and_then(Value::as_object_mut)
+        });
+        found |= inner.and_then(|map| map.remove(*last)).is_some();
+    }
+    match found {
+        true => Value::Object(message).to_string(),
+        false => raw.to_owned(),
+    }
+}
+
 /// Counts `count` items of `kind` (the SDK's item or message type) an SDK endpoint of `source`
 /// received, produced or not (`inlet_sdk_items_total`).
 pub fn count_items(source: Source, kind: &'static str, count: usize) {
@@ -119,6 +146,18 @@ mod tests {
             Value::Object(map) => map,
             other => panic!("not an object: {other}"),
         }
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_a_message_without_its_secrets() {
+        const SECRETS: Secrets = &[&["api_key"], &["properties", "token"]];
+        let raw = r#"{"api_key": "k", "event": "e", "properties": {"token": "k", "a": 1}}"#;
+        let kept: Value = serde_json::from_str(&without_secrets(raw, SECRETS)).unwrap();
+        assert_eq!(kept, json!({"event": "e", "properties": {"a": 1}}));
+        // Without any, or no object: as sent.
+        let raw = r#"{"event": "e",  "properties": 3}"#;
+        assert_eq!(without_secrets(raw, SECRETS), raw);
+        assert_eq!(without_secrets("[1, 2]", SECRETS), "[1, 2]");
     }
 
     #[test]

@@ -22,10 +22,13 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::analytics::{self, not_an_object, untranslated, Fields, Messages, Object};
-use super::{Translated, Untranslated};
+use super::{Secrets, Translated, Untranslated};
 use crate::decode::{decompress, Encoding};
 use crate::error::ApiError;
 use crate::event::{Invalid, Source};
+
+/// Where an event may carry the project key: beside it (one event's body), or as its `token`.
+const SECRETS: Secrets = &[&[KEY], &["token"], &["properties", "token"]];
 
 /// The body member that carries the project token.
 pub const KEY: &str = "api_key";
@@ -161,7 +164,7 @@ fn translate_one(raw: &RawValue, key: Option<&str>) -> Result<Translated, Untran
             "token_mismatch",
             "the event's `token` is not the request's key: it belongs to another project",
         );
-        return Err(untranslated(invalid, raw));
+        return Err(untranslated(invalid, raw, SECRETS));
     }
     beacon(&mut event, name, properties.as_ref())
         .and_then(|beacon| {
@@ -170,7 +173,7 @@ fn translate_one(raw: &RawValue, key: Option<&str>) -> Result<Translated, Untran
             }
             analytics::build(beacon, analytics::props(properties, event)?)
         })
-        .map_err(|invalid| untranslated(invalid, raw))
+        .map_err(|invalid| untranslated(invalid, raw, SECRETS))
 }
 
 /// Takes the beacon's fields out of an event (`name` is its `event`); what is left becomes
@@ -373,6 +376,20 @@ mod tests {
         let last = beacons[4].as_ref().unwrap();
         assert_eq!(last.client_ts_ms, 1_714_557_600_000);
         assert_eq!(last.props_json, r#"{"distinct_id":"u-3"}"#);
+    }
+
+    #[test]
+    fn a_refused_event_is_kept_without_any_token() {
+        let body = json!({"api_key": "k", "batch": [
+            {"event": "e", "token": "other", "properties": {"token": "another"}},
+            {"event": "e", "distinct_id": "u".repeat(200), "properties": {"token": "k"}},
+        ]})
+        .to_string();
+        let read = read(body.as_bytes(), 10).unwrap();
+        for refused in translate(&read.messages, Some("k")) {
+            let raw = refused.unwrap_err().raw;
+            assert!(!raw.contains("token") && !raw.contains("other"), "{raw}");
+        }
     }
 
     #[test]

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::keep_within;
 use super::object::Object;
+use super::{keep_within, without_secrets, Secrets};
 use crate::event::occurrence::{MAX_CUSTOM_BYTES, MAX_FRAMES};
 use crate::event::{self, Given, Invalid, Kind, ObjectText};
 use crate::pipeline::{Translated, Untranslated};
@@ -30,15 +30,20 @@ pub struct Report {
 
 impl Report {
     /// A report that is not a JSON object, or lacks what every occurrence needs: refused with
-    /// `invalid`, its text kept as sent.
-    pub fn untranslated(invalid: Invalid, raw: &[u8]) -> Report {
+    /// `invalid`, its text kept as sent but for its `secrets`.
+    pub fn untranslated(invalid: Invalid, raw: &[u8], secrets: Secrets) -> Report {
         Report {
             id: crate::id::uuid_v7(),
-            event: Err(Untranslated {
-                invalid,
-                raw: String::from_utf8_lossy(raw).into_owned(),
-            }),
+            event: Err(refused(invalid, raw, secrets)),
         }
+    }
+}
+
+/// A report refused for `invalid`, its text kept for the operator without its `secrets`.
+fn refused(invalid: Invalid, raw: &[u8], secrets: Secrets) -> Untranslated {
+    Untranslated {
+        invalid,
+        raw: without_secrets(&String::from_utf8_lossy(raw), secrets),
     }
 }
 
@@ -307,8 +312,14 @@ impl Occurrence {
     /// The occurrence with `id` as its `uuid` and `rest` (what of the report did not map) as
     /// its `custom`, within the cap, validated; refused with why when it breaks an
     /// occurrence's rule (a class or a message over its limit), `raw` (the report as the SDK
-    /// sent it) kept for the operator.
-    pub fn finish(mut self, id: uuid::Uuid, rest: Rest<'_>, raw: &[u8]) -> Report {
+    /// sent it) kept for the operator without its `secrets`.
+    pub fn finish(
+        mut self,
+        id: uuid::Uuid,
+        rest: Rest<'_>,
+        raw: &[u8],
+        secrets: Secrets,
+    ) -> Report {
         self.fields
             .push(("uuid", Given::Str(id.hyphenated().to_string())));
         if !rest.is_empty() {
@@ -321,10 +332,7 @@ impl Occurrence {
                 event,
                 trimmed: self.trimmed,
             }),
-            Err(invalid) => Err(Untranslated {
-                invalid,
-                raw: String::from_utf8_lossy(raw).into_owned(),
-            }),
+            Err(invalid) => Err(refused(invalid, raw, secrets)),
         };
         Report { id, event }
     }
@@ -539,7 +547,7 @@ mod tests {
         for (innermost, first_line) in [(Innermost::Last, 2), (Innermost::First, 0)] {
             let mut o = Occurrence::new("error");
             o.exception("E".into(), None, frames.clone(), &fields, innermost);
-            let report = o.finish(crate::id::uuid_v7(), Rest::default(), b"{}");
+            let report = o.finish(crate::id::uuid_v7(), Rest::default(), b"{}", &[]);
             let translated = report.event.unwrap();
             let occurrence = translated.event.into_occurrence();
             let kept = occurrence.exception.unwrap().frames;

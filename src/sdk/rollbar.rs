@@ -9,6 +9,7 @@ use super::object::Object;
 use super::report::{
     self, take_string, Frame, FrameFields, Innermost, Occurrence, Raised, Report, Rest,
 };
+use super::Secrets;
 use crate::event::Invalid;
 
 /// Where a Rollbar stack frame keeps inlet's frame fields (the same names).
@@ -18,6 +19,9 @@ const FRAME: FrameFields = FrameFields {
     colno: "colno",
     method: "method",
 };
+
+/// Where an item carries the project's access token.
+const SECRETS: Secrets = &[&["access_token"]];
 
 /// A Rollbar request body, read: the key it may carry, and its item translated.
 #[derive(Debug)]
@@ -36,6 +40,7 @@ pub fn item(body: &[u8]) -> Result<Item, String> {
         None => Report::untranslated(
             Invalid::new("missing_field", "`data` (an object) is required"),
             body,
+            SECRETS,
         ),
     };
     Ok(Item {
@@ -93,7 +98,7 @@ fn translate(mut data: Object<'_>, raw: &[u8]) -> Report {
         rest.remove("timestamp");
     }
     occurrence.timestamp(timestamp);
-    occurrence.finish(id, rest, raw)
+    occurrence.finish(id, rest, raw, SECRETS)
 }
 
 /// Rollbar's levels are inlet's; an item without one, or with another, is an `error` (the
@@ -264,8 +269,22 @@ mod tests {
     fn bodies_that_are_no_item() {
         assert!(item(b"[1]").is_err());
         assert!(item(b"{").is_err());
-        let item = item(br#"{"access_token":"k"}"#).unwrap();
+        let item = item(br#"{"access_token":"k","data":3}"#).unwrap();
         let refused = item.report.event.unwrap_err();
         assert_eq!(refused.invalid.code, "missing_field");
+        // Kept for the dead letters, without the secret.
+        assert_eq!(refused.raw, r#"{"data":3}"#);
+    }
+
+    #[test]
+    fn a_refused_occurrence_is_kept_without_the_token() {
+        let long = "E".repeat(2000);
+        let body = json!({"access_token": "k", "data": {"body": {"trace": {
+            "exception": {"class": long}, "frames": []}}}});
+        let item = item(body.to_string().as_bytes()).unwrap();
+        let refused = item.report.event.unwrap_err();
+        assert_eq!(refused.invalid.code, "field_too_long");
+        assert!(!refused.raw.contains("access_token"), "{}", refused.raw);
+        assert!(refused.raw.contains(&long));
     }
 }

@@ -13,9 +13,12 @@
 use serde_json::value::RawValue;
 
 use super::analytics::{self, not_an_object, untranslated, Fields, Messages, Object};
-use super::{Translated, Untranslated};
+use super::{Secrets, Translated, Untranslated};
 use crate::error::ApiError;
 use crate::event::{Invalid, Source};
+
+/// Where a message may carry the write key (a single call's body is its message).
+const SECRETS: Secrets = &[&[KEY]];
 
 /// The body member that carries the write key.
 pub const KEY: &str = "writeKey";
@@ -57,7 +60,7 @@ fn translate_one(
     };
     let Some(kind) = message.text("type").or(call.map(str::to_owned)) else {
         let invalid = Invalid::new("missing_field", "`type` is required");
-        return (Err(untranslated(invalid, raw)), "other");
+        return (Err(untranslated(invalid, raw, SECRETS)), "other");
     };
     let label = CALLS
         .iter()
@@ -69,7 +72,7 @@ fn translate_one(
         analytics::build(beacon, analytics::props(inner, message)?)
     });
     (
-        translated.map_err(|invalid| untranslated(invalid, raw)),
+        translated.map_err(|invalid| untranslated(invalid, raw, SECRETS)),
         label,
     )
 }

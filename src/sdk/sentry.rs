@@ -152,7 +152,7 @@ pub fn event(raw: &[u8], fallback_id: Option<uuid::Uuid>) -> Report {
         });
     let (members, values) = match read {
         Ok(read) => read,
-        Err(invalid) => return Report::untranslated(invalid, raw),
+        Err(invalid) => return Report::untranslated(invalid, raw, &[]),
     };
     let mut rest = Rest::from(members);
     let raised = exception(values, &mut rest);
@@ -180,7 +180,7 @@ pub fn event(raw: &[u8], fallback_id: Option<uuid::Uuid>) -> Report {
     occurrence.set("code_version", take_string(&mut rest, &["release"]));
     occurrence.set("fingerprint", fingerprint(&mut rest));
     occurrence.timestamp(timestamp(&mut rest));
-    occurrence.finish(id, rest, raw)
+    occurrence.finish(id, rest, raw, &[])
 }
 
 /// inlet's level of Sentry's (`fatal` is `critical`); an event without one, or with one
