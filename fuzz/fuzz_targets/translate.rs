@@ -1,0 +1,126 @@
+//! The SDK endpoints' translations (`inlet::sdk`): PostHog, Segment, Sentry, Rollbar and
+//! Honeybadger bodies, read and translated as their handlers do.
+//!
+//! Input: byte 0 picks the protocol (modulo 6: PostHog, Segment, a Sentry envelope, a Sentry
+//! `/store/` event, a Rollbar item, a Honeybadger notice); the rest is the decoded body.
+//! Checks: no panic; every translated event is of its endpoint's kind, and its `props` /
+//! `custom` (built from the SDK's text without being read again by the pipeline) is exactly
+//! what the native parser keeps of that text: a JSON object a `Value` reads, no key repeated at
+//! any depth; every refused message carries a known code, and its text kept for the dead
+//! letters holds none of the members that carry the request's key.
+#![no_main]
+
+use inlet::event::{parse, Kind};
+use inlet::proto::envelope::Event;
+use inlet::sdk::{honeybadger, posthog, rollbar, segment, sentry, Translated, Untranslated};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+const CODES: &[&str] = &[
+    "malformed_json",
+    "not_an_object",
+    "missing_field",
+    "invalid_field",
+    "field_too_long",
+    "token_mismatch",
+];
+
+/// Checks one translated or refused event; `secrets` are the member paths of the key.
+fn check(kind: Kind, event: &Result<Translated, Untranslated>, secrets: &[&[&str]]) {
+    match event {
+        Ok(Translated { event, .. }) => match &event.body {
+            Event::Beacon(b) => {
+                assert_eq!(kind, Kind::Beacon);
+                if !b.props_json.is_empty() {
+                    let text = format!(
+                        r#"{{"session_id":"s","event":"e","props":{}}}"#,
+                        b.props_json
+                    );
+                    let native = parse(Kind::Beacon, &text).expect("props the native parser keeps");
+                    let Event::Beacon(native) = native.body else {
+                        unreachable!()
+                    };
+                    assert_eq!(native.props_json, b.props_json, "props read again differ");
+                }
+            }
+            Event::Occurrence(o) => {
+                assert_eq!(kind, Kind::Occurrence);
+                if !o.custom_json.is_empty() {
+                    let text = format!(
+                        r#"{{"level":"error","message":"m","custom":{}}}"#,
+                        o.custom_json
+                    );
+                    let native =
+                        parse(Kind::Occurrence, &text).expect("custom the native parser keeps");
+                    let Event::Occurrence(native) = native.body else {
+                        unreachable!()
+                    };
+                    assert_eq!(
+                        native.custom_json, o.custom_json,
+                        "custom read again differs"
+                    );
+                }
+            }
+        },
+        Err(Untranslated { invalid, raw }) => {
+            assert!(
+                CODES.contains(&invalid.code),
+                "unknown code {}",
+                invalid.code
+            );
+            if let Ok(Value::Object(message)) = serde_json::from_str::<Value>(raw) {
+                for path in secrets {
+                    let (last, outer) = path.split_last().unwrap();
+                    let inner = outer
+                        .iter()
+                        .try_fold(&message, |m, name| m.get(*name).and_then(Value::as_object));
+                    assert!(
+                        inner.is_none_or(|m| !m.contains_key(*last)),
+                        "{path:?} kept in {raw}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    match selector % 6 {
+        0 => {
+            if let Ok(read) = posthog::read(body, 100) {
+                let secrets: &[&[&str]] = &[&["api_key"], &["token"], &["properties", "token"]];
+                for event in posthog::translate(&read.messages, read.key.as_deref()) {
+                    check(Kind::Beacon, &event, secrets);
+                }
+            }
+        }
+        1 => {
+            if let Ok(read) = segment::read(body, 100) {
+                for event in segment::translate(&read.messages, None) {
+                    check(Kind::Beacon, &event, &[&["writeKey"]]);
+                }
+            }
+        }
+        2 => {
+            if let Ok(envelope) = sentry::envelope(body) {
+                for raw in &envelope.events {
+                    check(
+                        Kind::Occurrence,
+                        &sentry::event(raw, envelope.event_id).event,
+                        &[],
+                    );
+                }
+            }
+        }
+        3 => check(Kind::Occurrence, &sentry::event(body, None).event, &[]),
+        4 => {
+            if let Ok(item) = rollbar::item(body) {
+                check(Kind::Occurrence, &item.report.event, &[&["access_token"]]);
+            }
+        }
+        _ => check(Kind::Occurrence, &honeybadger::notice(body).event, &[]),
+    }
+});
