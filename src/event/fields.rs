@@ -51,6 +51,8 @@ pub(crate) enum Field<'a> {
     Other(&'static str),
     /// A nested structure kept whole, for a field validated further ([`Read::Tree`]).
     Tree(Value),
+    /// An exception an SDK endpoint built already typed ([`super::Given::Exception`]).
+    Exception(crate::proto::Exception),
 }
 
 /// A parsed value as a field: nested objects (`exception`) and the pixel's `ts` and `props`
@@ -77,6 +79,7 @@ impl Field<'_> {
             Field::Object(_) => "an object",
             Field::Other(name) => name,
             Field::Tree(value) => type_name(value),
+            Field::Exception(_) => "an object",
         }
     }
 

@@ -22,8 +22,6 @@ mod text;
 
 use std::borrow::Cow;
 
-use serde_json::Value;
-
 use crate::proto;
 use fields::{Field, Fields, Read};
 pub use text::ObjectText;
@@ -151,8 +149,8 @@ pub enum Given {
     Millis(i64),
     /// An object field (`props`, `custom`), checked as it was built.
     Object(ObjectText),
-    /// A nested structure validated further (`exception`).
-    Tree(Value),
+    /// An occurrence's `exception`, built typed: held to the limits of one read from JSON.
+    Exception(proto::Exception),
 }
 
 impl From<Given> for Field<'_> {
@@ -161,7 +159,7 @@ impl From<Given> for Field<'_> {
             Given::Str(s) => Field::Str(Cow::Owned(s)),
             Given::Millis(ms) => Field::Number(Some(ms)),
             Given::Object(text) => Field::Object(Cow::Owned(text.into_string())),
-            Given::Tree(value) => Field::tree(Some(value)),
+            Given::Exception(exception) => Field::Exception(exception),
         }
     }
 }
@@ -220,7 +218,7 @@ impl Validated {
     /// carried. Tests compare translations with it, and write the native twins of recorded SDK
     /// payloads that loadtest/bench posts.
     pub(crate) fn native_json(&self) -> String {
-        use serde_json::{json, Map};
+        use serde_json::{json, Map, Value};
         let mut out = Map::new();
         let mut put = |name: &str, value: Value| {
             let empty = matches!(&value, Value::String(s) if s.is_empty()) || value == json!(0);

@@ -1,5 +1,7 @@
 //! Error occurrences: `POST /v1/occurrences`.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::fields::{no_unknown, string, type_name, Field, Fields, Read};
@@ -48,6 +50,7 @@ pub(super) fn convert(fields: Fields<'_, 11>) -> Result<Validated, Invalid> {
     let exception = match exception {
         Field::Absent => None,
         Field::Tree(Value::Object(obj)) => Some(to_exception(obj)?),
+        Field::Exception(exception) => Some(within_limits(exception)?),
         other => {
             return Err(Invalid::bad(
                 "exception",
@@ -120,10 +123,7 @@ fn to_exception(mut obj: Map<String, Value>) -> Result<proto::Exception, Invalid
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => {
             if items.len() > MAX_FRAMES {
-                return Err(Invalid::bad(
-                    "exception.frames",
-                    format_args!("has {} frames, over the limit of {MAX_FRAMES}", items.len()),
-                ));
+                return Err(too_many_frames(items.len()));
             }
             items
                 .into_iter()
@@ -143,6 +143,53 @@ fn to_exception(mut obj: Map<String, Value>) -> Result<proto::Exception, Invalid
         message,
         frames,
     })
+}
+
+/// An exception built typed (by an SDK endpoint) held to [`to_exception`]'s limits, with the
+/// same answers.
+fn within_limits(exception: proto::Exception) -> Result<proto::Exception, Invalid> {
+    let text = |s: String| Field::Str(Cow::Owned(s));
+    let class = text(exception.class)
+        .required_string("class", 1, 1024)
+        .map_err(|e| nested("exception", e))?;
+    let message = text(exception.message)
+        .string("message", 0, MAX_MESSAGE_BYTES)
+        .map_err(|e| nested("exception", e))?
+        .unwrap_or_default();
+    if exception.frames.len() > MAX_FRAMES {
+        return Err(too_many_frames(exception.frames.len()));
+    }
+    let frames = exception
+        .frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, frame)| {
+            let path = format!("exception.frames[{i}]");
+            Ok(proto::Frame {
+                filename: text(frame.filename)
+                    .string("filename", 0, 4096)
+                    .map_err(|e| nested(&path, e))?
+                    .unwrap_or_default(),
+                method: text(frame.method)
+                    .string("method", 0, 1024)
+                    .map_err(|e| nested(&path, e))?
+                    .unwrap_or_default(),
+                ..frame
+            })
+        })
+        .collect::<Result<_, Invalid>>()?;
+    Ok(proto::Exception {
+        class,
+        message,
+        frames,
+    })
+}
+
+fn too_many_frames(count: usize) -> Invalid {
+    Invalid::bad(
+        "exception.frames",
+        format_args!("has {count} frames, over the limit of {MAX_FRAMES}"),
+    )
 }
 
 fn frame(i: usize, item: Value) -> Result<proto::Frame, Invalid> {
@@ -277,6 +324,62 @@ mod tests {
                 (Err(a), Err(b)) => assert_eq!(a.code, b.code, "{raw}: {a:?} vs {b:?}"),
                 _ => panic!("{raw}: {direct:?} vs {via_map:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_given_exception_has_the_answers_of_one_read_from_json() {
+        let frame = |filename: String, method: String| proto::Frame {
+            filename,
+            lineno: 3,
+            colno: 0,
+            method,
+        };
+        let cases = [
+            (
+                "E".to_owned(),
+                String::new(),
+                vec![frame("f".into(), "m".into())],
+            ),
+            ("E".repeat(1025), String::new(), vec![]),
+            (String::new(), "m".into(), vec![]),
+            ("E".into(), "m".repeat(MAX_MESSAGE_BYTES + 1), vec![]),
+            (
+                "E".into(),
+                String::new(),
+                vec![frame("f".repeat(4097), String::new())],
+            ),
+            (
+                "E".into(),
+                String::new(),
+                vec![frame(String::new(), "m".repeat(1025))],
+            ),
+            (
+                "E".into(),
+                String::new(),
+                vec![frame(String::new(), String::new()); MAX_FRAMES + 1],
+            ),
+        ];
+        for (class, message, frames) in cases {
+            let exception = proto::Exception {
+                class,
+                message,
+                frames,
+            };
+            let json = json!({"level": "error", "exception": {
+                "class": exception.class, "message": exception.message,
+                "frames": exception.frames.iter().map(|f| json!({
+                    "filename": f.filename, "lineno": f.lineno, "colno": f.colno, "method": f.method,
+                })).collect::<Vec<_>>(),
+            }});
+            let given = crate::event::from_fields(
+                Kind::Occurrence,
+                [
+                    ("level", crate::event::Given::Str("error".into())),
+                    ("exception", crate::event::Given::Exception(exception)),
+                ],
+            );
+            assert_eq!(given, check(json), "{given:?}");
         }
     }
 

@@ -19,6 +19,7 @@ use super::{keep_within, without_secrets, Secrets};
 use crate::event::occurrence::{MAX_CUSTOM_BYTES, MAX_FRAMES};
 use crate::event::{self, Given, Invalid, Kind, ObjectText};
 use crate::pipeline::{Translated, Untranslated};
+use crate::proto;
 
 /// One report of an error tracker, translated or not, and the event id it has in Kafka (the
 /// SDK's own when it chose one, else one inlet made): the id its SDK is answered with.
@@ -213,17 +214,18 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn field(&self, name: &str) -> Option<&Value> {
+    /// Takes the field `name` out.
+    fn take(&mut self, name: &str) -> Option<Value> {
         match name {
-            "filename" => self.filename.as_ref(),
-            "abs_path" => self.abs_path.as_ref(),
-            "file" => self.file.as_ref(),
-            "lineno" => self.lineno.as_ref(),
-            "number" => self.number.as_ref(),
-            "colno" => self.colno.as_ref(),
-            "column" => self.column.as_ref(),
-            "method" => self.method.as_ref(),
-            "function" => self.function.as_ref(),
+            "filename" => self.filename.take(),
+            "abs_path" => self.abs_path.take(),
+            "file" => self.file.take(),
+            "lineno" => self.lineno.take(),
+            "number" => self.number.take(),
+            "colno" => self.colno.take(),
+            "column" => self.column.take(),
+            "method" => self.method.take(),
+            "function" => self.function.take(),
             _ => None,
         }
     }
@@ -289,7 +291,7 @@ impl Occurrence {
         fields: &FrameFields,
         innermost: Innermost,
     ) {
-        let mut frames: Vec<Value> = frames.iter().map(|f| frame(f, fields)).collect();
+        let mut frames: Vec<proto::Frame> = frames.into_iter().map(|f| frame(f, fields)).collect();
         if frames.len() > MAX_FRAMES {
             let over = frames.len() - MAX_FRAMES;
             match innermost {
@@ -299,14 +301,12 @@ impl Occurrence {
             self.trimmed
                 .push(format!("exception.frames ({over} outermost frames)"));
         }
-        let mut exception = Map::new();
-        exception.insert("class".into(), class.into());
-        if let Some(message) = message {
-            exception.insert("message".into(), message.into());
-        }
-        exception.insert("frames".into(), frames.into());
-        self.fields
-            .push(("exception", Given::Tree(exception.into())));
+        let exception = proto::Exception {
+            class,
+            message: message.unwrap_or_default(),
+            frames,
+        };
+        self.fields.push(("exception", Given::Exception(exception)));
     }
 
     /// The occurrence with `id` as its `uuid` and `rest` (what of the report did not map) as
@@ -340,24 +340,20 @@ impl Occurrence {
 
 /// inlet's frame (`filename`, `lineno`, `colno`, `method`) from a tracker's; a field of the
 /// wrong type is left out.
-fn frame(frame: &Frame, fields: &FrameFields) -> Value {
-    let mut out = Map::new();
-    let filename = fields
-        .filename
-        .iter()
-        .find_map(|name| frame.field(name)?.as_str());
-    if let Some(filename) = filename {
-        out.insert("filename".into(), filename.into());
+fn frame(mut frame: Frame, fields: &FrameFields) -> proto::Frame {
+    let mut string = |name: &str| match frame.take(name) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    let filename = fields.filename.iter().find_map(|name| string(name));
+    let method = string(fields.method);
+    let mut number = |name: &str| frame.take(name).as_ref().and_then(line_number);
+    proto::Frame {
+        filename: filename.unwrap_or_default(),
+        lineno: number(fields.lineno).unwrap_or_default(),
+        colno: number(fields.colno).unwrap_or_default(),
+        method: method.unwrap_or_default(),
     }
-    for (to, from) in [("lineno", fields.lineno), ("colno", fields.colno)] {
-        if let Some(number) = frame.field(from).and_then(line_number) {
-            out.insert(to.into(), number.into());
-        }
-    }
-    if let Some(method) = frame.field(fields.method).and_then(Value::as_str) {
-        out.insert("method".into(), method.into());
-    }
-    out.into()
 }
 
 /// A line or column number: a non-negative integer, or a string of one (as some JavaScript
