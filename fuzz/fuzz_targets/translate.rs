@@ -25,43 +25,32 @@ const CODES: &[&str] = &[
     "token_mismatch",
 ];
 
+/// An event's object field: a beacon's `props`, an occurrence's `custom`.
+fn object_of(event: &Event) -> &str {
+    match event {
+        Event::Beacon(b) => &b.props_json,
+        Event::Occurrence(o) => &o.custom_json,
+    }
+}
+
 /// Checks one translated or refused event; `secrets` are the member paths of the key.
 fn check(kind: Kind, event: &Result<Translated, Untranslated>, secrets: &[&[&str]]) {
     match event {
-        Ok(Translated { event, .. }) => match &event.body {
-            Event::Beacon(b) => {
-                assert_eq!(kind, Kind::Beacon);
-                if !b.props_json.is_empty() {
-                    let text = format!(
-                        r#"{{"session_id":"s","event":"e","props":{}}}"#,
-                        b.props_json
-                    );
-                    let native = parse(Kind::Beacon, &text).expect("props the native parser keeps");
-                    let Event::Beacon(native) = native.body else {
-                        unreachable!()
-                    };
-                    assert_eq!(native.props_json, b.props_json, "props read again differ");
-                }
+        Ok(Translated { event, .. }) => {
+            let (its_kind, native) = match &event.body {
+                Event::Beacon(_) => (Kind::Beacon, r#"{"session_id":"s","event":"e","props":"#),
+                Event::Occurrence(_) => (
+                    Kind::Occurrence,
+                    r#"{"level":"error","message":"m","custom":"#,
+                ),
+            };
+            assert_eq!(its_kind, kind);
+            let object = object_of(&event.body);
+            if !object.is_empty() {
+                let native = parse(kind, &format!("{native}{object}}}")).expect("kept natively");
+                assert_eq!(object_of(&native.body), object, "read again, it differs");
             }
-            Event::Occurrence(o) => {
-                assert_eq!(kind, Kind::Occurrence);
-                if !o.custom_json.is_empty() {
-                    let text = format!(
-                        r#"{{"level":"error","message":"m","custom":{}}}"#,
-                        o.custom_json
-                    );
-                    let native =
-                        parse(Kind::Occurrence, &text).expect("custom the native parser keeps");
-                    let Event::Occurrence(native) = native.body else {
-                        unreachable!()
-                    };
-                    assert_eq!(
-                        native.custom_json, o.custom_json,
-                        "custom read again differs"
-                    );
-                }
-            }
-        },
+        }
         Err(Untranslated { invalid, raw }) => {
             assert!(
                 CODES.contains(&invalid.code),

@@ -24,6 +24,7 @@ use std::borrow::Cow;
 
 use crate::proto;
 use fields::{Field, Fields, Read};
+pub(crate) use text::Key;
 pub use text::ObjectText;
 
 /// The two kinds of event inlet carries.

@@ -54,8 +54,9 @@ fn inner_error<E: serde::de::Error>(e: serde_json::Error) -> E {
     )
 }
 
-/// An object key, borrowed from the text unless it had escapes.
-struct Key<'a>(Cow<'a, str>);
+/// An object key, borrowed from the text unless it had escapes (serde_json lends a string only
+/// when it had none, so a borrowed key is also valid JSON string content as it is).
+pub(crate) struct Key<'a>(pub Cow<'a, str>);
 
 impl<'de> serde::Deserialize<'de> for Key<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

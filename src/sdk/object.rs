@@ -7,6 +7,8 @@ use std::borrow::Cow;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::event::Key;
+
 /// A JSON object of an SDK's payload: its members in order, each value as its raw text in the
 /// body. Reading a message this way costs a scan of its text, not a tree of values: only the
 /// few members that map are parsed, and the rest (a posthog-js event carries some fifty
@@ -107,28 +109,6 @@ impl<'a> Object<'a> {
         let value = serde_json::from_str(self.get(name)?.get()).ok()?;
         self.take(name);
         Some(value)
-    }
-}
-
-/// A member name, borrowed from the body unless it holds escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
