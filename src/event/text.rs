@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::fields::{Field, Fields, Read};
@@ -311,22 +312,23 @@ impl ObjectText {
         ObjectText(serde_json::to_string(map).unwrap_or_else(|_| "{}".into()))
     }
 
-    /// The object of `members`, each a name and its value's JSON text as an SDK sent it (so
-    /// already known to be JSON): copied as sent. A borrowed name is one serde_json lent from
-    /// JSON text, which it does only for a string without escapes: written as it is; an owned
-    /// one is escaped as it needs. Of the values, only what may break a rule is read again: a
+    /// The object of `members`, each a name and its value's JSON text as an SDK sent it: copied
+    /// as sent. A borrowed name is one serde_json lent from JSON text ([`Key`]), which it does
+    /// only for a string without escapes: written as it is; an owned one is escaped as it needs
+    /// (hence only this crate's translations, which read names with [`Key`], call this). Of the values, only what may break a rule is read again: a
     /// number, an array, an object, or a string with an escape; a string without one, `true`,
     /// `false` and `null` cannot. An object whose names repeat, among `members` or inside a
     /// value, is rewritten as a [`Value`] keeps it (the last copy wins). `malformed_json` when
     /// a value holds what a [`Value`] cannot.
-    pub fn of_members<'a>(
-        members: impl IntoIterator<Item = (Cow<'a, str>, &'a str)>,
+    pub(crate) fn of_members<'a>(
+        members: impl IntoIterator<Item = (Cow<'a, str>, &'a RawValue)>,
     ) -> Result<ObjectText, Invalid> {
         let mut text = String::with_capacity(1024);
         let mut names: Vec<Cow<'a, str>> = Vec::new();
         let mut unique = true;
         text.push('{');
         for (name, value) in members {
+            let value = value.get();
             let plain = match value.as_bytes().first() {
                 Some(b'"') => !value.contains('\\'),
                 Some(b't' | b'f' | b'n') => true,
@@ -391,7 +393,12 @@ mod tests {
             true => Cow::Owned(name.to_owned()),
             false => Cow::Borrowed(name),
         };
-        ObjectText::of_members(members.iter().map(|(n, v)| (name(n), *v)))
+        let values: Vec<Box<RawValue>> = members
+            .iter()
+            .map(|(_, v)| RawValue::from_string((*v).to_owned()).unwrap())
+            .collect();
+        let members = members.iter().zip(&values);
+        ObjectText::of_members(members.map(|((n, _), v)| (name(n), &**v)))
             .map(ObjectText::into_string)
             .map_err(|invalid| invalid.code)
     }

@@ -176,15 +176,13 @@ pub fn props(
     rest: Object<'_>,
 ) -> Result<(ObjectText, Vec<String>), Invalid> {
     let inner = inner.unwrap_or_default();
-    let inner_members = inner
-        .iter()
-        .map(|(name, value)| (name.clone(), value.get()));
+    let inner_members = inner.iter().map(|(name, value)| (name.clone(), value));
     let rest_members = rest.iter().map(|(name, value)| {
         let name = match inner.contains(name) {
             true => Cow::Owned(format!("message.{name}")),
             false => name.clone(),
         };
-        (name, value.get())
+        (name, value)
     });
     let text = ObjectText::of_members(inner_members.chain(rest_members))?;
     if text.len() <= MAX_PROPS_BYTES {
@@ -233,7 +231,8 @@ mod tests {
             id: Some("m-1".into()),
             ..Fields::default()
         };
-        let props = ObjectText::of_members([("context".into(), r#"{"ip":"1.2.3.4"}"#)]).unwrap();
+        let context = raw(&json!({"ip": "1.2.3.4"}));
+        let props = ObjectText::of_members([("context".into(), &*context)]).unwrap();
         let translated = build(fields, (props, Vec::new())).unwrap();
         let beacon: Value = serde_json::from_str(&translated.event.native_json()).unwrap();
         assert_eq!(

@@ -137,22 +137,23 @@ impl Rest<'_> {
     /// [`keep_within`] does). A member that holds what no [`Value`] can (a lone surrogate) is
     /// `null`, so a report is never refused for its extras.
     pub fn into_custom(self, cap: usize) -> (ObjectText, Vec<String>) {
-        let written: Vec<Option<String>> = self
+        let written: Vec<Option<Box<RawValue>>> = self
             .members
             .iter()
             .map(|(_, member)| match member {
-                Member::Parsed(value) => Some(value.to_string()),
+                Member::Parsed(value) => serde_json::value::to_raw_value(value).ok(),
                 Member::Raw(_) => None,
             })
             .collect();
+        let null = RawValue::NULL;
         let members = self
             .members
             .iter()
             .zip(&written)
             .map(|((name, member), text)| {
                 let text = match (member, text) {
-                    (Member::Raw(raw), _) => raw.get(),
-                    (Member::Parsed(_), text) => text.as_deref().unwrap_or("null"),
+                    (Member::Raw(raw), _) => *raw,
+                    (Member::Parsed(_), text) => text.as_deref().unwrap_or(null),
                 };
                 (name.clone(), text)
             });
