@@ -76,6 +76,15 @@ pub fn values(members: &Object<'_>) -> Map<String, Value> {
         .collect()
 }
 
+/// `raws` (an SDK's values as sent, such as chained exceptions) as an array of values, one no
+/// [`Value`] can hold (a lone surrogate) as `null`: never a panic, never the report refused for
+/// its extras.
+pub fn values_of(raws: &[&RawValue]) -> Value {
+    raws.iter()
+        .map(|raw| serde_json::from_str(raw.get()).unwrap_or(Value::Null))
+        .collect()
+}
+
 /// What of a report goes into `custom`: its members in order, as sent. The few a translation
 /// looks into ([`Rest::get`]) are parsed then, and written again only because they were; the
 /// others are copied as they came ([`ObjectText::of_members`]).

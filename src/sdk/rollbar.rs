@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::object::Object;
 use super::report::{
@@ -75,7 +75,7 @@ fn translate(mut data: Object<'_>, raw: &[u8]) -> Report {
                 Some(Value::Object(body)) => body,
                 _ => Map::new(),
             };
-            body.insert("trace_chain".into(), json!(causes));
+            body.insert("trace_chain".into(), report::values_of(&causes));
             rest.insert("body", body.into());
         }
         occurrence.exception(class, message, frames, &FRAME, Innermost::Last);
@@ -274,6 +274,16 @@ mod tests {
         assert_eq!(refused.invalid.code, "missing_field");
         // Kept for the dead letters, without the secret.
         assert_eq!(refused.raw, r#"{"data":3}"#);
+    }
+
+    #[test]
+    fn a_cause_no_value_can_hold_is_null_not_a_panic() {
+        let body = br#"{"data": {"body": {"trace_chain": [
+            {"exception": {"class": "E"}, "frames": []},
+            {"exception": {"class": "\ud800"}, "frames": []}]}}}"#;
+        let o = translated(&item(body).unwrap());
+        assert_eq!(o["exception"]["class"], "E");
+        assert_eq!(o["custom"]["body"]["trace_chain"], json!([null]));
     }
 
     #[test]

@@ -170,7 +170,7 @@ pub fn event(raw: &[u8], fallback_id: Option<uuid::Uuid>) -> Report {
     }) = raised
     {
         if !causes.is_empty() {
-            rest.insert("exception", json!({ "values": causes }));
+            rest.insert("exception", json!({ "values": report::values_of(&causes) }));
         }
         occurrence.exception(class, message, frames, &FRAME, Innermost::Last);
     }
@@ -230,7 +230,7 @@ fn exception<'a>(values: Option<Values<'a>>, rest: &mut Rest<'_>) -> Option<Rais
         .last()
         .and_then(|last| serde_json::from_str::<SentryException>(last.get()).ok());
     let Some(last) = last else {
-        rest.insert("exception", json!({ "values": values }));
+        rest.insert("exception", json!({ "values": report::values_of(&values) }));
         return None;
     };
     values.pop();
@@ -402,6 +402,17 @@ mod tests {
         assert_eq!(o["timestamp"], 1_700_000_000_250_i64);
         // A fresh id when the event has none.
         assert_eq!(o["uuid"].as_str().unwrap().len(), 36);
+    }
+
+    #[test]
+    fn a_cause_no_value_can_hold_is_null_not_a_panic() {
+        let raw = br#"{"exception": {"values": [{"type": "\ud800"}, {"type": "E"}]}}"#;
+        let o = translated(&event(raw, None));
+        assert_eq!(o["exception"]["class"], "E");
+        assert_eq!(o["custom"]["exception"]["values"], json!([null]));
+        let raw = br#"{"message": "m", "exception": {"values": [{"type": "\udc00"}, 3]}}"#;
+        let o = translated(&event(raw, None));
+        assert_eq!(o["custom"]["exception"]["values"], json!([null, 3]));
     }
 
     fn event_report(value: &Value) -> Report {
