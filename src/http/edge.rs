@@ -87,6 +87,17 @@ struct RouteMetrics {
     duration: Histogram,
     /// By status code, from 100 to 599.
     requests: [OnceLock<Counter>; 500],
+    /// Sizes of the bodies read on the route, as sent (made on the first one).
+    body_bytes: OnceLock<Histogram>,
+}
+
+/// The `inlet_http_request_body_bytes` histogram of a request's matched route, its handle kept
+/// with the route's others.
+pub fn body_bytes(matched: Option<&MatchedPath>) -> &'static Histogram {
+    let route = RouteMetrics::of(matched);
+    route
+        .body_bytes
+        .get_or_init(|| ::metrics::histogram!(names::HTTP_BODY_BYTES, "route" => route.name))
 }
 
 /// Every route seen so far: as many as the route table has, plus `unmatched`.
@@ -111,6 +122,7 @@ impl RouteMetrics {
             name,
             duration: ::metrics::histogram!(names::HTTP_DURATION, "route" => name),
             requests: [const { OnceLock::new() }; 500],
+            body_bytes: OnceLock::new(),
         }));
         routes.push(route);
         route

@@ -4,9 +4,6 @@
 //! The key is `X-API-Key`. Answers as Honeybadger does: 201 `{"id": U}`; errors
 //! `{"error": M, "code": C}` with inlet's status, `Retry-After` on 429 and 503.
 
-use std::sync::OnceLock;
-
-use ::metrics::Histogram;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -34,19 +31,11 @@ pub async fn notice(State(state): State<AppState>, request: Request) -> Response
 }
 
 async fn ingest(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiError> {
-    static BODY_BYTES: OnceLock<Histogram> = OnceLock::new();
     let (parts, body) = request.into_parts();
     let key = header_value(&parts.headers, "x-api-key");
     let auth = sdk::authorize(state, &parts, Kind::Occurrence, key)?;
     check_media_type(&parts.headers)?;
-    let body = sdk::read_body(
-        state,
-        Kind::Occurrence,
-        &parts.headers,
-        body,
-        sdk::body_bytes(&BODY_BYTES, "/v1/notices"),
-    )
-    .await?;
+    let body = sdk::read_body(state, Kind::Occurrence, &parts, body).await?;
     sdk::count_items(Source::Honeybadger, "notice", 1);
     sdk::check_event_size(state, 0, body.len())?;
     let report = honeybadger::notice(&body);

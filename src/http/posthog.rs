@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::body::read_body as read_capped;
 use super::body::{media_type, MinRate};
-use super::sdk::{authorize, error_answer, ingest, off_the_runtime, read_body, route_body_bytes};
+use super::sdk::{authorize, error_answer, ingest, off_the_runtime, read_body};
 use crate::error::ApiError;
 use crate::event::{Kind, Source};
 use crate::pipeline::BLOCKING_PARSE_BYTES;
@@ -49,14 +49,7 @@ async fn run(state: AppState, request: Request) -> Result<(), ApiError> {
             .find(|(name, _)| name == "compression")
             .map(|(_, value)| value.into_owned())
     });
-    let body = read_body(
-        &state,
-        Kind::Beacon,
-        &parts.headers,
-        body,
-        &route_body_bytes(&parts),
-    )
-    .await?;
+    let body = read_body(&state, Kind::Beacon, &parts, body).await?;
     let max_decoded = state.config.limits(Kind::Beacon).max_decoded;
     let max_events = state.config.max_events_per_request;
     // Decoded, read and translated in one go: the events borrow the body. The key is in the

@@ -7,9 +7,6 @@
 //! `X-Rate-Limit-Remaining: 0` and `X-Rate-Limit-Remaining-Seconds` (which rollbar.js obeys)
 //! and `Retry-After`.
 
-use std::sync::OnceLock;
-
-use ::metrics::Histogram;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -34,7 +31,6 @@ pub async fn item(State(state): State<AppState>, request: Request) -> Response {
 }
 
 async fn ingest(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiError> {
-    static BODY_BYTES: OnceLock<Histogram> = OnceLock::new();
     let (parts, body) = request.into_parts();
     // With the key in a header, a stranger is turned away before the body is read.
     let early = match header_value(&parts.headers, "x-rollbar-access-token") {
@@ -42,14 +38,7 @@ async fn ingest(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiErr
         None => None,
     };
     check_media_type(&parts.headers)?;
-    let body = sdk::read_body(
-        state,
-        Kind::Occurrence,
-        &parts.headers,
-        body,
-        sdk::body_bytes(&BODY_BYTES, "/api/1/item/"),
-    )
-    .await?;
+    let body = sdk::read_body(state, Kind::Occurrence, &parts, body).await?;
     sdk::check_event_size(state, 0, body.len())?;
     let item = rollbar::item(&body).map_err(ApiError::MalformedBody)?;
     let auth = match early {

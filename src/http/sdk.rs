@@ -2,9 +2,6 @@
 //! handing the translated reports to the pipeline, and answering an error in the SDK's own
 //! shape while keeping inlet's status, `Retry-After` and stable code.
 
-use std::sync::OnceLock;
-
-use ::metrics::Histogram;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +15,6 @@ use super::authenticate::{request_origin, Authenticated};
 use super::body::read_decoded;
 use crate::error::{ApiError, Refusal};
 use crate::event::{Kind, Source};
-use crate::metrics;
 use crate::pipeline::{off_the_runtime_if, Answer, Batch, BLOCKING_PARSE_BYTES};
 pub use crate::sdk::count_items;
 use crate::sdk::report::Report;
@@ -59,33 +55,24 @@ pub fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_owned())
 }
 
-/// Reads and decodes a body within the caps of `kind`, its size recorded in `sent_bytes`.
+/// Reads and decodes a request's body within the caps of `kind`, its size recorded by the
+/// request's matched route.
 pub async fn read_body(
     state: &AppState,
     kind: Kind,
-    headers: &HeaderMap,
+    parts: &Parts,
     body: Body,
-    sent_bytes: &Histogram,
 ) -> Result<Bytes, ApiError> {
     let config = &state.config;
-    read_decoded(headers, body, config.limits(kind), config, sent_bytes).await
-}
-
-/// The `inlet_http_request_body_bytes` histogram of `route`, its handle kept in `cell` (the
-/// macro would allocate its labels at every call).
-pub fn body_bytes(cell: &'static OnceLock<Histogram>, route: &'static str) -> &'static Histogram {
-    cell.get_or_init(|| ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route))
-}
-
-/// The `inlet_http_request_body_bytes` histogram of the request's matched route, for a handler
-/// that serves several routes.
-pub fn route_body_bytes(parts: &Parts) -> Histogram {
-    let route = parts
-        .extensions
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route)
+    let sent_bytes = super::edge::body_bytes(parts.extensions.get::<MatchedPath>());
+    read_decoded(
+        &parts.headers,
+        body,
+        config.limits(kind),
+        config,
+        sent_bytes,
+    )
+    .await
 }
 
 /// 413 `event_too_large` when the report at `index`, `size` bytes as the SDK wrote it, is over

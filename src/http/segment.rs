@@ -22,9 +22,7 @@ use serde_json::json;
 
 use super::authenticate::presented_secret;
 use super::body::check_media_type;
-use super::sdk::{
-    authorize, error_answer, ingest, is_large, off_the_runtime, read_body, route_body_bytes,
-};
+use super::sdk::{authorize, error_answer, ingest, is_large, off_the_runtime, read_body};
 use crate::error::ApiError;
 use crate::event::{Kind, Source};
 use crate::sdk;
@@ -51,14 +49,7 @@ async fn run(state: AppState, request: Request, call: Option<String>) -> Result<
         None => None,
     };
     check_media_type(&parts.headers)?;
-    let body = read_body(
-        &state,
-        Kind::Beacon,
-        &parts.headers,
-        body,
-        &route_body_bytes(&parts),
-    )
-    .await?;
+    let body = read_body(&state, Kind::Beacon, &parts, body).await?;
     let max_events = state.config.max_events_per_request;
     // Read and translated in one go: the messages borrow the body. A key in the body is known
     // only once the body is read, so the translation may come before it is checked.

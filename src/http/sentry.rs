@@ -8,9 +8,6 @@
 //! "code": C}` with inlet's status; a rate limit as 429 with `Retry-After` and
 //! `X-Sentry-Rate-Limits: SECS::organization`, which the SDKs obey for every category.
 
-use std::sync::OnceLock;
-
-use ::metrics::Histogram;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -38,18 +35,9 @@ pub async fn store(State(state): State<AppState>, request: Request) -> Response 
 }
 
 async fn ingest_envelope(state: &AppState, request: Request) -> Result<Option<Uuid>, ApiError> {
-    static BODY_BYTES: OnceLock<Histogram> = OnceLock::new();
     let (parts, body) = request.into_parts();
     let auth = sdk::authorize(state, &parts, Kind::Occurrence, sentry_key(&parts))?;
-    let route = "/api/{project}/envelope/";
-    let body = sdk::read_body(
-        state,
-        Kind::Occurrence,
-        &parts.headers,
-        body,
-        sdk::body_bytes(&BODY_BYTES, route),
-    )
-    .await?;
+    let body = sdk::read_body(state, Kind::Occurrence, &parts, body).await?;
     let envelope = sentry::envelope(&body).map_err(ApiError::MalformedBody)?;
     for kind in &envelope.item_types {
         sdk::count_items(Source::Sentry, kind, 1);
@@ -67,18 +55,9 @@ async fn ingest_envelope(state: &AppState, request: Request) -> Result<Option<Uu
 }
 
 async fn ingest_store(state: &AppState, request: Request) -> Result<Option<Uuid>, ApiError> {
-    static BODY_BYTES: OnceLock<Histogram> = OnceLock::new();
     let (parts, body) = request.into_parts();
     let auth = sdk::authorize(state, &parts, Kind::Occurrence, sentry_key(&parts))?;
-    let route = "/api/{project}/store/";
-    let body = sdk::read_body(
-        state,
-        Kind::Occurrence,
-        &parts.headers,
-        body,
-        sdk::body_bytes(&BODY_BYTES, route),
-    )
-    .await?;
+    let body = sdk::read_body(state, Kind::Occurrence, &parts, body).await?;
     sdk::count_items(Source::Sentry, "event", 1);
     sdk::check_event_size(state, 0, body.len())?;
     ingest(state, &auth, &parts, vec![sentry::event(&body, None)], None).await
