@@ -319,6 +319,24 @@ impl Occurrence {
         self.fields.push(("exception", Given::Exception(exception)));
     }
 
+    /// Sets `exception` from what a report raised (see [`Occurrence::exception`]), and returns
+    /// its causes, for the translation to keep in `custom` where its SDK puts them.
+    pub fn raised<'a>(
+        &mut self,
+        raised: Raised<'a>,
+        fields: &FrameFields,
+        innermost: Innermost,
+    ) -> Vec<&'a RawValue> {
+        self.exception(
+            raised.class,
+            raised.message,
+            raised.frames,
+            fields,
+            innermost,
+        );
+        raised.causes
+    }
+
     /// The occurrence with `id` as its `uuid` and `rest` (what of the report did not map) as
     /// its `custom`, within the cap, validated; refused with why when it breaks an
     /// occurrence's rule (a class or a message over its limit), `raw` (the report as the SDK

@@ -63,13 +63,8 @@ fn translate(mut data: Object<'_>, raw: &[u8]) -> Report {
     let given = take_string(&mut rest, &["uuid"]);
     let id = report::event_id(given, &mut rest, "uuid");
     let mut occurrence = Occurrence::new(level(&mut rest));
-    if let Some(Raised {
-        class,
-        message,
-        frames,
-        causes,
-    }) = raised
-    {
+    if let Some(raised) = raised {
+        let causes = occurrence.raised(raised, &FRAME, Innermost::Last);
         if !causes.is_empty() {
             let mut body = match rest.remove("body") {
                 Some(Value::Object(body)) => body,
@@ -78,7 +73,6 @@ fn translate(mut data: Object<'_>, raw: &[u8]) -> Report {
             body.insert("trace_chain".into(), report::values_of(&causes));
             rest.insert("body", body.into());
         }
-        occurrence.exception(class, message, frames, &FRAME, Innermost::Last);
     }
     occurrence.set(
         "message",

@@ -162,17 +162,11 @@ pub fn event(raw: &[u8], fallback_id: Option<uuid::Uuid>) -> Report {
         (given, _) => report::event_id(given, &mut rest, "event_id"),
     };
     let mut occurrence = Occurrence::new(level(&mut rest));
-    if let Some(Raised {
-        class,
-        message,
-        frames,
-        causes,
-    }) = raised
-    {
+    if let Some(raised) = raised {
+        let causes = occurrence.raised(raised, &FRAME, Innermost::Last);
         if !causes.is_empty() {
             rest.insert("exception", json!({ "values": report::values_of(&causes) }));
         }
-        occurrence.exception(class, message, frames, &FRAME, Innermost::Last);
     }
     occurrence.set("message", message(&mut rest));
     occurrence.set("environment", take_string(&mut rest, &["environment"]));
