@@ -62,6 +62,38 @@ impl Setup {
         }
     }
 
+    /// Starts inlet with `env` and stops the broker; sends events of `session` until one is
+    /// refused with 503 `code`, when `/readyz` must answer 503 (`why`); brings the broker back,
+    /// sends until one is accepted again, and waits for the spool to drain. The reconciliation
+    /// of everything sent.
+    async fn fill_and_recover(
+        &mut self,
+        env: &[(&str, &str)],
+        session: &str,
+        code: &str,
+        why: &str,
+    ) -> Reconciliation {
+        let inlet = self.inlet(env);
+        inlet.wait_ready().await;
+        self.broker.stop();
+        let http = reqwest::Client::new();
+        let mut stream = Stream {
+            http: &http,
+            url: &inlet.url,
+            session,
+            seq: 0,
+            sent: Vec::new(),
+        };
+        stream.until_refused(code).await;
+        let readyz = http.get(format!("{}/readyz", inlet.url)).send().await;
+        assert_eq!(readyz.unwrap().status().as_u16(), 503, "{why}");
+
+        self.broker_up();
+        stream.until_accepted().await;
+        wait_drained(&inlet).await;
+        self.reconcile(session, &stream.sent, 0).await
+    }
+
     /// Reads the beacons topic back, expecting the events of `sent` answered 202 but `lost`,
     /// and prints and returns the reconciliation.
     async fn reconcile(&self, name: &str, sent: &[Sent], lost: usize) -> Reconciliation {
@@ -294,29 +326,11 @@ async fn sigkill_at_random_moments_loses_nothing_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_spool_answers_503_spool_full_then_202_once_delivered() {
     let mut setup = Setup::new("full").await;
-    let inlet = setup.inlet(&[("INLET_SPOOL_MAX_BYTES", "1048576")]);
-    inlet.wait_ready().await;
-    setup.broker.stop();
-    let http = reqwest::Client::new();
-    let mut stream = Stream {
-        http: &http,
-        url: &inlet.url,
-        session: "full",
-        seq: 0,
-        sent: Vec::new(),
-    };
-    stream.until_refused("spool_full").await;
-    let readyz = http.get(format!("{}/readyz", inlet.url)).send().await;
-    assert_eq!(
-        readyz.unwrap().status().as_u16(),
-        503,
-        "/readyz of a spool over 90 % full"
-    );
-
-    setup.broker_up();
-    stream.until_accepted().await;
-    wait_drained(&inlet).await;
-    let r = setup.reconcile("spool_full", &stream.sent, 0).await;
+    let env = [("INLET_SPOOL_MAX_BYTES", "1048576")];
+    let why = "/readyz of a spool over 90 % full";
+    let r = setup
+        .fill_and_recover(&env, "full", "spool_full", why)
+        .await;
     assert!(r.rejected.keys().any(|k| k == "503 spool_full"), "{r}");
     assert_eq!((r.missing, r.out_of_order), (0, 0), "{r}");
 }
@@ -356,29 +370,11 @@ async fn a_full_disk_answers_503_spool_unavailable_never_202_then_recovers() {
     let mut setup = Setup::new("disk").await;
     // The disk (1 MiB) fills before the spool's own limit (8 MiB) does.
     let _disk = Tmpfs::mount(&setup.spool, "1m");
-    let inlet = setup.inlet(&[("INLET_SPOOL_MAX_BYTES", "8388608")]);
-    inlet.wait_ready().await;
-    setup.broker.stop();
-    let http = reqwest::Client::new();
-    let mut stream = Stream {
-        http: &http,
-        url: &inlet.url,
-        session: "disk",
-        seq: 0,
-        sent: Vec::new(),
-    };
-    stream.until_refused("spool_unavailable").await;
-    let readyz = http.get(format!("{}/readyz", inlet.url)).send().await;
-    assert_eq!(
-        readyz.unwrap().status().as_u16(),
-        503,
-        "/readyz on a full disk"
-    );
-
-    setup.broker_up();
-    stream.until_accepted().await;
-    wait_drained(&inlet).await;
-    let r = setup.reconcile("disk_full", &stream.sent, 0).await;
+    let env = [("INLET_SPOOL_MAX_BYTES", "8388608")];
+    let why = "/readyz on a full disk";
+    let r = setup
+        .fill_and_recover(&env, "disk", "spool_unavailable", why)
+        .await;
     assert!(
         r.rejected.keys().any(|k| k == "503 spool_unavailable"),
         "{r}"
