@@ -10,8 +10,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use inlet::auth::Registry;
 use inlet::decode::split_events;
-use inlet::event::{self, Kind, Meta};
+use inlet::event::{self, Meta};
 use inlet::key::{partition, shard_key};
+use inlet::lane::Lane;
 use prost::Message;
 
 /// An 800-byte beacon shaped as loadtest/gen.py writes them.
@@ -85,8 +86,8 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("event");
     g.throughput(Throughput::Elements(1));
     for (name, kind, raw) in [
-        ("beacon-800", Kind::Beacon, &one),
-        ("occurrence-2k5", Kind::Occurrence, &occ),
+        ("beacon-800", Lane::BEACON, &one),
+        ("occurrence-2k5", Lane::OCCURRENCE, &occ),
     ] {
         g.bench_function(format!("parse+validate/{name}"), |b| {
             b.iter(|| event::parse(kind, black_box(raw)))

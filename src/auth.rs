@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::event::Kind;
+use crate::lane::{Lane, LaneSet};
 use crate::limit::Limiter;
 use crate::metrics;
 
@@ -30,10 +30,8 @@ pub struct Token {
     pub id: String,
     pub project_id: String,
     pub account_id: String,
-    /// May send beacons.
-    pub beacons: bool,
-    /// May send occurrences.
-    pub occurrences: bool,
+    /// The lanes its `kinds` list.
+    pub kinds: LaneSet,
     /// Origins allowed to send with this token (lowercase, no trailing slash); `None` allows any.
     pub allowed_origins: Option<Vec<String>>,
     pub limiter: Arc<Limiter>,
@@ -41,11 +39,8 @@ pub struct Token {
 
 impl Token {
     /// Whether this token may send events of `kind`.
-    pub fn allows(&self, kind: Kind) -> bool {
-        match kind {
-            Kind::Beacon => self.beacons,
-            Kind::Occurrence => self.occurrences,
-        }
+    pub fn allows(&self, kind: Lane) -> bool {
+        !kind.spec().listed || self.kinds.contains(kind)
     }
 
     /// Whether a request from `origin` (a page's `scheme://host[:port]`, as its `Origin` or
@@ -133,16 +128,19 @@ impl Registry {
                 }
                 _ => bail!("{at}: give exactly one of `sha256` and a non-empty `token`"),
             };
-            let (mut beacons, mut occurrences) = (false, false);
+            let mut kinds = LaneSet::default();
+            let listed = || {
+                let names = Lane::all().filter(|l| l.spec().listed).map(Lane::as_str);
+                names.collect::<Vec<_>>().join(", ")
+            };
             for kind in &e.kinds {
-                match kind.as_str() {
-                    "beacon" => beacons = true,
-                    "occurrence" => occurrences = true,
-                    other => bail!("{at}: unknown kind `{other}` in `kinds` (beacon, occurrence)"),
+                match Lane::named(kind).filter(|lane| lane.spec().listed) {
+                    Some(lane) => kinds.insert(lane),
+                    None => bail!("{at}: unknown kind `{kind}` in `kinds` ({})", listed()),
                 }
             }
-            if !beacons && !occurrences {
-                bail!("{at}: `kinds` must name beacon and/or occurrence");
+            if kinds.is_empty() {
+                bail!("{at}: `kinds` must name at least one of {}", listed());
             }
             let (Some(rate), Some(burst)) =
                 (NonZeroU32::new(e.rate_per_sec), NonZeroU32::new(e.burst))
@@ -157,8 +155,7 @@ impl Registry {
                 id: e.id,
                 project_id: e.project_id,
                 account_id: e.account_id,
-                beacons,
-                occurrences,
+                kinds,
                 allowed_origins: e
                     .allowed_origins
                     .map(|list| list.iter().map(|o| normalize_origin(o)).collect()),
@@ -338,7 +335,7 @@ burst = 100
         assert_eq!(r.plain, 1);
         let web = r.lookup("test").expect("sha256 of `test`");
         assert_eq!(web.id, "web");
-        assert!(web.allows(Kind::Beacon) && !web.allows(Kind::Occurrence));
+        assert!(web.allows(Lane::BEACON) && !web.allows(Lane::OCCURRENCE));
         assert_eq!(r.lookup("plain-secret").unwrap().account_id, "a2");
         assert!(r.lookup("nope").is_none());
     }

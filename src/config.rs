@@ -12,8 +12,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::Deserialize;
+use clap::{Args, Parser, Subcommand};
+
+pub use crate::lane::BodyLimits;
+use crate::lane::{Lane, PerLane};
+pub use crate::settings::{
+    Compression, Delivery, FsyncMode, LogFormat, Settings, Switch, Truncation,
+};
 
 /// inlet: an HTTP-to-Kafka ingest gateway for analytics beacons and error occurrences.
 #[derive(Debug, Parser)]
@@ -53,28 +58,6 @@ pub struct DrainArgs {
     pub deadline_ms: Option<u64>,
 }
 
-/// When inlet answers an ingest request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Delivery {
-    /// Answer 200 after the broker acknowledged every accepted event (acks=all).
-    Ack,
-    /// Answer 202 once every accepted event is in librdkafka's queue.
-    Enqueue,
-    /// Answer 202 once every accepted event is durably in the local spool, which delivers it.
-    Spool,
-}
-
-/// When the spool syncs its log, as set (`spool_fsync`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FsyncMode {
-    /// Before every answer (group-committed).
-    Always,
-    /// At least every `spool_fsync_interval_ms`.
-    Interval,
-}
-
 /// When the spool syncs its log, resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpoolFsync {
@@ -84,247 +67,15 @@ pub enum SpoolFsync {
     Interval(Duration),
 }
 
-/// Kafka compression codec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
-
-impl Compression {
-    /// The value of librdkafka's `compression.codec`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Snappy => "snappy",
-            Compression::Lz4 => "lz4",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
-
-/// Whose client addresses are truncated (IPv4 to /24, IPv6 to /48) before they reach Kafka.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Truncation {
-    None,
-    Beacons,
-    All,
-}
-
 impl Truncation {
-    /// Whether events of `kind` get truncated addresses.
-    pub fn applies_to(self, kind: crate::event::Kind) -> bool {
+    /// Whether events of `lane` get truncated addresses.
+    pub fn applies_to(self, lane: Lane) -> bool {
         match self {
             Truncation::None => false,
-            Truncation::Beacons => kind == crate::event::Kind::Beacon,
+            Truncation::Beacons => lane.spec().analytics,
             Truncation::All => true,
         }
     }
-}
-
-/// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Text on a terminal, JSON lines otherwise.
-    Auto,
-    /// One JSON object per line.
-    Json,
-    /// Human-readable text.
-    Text,
-}
-
-/// Raw settings as given by one source: every field optional. The same struct is read from the
-/// TOML file and from environment and flags, so a name can never differ between them.
-#[derive(Debug, Default, Args, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// Public listener: ingest API, /healthz, /readyz [default: 0.0.0.0:8080]
-    #[arg(long, env = "INLET_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Admin listener: /metrics, /healthz, /readyz [default: 0.0.0.0:9100]
-    #[arg(long, env = "INLET_ADMIN_LISTEN")]
-    pub admin_listen: Option<SocketAddr>,
-    /// Kafka bootstrap servers, comma-separated (required unless --dev)
-    #[arg(long, env = "INLET_KAFKA_BROKERS")]
-    pub kafka_brokers: Option<String>,
-    /// Path of the token registry (TOML, one [[token]] table per token; required unless --dev)
-    #[arg(long, env = "INLET_TOKENS_FILE")]
-    pub tokens_file: Option<PathBuf>,
-    /// Topic for beacons [default: inlet.beacons]
-    #[arg(long, env = "INLET_TOPIC_BEACONS")]
-    pub topic_beacons: Option<String>,
-    /// Topic for occurrences [default: inlet.occurrences]
-    #[arg(long, env = "INLET_TOPIC_OCCURRENCES")]
-    pub topic_occurrences: Option<String>,
-    /// When to answer: after the broker's ack (200), or once queued (202) [default: ack]
-    #[arg(long, env = "INLET_DELIVERY", value_enum)]
-    pub delivery: Option<Delivery>,
-    /// The spool's directory (required under `spool`; under --dev a temporary one if unset)
-    #[arg(long, env = "INLET_SPOOL_DIR")]
-    pub spool_dir: Option<PathBuf>,
-    /// Disk the spool may use, in bytes; past it 503 `spool_full` [default: 8589934592]
-    #[arg(long, env = "INLET_SPOOL_MAX_BYTES")]
-    pub spool_max_bytes: Option<u64>,
-    /// When the spool syncs: before every answer, or at least every interval [default: always]
-    #[arg(long, env = "INLET_SPOOL_FSYNC", value_enum)]
-    pub spool_fsync: Option<FsyncMode>,
-    /// Under `spool_fsync = interval`, the longest time between syncs [default: 100]
-    #[arg(long, env = "INLET_SPOOL_FSYNC_INTERVAL_MS")]
-    pub spool_fsync_interval_ms: Option<u64>,
-    /// Kafka compression codec [default: lz4]
-    #[arg(long, env = "INLET_COMPRESSION", value_enum)]
-    pub compression: Option<Compression>,
-    /// How long the feeder gathers requests before handing them to librdkafka in one burst
-    /// [default: 5]
-    #[arg(long, env = "INLET_LINGER_MS")]
-    pub linger_ms: Option<u64>,
-    /// How long a request waits for room in a full producer queue before 503 [default: 1000]
-    #[arg(long, env = "INLET_ENQUEUE_WAIT_MS")]
-    pub enqueue_wait_ms: Option<u64>,
-    /// Under `ack` delivery, how long librdkafka may try to deliver an event before the request
-    /// answers 503 for it (librdkafka's message.timeout.ms) [default: 10000]
-    #[arg(long, env = "INLET_DELIVERY_TIMEOUT_MS")]
-    pub delivery_timeout_ms: Option<u64>,
-    /// On SIGTERM/SIGINT: time readiness is 503 while inlet still serves, before it stops
-    /// accepting (part of the grace period) [default: 0]
-    #[arg(long, env = "INLET_SHUTDOWN_DELAY_MS")]
-    pub shutdown_delay_ms: Option<u64>,
-    /// On SIGTERM/SIGINT: time to finish in-flight requests and flush the producer [default: 25000]
-    #[arg(long, env = "INLET_SHUTDOWN_GRACE_MS")]
-    pub shutdown_grace_ms: Option<u64>,
-    /// Largest beacons request body as sent, in bytes [default: 1048576]
-    #[arg(long, env = "INLET_BEACONS_MAX_BODY_BYTES")]
-    pub beacons_max_body_bytes: Option<usize>,
-    /// Largest beacons request body once decoded, in bytes [default: 4194304]
-    #[arg(long, env = "INLET_BEACONS_MAX_DECODED_BYTES")]
-    pub beacons_max_decoded_bytes: Option<usize>,
-    /// Largest single beacon, as JSON, in bytes [default: 131072]
-    #[arg(long, env = "INLET_BEACONS_MAX_EVENT_BYTES")]
-    pub beacons_max_event_bytes: Option<usize>,
-    /// Largest occurrences request body as sent, in bytes [default: 10485760]
-    #[arg(long, env = "INLET_OCCURRENCES_MAX_BODY_BYTES")]
-    pub occurrences_max_body_bytes: Option<usize>,
-    /// Largest occurrences request body once decoded, in bytes [default: 41943040]
-    #[arg(long, env = "INLET_OCCURRENCES_MAX_DECODED_BYTES")]
-    pub occurrences_max_decoded_bytes: Option<usize>,
-    /// Largest single occurrence, as JSON, in bytes; keep under the broker's message.max.bytes
-    /// [default: 1000000]
-    #[arg(long, env = "INLET_OCCURRENCES_MAX_EVENT_BYTES")]
-    pub occurrences_max_event_bytes: Option<usize>,
-    /// Most events in one request [default: 1000]
-    #[arg(long, env = "INLET_MAX_EVENTS_PER_REQUEST")]
-    pub max_events_per_request: Option<usize>,
-    /// Open connections on the public listener at most; more are closed at once [default: 16384]
-    #[arg(long, env = "INLET_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// Threads serving HTTP (the async runtime's workers) [default: the CPUs available]
-    #[arg(long, env = "INLET_WORKER_THREADS")]
-    pub worker_threads: Option<usize>,
-    /// Requests in flight at most; more are answered 503 `overloaded` at once [default: 4096]
-    #[arg(long, env = "INLET_MAX_CONCURRENT_REQUESTS")]
-    pub max_concurrent_requests: Option<usize>,
-    /// Time a client has to send request headers, and the longest an idle keep-alive connection
-    /// stays open: keep it above the load balancer's idle timeout [default: 75000]
-    #[arg(long, env = "INLET_HEADER_READ_TIMEOUT_MS")]
-    pub header_read_timeout_ms: Option<u64>,
-    /// Header lines per request at most (431 past it) [default: 100]
-    #[arg(long, env = "INLET_MAX_HEADERS")]
-    pub max_headers: Option<usize>,
-    /// Bytes of request line and headers at most (431 past it) [default: 65536]
-    #[arg(long, env = "INLET_MAX_HEADER_BYTES")]
-    pub max_header_bytes: Option<usize>,
-    /// Grace period for a request body before body_min_rate applies; slower bodies get 408
-    /// [default: 10000]
-    #[arg(long, env = "INLET_BODY_TIMEOUT_MS")]
-    pub body_timeout_ms: Option<u64>,
-    /// Slowest body upload accepted, in bytes per second: after body_timeout, a body must keep
-    /// delivering at least this on average, or get 408 [default: 16384]
-    #[arg(long, env = "INLET_BODY_MIN_RATE")]
-    pub body_min_rate: Option<u64>,
-    /// Proxies whose X-Forwarded-For is believed, as IPs or CIDRs (comma-separated) [default: none]
-    #[arg(long, env = "INLET_TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Option<Vec<String>>,
-    /// Whose client IPs are truncated (IPv4 /24, IPv6 /48) before Kafka [default: beacons]
-    #[arg(long, env = "INLET_CLIENT_IP_TRUNCATION", value_enum)]
-    pub client_ip_truncation: Option<Truncation>,
-    /// Failed authentications one client address may make per minute before 429 [default: 30]
-    #[arg(long, env = "INLET_AUTH_FAILURES_PER_MINUTE")]
-    pub auth_failures_per_minute: Option<u32>,
-    /// Log format: JSON lines, text, or auto (text on a terminal, JSON otherwise) [default: auto]
-    #[arg(long, env = "INLET_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
-    /// Redis shared by every replica, for per-token quotas and deduplication across the fleet
-    /// (`redis://host:6379/0`) [default: none, each replica alone]
-    #[arg(long, env = "INLET_REDIS_URL")]
-    pub redis_url: Option<String>,
-    /// How long a request waits for Redis before it falls back to the local limiter [default: 50]
-    #[arg(long, env = "INLET_REDIS_TIMEOUT_MS")]
-    pub redis_timeout_ms: Option<u64>,
-    /// The share of a token's quota each replica allows on its own while Redis is unreachable,
-    /// in (0, 1]: 1 keeps serving the whole quota on every replica, 1/replicas keeps the fleet's
-    /// total [default: 1]
-    #[arg(long, env = "INLET_REDIS_FALLBACK_SHARE")]
-    pub redis_fallback_share: Option<f64>,
-    /// Seconds within which an event whose client-chosen id was accepted already is answered as
-    /// accepted and not produced again; 0 turns deduplication off [default: 0]
-    #[arg(long, env = "INLET_DEDUPE_WINDOW_S")]
-    pub dedupe_window_s: Option<u64>,
-    /// Topic for dead letters (events refused as invalid) [default: inlet.dead-letters]
-    #[arg(long, env = "INLET_TOPIC_DEAD_LETTERS")]
-    pub topic_dead_letters: Option<String>,
-    /// Whether events refused as invalid are produced to the dead-letter topic [default: on]
-    #[arg(long, env = "INLET_DEAD_LETTERS", value_enum)]
-    pub dead_letters: Option<Switch>,
-    /// Extra librdkafka producer property KEY=VALUE (repeatable; env: comma-separated)
-    #[arg(
-        long = "librdkafka",
-        env = "INLET_LIBRDKAFKA",
-        value_name = "KEY=VALUE",
-        value_delimiter = ','
-    )]
-    #[serde(skip)]
-    pub librdkafka_args: Vec<String>,
-    /// The file's `[librdkafka]` table.
-    #[arg(skip)]
-    #[serde(default, deserialize_with = "properties")]
-    pub librdkafka: BTreeMap<String, String>,
-}
-
-/// Reads a TOML table of librdkafka properties, whose values may be strings, numbers or booleans.
-fn properties<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
-    let raw = BTreeMap::<String, toml::Value>::deserialize(d)?;
-    raw.into_iter()
-        .map(|(k, v)| match v {
-            toml::Value::String(s) => Ok((k, s)),
-            toml::Value::Integer(i) => Ok((k, i.to_string())),
-            toml::Value::Float(f) => Ok((k, f.to_string())),
-            toml::Value::Boolean(b) => Ok((k, b.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "librdkafka.{k}: expected a string, number or boolean, got {}",
-                other.type_str()
-            ))),
-        })
-        .collect()
-}
-
-/// Size caps of one ingest endpoint.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyLimits {
-    /// Largest body as sent.
-    pub max_body: usize,
-    /// Largest body once decoded.
-    pub max_decoded: usize,
-    /// Largest single event (its JSON text).
-    pub max_event: usize,
 }
 
 /// Validated configuration: every default applied, every value checked.
@@ -336,8 +87,6 @@ pub struct Config {
     pub kafka_brokers: String,
     /// The token registry file; `None` only in `--dev` (a built-in development token).
     pub tokens_file: Option<PathBuf>,
-    pub topic_beacons: String,
-    pub topic_occurrences: String,
     pub delivery: Delivery,
     /// The spool's directory; `Some` exactly when `delivery` is `spool`.
     pub spool_dir: Option<PathBuf>,
@@ -350,8 +99,8 @@ pub struct Config {
     pub delivery_timeout: Duration,
     pub shutdown_delay: Duration,
     pub shutdown_grace: Duration,
-    pub beacons: BodyLimits,
-    pub occurrences: BodyLimits,
+    /// Each lane's topic and size caps.
+    pub lanes: PerLane<LaneConfig>,
     pub max_events_per_request: usize,
     pub log_format: LogFormat,
     pub trusted_proxies: Vec<crate::client::Cidr>,
@@ -372,12 +121,11 @@ pub struct Config {
     pub fleet: FleetConfig,
 }
 
-/// On or off, as a setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Switch {
-    On,
-    Off,
+/// One lane's settings, resolved.
+#[derive(Debug, Clone)]
+pub struct LaneConfig {
+    pub topic: String,
+    pub limits: BodyLimits,
 }
 
 /// The settings of a fleet of replicas (see the README's "Fleet mode").
@@ -414,6 +162,23 @@ impl Config {
                 cli.$field.or(file.$field).unwrap_or_else(|| $default)
             };
         }
+        let lanes = PerLane::new(|lane| {
+            let spec = lane.spec();
+            let (cli, file) = ((spec.settings)(&cli), (spec.settings)(&file));
+            let defaults = spec.limits;
+            LaneConfig {
+                topic: cli
+                    .topic
+                    .or(file.topic)
+                    .unwrap_or_else(|| spec.topic.into()),
+                limits: BodyLimits {
+                    max_body: cli.max_body.or(file.max_body).unwrap_or(defaults.max_body),
+                    max_decoded: (cli.max_decoded.or(file.max_decoded))
+                        .unwrap_or(defaults.max_decoded),
+                    max_event: (cli.max_event.or(file.max_event)).unwrap_or(defaults.max_event),
+                },
+            }
+        });
         let mut librdkafka = file.librdkafka;
         for pair in &cli.librdkafka_args {
             let (k, v) = pair
@@ -460,8 +225,6 @@ impl Config {
             admin_listen: pick!(admin_listen, admin_default.parse().expect("valid default")),
             kafka_brokers,
             tokens_file,
-            topic_beacons: pick!(topic_beacons, "inlet.beacons".into()),
-            topic_occurrences: pick!(topic_occurrences, "inlet.occurrences".into()),
             delivery,
             spool_dir,
             spool_max_bytes: pick!(spool_max_bytes, 8 << 30),
@@ -477,16 +240,7 @@ impl Config {
             delivery_timeout: Duration::from_millis(pick!(delivery_timeout_ms, 10_000)),
             shutdown_delay: Duration::from_millis(pick!(shutdown_delay_ms, 0)),
             shutdown_grace: Duration::from_millis(pick!(shutdown_grace_ms, 25_000)),
-            beacons: BodyLimits {
-                max_body: pick!(beacons_max_body_bytes, 1 << 20),
-                max_decoded: pick!(beacons_max_decoded_bytes, 4 << 20),
-                max_event: pick!(beacons_max_event_bytes, 128 << 10),
-            },
-            occurrences: BodyLimits {
-                max_body: pick!(occurrences_max_body_bytes, 10 << 20),
-                max_decoded: pick!(occurrences_max_decoded_bytes, 40 << 20),
-                max_event: pick!(occurrences_max_event_bytes, 1_000_000),
-            },
+            lanes,
             max_events_per_request: pick!(max_events_per_request, 1000),
             log_format: pick!(log_format, LogFormat::Auto),
             trusted_proxies: pick!(trusted_proxies, Vec::new())
@@ -530,14 +284,15 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        let lanes = self
+            .lanes
+            .iter()
+            .map(|(lane, c)| (lane.spec().names.topic, &c.topic));
         let dead_letters = self.fleet.topic_dead_letters.iter();
-        for (key, topic) in [
-            ("topic_beacons", &self.topic_beacons),
-            ("topic_occurrences", &self.topic_occurrences),
-        ]
-        .into_iter()
-        .chain(dead_letters.map(|t| ("topic_dead_letters", t)))
-        {
+        let topics: Vec<_> = lanes
+            .chain(dead_letters.map(|t| ("topic_dead_letters", t)))
+            .collect();
+        for (i, &(key, topic)) in topics.iter().enumerate() {
             let valid = !topic.is_empty()
                 && topic.len() <= 249
                 && topic
@@ -548,11 +303,14 @@ impl Config {
                     "{key}: `{topic}` is not a valid Kafka topic name (1..=249 of [a-zA-Z0-9._-])"
                 );
             }
+            // Two lanes on one topic could not be told apart by a consumer of one of them.
+            let lanes = &topics[..i.min(self.lanes.iter().count())];
+            if let Some((other, _)) = lanes.iter().find(|(_, t)| *t == topic) {
+                bail!("{key}: must differ from {other}");
+            }
         }
-        if self.topic_beacons == self.topic_occurrences {
-            bail!("topic_occurrences: must differ from topic_beacons");
-        }
-        for (prefix, limits) in [("beacons", self.beacons), ("occurrences", self.occurrences)] {
+        for (lane, config) in self.lanes.iter() {
+            let (prefix, limits) = (lane.spec().names.limits, config.limits);
             if limits.max_body == 0 || limits.max_decoded == 0 || limits.max_event == 0 {
                 bail!("{prefix}_max_*_bytes: limits must be positive");
             }
@@ -595,20 +353,14 @@ impl Config {
         self.fleet.validate()
     }
 
-    /// Size caps of the endpoint for `kind`.
-    pub fn limits(&self, kind: crate::event::Kind) -> BodyLimits {
-        match kind {
-            crate::event::Kind::Beacon => self.beacons,
-            crate::event::Kind::Occurrence => self.occurrences,
-        }
+    /// Size caps of `lane`'s requests.
+    pub fn limits(&self, lane: Lane) -> BodyLimits {
+        self.lanes[lane].limits
     }
 
-    /// The topic for `kind`.
-    pub fn topic(&self, kind: crate::event::Kind) -> &str {
-        match kind {
-            crate::event::Kind::Beacon => &self.topic_beacons,
-            crate::event::Kind::Occurrence => &self.topic_occurrences,
-        }
+    /// The topic of `lane`.
+    pub fn topic(&self, lane: Lane) -> &str {
+        &self.lanes[lane].topic
     }
 }
 
@@ -678,7 +430,7 @@ mod tests {
         assert_eq!(c.linger, Duration::from_millis(7));
         assert_eq!(c.delivery, Delivery::Ack);
         assert_eq!(c.compression, Compression::Lz4);
-        assert_eq!(c.topic_beacons, "inlet.beacons");
+        assert_eq!(c.topic(Lane::BEACON), "inlet.beacons");
     }
 
     #[test]
@@ -785,12 +537,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            format!("{:?}", c.beacons),
-            format!("{:?}", defaults.beacons)
+            format!("{:?}", c.limits(Lane::BEACON)),
+            format!("{:?}", defaults.limits(Lane::BEACON))
         );
         assert_eq!(
-            format!("{:?}", c.occurrences),
-            format!("{:?}", defaults.occurrences)
+            format!("{:?}", c.limits(Lane::OCCURRENCE)),
+            format!("{:?}", defaults.limits(Lane::OCCURRENCE))
         );
         assert_eq!(
             (

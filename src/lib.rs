@@ -42,12 +42,14 @@ pub mod pipeline;
 pub mod limit;
 pub mod fleet;
 pub mod event;
+pub mod lane;
 pub mod key;
 pub mod sink;
 pub mod error;
 
 pub mod client;
 pub mod config;
+pub mod settings;
 pub mod dev;
 pub mod id;
 pub mod metrics;

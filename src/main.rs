@@ -10,6 +10,7 @@ use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 
 use inlet::config::{self, Cli, Command, Config, DrainArgs, LogFormat};
+use inlet::lane::Lane;
 use inlet::sink::kafka::KafkaSink;
 use inlet::sink::spool::{Options, SpoolSink};
 use inlet::sink::Sink;
@@ -43,13 +44,10 @@ fn main() -> ExitCode {
     };
     // Kept alive for the whole run: dropping it stops the embedded cluster.
     let _dev = if cli.dev {
-        let topics: Vec<&str> = [
-            config.topic_beacons.as_str(),
-            config.topic_occurrences.as_str(),
-        ]
-        .into_iter()
-        .chain(config.fleet.topic_dead_letters.as_deref())
-        .collect();
+        let topics: Vec<&str> = (config.lanes.iter())
+            .map(|(_, lane)| lane.topic.as_str())
+            .chain(config.fleet.topic_dead_letters.as_deref())
+            .collect();
         let cluster = match inlet::dev::DevCluster::start(&topics) {
             Ok(cluster) => cluster,
             Err(error) => return report(Err(error)),
@@ -212,19 +210,21 @@ fn print_dev_banner(config: &inlet::config::Config) {
     let token = inlet::auth::DEV_TOKEN;
     let brokers = &config.kafka_brokers;
     let listen = config.listen;
+    let topics: Vec<&str> = (config.lanes.iter())
+        .map(|(_, lane)| lane.topic.as_str())
+        .collect();
+    let topics = topics.join(" ");
     println!(
         "\ninlet --dev: an embedded in-memory Kafka cluster (librdkafka's mock cluster, {} brokers, \
          {} partitions per topic).\nFor trying inlet out, never for production: nothing survives \
-         the process.\n\n  bootstrap servers  {brokers}\n  topics             {} {}\n  \
+         the process.\n\n  bootstrap servers  {brokers}\n  topics             {topics}\n  \
          development token  {token}\n  ingest             http://{listen}/v1/beacons\n  \
          metrics            http://{}/metrics\n\nTry it:\n  curl -sS http://{listen}/v1/beacons \
          -H 'Authorization: Bearer {token}' \\\n    -H 'Content-Type: application/json' -d '{{\"session_id\":\"s-1\",\"event\":\"page_view\"}}'\n  \
          cargo run --release -- tail --brokers {brokers} --topic {}\n",
         inlet::dev::BROKERS,
         inlet::dev::PARTITIONS,
-        config.topic_beacons,
-        config.topic_occurrences,
         config.admin_listen,
-        config.topic_beacons,
+        config.topic(Lane::BEACON),
     );
 }

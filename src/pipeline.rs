@@ -14,17 +14,19 @@
 
 use std::net::IpAddr;
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ::metrics::Counter;
 use bytes::Bytes;
 use prost::Message;
 
+use crate::lane::{Lane, PerLane};
+
 use crate::auth::Token;
 use crate::config::{Config, Delivery};
 use crate::error::{failure_retry_after_secs, ApiError, Refusal, Rejection};
-use crate::event::{self, Invalid, Kind, Meta, Source, Validated};
+use crate::event::{self, Invalid, Meta, Source, Validated};
 use crate::fleet::dead_letters::{self, without_token};
 use crate::fleet::dedupe::{self, Claim, Dedupe};
 use crate::fleet::Fleet;
@@ -63,7 +65,7 @@ pub struct Client {
 
 /// One request's events of one kind, split by its endpoint but not yet validated.
 pub struct Batch {
-    kind: Kind,
+    kind: Lane,
     /// The protocol the events arrived in.
     source: Source,
     /// The text the events are read from: a decoded body, a query string, or the messages an
@@ -113,7 +115,7 @@ impl Batch {
     /// bytes (413 `event_too_large` naming the first one that is). On the blocking pool when
     /// the body is large.
     pub async fn split(
-        kind: Kind,
+        kind: Lane,
         body: Bytes,
         max_events: usize,
         max_event: usize,
@@ -126,7 +128,7 @@ impl Batch {
     }
 
     fn split_now(
-        kind: Kind,
+        kind: Lane,
         body: Bytes,
         max_events: usize,
         max_event: usize,
@@ -169,7 +171,7 @@ impl Batch {
     /// pixel receives it.
     pub fn query(query: &str) -> Batch {
         Batch {
-            kind: Kind::Beacon,
+            kind: Lane::BEACON,
             source: Source::Pixel,
             text: Bytes::copy_from_slice(query.as_bytes()),
             events: vec![Ok(Raw::Query)],
@@ -181,7 +183,7 @@ impl Batch {
     /// validated already, or refused (a message that could not be translated, or whose event
     /// broke a rule), so indices in the answer are the SDK's.
     pub fn translated(
-        kind: Kind,
+        kind: Lane,
         source: Source,
         events: Vec<Result<Translated, Untranslated>>,
     ) -> Batch {
@@ -283,7 +285,7 @@ impl Pipeline {
 
     /// The checks every ingest request passes before its body is read: inlet is not draining,
     /// the token may send `kind`, and from the page `origin` (its `Origin` or `Referer`).
-    pub fn admit(&self, token: &Token, kind: Kind, origin: Option<&str>) -> Result<(), ApiError> {
+    pub fn admit(&self, token: &Token, kind: Lane, origin: Option<&str>) -> Result<(), ApiError> {
         if !self.shutdown.is_accepting() {
             return Err(ApiError::Unavailable(Failure::ShuttingDown));
         }
@@ -326,7 +328,7 @@ impl Pipeline {
 
     /// Charges the token's quota for `events` events (all or nothing): through the fleet's
     /// Redis when there is one, else the token's own limiter.
-    async fn charge(&self, kind: Kind, token: &Token, events: usize) -> Result<(), ApiError> {
+    async fn charge(&self, kind: Lane, token: &Token, events: usize) -> Result<(), ApiError> {
         let refused = match self.fleet.quota.charge(token, events).await {
             Decision::Allowed => return Ok(()),
             Decision::Wait(wait) => ApiError::RateLimited {
@@ -343,7 +345,7 @@ impl Pipeline {
     }
 
     /// The gateway's metadata for a request's events.
-    fn meta(&self, kind: Kind, source: Source, token: &Token, client: Client) -> Meta {
+    fn meta(&self, kind: Lane, source: Source, token: &Token, client: Client) -> Meta {
         let mut user_agent = client.user_agent;
         if user_agent.len() > MAX_USER_AGENT {
             let mut end = MAX_USER_AGENT;
@@ -372,7 +374,7 @@ impl Pipeline {
     }
 
     /// Hands the valid events to the sink and turns its outcomes into the answer.
-    async fn produce(&self, kind: Kind, converted: Converted) -> Result<Answer, ApiError> {
+    async fn produce(&self, kind: Lane, converted: Converted) -> Result<Answer, ApiError> {
         let Converted {
             mut records,
             mut indices,
@@ -550,7 +552,7 @@ fn dead_letter_text(raw: &str, source: Source) -> std::borrow::Cow<'_, str> {
 }
 
 /// Reads and validates one event of a batch.
-fn validate(kind: Kind, text: &str, raw: Raw) -> Result<Validated, Invalid> {
+fn validate(kind: Lane, text: &str, raw: Raw) -> Result<Validated, Invalid> {
     match raw {
         Raw::Json(range) => event::parse(kind, &text[range]),
         Raw::Query => event::beacon::from_query(text),
@@ -605,18 +607,17 @@ const OUTCOMES: [&str; 6] = [
 /// Counts `n` events of `kind` with `outcome` (one of [`OUTCOMES`]) in `inlet_events_total`.
 /// The counters' handles are kept: the metric macros copy their labels into a new allocation at
 /// every call, which every request would pay.
-fn count(kind: Kind, outcome: &'static str, n: usize) {
-    static COUNTERS: [[OnceLock<Counter>; OUTCOMES.len()]; 2] =
-        [const { [const { OnceLock::new() }; OUTCOMES.len()] }; 2];
+fn count(kind: Lane, outcome: &'static str, n: usize) {
+    type Counters = PerLane<[OnceLock<Counter>; OUTCOMES.len()]>;
+    static COUNTERS: LazyLock<Counters> =
+        LazyLock::new(|| PerLane::new(|_| [const { OnceLock::new() }; OUTCOMES.len()]));
     if n == 0 {
         return;
     }
     let register =
         || ::metrics::counter!(metrics::EVENTS, "kind" => kind.as_str(), "outcome" => outcome);
     match OUTCOMES.iter().position(|o| *o == outcome) {
-        Some(i) => COUNTERS[kind as usize][i]
-            .get_or_init(register)
-            .increment(n as u64),
+        Some(i) => COUNTERS[kind][i].get_or_init(register).increment(n as u64),
         None => register().increment(n as u64),
     }
 }
@@ -659,7 +660,7 @@ mod tests {
             }
         }));
         let body = Bytes::from(events.to_string());
-        let batch = Batch::split(Kind::Beacon, body, 1000, 1 << 20)
+        let batch = Batch::split(Lane::BEACON, body, 1000, 1 << 20)
             .await
             .unwrap();
         let answer = pipeline(Arc::clone(&sink))
@@ -676,11 +677,11 @@ mod tests {
     async fn translated_events_keep_their_source_indices_and_what_was_trimmed() {
         let sink = Arc::new(MemorySink::accepting());
         let translated = |json: Value, trimmed: &[&str]| Translated {
-            event: event::parse(Kind::Beacon, &json.to_string()).unwrap(),
+            event: event::parse(Lane::BEACON, &json.to_string()).unwrap(),
             trimmed: trimmed.iter().map(|t| t.to_string()).collect(),
         };
         let batch = Batch::translated(
-            Kind::Beacon,
+            Lane::BEACON,
             Source::Segment,
             vec![
                 Err(Untranslated {
@@ -722,7 +723,7 @@ mod tests {
     #[tokio::test]
     async fn invalid_events_become_dead_letters_with_their_text_and_never_the_token() {
         let meta = pipeline(Arc::new(MemorySink::accepting())).meta(
-            Kind::Beacon,
+            Lane::BEACON,
             Source::Pixel,
             &testing::token(),
             client(),
@@ -738,7 +739,7 @@ mod tests {
             ("missing_field", "session_id=s")
         );
         let body = Bytes::from(r#"[{"session_id":"s","event":"e"},{"event":"e"}]"#);
-        let batch = Batch::split(Kind::Beacon, body, 10, 1024).await.unwrap();
+        let batch = Batch::split(Lane::BEACON, body, 10, 1024).await.unwrap();
         let converted = convert(batch, &meta, keep);
         let letters: Vec<_> = converted
             .letters
@@ -766,7 +767,7 @@ mod tests {
         let pipeline = pipeline(Arc::clone(&sink)).with_fleet(fleet);
         let send = || async {
             let body = Bytes::from(r#"{"session_id":"s","event":"e","id":"once"}"#);
-            let batch = Batch::split(Kind::Beacon, body, 10, 1024).await.unwrap();
+            let batch = Batch::split(Lane::BEACON, body, 10, 1024).await.unwrap();
             pipeline.ingest(&testing::token(), client(), batch).await
         };
         assert_eq!(send().await.unwrap_err().code(), "queue_full");
@@ -788,7 +789,7 @@ mod tests {
     async fn native_events_say_so_in_their_source() {
         let sink = Arc::new(MemorySink::accepting());
         let body = Bytes::from(r#"{"session_id":"s","event":"e"}"#);
-        let batch = Batch::split(Kind::Beacon, body, 10, 1024).await.unwrap();
+        let batch = Batch::split(Lane::BEACON, body, 10, 1024).await.unwrap();
         let pipeline = pipeline(Arc::clone(&sink));
         pipeline
             .ingest(&testing::token(), client(), batch)
@@ -847,7 +848,7 @@ mod tests {
     async fn a_retriable_failure_is_a_503_when_nothing_was_accepted() {
         let sink = Arc::new(MemorySink::answering(|_| Err(Failure::QueueFull)));
         let batch = Batch::split(
-            Kind::Beacon,
+            Lane::BEACON,
             r#"{"session_id":"s","event":"e"}"#.into(),
             10,
             1000,
@@ -876,7 +877,7 @@ mod tests {
         assert_eq!(answer.accepted, 1);
         let records = sink.records();
         assert_eq!(records[0].key, "s-1");
-        assert_eq!(records[0].kind, Kind::Beacon);
+        assert_eq!(records[0].kind, Lane::BEACON);
     }
 
     #[tokio::test]
@@ -888,9 +889,9 @@ mod tests {
             Arc::clone(&shutdown),
         );
         let token = testing::token();
-        assert!(pipeline.admit(&token, Kind::Occurrence, None).is_ok());
+        assert!(pipeline.admit(&token, Lane::OCCURRENCE, None).is_ok());
         shutdown.enter(crate::shutdown::Phase::Draining);
-        let error = pipeline.admit(&token, Kind::Beacon, None).unwrap_err();
+        let error = pipeline.admit(&token, Lane::BEACON, None).unwrap_err();
         assert_eq!(error.code(), "shutting_down");
     }
 
@@ -902,7 +903,7 @@ mod tests {
             let ran = Arc::clone(&ran);
             async move { ran.store(true, Ordering::SeqCst) }
         });
-        let batch = Batch::split(Kind::Beacon, body, 100_000, 1 << 20)
+        let batch = Batch::split(Lane::BEACON, body, 100_000, 1 << 20)
             .await
             .unwrap();
         let yielded = ran.load(Ordering::SeqCst);

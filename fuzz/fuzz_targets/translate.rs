@@ -10,7 +10,8 @@
 //! letters holds none of the members that carry the request's key.
 #![no_main]
 
-use inlet::event::{parse, Kind};
+use inlet::event::parse;
+use inlet::lane::Lane;
 use inlet::proto::envelope::Event;
 use inlet::sdk::{honeybadger, posthog, rollbar, segment, sentry, Translated, Untranslated};
 use libfuzzer_sys::fuzz_target;
@@ -34,13 +35,13 @@ fn object_of(event: &Event) -> &str {
 }
 
 /// Checks one translated or refused event; `secrets` are the member paths of the key.
-fn check(kind: Kind, event: &Result<Translated, Untranslated>, secrets: &[&[&str]]) {
+fn check(kind: Lane, event: &Result<Translated, Untranslated>, secrets: &[&[&str]]) {
     match event {
         Ok(Translated { event, .. }) => {
             let (its_kind, native) = match &event.body {
-                Event::Beacon(_) => (Kind::Beacon, r#"{"session_id":"s","event":"e","props":"#),
+                Event::Beacon(_) => (Lane::BEACON, r#"{"session_id":"s","event":"e","props":"#),
                 Event::Occurrence(_) => (
-                    Kind::Occurrence,
+                    Lane::OCCURRENCE,
                     r#"{"level":"error","message":"m","custom":"#,
                 ),
             };
@@ -82,14 +83,14 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(read) = posthog::read(body, 100) {
                 let secrets: &[&[&str]] = &[&["api_key"], &["token"], &["properties", "token"]];
                 for event in posthog::translate(&read.messages, read.key.as_deref()) {
-                    check(Kind::Beacon, &event, secrets);
+                    check(Lane::BEACON, &event, secrets);
                 }
             }
         }
         1 => {
             if let Ok(read) = segment::read(body, 100) {
                 for event in segment::translate(&read.messages, None) {
-                    check(Kind::Beacon, &event, &[&["writeKey"]]);
+                    check(Lane::BEACON, &event, &[&["writeKey"]]);
                 }
             }
         }
@@ -97,19 +98,19 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(envelope) = sentry::envelope(body) {
                 for raw in &envelope.events {
                     check(
-                        Kind::Occurrence,
+                        Lane::OCCURRENCE,
                         &sentry::event(raw, envelope.event_id).event,
                         &[],
                     );
                 }
             }
         }
-        3 => check(Kind::Occurrence, &sentry::event(body, None).event, &[]),
+        3 => check(Lane::OCCURRENCE, &sentry::event(body, None).event, &[]),
         4 => {
             if let Ok(item) = rollbar::item(body) {
-                check(Kind::Occurrence, &item.report.event, &[&["access_token"]]);
+                check(Lane::OCCURRENCE, &item.report.event, &[&["access_token"]]);
             }
         }
-        _ => check(Kind::Occurrence, &honeybadger::notice(body).event, &[]),
+        _ => check(Lane::OCCURRENCE, &honeybadger::notice(body).event, &[]),
     }
 });

@@ -12,7 +12,8 @@
 #![no_main]
 
 use inlet::event::reference::{parse_object, validate};
-use inlet::event::{envelope, parse, Kind, Meta};
+use inlet::event::{envelope, parse, Meta};
+use inlet::lane::Lane;
 use inlet::proto::{self, envelope::Event};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
@@ -40,9 +41,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let kind = if selector & 1 == 0 {
-        Kind::Beacon
+        Lane::BEACON
     } else {
-        Kind::Occurrence
+        Lane::OCCURRENCE
     };
     let Ok(raw) = std::str::from_utf8(rest) else {
         return;
@@ -82,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
         assert!((1..=64).contains(&id.len()), "client id {id:?}");
     }
     match (&validated.body, kind) {
-        (Event::Beacon(b), Kind::Beacon) => {
+        (Event::Beacon(b), Lane::BEACON) => {
             assert!((1..=128).contains(&b.session_id.len()));
             assert!((1..=64).contains(&b.event.len()));
             assert!(b.client_ts_ms >= 0);
@@ -92,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
                 b.props_json
             );
         }
-        (Event::Occurrence(o), Kind::Occurrence) => {
+        (Event::Occurrence(o), Lane::OCCURRENCE) => {
             assert!((1..=5).contains(&o.level), "level {}", o.level);
             assert!(o.client_ts_ms >= 0);
             if let Some(e) = &o.exception {

@@ -61,7 +61,8 @@ pub(super) fn convert(fields: Fields<'_, 9>) -> Result<Validated, Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{reference, Kind};
+    use crate::event::reference;
+    use crate::lane::Lane;
     use serde_json::{json, Value};
 
     /// Validates `v` as a request body would bring it.
@@ -206,7 +207,7 @@ mod tests {
         ];
         for raw in cases {
             let direct = parse(raw);
-            let via_map = reference::parse(Kind::Beacon, raw);
+            let via_map = reference::parse(Lane::BEACON, raw);
             match (&direct, &via_map) {
                 (Ok(a), Ok(b)) => assert_eq!(a, b, "{raw}"),
                 (Err(a), Err(b)) => assert_eq!(a.code, b.code, "{raw}: {a:?} vs {b:?}"),

@@ -22,27 +22,11 @@ mod text;
 
 use std::borrow::Cow;
 
+use crate::lane::Lane;
 use crate::proto;
 use fields::{Field, Fields, Read};
 pub(crate) use text::Key;
 pub use text::ObjectText;
-
-/// The two kinds of event inlet carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Beacon,
-    Occurrence,
-}
-
-impl Kind {
-    /// Name used in routes, metric labels and the `inlet-kind` header.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Beacon => "beacon",
-            Kind::Occurrence => "occurrence",
-        }
-    }
-}
 
 /// The protocol an event arrived in, recorded as `Envelope.source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -135,10 +119,11 @@ pub struct Validated {
 /// A field given twice makes the event invalid (`duplicate_field`): JSON parsers disagree on
 /// which copy wins, so accepting it would let a client show one value to one system and another
 /// to the next.
-pub fn parse(kind: Kind, raw: &str) -> Result<Validated, Invalid> {
+pub fn parse(kind: Lane, raw: &str) -> Result<Validated, Invalid> {
     match kind {
-        Kind::Beacon => beacon::parse(raw),
-        Kind::Occurrence => occurrence::parse(raw),
+        Lane::BEACON => beacon::parse(raw),
+        Lane::OCCURRENCE => occurrence::parse(raw),
+        other => Err(not_json_events(other)),
     }
 }
 
@@ -169,13 +154,22 @@ impl From<Given> for Field<'_> {
 /// rules of [`parse`], applied to the same field table, without the event being written as
 /// JSON and read again. A name the kind does not have is `unknown_field`, as in JSON text.
 pub fn from_fields(
-    kind: Kind,
+    kind: Lane,
     fields: impl IntoIterator<Item = (&'static str, Given)>,
 ) -> Result<Validated, Invalid> {
     match kind {
-        Kind::Beacon => beacon::convert(table(&beacon::FIELDS, fields)),
-        Kind::Occurrence => occurrence::convert(table(&occurrence::FIELDS, fields)),
+        Lane::BEACON => beacon::convert(table(&beacon::FIELDS, fields)),
+        Lane::OCCURRENCE => occurrence::convert(table(&occurrence::FIELDS, fields)),
+        other => Err(not_json_events(other)),
     }
+}
+
+/// A lane whose payloads are not events read field by field (none is, yet).
+fn not_json_events(lane: Lane) -> Invalid {
+    Invalid::new(
+        "unsupported_lane",
+        format!("{} payloads are not events", lane.as_str()),
+    )
 }
 
 /// Places given fields in a kind's table.

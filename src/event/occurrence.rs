@@ -236,7 +236,8 @@ fn nested(parent: &str, e: Invalid) -> Invalid {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{reference, Kind};
+    use crate::event::reference;
+    use crate::lane::Lane;
     use serde_json::json;
 
     /// Validates `v` as a request body would bring it.
@@ -305,7 +306,7 @@ mod tests {
         ];
         for raw in cases {
             let direct = parse(raw);
-            let via_map = reference::parse(Kind::Occurrence, raw);
+            let via_map = reference::parse(Lane::OCCURRENCE, raw);
             match (&direct, &via_map) {
                 (Ok(a), Ok(b)) => {
                     let (
@@ -373,7 +374,7 @@ mod tests {
                 })).collect::<Vec<_>>(),
             }});
             let given = crate::event::from_fields(
-                Kind::Occurrence,
+                Lane::OCCURRENCE,
                 [
                     ("level", crate::event::Given::Str("error".into())),
                     ("exception", crate::event::Given::Exception(exception)),

@@ -12,14 +12,16 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
+use crate::lane::Lane;
+
 use super::fields::{Field, Fields, Read};
 use super::query::NOT_FIELDS;
 use super::text::{duplicate_error, json_error};
-use super::{beacon, occurrence, Invalid, Kind, Validated};
+use super::{beacon, occurrence, Invalid, Validated};
 
 /// Parses one event's JSON text and validates it as `kind`: [`parse_object`] then
 /// [`validate`]. Same answers as [`super::parse`].
-pub fn parse(kind: Kind, raw: &str) -> Result<Validated, Invalid> {
+pub fn parse(kind: Lane, raw: &str) -> Result<Validated, Invalid> {
     parse_object(raw).and_then(|map| validate(kind, map))
 }
 
@@ -34,17 +36,18 @@ pub fn parse_object(raw: &str) -> Result<Map<String, Value>, Invalid> {
 }
 
 /// Validates one event of `kind` already parsed into a map.
-pub fn validate(kind: Kind, map: Map<String, Value>) -> Result<Validated, Invalid> {
+pub fn validate(kind: Lane, map: Map<String, Value>) -> Result<Validated, Invalid> {
     match kind {
-        Kind::Beacon => beacon::convert(Fields::from_map(map, &beacon::FIELDS)),
-        Kind::Occurrence => occurrence::convert(Fields::from_map(map, &occurrence::FIELDS)),
+        Lane::BEACON => beacon::convert(Fields::from_map(map, &beacon::FIELDS)),
+        Lane::OCCURRENCE => occurrence::convert(Fields::from_map(map, &occurrence::FIELDS)),
+        other => Err(Invalid::new("unsupported_lane", other.as_str())),
     }
 }
 
 /// The pixel's beacon from its query string, as the pixel read it before
 /// [`beacon::from_query`]: [`pixel_map`] then [`validate`]. Same answers, to the byte.
 pub fn from_query(query: &str) -> Result<Validated, Invalid> {
-    pixel_map(query).and_then(|map| validate(Kind::Beacon, map))
+    pixel_map(query).and_then(|map| validate(Lane::BEACON, map))
 }
 
 /// The beacon's fields from the query string, as the pixel collected them: `ts` as a number
@@ -171,7 +174,8 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::{parse_object, validate};
-    use crate::event::{envelope, parse, Kind, Meta};
+    use crate::event::{envelope, parse, Meta};
+    use crate::lane::Lane;
     use crate::proto;
     use proptest::prelude::*;
     use prost::Message;
@@ -232,7 +236,7 @@ mod properties {
     proptest! {
         #[test]
         fn validation_never_panics_and_names_a_known_code(map in event_like(), beacon in any::<bool>()) {
-            let kind = if beacon { Kind::Beacon } else { Kind::Occurrence };
+            let kind = if beacon { Lane::BEACON } else { Lane::OCCURRENCE };
             match validate(kind, map) {
                 Ok(v) => {
                     // Whatever validates converts, and the envelope survives the wire.
@@ -257,7 +261,7 @@ mod properties {
             pretty in any::<bool>(),
             beacon in any::<bool>(),
         ) {
-            let kind = if beacon { Kind::Beacon } else { Kind::Occurrence };
+            let kind = if beacon { Lane::BEACON } else { Lane::OCCURRENCE };
             let text = if pretty {
                 serde_json::to_string_pretty(&map).unwrap()
             } else {
@@ -303,7 +307,7 @@ mod properties {
             if let Some(id) = &id {
                 map.insert("id".into(), Value::from(id.clone()));
             }
-            let v = validate(Kind::Beacon, map).unwrap();
+            let v = validate(Lane::BEACON, map).unwrap();
             prop_assert_eq!(&v.client_id, &id);
             let proto::envelope::Event::Beacon(b) = v.body else { panic!("a beacon") };
             prop_assert_eq!(b.session_id, session);

@@ -450,7 +450,7 @@ mod tests {
             r#"{{"session_id":"s","event":"e","props":{{{}}}}}"#,
             members.map(|(n, v)| format!("\"{n}\":{v}")).join(",")
         );
-        let read = crate::event::parse(crate::event::Kind::Beacon, &body)
+        let read = crate::event::parse(crate::lane::Lane::BEACON, &body)
             .unwrap()
             .into_beacon();
         assert_eq!(of(&members).unwrap(), read.props_json);

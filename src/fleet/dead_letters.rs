@@ -15,8 +15,10 @@ use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
+use crate::lane::Lane;
+
 use crate::config::Config;
-use crate::event::{Invalid, Kind, Meta};
+use crate::event::{Invalid, Meta};
 use crate::metrics;
 use crate::proto::DeadLetter;
 use crate::sink::kafka::producer_properties;
@@ -94,7 +96,7 @@ impl Drop for DeadLetters {
 }
 
 /// A dead letter for event `index` of a request, refused as `invalid`, whose text was `raw`.
-pub fn letter(meta: &Meta, kind: Kind, index: usize, invalid: &Invalid, raw: &str) -> DeadLetter {
+pub fn letter(meta: &Meta, kind: Lane, index: usize, invalid: &Invalid, raw: &str) -> DeadLetter {
     DeadLetter {
         token_id: meta.token_id.clone(),
         project_id: meta.project_id.clone(),
@@ -164,7 +166,7 @@ mod tests {
         };
         let raw = "é".repeat(MAX_RAW_BYTES);
         let invalid = Invalid::new("missing_field", "session_id is required");
-        let letter = letter(&meta, Kind::Beacon, 3, &invalid, &raw);
+        let letter = letter(&meta, Lane::BEACON, 3, &invalid, &raw);
         assert_eq!(letter.raw.len(), MAX_RAW_BYTES);
         assert_eq!(letter.raw_bytes, 2 * MAX_RAW_BYTES as u64);
         assert_eq!((letter.code.as_str(), letter.index), ("missing_field", 3));

@@ -9,10 +9,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
+use crate::lane::Lane;
+
 use super::body::check_media_type;
 use super::sdk::{self, header_value};
 use crate::error::ApiError;
-use crate::event::{Kind, Source};
+use crate::event::Source;
 use crate::sdk::honeybadger;
 use crate::state::AppState;
 
@@ -33,9 +35,9 @@ pub async fn notice(State(state): State<AppState>, request: Request) -> Response
 async fn ingest(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiError> {
     let (parts, body) = request.into_parts();
     let key = header_value(&parts.headers, "x-api-key");
-    let auth = sdk::authorize(state, &parts, Kind::Occurrence, key)?;
+    let auth = sdk::authorize(state, &parts, Lane::OCCURRENCE, key)?;
     check_media_type(&parts.headers)?;
-    let body = sdk::read_body(state, Kind::Occurrence, &parts, body).await?;
+    let body = sdk::read_body(state, Lane::OCCURRENCE, &parts, body).await?;
     sdk::count_items(Source::Honeybadger, "notice", 1);
     sdk::check_event_size(state, 0, body.len())?;
     let report = honeybadger::notice(&body);

@@ -2,18 +2,14 @@
 //! events, and hand them to the [pipeline](crate::pipeline); the answer says exactly which
 //! events were accepted.
 
-use std::sync::OnceLock;
-
-use ::metrics::Histogram;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
 use super::authenticate::{request_origin, Authenticated};
 use super::body::{check_media_type, read_decoded};
 use crate::error::ApiError;
-use crate::event::Kind;
-use crate::metrics;
+use crate::lane::Lane;
 use crate::pipeline::Batch;
 use crate::state::AppState;
 
@@ -23,7 +19,7 @@ pub async fn beacons(
     auth: Authenticated,
     request: Request,
 ) -> Result<Response, ApiError> {
-    ingest(Kind::Beacon, state, auth, request).await
+    ingest(Lane::BEACON, state, auth, request).await
 }
 
 /// `POST /v1/occurrences`.
@@ -32,23 +28,31 @@ pub async fn occurrences(
     auth: Authenticated,
     request: Request,
 ) -> Result<Response, ApiError> {
-    ingest(Kind::Occurrence, state, auth, request).await
+    ingest(Lane::OCCURRENCE, state, auth, request).await
 }
 
 async fn ingest(
-    kind: Kind,
+    kind: Lane,
     state: AppState,
     auth: Authenticated,
     request: Request,
 ) -> Result<Response, ApiError> {
     // The request's own headers, moved out of it (axum's `HeaderMap` extractor clones them).
-    let (Parts { headers, .. }, body) = request.into_parts();
+    let (
+        Parts {
+            headers,
+            extensions,
+            ..
+        },
+        body,
+    ) = request.into_parts();
     let origin = request_origin(&headers);
     state.pipeline.admit(&auth.token, kind, origin.as_deref())?;
     check_media_type(&headers)?;
     let config = &state.config;
     let limits = config.limits(kind);
-    let decoded = read_decoded(&headers, body, limits, config, body_bytes(kind)).await?;
+    let sent_bytes = super::edge::body_bytes(extensions.get::<MatchedPath>());
+    let decoded = read_decoded(&headers, body, limits, config, sent_bytes).await?;
     let batch = Batch::split(
         kind,
         decoded,
@@ -59,21 +63,6 @@ async fn ingest(
     let client = auth.client(&headers);
     let answer = state.pipeline.ingest(&auth.token, client, batch).await?;
     Ok(answer.into_response())
-}
-
-/// The `inlet_http_request_body_bytes` histogram of `kind`'s route, its handle kept (the macro
-/// copies its labels into a new allocation at every call).
-fn body_bytes(kind: Kind) -> &'static Histogram {
-    static HISTOGRAMS: [OnceLock<Histogram>; 2] = [const { OnceLock::new() }; 2];
-    HISTOGRAMS[kind as usize]
-        .get_or_init(|| ::metrics::histogram!(metrics::HTTP_BODY_BYTES, "route" => route(kind)))
-}
-
-fn route(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Beacon => "/v1/beacons",
-        Kind::Occurrence => "/v1/occurrences",
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::authenticate::{request_origin, Authenticated};
 use crate::config::Delivery;
 use crate::error::ApiError;
-use crate::event::Kind;
+use crate::lane::Lane;
 use crate::pipeline::Batch;
 use crate::state::AppState;
 
@@ -39,7 +39,7 @@ pub async fn pixel(
     let origin = request_origin(headers);
     state
         .pipeline
-        .admit(&auth.token, Kind::Beacon, origin.as_deref())?;
+        .admit(&auth.token, Lane::BEACON, origin.as_deref())?;
     let batch = Batch::query(request.uri().query().unwrap_or(""));
     let answer = state
         .pipeline

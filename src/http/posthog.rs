@@ -19,11 +19,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::lane::Lane;
+
 use super::body::read_body as read_capped;
 use super::body::{media_type, MinRate};
 use super::sdk::{authorize, error_answer, ingest, off_the_runtime, read_body};
 use crate::error::ApiError;
-use crate::event::{Kind, Source};
+use crate::event::Source;
 use crate::pipeline::BLOCKING_PARSE_BYTES;
 use crate::sdk::posthog::{self, Wire};
 use crate::state::AppState;
@@ -49,8 +51,8 @@ async fn run(state: AppState, request: Request) -> Result<(), ApiError> {
             .find(|(name, _)| name == "compression")
             .map(|(_, value)| value.into_owned())
     });
-    let body = read_body(&state, Kind::Beacon, &parts, body).await?;
-    let max_decoded = state.config.limits(Kind::Beacon).max_decoded;
+    let body = read_body(&state, Lane::BEACON, &parts, body).await?;
+    let max_decoded = state.config.limits(Lane::BEACON).max_decoded;
     let max_events = state.config.max_events_per_request;
     // Decoded, read and translated in one go: the events borrow the body. The key is in the
     // body, so it is checked once the body is read. A body that may hold gzip (posthog-js does
@@ -76,12 +78,12 @@ async fn run(state: AppState, request: Request) -> Result<(), ApiError> {
         Ok((read.key, events))
     })
     .await?;
-    let auth = authorize(&state, &parts, Kind::Beacon, key)?;
+    let auth = authorize(&state, &parts, Lane::BEACON, key)?;
     ingest(
         &state,
         &auth,
         &parts.headers,
-        Kind::Beacon,
+        Lane::BEACON,
         Source::Posthog,
         events,
     )
@@ -151,7 +153,7 @@ pub async fn config_js(Path(token): Path<String>) -> Response {
 /// and ignored.
 pub async fn flags(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let limit = state.config.limits(Kind::Beacon).max_body;
+    let limit = state.config.limits(Lane::BEACON).max_body;
     if let Err(error) = read_capped(body, &parts.headers, limit, MinRate::of(&state.config)).await {
         return error.into_response();
     }

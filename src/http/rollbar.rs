@@ -12,10 +12,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
+use crate::lane::Lane;
+
 use super::body::check_media_type;
 use super::sdk::{self, header_value};
 use crate::error::ApiError;
-use crate::event::{Kind, Source};
+use crate::event::Source;
 use crate::sdk::rollbar;
 use crate::state::AppState;
 
@@ -34,16 +36,16 @@ async fn ingest(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiErr
     let (parts, body) = request.into_parts();
     // With the key in a header, a stranger is turned away before the body is read.
     let early = match header_value(&parts.headers, "x-rollbar-access-token") {
-        Some(key) => Some(sdk::authorize(state, &parts, Kind::Occurrence, Some(key))?),
+        Some(key) => Some(sdk::authorize(state, &parts, Lane::OCCURRENCE, Some(key))?),
         None => None,
     };
     check_media_type(&parts.headers)?;
-    let body = sdk::read_body(state, Kind::Occurrence, &parts, body).await?;
+    let body = sdk::read_body(state, Lane::OCCURRENCE, &parts, body).await?;
     sdk::check_event_size(state, 0, body.len())?;
     let item = rollbar::item(&body).map_err(ApiError::MalformedBody)?;
     let auth = match early {
         Some(auth) => auth,
-        None => sdk::authorize(state, &parts, Kind::Occurrence, item.access_token)?,
+        None => sdk::authorize(state, &parts, Lane::OCCURRENCE, item.access_token)?,
     };
     sdk::count_items(Source::Rollbar, "item", 1);
     let uuid = item.report.id;

@@ -11,10 +11,12 @@ use serde_json::Value;
 use axum::extract::MatchedPath;
 use axum::http::request::Parts;
 
+use crate::lane::Lane;
+
 use super::authenticate::{request_origin, Authenticated};
 use super::body::read_decoded;
 use crate::error::{ApiError, Refusal};
-use crate::event::{Kind, Source};
+use crate::event::Source;
 use crate::pipeline::{off_the_runtime_if, Answer, Batch, BLOCKING_PARSE_BYTES};
 pub use crate::sdk::count_items;
 use crate::sdk::report::Report;
@@ -26,7 +28,7 @@ use crate::state::AppState;
 pub fn authorize(
     state: &AppState,
     parts: &Parts,
-    kind: Kind,
+    kind: Lane,
     key: Option<String>,
 ) -> Result<Authenticated, ApiError> {
     let auth = Authenticated::resolve(state, parts, key)?;
@@ -59,7 +61,7 @@ pub fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
 /// request's matched route.
 pub async fn read_body(
     state: &AppState,
-    kind: Kind,
+    kind: Lane,
     parts: &Parts,
     body: Body,
 ) -> Result<Bytes, ApiError> {
@@ -79,7 +81,7 @@ pub async fn read_body(
 /// the occurrence cap of one event, as it would be on `/v1/occurrences`: checked before the
 /// report is parsed, so a large one costs no more than its bytes.
 pub fn check_event_size(state: &AppState, index: usize, size: usize) -> Result<(), ApiError> {
-    let limit = state.config.limits(Kind::Occurrence).max_event;
+    let limit = state.config.limits(Lane::OCCURRENCE).max_event;
     if size > limit {
         return Err(ApiError::EventTooLarge { index, size, limit });
     }
@@ -95,7 +97,7 @@ pub async fn ingest_reports(
     reports: Vec<Report>,
 ) -> Result<Answer, ApiError> {
     let events = reports.into_iter().map(|report| report.event).collect();
-    ingest(state, auth, headers, Kind::Occurrence, source, events).await
+    ingest(state, auth, headers, Lane::OCCURRENCE, source, events).await
 }
 
 /// Hands an SDK request's translated events to the pipeline as events of `kind` from `source`.
@@ -108,7 +110,7 @@ pub async fn ingest(
     state: &AppState,
     auth: &Authenticated,
     headers: &HeaderMap,
-    kind: Kind,
+    kind: Lane,
     source: Source,
     events: Vec<Result<Translated, Untranslated>>,
 ) -> Result<Answer, ApiError> {

@@ -20,11 +20,13 @@ use axum::Json;
 use base64::Engine;
 use serde_json::json;
 
+use crate::lane::Lane;
+
 use super::authenticate::presented_secret;
 use super::body::check_media_type;
 use super::sdk::{authorize, error_answer, ingest, is_large, off_the_runtime, read_body};
 use crate::error::ApiError;
-use crate::event::{Kind, Source};
+use crate::event::Source;
 use crate::sdk;
 use crate::state::AppState;
 
@@ -45,11 +47,11 @@ async fn run(state: AppState, request: Request, call: Option<String>) -> Result<
     let (parts, body) = request.into_parts();
     // The Basic key is checked before the body is read; a key in the body, after.
     let early = match basic_user(&parts.headers).or_else(|| presented_secret(&parts)) {
-        Some(key) => Some(authorize(&state, &parts, Kind::Beacon, Some(key))?),
+        Some(key) => Some(authorize(&state, &parts, Lane::BEACON, Some(key))?),
         None => None,
     };
     check_media_type(&parts.headers)?;
-    let body = read_body(&state, Kind::Beacon, &parts, body).await?;
+    let body = read_body(&state, Lane::BEACON, &parts, body).await?;
     let max_events = state.config.max_events_per_request;
     // Read and translated in one go: the messages borrow the body. A key in the body is known
     // only once the body is read, so the translation may come before it is checked.
@@ -63,13 +65,13 @@ async fn run(state: AppState, request: Request, call: Option<String>) -> Result<
     .await?;
     let auth = match early {
         Some(auth) => auth,
-        None => authorize(&state, &parts, Kind::Beacon, key)?,
+        None => authorize(&state, &parts, Lane::BEACON, key)?,
     };
     ingest(
         &state,
         &auth,
         &parts.headers,
-        Kind::Beacon,
+        Lane::BEACON,
         Source::Segment,
         events,
     )

@@ -15,10 +15,12 @@ use axum::response::Response;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::lane::Lane;
+
 use super::authenticate::Authenticated;
 use super::sdk::{self, header_value};
 use crate::error::ApiError;
-use crate::event::{Kind, Source};
+use crate::event::Source;
 use crate::sdk::report::Report;
 use crate::sdk::sentry;
 use crate::state::AppState;
@@ -36,8 +38,8 @@ pub async fn store(State(state): State<AppState>, request: Request) -> Response 
 
 async fn ingest_envelope(state: &AppState, request: Request) -> Result<Option<Uuid>, ApiError> {
     let (parts, body) = request.into_parts();
-    let auth = sdk::authorize(state, &parts, Kind::Occurrence, sentry_key(&parts))?;
-    let body = sdk::read_body(state, Kind::Occurrence, &parts, body).await?;
+    let auth = sdk::authorize(state, &parts, Lane::OCCURRENCE, sentry_key(&parts))?;
+    let body = sdk::read_body(state, Lane::OCCURRENCE, &parts, body).await?;
     let envelope = sentry::envelope(&body).map_err(ApiError::MalformedBody)?;
     for kind in &envelope.item_types {
         sdk::count_items(Source::Sentry, kind, 1);
@@ -56,8 +58,8 @@ async fn ingest_envelope(state: &AppState, request: Request) -> Result<Option<Uu
 
 async fn ingest_store(state: &AppState, request: Request) -> Result<Option<Uuid>, ApiError> {
     let (parts, body) = request.into_parts();
-    let auth = sdk::authorize(state, &parts, Kind::Occurrence, sentry_key(&parts))?;
-    let body = sdk::read_body(state, Kind::Occurrence, &parts, body).await?;
+    let auth = sdk::authorize(state, &parts, Lane::OCCURRENCE, sentry_key(&parts))?;
+    let body = sdk::read_body(state, Lane::OCCURRENCE, &parts, body).await?;
     sdk::count_items(Source::Sentry, "event", 1);
     sdk::check_event_size(state, 0, body.len())?;
     ingest(state, &auth, &parts, vec![sentry::event(&body, None)], None).await

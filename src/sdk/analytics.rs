@@ -20,7 +20,8 @@ pub use super::object::{text, Object};
 use super::{keep_within, without_secrets, Secrets, Translated, Untranslated};
 use crate::error::ApiError;
 use crate::event::beacon::MAX_PROPS_BYTES;
-use crate::event::{self, Given, Invalid, Kind, ObjectText};
+use crate::event::{self, Given, Invalid, ObjectText};
+use crate::lane::Lane;
 
 /// Limits of the beacon fields that are cut rather than refused (API.md).
 const MAX_EVENT: usize = 64;
@@ -67,7 +68,7 @@ pub fn build(fields: Fields, props: (ObjectText, Vec<String>)) -> Result<Transla
     if !props.is_empty() {
         beacon.push(("props", Given::Object(props)));
     }
-    let event = event::from_fields(Kind::Beacon, beacon)?;
+    let event = event::from_fields(Lane::BEACON, beacon)?;
     Ok(Translated { event, trimmed })
 }
 

@@ -107,7 +107,7 @@ pub(crate) fn recorded(source: Source, name: &str) -> Vec<u8> {
 /// instead. The twin, read natively, is these very events.
 #[cfg(test)]
 pub(crate) fn assert_twin(
-    kind: crate::event::Kind,
+    kind: crate::lane::Lane,
     events: &[&crate::event::Validated],
     twin: &str,
 ) {
@@ -305,7 +305,7 @@ mod timing {
             for i in 0..50 {
                 let beacon = &twin[i % twin.len()];
                 std::hint::black_box(
-                    crate::event::parse(crate::event::Kind::Beacon, beacon).unwrap(),
+                    crate::event::parse(crate::lane::Lane::BEACON, beacon).unwrap(),
                 );
             }
         }
@@ -326,7 +326,7 @@ mod timing {
         for _ in 0..n {
             for beacon in &beacons {
                 std::hint::black_box(
-                    crate::event::parse(crate::event::Kind::Beacon, beacon).unwrap(),
+                    crate::event::parse(crate::lane::Lane::BEACON, beacon).unwrap(),
                 );
             }
         }

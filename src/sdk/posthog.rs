@@ -219,7 +219,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::event::Kind;
+    use crate::lane::Lane;
     use crate::proto;
     use crate::sdk::recorded;
     fn beacons(body: &[u8]) -> Vec<Result<proto::Beacon, String>> {
@@ -309,7 +309,7 @@ mod tests {
             .map(|t| t.unwrap().event)
             .collect();
         let twin = "tests/sdk/payloads/posthog/js-batch.beacons.json";
-        crate::sdk::assert_twin(Kind::Beacon, &translated.iter().collect::<Vec<_>>(), twin);
+        crate::sdk::assert_twin(Lane::BEACON, &translated.iter().collect::<Vec<_>>(), twin);
     }
 
     #[test]

@@ -14,10 +14,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::lane::Lane;
+
 use super::object::Object;
 use super::{keep_within, without_secrets, Secrets};
 use crate::event::occurrence::{MAX_CUSTOM_BYTES, MAX_FRAMES};
-use crate::event::{self, Given, Invalid, Kind, ObjectText};
+use crate::event::{self, Given, Invalid, ObjectText};
 use crate::pipeline::{Translated, Untranslated};
 use crate::proto;
 
@@ -355,7 +357,7 @@ impl Occurrence {
             self.trimmed.extend(trimmed);
             self.fields.push(("custom", Given::Object(custom)));
         }
-        let event = match event::from_fields(Kind::Occurrence, self.fields) {
+        let event = match event::from_fields(Lane::OCCURRENCE, self.fields) {
             Ok(event) => Ok(Translated {
                 event,
                 trimmed: self.trimmed,
@@ -473,7 +475,7 @@ pub fn rfc3339_to_ms(text: &str) -> Option<i64> {
 #[cfg(test)]
 pub(crate) fn assert_twin(report: &Report, twin: &str) {
     let translated = &report.event.as_ref().expect("translated").event;
-    super::assert_twin(Kind::Occurrence, &[translated], twin);
+    super::assert_twin(Lane::OCCURRENCE, &[translated], twin);
 }
 
 /// A translated report as the JSON its native endpoint takes, for the tests to read.

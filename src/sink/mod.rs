@@ -13,12 +13,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::event::Kind;
+use crate::lane::Lane;
 
 /// One Kafka message to produce.
 #[derive(Debug, Clone)]
 pub struct Record {
-    pub kind: Kind,
+    pub kind: Lane,
     /// The shard key.
     pub key: String,
     /// The encoded `inlet.v1.Envelope`.

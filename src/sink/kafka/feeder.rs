@@ -23,7 +23,6 @@ use super::queue::Job;
 use super::reports::Producer;
 use super::shared::Shared;
 use super::timing::QUEUE_FULL_BACKOFF;
-use crate::event::Kind;
 use crate::metrics;
 use crate::sink::Failure;
 
@@ -220,10 +219,6 @@ impl<'a> Pass<'a> {
     fn send(&mut self, job: &Job) -> Result<(), (Failure, KafkaError)> {
         let index = job.next;
         let record = &job.batch.records[index];
-        let i = match record.kind {
-            Kind::Beacon => 0,
-            Kind::Occurrence => 1,
-        };
         let seq = if job.resend {
             job.seq
         } else {
@@ -236,10 +231,10 @@ impl<'a> Pass<'a> {
             seq,
             &self.shared.slots,
         ));
-        let message = BaseRecord::with_opaque_to(&self.shared.topics[i], slot)
+        let message = BaseRecord::with_opaque_to(&self.shared.topics[record.kind], slot)
             .key(record.key.as_bytes())
             .payload(&record.value[..])
-            .headers(self.shared.headers[i].clone());
+            .headers(self.shared.headers[record.kind].clone());
         self.producer
             .send(message)
             .map_err(|(error, _)| (failure_of(&error), error))

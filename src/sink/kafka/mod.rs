@@ -59,7 +59,7 @@ use rdkafka::producer::Producer as _;
 
 use super::{BoxFuture, Failure, Outcome, Record, Sink};
 use crate::config::Config;
-use crate::event::Kind;
+use crate::lane::{Lane, PerLane};
 use batch::{Batch, Slots};
 use queue::{FeedQueue, Job};
 use reports::{Context, Producer, Signal};
@@ -91,11 +91,8 @@ impl KafkaSink {
             producer: Arc::new(ArcSwap::from_pointee(producer)),
             client_config,
             context,
-            topics: [
-                config.topic_beacons.clone(),
-                config.topic_occurrences.clone(),
-            ],
-            headers: [headers(Kind::Beacon), headers(Kind::Occurrence)],
+            topics: PerLane::new(|lane| config.topic(lane).to_owned()),
+            headers: PerLane::new(headers),
             enqueue_wait: config.enqueue_wait,
             ack_guard: config.enqueue_wait + config.delivery_timeout + ACK_GUARD_MARGIN,
             ready: AtomicBool::new(false),
@@ -116,7 +113,7 @@ impl KafkaSink {
 }
 
 /// The headers of every message of `kind`.
-fn headers(kind: Kind) -> OwnedHeaders {
+fn headers(kind: Lane) -> OwnedHeaders {
     OwnedHeaders::new()
         .insert(Header {
             key: "inlet-kind",

@@ -39,7 +39,13 @@ pub fn producer_properties(config: &Config) -> Vec<(String, String)> {
         // message.max.bytes must be at least this too, or it refuses them (413).
         (
             "message.max.bytes",
-            (config.beacons.max_event.max(config.occurrences.max_event) + ENVELOPE_OVERHEAD)
+            (config
+                .lanes
+                .iter()
+                .map(|(_, l)| l.limits.max_event)
+                .max()
+                .unwrap_or(0)
+                + ENVELOPE_OVERHEAD)
                 .to_string(),
         ),
         // librdkafka backs off reconnecting up to 10 s by default: after an outage, a broker

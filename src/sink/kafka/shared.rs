@@ -12,6 +12,7 @@ use rdkafka::message::OwnedHeaders;
 
 use super::batch::Slots;
 use super::reports::{Context, Producer};
+use crate::lane::PerLane;
 
 /// What the sink's handle and its threads share. The threads hold it weakly: they exit once
 /// the sink is dropped.
@@ -23,10 +24,10 @@ pub(super) struct Shared {
     pub(super) client_config: ClientConfig,
     /// What every producer built calls back into; also holds the feeder's queue.
     pub(super) context: Context,
-    /// The beacons topic, then the occurrences topic.
-    pub(super) topics: [String; 2],
-    /// Each topic's message headers.
-    pub(super) headers: [OwnedHeaders; 2],
+    /// Each lane's topic.
+    pub(super) topics: PerLane<String>,
+    /// Each lane's message headers.
+    pub(super) headers: PerLane<OwnedHeaders>,
     /// How long a record may wait for room in librdkafka's queue.
     pub(super) enqueue_wait: Duration,
     /// Longest wait for delivery reports under `ack` delivery.

@@ -11,6 +11,7 @@ use rdkafka::producer::{Producer as _, PurgeConfig};
 use super::reports::Producer;
 use super::shared::Shared;
 use super::timing::QUEUE_FULL_BACKOFF;
+use crate::lane::Lane;
 use crate::metrics;
 
 /// How often readiness is probed with a metadata request (and how long a probe may take).
@@ -48,7 +49,7 @@ pub(super) fn run(weak: Weak<Shared>) {
 
 /// One readiness probe; returns whether a broker answered with the topic's partitions.
 fn probe(shared: &Shared, producer: &Producer) -> bool {
-    let topic = &shared.topics[0];
+    let topic = &shared.topics[Lane::BEACON];
     let result = producer.client().fetch_metadata(Some(topic), PROBE_EVERY);
     let ok = match &result {
         Ok(md) => md

@@ -319,7 +319,7 @@ fn rewrite(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Kind;
+    use crate::lane::Lane;
     use crate::sink::Record;
 
     fn scratch(name: &str) -> PathBuf {
@@ -338,7 +338,7 @@ mod tests {
         for seq in seqs {
             starts.push(buf.len());
             let record = Record {
-                kind: Kind::Beacon,
+                kind: Lane::BEACON,
                 key: format!("k{seq}"),
                 value: vec![seq as u8; 50],
             };

@@ -2,7 +2,7 @@
 //! record looks on disk, so torn writes and bit flips are handled (and tested) here alone.
 //!
 //! A record is `len: u32 LE | crc: u32 LE | payload (len bytes)`, the CRC-32 covering the
-//! length and the payload. The payload is `seq: u64 | written_at_ms: u64 | kind: u8 |
+//! length and the payload. The payload is `seq: u64 | written_at_ms: u64 | lane: u8 |
 //! key_len: u16 | key | value` (integers little-endian): the sequence number makes a record's
 //! place in the log independent of its position in a file (so a record set aside never shifts
 //! the ones after it), and the write time gives the age of the oldest record.
@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 
-use crate::event::Kind;
+use crate::lane::Lane;
 use crate::sink::Record;
 
 /// Bytes before the payload: its length and its CRC.
@@ -30,7 +30,7 @@ pub struct Stored<'a> {
     pub seq: u64,
     /// When it was written, in milliseconds since the Unix epoch.
     pub written_at_ms: u64,
-    pub kind: Kind,
+    pub kind: Lane,
     pub key: &'a str,
     pub value: &'a [u8],
 }
@@ -61,7 +61,7 @@ pub fn encode(record: &Record, seq: u64, written_at_ms: u64, out: &mut Vec<u8>) 
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&written_at_ms.to_le_bytes());
-    out.push(record.kind as u8);
+    out.push(record.kind.index());
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
     out.extend_from_slice(key);
     out.extend_from_slice(&record.value);
@@ -152,11 +152,7 @@ fn read_at(buf: &[u8], at: usize) -> Option<(usize, Stored<'_>)> {
 
 fn parse(payload: &[u8]) -> Option<Stored<'_>> {
     let u64_at = |at: usize| u64::from_le_bytes(payload[at..at + 8].try_into().expect("8 bytes"));
-    let kind = match payload[16] {
-        0 => Kind::Beacon,
-        1 => Kind::Occurrence,
-        _ => return None,
-    };
+    let kind = Lane::from_index(payload[16])?;
     let key_len = u16::from_le_bytes([payload[17], payload[18]]) as usize;
     let key = payload.get(PAYLOAD_HEADER..PAYLOAD_HEADER + key_len)?;
     Some(Stored {
@@ -174,7 +170,7 @@ mod tests {
 
     fn record(key: &str, value: &[u8]) -> Record {
         Record {
-            kind: Kind::Occurrence,
+            kind: Lane::OCCURRENCE,
             key: key.into(),
             value: value.to_vec(),
         }
@@ -212,7 +208,7 @@ mod tests {
         assert_eq!(range.len(), encoded_len(&record("bb", &[1; 40])));
         assert_eq!(
             (stored.kind, stored.key, stored.value, stored.written_at_ms),
-            (Kind::Occurrence, "bb", &[1u8; 40][..], 7)
+            (Lane::OCCURRENCE, "bb", &[1u8; 40][..], 7)
         );
     }
 

@@ -1,0 +1,244 @@
+//! Lanes: the kinds of telemetry inlet carries, as one table.
+//!
+//! A lane is what a token's `kinds` lists and what a message's `inlet-kind` header names: its
+//! own topic, Kafka key, size caps and permission. Everything that differs between lanes is in
+//! its entry of [`LANES`]; the rest of inlet asks a [`Lane`] for its [`Spec`], or keeps state
+//! per lane in a [`PerLane`], and never counts or matches the lanes itself. Adding a lane is one
+//! entry here, the names of its settings in [`Settings`](crate::settings::Settings), and its
+//! payload in `proto/`.
+//!
+//! The table's order is part of the spool's format (a spooled record stores its lane's index):
+//! append to it, never reorder it.
+
+use std::fmt;
+use std::ops::Index;
+
+use crate::settings::Settings;
+
+/// The lanes, in the order of their indices.
+pub static LANES: &[Spec] = &[
+    Spec {
+        name: "beacon",
+        key: KeyRule::Session,
+        listed: true,
+        analytics: true,
+        topic: "inlet.beacons",
+        limits: BodyLimits {
+            max_body: 1 << 20,
+            max_decoded: 4 << 20,
+            max_event: 128 << 10,
+        },
+        names: Names {
+            topic: "topic_beacons",
+            limits: "beacons",
+        },
+        settings: |s| Given {
+            topic: s.topic_beacons.clone(),
+            max_body: s.beacons_max_body_bytes,
+            max_decoded: s.beacons_max_decoded_bytes,
+            max_event: s.beacons_max_event_bytes,
+        },
+    },
+    Spec {
+        name: "occurrence",
+        key: KeyRule::Account,
+        listed: true,
+        analytics: false,
+        topic: "inlet.occurrences",
+        limits: BodyLimits {
+            max_body: 10 << 20,
+            max_decoded: 40 << 20,
+            max_event: 1_000_000,
+        },
+        names: Names {
+            topic: "topic_occurrences",
+            limits: "occurrences",
+        },
+        settings: |s| Given {
+            topic: s.topic_occurrences.clone(),
+            max_body: s.occurrences_max_body_bytes,
+            max_decoded: s.occurrences_max_decoded_bytes,
+            max_event: s.occurrences_max_event_bytes,
+        },
+    },
+];
+
+/// What one lane is: everything in which it differs from the others.
+pub struct Spec {
+    /// Its name: the value in a token's `kinds`, the `inlet-kind` header, metric labels.
+    pub name: &'static str,
+    /// How its messages are keyed.
+    pub key: KeyRule,
+    /// Whether a token's `kinds` must list it (else any token of an endpoint that sends it may).
+    pub listed: bool,
+    /// Whether it carries what people do (`client_ip_truncation = beacons` covers it), rather
+    /// than what applications report.
+    pub analytics: bool,
+    /// Its topic unless configured.
+    pub topic: &'static str,
+    /// Its size caps unless configured.
+    pub limits: BodyLimits,
+    /// The names of its settings, for errors.
+    pub names: Names,
+    /// Its settings as one source gives them.
+    pub settings: fn(&Settings) -> Given,
+}
+
+/// The Kafka key of a lane's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRule {
+    /// The session the event belongs to: a session's events stay in order.
+    Session,
+    /// The token's account: an account's events go to one consumer.
+    Account,
+}
+
+/// The names of a lane's settings.
+pub struct Names {
+    /// Its topic's setting (`topic_beacons`).
+    pub topic: &'static str,
+    /// The prefix of its size caps' settings (`beacons` of `beacons_max_body_bytes`).
+    pub limits: &'static str,
+}
+
+/// A lane's settings as one source gives them, each optional.
+#[derive(Debug, Default)]
+pub struct Given {
+    pub topic: Option<String>,
+    pub max_body: Option<usize>,
+    pub max_decoded: Option<usize>,
+    pub max_event: Option<usize>,
+}
+
+/// Size caps of one lane's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Largest body as sent.
+    pub max_body: usize,
+    /// Largest body once decoded.
+    pub max_decoded: usize,
+    /// Largest single event (its JSON text).
+    pub max_event: usize,
+}
+
+/// One lane: a handle on its entry of [`LANES`], copied freely.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lane(u8);
+
+impl Lane {
+    /// Analytics beacons, keyed by session.
+    pub const BEACON: Lane = Lane(0);
+    /// Error occurrences, keyed by account.
+    pub const OCCURRENCE: Lane = Lane(1);
+
+    /// What the lane is.
+    pub fn spec(self) -> &'static Spec {
+        &LANES[usize::from(self.0)]
+    }
+
+    /// Its name (`kinds`, `inlet-kind`, metric labels).
+    pub fn as_str(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// Its place in [`LANES`]: what the spool stores.
+    pub fn index(self) -> u8 {
+        self.0
+    }
+
+    /// The lane at `index` of [`LANES`], if there is one.
+    pub fn from_index(index: u8) -> Option<Lane> {
+        (usize::from(index) < LANES.len()).then_some(Lane(index))
+    }
+
+    /// The lane called `name`.
+    pub fn named(name: &str) -> Option<Lane> {
+        Lane::all().find(|lane| lane.as_str() == name)
+    }
+
+    /// Every lane, in the table's order.
+    pub fn all() -> impl Iterator<Item = Lane> {
+        (0..LANES.len() as u8).map(Lane)
+    }
+}
+
+impl fmt::Debug for Lane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `T` for each lane, indexed by [`Lane`].
+#[derive(Debug, Clone)]
+pub struct PerLane<T>(Vec<T>);
+
+impl<T> PerLane<T> {
+    /// `make(lane)` for every lane.
+    pub fn new(make: impl FnMut(Lane) -> T) -> PerLane<T> {
+        PerLane(Lane::all().map(make).collect())
+    }
+
+    /// Each lane with its `T`.
+    pub fn iter(&self) -> impl Iterator<Item = (Lane, &T)> {
+        Lane::all().zip(&self.0)
+    }
+}
+
+impl<T> Index<Lane> for PerLane<T> {
+    type Output = T;
+    fn index(&self, lane: Lane) -> &T {
+        &self.0[usize::from(lane.0)]
+    }
+}
+
+/// A set of lanes (the lanes a token may send).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaneSet(u64);
+
+impl LaneSet {
+    /// Adds `lane`.
+    pub fn insert(&mut self, lane: Lane) {
+        self.0 |= 1 << lane.0;
+    }
+
+    /// Whether `lane` is in the set.
+    pub fn contains(self, lane: Lane) -> bool {
+        self.0 & (1 << lane.0) != 0
+    }
+
+    /// Whether the set holds no lane.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_consistent() {
+        assert!(LANES.len() <= 64, "a LaneSet holds 64 lanes");
+        for lane in Lane::all() {
+            assert_eq!(Lane::named(lane.as_str()), Some(lane));
+            assert_eq!(Lane::from_index(lane.index()), Some(lane));
+        }
+        assert_eq!(Lane::from_index(LANES.len() as u8), None);
+        // The spool stores these indices: they never change.
+        assert_eq!(
+            (Lane::BEACON.as_str(), Lane::OCCURRENCE.as_str()),
+            ("beacon", "occurrence")
+        );
+        let mut names: Vec<_> = LANES.iter().map(|s| s.names.topic).collect();
+        names.dedup();
+        assert_eq!(names.len(), LANES.len());
+    }
+
+    #[test]
+    fn a_set_holds_what_was_put_in() {
+        let mut set = LaneSet::default();
+        assert!(set.is_empty());
+        set.insert(Lane::OCCURRENCE);
+        assert!(set.contains(Lane::OCCURRENCE) && !set.contains(Lane::BEACON));
+    }
+}
