@@ -3,7 +3,7 @@
 //! it, derive its key, and look up its token. `cargo bench --bench hot_path`; under `cargo test` each runs once, as a check.
 //!
 //! The bodies are the load tests' shapes: an 800-byte beacon, a batch of 50 of them, and a
-//! 2.5 KB occurrence with a stack trace.
+//! 2.5 KB occurrence with a stack trace; and the SDK adapters' recorded payloads, translated.
 
 use std::hint::black_box;
 
@@ -99,7 +99,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("key/{name}"), |b| {
             b.iter(|| {
                 partition(
-                    shard_key(black_box(&valid.body), &token.account_id).as_bytes(),
+                    shard_key(kind, black_box(&valid.body), &token.account_id).as_bytes(),
                     512,
                 )
             })
@@ -125,5 +125,67 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The SDK adapters' translations, per event, beside the native parse of the same events (their
+/// twins under tests/sdk/payloads/): a Sentry envelope and a Rollbar item of a Python exception,
+/// and a posthog-js batch of 50 as loadtest/bench's posthog-50 builds it.
+fn sdk(c: &mut Criterion) {
+    use serde_json::{json, Value};
+    let payload = |path: &str| {
+        let path = format!("{}/tests/sdk/payloads/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let mut g = c.benchmark_group("sdk");
+    g.throughput(Throughput::Elements(1));
+    let envelope = payload("sentry/python-exception.envelope");
+    g.bench_function("sentry/envelope+event", |b| {
+        b.iter(|| {
+            let e = inlet::sdk::sentry::envelope(black_box(&envelope)).unwrap();
+            inlet::sdk::sentry::event(e.events[0], e.event_id)
+        })
+    });
+    let twin = String::from_utf8(payload("sentry/python-exception.occurrence.json")).unwrap();
+    g.bench_function("sentry/native twin", |b| {
+        b.iter(|| event::parse(Lane::OCCURRENCE, black_box(twin.trim_end())))
+    });
+    let item = payload("rollbar/python-exception.json");
+    g.bench_function("rollbar/item", |b| {
+        b.iter(|| inlet::sdk::rollbar::item(black_box(&item)).unwrap())
+    });
+    let recorded: Value = serde_json::from_slice(&payload("posthog/js-batch.json")).unwrap();
+    let events: Vec<Value> = (0..50)
+        .map(|i| {
+            let mut event = recorded["batch"][i % 3].clone();
+            event["properties"]["$session_id"] = json!("sess-1");
+            event["properties"]["token"] = json!("k");
+            event
+        })
+        .collect();
+    let body = json!({"api_key": "k", "batch": events}).to_string();
+    g.throughput(Throughput::Elements(50));
+    g.bench_function("posthog/read+translate 50", |b| {
+        b.iter(|| {
+            let read = inlet::sdk::posthog::read(black_box(body.as_bytes()), 1000).unwrap();
+            inlet::sdk::posthog::translate(&read.messages, read.key.as_deref())
+        })
+    });
+    g.bench_function("posthog/read 50", |b| {
+        b.iter(|| inlet::sdk::posthog::read(black_box(body.as_bytes()), 1000).map(|r| r.key))
+    });
+    let twin: Vec<String> =
+        serde_json::from_slice::<Vec<Value>>(&payload("posthog/js-batch.beacons.json"))
+            .unwrap()
+            .iter()
+            .map(Value::to_string)
+            .collect();
+    g.bench_function("posthog/native twin 50", |b| {
+        b.iter(|| {
+            (0..50)
+                .filter(|i| event::parse(Lane::BEACON, black_box(&twin[i % twin.len()])).is_ok())
+                .count()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, sdk);
 criterion_main!(benches);

@@ -83,7 +83,7 @@ pub enum ApiError {
     #[error("rate limit exceeded for this token")]
     RateLimited { retry_after_secs: u64 },
     /// inlet cannot take events now (a delivery failure worth a retry, or shutting down).
-    #[error("{}", failure_message(*.0))]
+    #[error("{}", .0.meaning().message)]
     Unavailable(Failure),
     /// The broker refused an event as too large.
     #[error("event too large for the broker")]
@@ -149,7 +149,7 @@ impl ApiError {
             TooManyAuthFailures { .. } => "too_many_auth_failures",
             BodyTimeout => "body_timeout",
             Overloaded => "overloaded",
-            Unavailable(failure) => failure_code(*failure),
+            Unavailable(failure) => failure.meaning().code,
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
         }
@@ -183,7 +183,7 @@ impl Refusal {
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::Invalid(invalid) => invalid.code,
-            Refusal::Undelivered(failure) => failure_code(*failure),
+            Refusal::Undelivered(failure) => failure.meaning().code,
         }
     }
 
@@ -191,7 +191,7 @@ impl Refusal {
     pub fn message(&self) -> &str {
         match self {
             Refusal::Invalid(invalid) => &invalid.message,
-            Refusal::Undelivered(failure) => failure_message(*failure),
+            Refusal::Undelivered(failure) => failure.meaning().message,
         }
     }
 
@@ -231,38 +231,7 @@ impl Serialize for Rejection {
     }
 }
 
-// ---- what a delivery failure means to a client: the one table of it ----
-
-fn failure_code(failure: Failure) -> &'static str {
-    match failure {
-        Failure::QueueFull => "queue_full",
-        Failure::TooLarge => "event_too_large",
-        Failure::TimedOut => "delivery_timed_out",
-        Failure::Broker => "delivery_failed",
-        Failure::ShuttingDown => "shutting_down",
-        Failure::SpoolFull => "spool_full",
-        Failure::SpoolUnavailable => "spool_unavailable",
-    }
-}
-
-fn failure_message(failure: Failure) -> &'static str {
-    match failure {
-        Failure::QueueFull => "inlet's producer queue is full; retry later",
-        Failure::TooLarge => "the event is larger than the broker accepts",
-        Failure::TimedOut => "the broker did not acknowledge the event in time; retry later",
-        Failure::Broker => "the broker refused the event; retry later",
-        Failure::ShuttingDown => "inlet is shutting down; retry on another replica",
-        Failure::SpoolFull => "inlet's spool is full while Kafka is unreachable; retry later",
-        Failure::SpoolUnavailable => "inlet could not write to its spool; retry later",
-    }
-}
-
 /// Seconds a client should wait before retrying an event that failed so.
 pub fn failure_retry_after_secs(failure: Failure) -> u64 {
-    match failure {
-        Failure::QueueFull => 1,
-        // A full spool empties only as fast as Kafka takes it back.
-        Failure::SpoolFull => 30,
-        _ => 5,
-    }
+    failure.meaning().retry_after_secs
 }

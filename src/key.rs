@@ -6,13 +6,15 @@
 //! librdkafka's `murmur2_random` partitioner, which is the Java client's default: the same key
 //! lands on the same partition whichever client wrote it. [`partition`] computes that choice.
 
+use crate::lane::{KeyRule, Lane};
 use crate::proto::envelope::Event;
 
-/// The Kafka key of an event sent by the account `account_id` (its token's).
-pub fn shard_key<'a>(event: &'a Event, account_id: &'a str) -> &'a str {
-    match event {
-        Event::Beacon(b) => &b.session_id,
-        Event::Occurrence(_) => account_id,
+/// The Kafka key of an event of `lane` sent by the account `account_id` (its token's), by the
+/// lane's [`KeyRule`].
+pub fn shard_key<'a>(lane: Lane, event: &'a Event, account_id: &'a str) -> &'a str {
+    match (lane.spec().key, event) {
+        (KeyRule::Session, Event::Beacon(b)) => &b.session_id,
+        _ => account_id,
     }
 }
 
@@ -102,9 +104,9 @@ mod properties {
         #[test]
         fn a_beacon_is_keyed_by_its_session(session in "[ -~]{1,128}", account in "[ -~]{1,64}") {
             let beacon = Event::Beacon(crate::proto::Beacon { session_id: session.clone(), ..Default::default() });
-            prop_assert_eq!(shard_key(&beacon, &account), session.as_str());
+            prop_assert_eq!(shard_key(Lane::BEACON, &beacon, &account), session.as_str());
             let occurrence = Event::Occurrence(crate::proto::Occurrence::default());
-            prop_assert_eq!(shard_key(&occurrence, &account), account.as_str());
+            prop_assert_eq!(shard_key(Lane::OCCURRENCE, &occurrence, &account), account.as_str());
         }
     }
 }

@@ -507,7 +507,7 @@ fn convert(batch: Batch, meta: &Meta, keep: Keep) -> Converted {
                     let key = id.map(|id| dedupe::key(&meta.project_id, kind.as_str(), id));
                     converted.ids.push(key);
                 }
-                let key = shard_key(&valid.body, &meta.account_id).to_owned();
+                let key = shard_key(kind, &valid.body, &meta.account_id).to_owned();
                 let mut envelope = event::envelope(valid, meta);
                 if let Some(cut) = trimmed.get_mut(index) {
                     envelope.trimmed = std::mem::take(cut);

@@ -44,18 +44,91 @@ pub enum Failure {
     SpoolUnavailable,
 }
 
+/// Everything one failure means, to the metrics and to a client: one row of [`Failure::meaning`].
+pub struct Meaning {
+    /// The `reason` label of the delivery and spool metrics.
+    pub label: &'static str,
+    /// The stable code a client sees (public contract).
+    pub code: &'static str,
+    /// What the client is told.
+    pub message: &'static str,
+    /// Seconds a client should wait before retrying an event that failed so.
+    pub retry_after_secs: u64,
+}
+
 impl Failure {
-    /// Metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Failure::QueueFull => "queue_full",
-            Failure::TooLarge => "too_large",
-            Failure::TimedOut => "timed_out",
-            Failure::Broker => "broker",
-            Failure::ShuttingDown => "shutting_down",
-            Failure::SpoolFull => "spool_full",
-            Failure::SpoolUnavailable => "spool_unavailable",
+    /// What this failure means: the one table of it.
+    pub fn meaning(self) -> &'static Meaning {
+        const fn row(
+            label: &'static str,
+            code: &'static str,
+            message: &'static str,
+            retry_after_secs: u64,
+        ) -> Meaning {
+            Meaning {
+                label,
+                code,
+                message,
+                retry_after_secs,
+            }
         }
+        static QUEUE_FULL: Meaning = row(
+            "queue_full",
+            "queue_full",
+            "inlet's producer queue is full; retry later",
+            1,
+        );
+        static TOO_LARGE: Meaning = row(
+            "too_large",
+            "event_too_large",
+            "the event is larger than the broker accepts",
+            5,
+        );
+        static TIMED_OUT: Meaning = row(
+            "timed_out",
+            "delivery_timed_out",
+            "the broker did not acknowledge the event in time; retry later",
+            5,
+        );
+        static BROKER: Meaning = row(
+            "broker",
+            "delivery_failed",
+            "the broker refused the event; retry later",
+            5,
+        );
+        static SHUTTING_DOWN: Meaning = row(
+            "shutting_down",
+            "shutting_down",
+            "inlet is shutting down; retry on another replica",
+            5,
+        );
+        // A full spool empties only as fast as Kafka takes it back.
+        static SPOOL_FULL: Meaning = row(
+            "spool_full",
+            "spool_full",
+            "inlet's spool is full while Kafka is unreachable; retry later",
+            30,
+        );
+        static SPOOL_UNAVAILABLE: Meaning = row(
+            "spool_unavailable",
+            "spool_unavailable",
+            "inlet could not write to its spool; retry later",
+            5,
+        );
+        match self {
+            Failure::QueueFull => &QUEUE_FULL,
+            Failure::TooLarge => &TOO_LARGE,
+            Failure::TimedOut => &TIMED_OUT,
+            Failure::Broker => &BROKER,
+            Failure::ShuttingDown => &SHUTTING_DOWN,
+            Failure::SpoolFull => &SPOOL_FULL,
+            Failure::SpoolUnavailable => &SPOOL_UNAVAILABLE,
+        }
+    }
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        self.meaning().label
     }
 }
 
