@@ -165,7 +165,11 @@ fn sdk(c: &mut Criterion) {
     g.bench_function("posthog/read+translate 50", |b| {
         b.iter(|| {
             let read = inlet::sdk::posthog::read(black_box(body.as_bytes()), 1000).unwrap();
-            inlet::sdk::posthog::translate(&read.messages, read.key.as_deref())
+            inlet::sdk::posthog::translate(
+                &read.messages,
+                read.key.as_deref(),
+                &mut Default::default(),
+            )
         })
     });
     g.bench_function("posthog/read 50", |b| {

@@ -92,6 +92,9 @@ pub enum ApiError {
     /// event's reason, as a 207 would, with `accepted: 0`.
     #[error("every event is invalid")]
     AllInvalid(Vec<Rejection>),
+    /// A bug: the request's handler panicked (caught, logged and counted).
+    #[error("inlet failed to handle the request; this is a bug, and was logged")]
+    Internal,
     /// No such route.
     #[error("no such endpoint")]
     NotFound,
@@ -121,6 +124,7 @@ impl ApiError {
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -150,6 +154,7 @@ impl ApiError {
             BodyTimeout => "body_timeout",
             Overloaded => "overloaded",
             Unavailable(failure) => failure.meaning().code,
+            Internal => "internal_error",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
         }

@@ -38,6 +38,7 @@ pub mod http;
 pub mod auth;
 pub mod decode;
 pub mod sdk;
+pub mod batch;
 pub mod pipeline;
 pub mod limit;
 pub mod fleet;

@@ -3,9 +3,13 @@
 //! Names carry their unit; label values come from closed sets (routes, statuses, kinds,
 //! outcomes, reasons, registry token ids), never from error text or secrets.
 
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
+
+use ::metrics::Counter;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::lane::{Lane, PerLane};
 
 /// Requests by `route` and `status`.
 pub const HTTP_REQUESTS: &str = "inlet_http_requests_total";
@@ -26,6 +30,8 @@ pub const EVENTS: &str = "inlet_events_total";
 /// SDK's message or item type, from a closed set per source: Sentry item types, `item` for
 /// Rollbar, `notice` for Honeybadger, Segment call types, PostHog event kinds).
 pub const SDK_ITEMS: &str = "inlet_sdk_items_total";
+/// Counter: requests whose handler panicked, answered 500 `internal_error`, by `route` (a bug).
+pub const HTTP_PANICS: &str = "inlet_http_panics_total";
 /// Requests refused by a token's rate limit, by `token` (the registry id).
 pub const RATE_LIMITED: &str = "inlet_rate_limited_requests_total";
 /// Authentication failures by `reason` (missing, unknown, blocked).
@@ -275,4 +281,31 @@ fn describe_spool() {
         SPOOL_REJECTED,
         "Records the broker refused for good, kept in the spool's rejected file."
     );
+}
+
+/// The `outcome` labels of `inlet_events_total`, a closed set.
+pub const OUTCOMES: [&str; 6] = [
+    "accepted",
+    "duplicate",
+    "invalid",
+    "rate_limited",
+    "too_large",
+    "unavailable",
+];
+
+/// Counts `n` events of `kind` with `outcome` (one of [`OUTCOMES`]) in `inlet_events_total`.
+/// The counters' handles are kept: the metric macros copy their labels into a new allocation at
+/// every call, which every request would pay.
+pub fn count_events(kind: Lane, outcome: &'static str, n: usize) {
+    type Counters = PerLane<[OnceLock<Counter>; OUTCOMES.len()]>;
+    static COUNTERS: LazyLock<Counters> =
+        LazyLock::new(|| PerLane::new(|_| [const { OnceLock::new() }; OUTCOMES.len()]));
+    if n == 0 {
+        return;
+    }
+    let register = || ::metrics::counter!(EVENTS, "kind" => kind.as_str(), "outcome" => outcome);
+    match OUTCOMES.iter().position(|o| *o == outcome) {
+        Some(i) => COUNTERS[kind][i].get_or_init(register).increment(n as u64),
+        None => register().increment(n as u64),
+    }
 }

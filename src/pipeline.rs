@@ -13,34 +13,27 @@
 //! that come before a body is read at all (shutdown, the token's kinds and origins).
 
 use std::net::IpAddr;
-use std::ops::Range;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ::metrics::Counter;
-use bytes::Bytes;
 use prost::Message;
 
-use crate::lane::{Lane, PerLane};
-
 use crate::auth::Token;
+pub use crate::batch::{off_the_runtime_if, Batch, Translated, Untranslated, BLOCKING_PARSE_BYTES};
+use crate::batch::{raw_text, validate};
 use crate::config::{Config, Delivery};
 use crate::error::{failure_retry_after_secs, ApiError, Refusal, Rejection};
-use crate::event::{self, Invalid, Meta, Source, Validated};
+use crate::event::{self, Meta, Source};
 use crate::fleet::dead_letters::{self, without_token};
 use crate::fleet::dedupe::{self, Claim, Dedupe};
 use crate::fleet::Fleet;
 use crate::key::shard_key;
+use crate::lane::Lane;
 use crate::limit::Decision;
-use crate::metrics;
+use crate::metrics::{self, count_events};
 use crate::proto::DeadLetter;
 use crate::shutdown::Shutdown;
 use crate::sink::{Failure, Record, Sink};
-
-/// Batches whose text is at least this large are split, validated and converted on the
-/// blocking pool, so one huge body cannot hold up a runtime worker (and every request queued
-/// behind it); smaller ones, the usual case, are handled in place.
-pub const BLOCKING_PARSE_BYTES: usize = 256 * 1024;
 
 /// User agents are kept up to this many bytes.
 const MAX_USER_AGENT: usize = 512;
@@ -63,176 +56,6 @@ pub struct Client {
     pub user_agent: String,
 }
 
-/// One request's events of one kind, split by its endpoint but not yet validated.
-pub struct Batch {
-    kind: Lane,
-    /// The protocol the events arrived in.
-    source: Source,
-    /// The text the events are read from: a decoded body, a query string, or the messages an
-    /// SDK endpoint could not translate (kept for the dead letters).
-    text: Bytes,
-    events: Vec<Result<Raw, Invalid>>,
-    /// What an SDK endpoint left out of each event to fit its caps, by event index; empty when
-    /// nothing was (always, for inlet's own endpoints).
-    trimmed: Vec<Vec<String>>,
-}
-
-/// One event an SDK endpoint translated from its SDK's payload, validated by its kind's rules
-/// as it was built ([`event::from_fields`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Translated {
-    pub event: Validated,
-    /// The parts of the SDK's payload left out of `props` / `custom` to fit their cap, largest
-    /// first (`Envelope.trimmed`).
-    pub trimmed: Vec<String>,
-}
-
-/// One message of an SDK's payload that could not be translated into an event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Untranslated {
-    /// Why, with a stable code.
-    pub invalid: Invalid,
-    /// The message as the SDK sent it (its JSON text), kept for the operator.
-    pub raw: String,
-}
-
-/// Where one event of a [`Batch`] is.
-enum Raw {
-    /// JSON text at this range of the batch's text.
-    Json(Range<usize>),
-    /// The whole text is one beacon's query string (`GET /v1/pixel.gif`).
-    Query,
-    /// An SDK's message that could not be translated: its text as the SDK sent it, at this
-    /// range of the batch's text (for the dead letters), and why.
-    Untranslated(Range<usize>, Invalid),
-    /// An event an SDK endpoint translated, validated as it was built.
-    Translated(Box<Validated>),
-}
-
-impl Batch {
-    /// Splits a decoded body into events (one object, an array, or NDJSON; see
-    /// [`crate::decode::split_events`]): at most `max_events`, none of them over `max_event`
-    /// bytes (413 `event_too_large` naming the first one that is). On the blocking pool when
-    /// the body is large.
-    pub async fn split(
-        kind: Lane,
-        body: Bytes,
-        max_events: usize,
-        max_event: usize,
-    ) -> Result<Batch, ApiError> {
-        let large = body.len() >= BLOCKING_PARSE_BYTES;
-        off_the_runtime_if(large, "parsed", move || {
-            Batch::split_now(kind, body, max_events, max_event)
-        })
-        .await?
-    }
-
-    fn split_now(
-        kind: Lane,
-        body: Bytes,
-        max_events: usize,
-        max_event: usize,
-    ) -> Result<Batch, ApiError> {
-        let start = body.as_ptr() as usize;
-        let events: Vec<Result<Raw, Invalid>> = crate::decode::split_events(&body, max_events)?
-            .into_iter()
-            .map(|event| {
-                event.map(|text| {
-                    let at = text.as_ptr() as usize - start;
-                    Raw::Json(at..at + text.len())
-                })
-            })
-            .collect();
-        let too_large = events
-            .iter()
-            .enumerate()
-            .find_map(|(index, event)| match event {
-                Ok(Raw::Json(range)) if range.len() > max_event => Some((index, range.len())),
-                _ => None,
-            });
-        if let Some((index, size)) = too_large {
-            count(kind, "too_large", events.len());
-            return Err(ApiError::EventTooLarge {
-                index,
-                size,
-                limit: max_event,
-            });
-        }
-        Ok(Batch {
-            kind,
-            source: Source::Inlet,
-            text: body,
-            events,
-            trimmed: Vec::new(),
-        })
-    }
-
-    /// One beacon given as a query string's fields (`session_id=s&event=e&props=…`), as the
-    /// pixel receives it.
-    pub fn query(query: &str) -> Batch {
-        Batch {
-            kind: Lane::BEACON,
-            source: Source::Pixel,
-            text: Bytes::copy_from_slice(query.as_bytes()),
-            events: vec![Ok(Raw::Query)],
-            trimmed: Vec::new(),
-        }
-    }
-
-    /// The events an SDK endpoint translated from `source`'s payload, in the SDK's order: each
-    /// validated already, or refused (a message that could not be translated, or whose event
-    /// broke a rule), so indices in the answer are the SDK's.
-    pub fn translated(
-        kind: Lane,
-        source: Source,
-        events: Vec<Result<Translated, Untranslated>>,
-    ) -> Batch {
-        let size = events
-            .iter()
-            .map(|e| match e {
-                Ok(_) => 0,
-                Err(untranslated) => untranslated.raw.len(),
-            })
-            .sum();
-        let mut text = Vec::with_capacity(size);
-        let mut trimmed = Vec::new();
-        let mut raw = Vec::with_capacity(events.len());
-        for (index, event) in events.into_iter().enumerate() {
-            let at = text.len();
-            raw.push(Ok(match event {
-                Ok(event) => {
-                    if !event.trimmed.is_empty() {
-                        trimmed.resize_with(index + 1, Vec::new);
-                        trimmed[index] = event.trimmed;
-                    }
-                    Raw::Translated(Box::new(event.event))
-                }
-                Err(Untranslated { invalid, raw }) => {
-                    text.extend_from_slice(raw.as_bytes());
-                    Raw::Untranslated(at..text.len(), invalid)
-                }
-            }));
-        }
-        Batch {
-            kind,
-            source,
-            text: Bytes::from(text),
-            events: raw,
-            trimmed,
-        }
-    }
-
-    /// How many events the batch holds, valid or not.
-    pub fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    /// Whether the batch holds no event.
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
-}
-
 /// What a request's events came to, when at least one was accepted.
 #[derive(Debug)]
 pub struct Answer {
@@ -243,6 +66,18 @@ pub struct Answer {
     pub delivery: Delivery,
     /// Set when an event was refused for a reason a retry may overcome.
     pub retry_after_secs: Option<u64>,
+}
+
+impl Answer {
+    /// The answer to a request that carried no event (an SDK's envelope of other items alone).
+    pub fn nothing(delivery: Delivery) -> Answer {
+        Answer {
+            accepted: 0,
+            rejected: Vec::new(),
+            delivery,
+            retry_after_secs: None,
+        }
+    }
 }
 
 /// A batch's events as records for the sink, and the ones that did not validate.
@@ -339,7 +174,7 @@ impl Pipeline {
                 burst: token.limiter.burst,
             },
         };
-        count(kind, "rate_limited", events);
+        count_events(kind, "rate_limited", events);
         ::metrics::counter!(metrics::RATE_LIMITED, "token" => token.id.clone()).increment(1);
         Err(refused)
     }
@@ -382,7 +217,7 @@ impl Pipeline {
             mut rejected,
             letters,
         } = converted;
-        count(kind, "invalid", rejected.len());
+        count_events(kind, "invalid", rejected.len());
         if let Some(dead_letters) = &self.fleet.dead_letters {
             letters.iter().for_each(|letter| dead_letters.post(letter));
         }
@@ -393,7 +228,7 @@ impl Pipeline {
             Some(dedupe) => drop_duplicates(dedupe, &mut records, &mut indices, ids).await,
             None => (Vec::new(), 0),
         };
-        count(kind, "duplicate", duplicates);
+        count_events(kind, "duplicate", duplicates);
         let delivery = self.config.delivery;
         let outcomes = if records.is_empty() {
             Vec::new()
@@ -413,7 +248,7 @@ impl Pipeline {
                 Err(failure) => {
                     released.extend(claim);
                     let refusal = Refusal::Undelivered(failure);
-                    count(kind, refusal.outcome(), 1);
+                    count_events(kind, refusal.outcome(), 1);
                     rejected.push(Rejection { index, refusal });
                 }
             }
@@ -422,26 +257,10 @@ impl Pipeline {
             dedupe.confirm(confirmed).await;
             dedupe.release(released);
         }
-        count(kind, "accepted", accepted - duplicates);
+        count_events(kind, "accepted", accepted - duplicates);
         rejected.sort_by_key(|r| r.index);
         answer(accepted, rejected, delivery)
     }
-}
-
-/// Runs `work` in place, or on the blocking pool when it is `large`, so that one huge body
-/// cannot hold up a runtime worker (and every request queued behind it). `what` the work does
-/// to the body names it in the error should the blocking task fail.
-pub async fn off_the_runtime_if<T: Send + 'static>(
-    large: bool,
-    what: &str,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    if !large {
-        return Ok(work());
-    }
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| ApiError::MalformedBody(format!("the body could not be {what}")))
 }
 
 /// Claims the records' client-chosen `ids` and takes out the duplicates (ids accepted within
@@ -532,32 +351,12 @@ fn convert(batch: Batch, meta: &Meta, keep: Keep) -> Converted {
     converted
 }
 
-/// An event's text as the client sent it.
-fn raw_text<'a>(text: &'a str, raw: &Raw) -> &'a str {
-    match raw {
-        Raw::Json(range) | Raw::Untranslated(range, _) => &text[range.clone()],
-        Raw::Query => text,
-        // Valid already: never a dead letter.
-        Raw::Translated(_) => "",
-    }
-}
-
 /// What a dead letter keeps of an event's text: all of it, but a pixel's query string loses its
 /// `token` parameter (a dead letter never holds the secret).
 fn dead_letter_text(raw: &str, source: Source) -> std::borrow::Cow<'_, str> {
     match source {
         Source::Pixel => without_token(raw).into(),
         _ => raw.into(),
-    }
-}
-
-/// Reads and validates one event of a batch.
-fn validate(kind: Lane, text: &str, raw: Raw) -> Result<Validated, Invalid> {
-    match raw {
-        Raw::Json(range) => event::parse(kind, &text[range]),
-        Raw::Query => event::beacon::from_query(text),
-        Raw::Untranslated(_, invalid) => Err(invalid),
-        Raw::Translated(event) => Ok(*event),
     }
 }
 
@@ -594,34 +393,6 @@ fn answer(
     })
 }
 
-/// The `outcome` labels of `inlet_events_total`, a closed set.
-const OUTCOMES: [&str; 6] = [
-    "accepted",
-    "duplicate",
-    "invalid",
-    "rate_limited",
-    "too_large",
-    "unavailable",
-];
-
-/// Counts `n` events of `kind` with `outcome` (one of [`OUTCOMES`]) in `inlet_events_total`.
-/// The counters' handles are kept: the metric macros copy their labels into a new allocation at
-/// every call, which every request would pay.
-fn count(kind: Lane, outcome: &'static str, n: usize) {
-    type Counters = PerLane<[OnceLock<Counter>; OUTCOMES.len()]>;
-    static COUNTERS: LazyLock<Counters> =
-        LazyLock::new(|| PerLane::new(|_| [const { OnceLock::new() }; OUTCOMES.len()]));
-    if n == 0 {
-        return;
-    }
-    let register =
-        || ::metrics::counter!(metrics::EVENTS, "kind" => kind.as_str(), "outcome" => outcome);
-    match OUTCOMES.iter().position(|o| *o == outcome) {
-        Some(i) => COUNTERS[kind][i].get_or_init(register).increment(n as u64),
-        None => register().increment(n as u64),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -629,7 +400,10 @@ mod tests {
 
     use serde_json::{json, Value};
 
+    use bytes::Bytes;
+
     use super::*;
+    use crate::event::{self, Invalid};
     use crate::sink::memory::MemorySink;
     use crate::testing;
 

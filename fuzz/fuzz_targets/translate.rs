@@ -13,7 +13,7 @@
 use inlet::event::parse;
 use inlet::lane::Lane;
 use inlet::proto::envelope::Event;
-use inlet::sdk::{honeybadger, posthog, rollbar, segment, sentry, Translated, Untranslated};
+use inlet::sdk::{honeybadger, posthog, rollbar, segment, sentry, Items, Translated, Untranslated};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -82,14 +82,14 @@ fuzz_target!(|data: &[u8]| {
         0 => {
             if let Ok(read) = posthog::read(body, 100) {
                 let secrets: &[&[&str]] = &[&["api_key"], &["token"], &["properties", "token"]];
-                for event in posthog::translate(&read.messages, read.key.as_deref()) {
+                for event in posthog::translate(&read.messages, read.key.as_deref(), &mut Items::default()) {
                     check(Lane::BEACON, &event, secrets);
                 }
             }
         }
         1 => {
             if let Ok(read) = segment::read(body, 100) {
-                for event in segment::translate(&read.messages, None) {
+                for event in segment::translate(&read.messages, None, &mut Items::default()) {
                     check(Lane::BEACON, &event, &[&["writeKey"]]);
                 }
             }

@@ -4,53 +4,71 @@
 //! The key is `X-API-Key`. Answers as Honeybadger does: 201 `{"id": U}`; errors
 //! `{"error": M, "code": C}` with inlet's status, `Retry-After` on 429 and 503.
 
-use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::Response;
+use bytes::Bytes;
 use serde_json::json;
+use uuid::Uuid;
 
-use crate::lane::Lane;
-
+use super::adapter::{Limits, Protocol, Translation};
 use super::body::check_media_type;
 use super::sdk::{self, header_value};
 use crate::error::ApiError;
 use crate::event::Source;
-use crate::sdk::honeybadger;
-use crate::state::AppState;
+use crate::lane::Lane;
+use crate::pipeline::Answer;
+use crate::sdk::{honeybadger, Items};
 
 /// `POST /v1/notices`, `/v1/notices/js`: one notice, one occurrence.
-pub async fn notice(State(state): State<AppState>, request: Request) -> Response {
-    match ingest(&state, request).await {
-        Ok(id) => sdk::success(
-            StatusCode::CREATED,
-            json!({"id": id.hyphenated().to_string()}),
-        ),
-        Err(error) => sdk::error_answer(
-            error,
-            |_, code, message| json!({"error": message, "code": code}),
-        ),
-    }
-}
+#[derive(Debug, Clone, Copy)]
+pub struct Honeybadger;
 
-async fn ingest(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiError> {
-    let (parts, body) = request.into_parts();
-    let key = header_value(&parts.headers, "x-api-key");
-    let auth = sdk::authorize(state, &parts, Lane::OCCURRENCE, key)?;
-    check_media_type(&parts.headers)?;
-    let body = sdk::read_body(state, Lane::OCCURRENCE, &parts, body).await?;
-    sdk::count_items(Source::Honeybadger, "notice", 1);
-    sdk::check_event_size(state, 0, body.len())?;
-    let report = honeybadger::notice(&body);
-    let id = report.id;
-    sdk::ingest_reports(
-        state,
-        &auth,
-        &parts.headers,
-        Source::Honeybadger,
-        vec![report],
-    )
-    .await?;
-    Ok(id)
+impl Protocol for Honeybadger {
+    type Head = ();
+    /// The notice's id, answered.
+    type Receipt = Uuid;
+
+    fn lane(self) -> Lane {
+        Lane::OCCURRENCE
+    }
+
+    fn source(self) -> Source {
+        Source::Honeybadger
+    }
+
+    fn key(self, parts: &Parts) -> Option<String> {
+        header_value(&parts.headers, "x-api-key")
+    }
+
+    fn head(self, parts: &Parts) -> Result<(), ApiError> {
+        check_media_type(&parts.headers)
+    }
+
+    fn translate(self, _: (), body: Bytes, limits: Limits) -> Result<Translation<Uuid>, ApiError> {
+        sdk::check_event_size(limits, 0, body.len())?;
+        let report = honeybadger::notice(&body);
+        let id = report.id;
+        Ok(Translation {
+            batch: sdk::reports(Source::Honeybadger, vec![report]),
+            key: None,
+            items: Items::one("notice"),
+            receipt: id,
+        })
+    }
+
+    fn reply(self, outcome: Result<(Answer, Uuid), ApiError>) -> Response {
+        match outcome {
+            Ok((_, id)) => sdk::success(
+                StatusCode::CREATED,
+                json!({"id": id.hyphenated().to_string()}),
+            ),
+            Err(error) => sdk::error_answer(
+                error,
+                |_, code, message| json!({"error": message, "code": code}),
+            ),
+        }
+    }
 }
 
 #[cfg(test)]

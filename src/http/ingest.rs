@@ -1,68 +1,60 @@
-//! `POST /v1/beacons` and `POST /v1/occurrences`: read and decode the body, split it into
-//! events, and hand them to the [pipeline](crate::pipeline); the answer says exactly which
-//! events were accepted.
+//! `POST /v1/beacons` and `POST /v1/occurrences`, inlet's own protocol: the token from
+//! `Authorization: Bearer`, `X-Inlet-Token` or `?token=`; the body one JSON object, an array or
+//! NDJSON, split into events the [pipeline](crate::pipeline) validates; the answer says exactly
+//! which events were accepted (200/202, or 207 naming the others).
 
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
-use super::authenticate::{request_origin, Authenticated};
-use super::body::{check_media_type, read_decoded};
+use super::adapter::{Limits, Protocol, Translation};
+use super::authenticate::presented_secret;
+use super::body::check_media_type;
+use crate::batch::Batch;
 use crate::error::ApiError;
+use crate::event::Source;
 use crate::lane::Lane;
-use crate::pipeline::Batch;
-use crate::state::AppState;
+use crate::pipeline::Answer;
 
-/// `POST /v1/beacons`.
-pub async fn beacons(
-    State(state): State<AppState>,
-    auth: Authenticated,
-    request: Request,
-) -> Result<Response, ApiError> {
-    ingest(Lane::BEACON, state, auth, request).await
-}
+/// inlet's JSON endpoint of one lane.
+#[derive(Debug, Clone, Copy)]
+pub struct Native(pub Lane);
 
-/// `POST /v1/occurrences`.
-pub async fn occurrences(
-    State(state): State<AppState>,
-    auth: Authenticated,
-    request: Request,
-) -> Result<Response, ApiError> {
-    ingest(Lane::OCCURRENCE, state, auth, request).await
-}
+impl Protocol for Native {
+    type Head = ();
+    type Receipt = ();
 
-async fn ingest(
-    kind: Lane,
-    state: AppState,
-    auth: Authenticated,
-    request: Request,
-) -> Result<Response, ApiError> {
-    // The request's own headers, moved out of it (axum's `HeaderMap` extractor clones them).
-    let (
-        Parts {
-            headers,
-            extensions,
-            ..
-        },
-        body,
-    ) = request.into_parts();
-    let origin = request_origin(&headers);
-    state.pipeline.admit(&auth.token, kind, origin.as_deref())?;
-    check_media_type(&headers)?;
-    let config = &state.config;
-    let limits = config.limits(kind);
-    let sent_bytes = super::edge::body_bytes(extensions.get::<MatchedPath>());
-    let decoded = read_decoded(&headers, body, limits, config, sent_bytes).await?;
-    let batch = Batch::split(
-        kind,
-        decoded,
-        config.max_events_per_request,
-        limits.max_event,
-    )
-    .await?;
-    let client = auth.client(&headers);
-    let answer = state.pipeline.ingest(&auth.token, client, batch).await?;
-    Ok(answer.into_response())
+    fn lane(self) -> Lane {
+        self.0
+    }
+
+    fn source(self) -> Source {
+        Source::Inlet
+    }
+
+    fn key(self, parts: &Parts) -> Option<String> {
+        presented_secret(parts)
+    }
+
+    fn head(self, parts: &Parts) -> Result<(), ApiError> {
+        check_media_type(&parts.headers)
+    }
+
+    fn translate(self, _: (), body: Bytes, limits: Limits) -> Result<Translation<()>, ApiError> {
+        let batch = Batch::split_now(self.0, body, limits.max_events, limits.lane.max_event)?;
+        Ok(Translation::of(batch, ()))
+    }
+
+    fn partial_answers(self) -> bool {
+        true
+    }
+
+    fn reply(self, outcome: Result<(Answer, ()), ApiError>) -> Response {
+        match outcome {
+            Ok((answer, ())) => answer.into_response(),
+            Err(error) => error.into_response(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! endpoint. Handlers only extract what a request carries and shape the reply; what happens to
 //! the events is the [pipeline](crate::pipeline)'s.
 
+pub mod adapter;
 pub mod authenticate;
 pub mod body;
 pub mod cors;
@@ -22,6 +23,16 @@ use axum::middleware;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
+use adapter::Protocol;
+use honeybadger::Honeybadger;
+use ingest::Native;
+use pixel::Pixel;
+use posthog::Capture;
+use rollbar::Rollbar;
+use segment::Segment;
+use sentry::Sentry;
+
+use crate::lane::Lane;
 use crate::state::AppState;
 pub use edge::REQUEST_ID;
 
@@ -29,21 +40,17 @@ pub use edge::REQUEST_ID;
 ///
 /// One layer around every route, [`edge::edge`]: request id and metrics, then CORS headers
 /// (both see every answer, so a browser can read even a 503 `overloaded`), then load shedding
-/// (503 past `max_concurrent_requests`).
-/// Body limits live beside their routes, in the ingest handlers, per kind of event.
+/// (503 past `max_concurrent_requests`). Every ingest route is one protocol's [`adapter`]
+/// handler; body limits are its lane's, read where the handler reads the body.
 pub fn public_router(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/v1/beacons",
-            post(ingest::beacons).options(cors::preflight),
-        )
-        .route(
-            "/v1/occurrences",
-            post(ingest::occurrences).options(cors::preflight),
-        )
+        .route("/v1/beacons", posted(Native(Lane::BEACON)))
+        .route("/v1/occurrences", posted(Native(Lane::OCCURRENCE)))
         .route(
             "/v1/pixel.gif",
-            get(pixel::pixel).head(pixel::head).options(cors::preflight),
+            get(adapter::handler(Pixel))
+                .head(pixel::head)
+                .options(cors::preflight),
         )
         .merge(analytics_routes())
         .merge(error_trackers())
@@ -55,29 +62,31 @@ pub fn public_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `protocol`'s handler for `POST`, with the CORS preflight.
+fn posted<P: Protocol>(protocol: P) -> MethodRouter<AppState> {
+    post(adapter::handler(protocol)).options(cors::preflight)
+}
+
 /// The drop-in endpoints of the analytics SDKs (Segment, PostHog), each path with and without
 /// its trailing slash, as the SDKs and their users write them either way.
 fn analytics_routes() -> Router<AppState> {
-    let segment_batch = || post(segment::batch).options(cors::preflight);
-    let segment_call = || post(segment::call).options(cors::preflight);
-    let capture = || post(posthog::capture).options(cors::preflight);
     let flags = || {
         get(posthog::flags)
             .post(posthog::flags)
             .options(cors::preflight)
     };
     let mut router = Router::new()
-        .route("/v1/batch", segment_batch())
-        .route("/v1/batch/", segment_batch());
+        .route("/v1/batch", posted(Segment::Batch))
+        .route("/v1/batch/", posted(Segment::Batch));
     for call in ["track", "page", "screen", "identify", "group", "alias"] {
         router = router
-            .route(&format!("/v1/{call}"), segment_call())
-            .route(&format!("/v1/{call}/"), segment_call());
+            .route(&format!("/v1/{call}"), posted(Segment::Call))
+            .route(&format!("/v1/{call}/"), posted(Segment::Call));
     }
     for path in ["/e", "/i/v0/e", "/capture", "/batch"] {
         router = router
-            .route(path, capture())
-            .route(&format!("{path}/"), capture());
+            .route(path, posted(Capture))
+            .route(&format!("{path}/"), posted(Capture));
     }
     router
         .route("/flags", flags())
@@ -96,16 +105,15 @@ fn analytics_routes() -> Router<AppState> {
 /// with and without its trailing slash, as the SDKs and the contract write them.
 fn error_trackers() -> Router<AppState> {
     let routes: [(&str, MethodRouter<AppState>); 5] = [
-        ("/api/1/item/", post(rollbar::item)),
-        ("/api/{project}/envelope/", post(sentry::envelope)),
-        ("/api/{project}/store/", post(sentry::store)),
-        ("/v1/notices/", post(honeybadger::notice)),
-        ("/v1/notices/js/", post(honeybadger::notice)),
+        ("/api/1/item/", posted(Rollbar)),
+        ("/api/{project}/envelope/", posted(Sentry::Envelope)),
+        ("/api/{project}/store/", posted(Sentry::Store)),
+        ("/v1/notices/", posted(Honeybadger)),
+        ("/v1/notices/js/", posted(Honeybadger)),
     ];
     routes
         .into_iter()
         .fold(Router::new(), |router, (path, handler)| {
-            let handler = handler.options(cors::preflight);
             router
                 .route(path, handler.clone())
                 .route(path.trim_end_matches('/'), handler)

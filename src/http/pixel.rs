@@ -1,16 +1,19 @@
 //! `GET /v1/pixel.gif`: one beacon in the query string, for image pixels and clients that can
 //! only make a GET. Answers a 1x1 transparent GIF once the beacon is accepted.
 
-use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
-use super::authenticate::{request_origin, Authenticated};
+use super::adapter::{Limits, Protocol, Translation};
+use super::authenticate::presented_secret;
+use crate::batch::Batch;
 use crate::config::Delivery;
 use crate::error::ApiError;
+use crate::event::Source;
 use crate::lane::Lane;
-use crate::pipeline::Batch;
-use crate::state::AppState;
+use crate::pipeline::Answer;
 
 /// A 1x1 transparent GIF.
 const GIF: &[u8] = &[
@@ -30,33 +33,60 @@ pub async fn head() -> Response {
 }
 
 /// `GET /v1/pixel.gif`: the query string is one beacon (see [`crate::event::beacon::from_query`]).
-pub async fn pixel(
-    State(state): State<AppState>,
-    auth: Authenticated,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let headers = request.headers();
-    let origin = request_origin(headers);
-    state
-        .pipeline
-        .admit(&auth.token, Lane::BEACON, origin.as_deref())?;
-    let batch = Batch::query(request.uri().query().unwrap_or(""));
-    let answer = state
-        .pipeline
-        .ingest(&auth.token, auth.client(headers), batch)
-        .await?;
-    let status = match answer.delivery {
-        Delivery::Ack => StatusCode::OK,
-        Delivery::Enqueue | Delivery::Spool => StatusCode::ACCEPTED,
-    };
-    let mut response = (status, GIF).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store, max-age=0"),
-    );
-    Ok(response)
+#[derive(Debug, Clone, Copy)]
+pub struct Pixel;
+
+impl Protocol for Pixel {
+    /// The query string.
+    type Head = String;
+    type Receipt = ();
+
+    fn lane(self) -> Lane {
+        Lane::BEACON
+    }
+
+    fn source(self) -> Source {
+        Source::Pixel
+    }
+
+    fn key(self, parts: &Parts) -> Option<String> {
+        presented_secret(parts)
+    }
+
+    fn head(self, parts: &Parts) -> Result<String, ApiError> {
+        Ok(parts.uri.query().unwrap_or("").to_owned())
+    }
+
+    fn has_body(self) -> bool {
+        false
+    }
+
+    fn translate(self, query: String, _: Bytes, _: Limits) -> Result<Translation<()>, ApiError> {
+        Ok(Translation::of(Batch::query(&query), ()))
+    }
+
+    fn partial_answers(self) -> bool {
+        true
+    }
+
+    fn reply(self, outcome: Result<(Answer, ()), ApiError>) -> Response {
+        let answer = match outcome {
+            Ok((answer, ())) => answer,
+            Err(error) => return error.into_response(),
+        };
+        let status = match answer.delivery {
+            Delivery::Ack => StatusCode::OK,
+            Delivery::Enqueue | Delivery::Spool => StatusCode::ACCEPTED,
+        };
+        let mut response = (status, GIF).into_response();
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store, max-age=0"),
+        );
+        response
+    }
 }
 
 #[cfg(test)]

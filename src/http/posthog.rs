@@ -14,81 +14,119 @@
 //! its events, and logs no errors.
 
 use axum::extract::{Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::lane::Lane;
-
+use super::adapter::{Limits, Protocol, Translation};
 use super::body::read_body as read_capped;
 use super::body::{media_type, MinRate};
-use super::sdk::{authorize, error_answer, ingest, off_the_runtime, read_body};
+use super::sdk::error_answer;
+use crate::batch::{Batch, BLOCKING_PARSE_BYTES};
 use crate::error::ApiError;
 use crate::event::Source;
-use crate::pipeline::BLOCKING_PARSE_BYTES;
+use crate::lane::Lane;
+use crate::pipeline::Answer;
 use crate::sdk::posthog::{self, Wire};
+use crate::sdk::Items;
 use crate::state::AppState;
 
-/// `POST /e/`, `/i/v0/e/`, `/capture/`, `/batch/`.
-pub async fn capture(State(state): State<AppState>, request: Request) -> Response {
-    match run(state, request).await {
-        Ok(()) => Json(json!({"status": 1})).into_response(),
-        Err(error) => error_answer(error, error_body),
+/// PostHog's capture API: `POST /e/`, `/i/v0/e/`, `/capture/`, `/batch/`.
+#[derive(Debug, Clone, Copy)]
+pub struct Capture;
+
+/// What the body's wire format is, from the request's head.
+pub struct Head {
+    /// The `compression` query parameter.
+    compression: Option<String>,
+    /// Whether the body is a form.
+    form: bool,
+}
+
+impl Head {
+    fn wire(&self) -> Wire<'_> {
+        Wire {
+            compression: self.compression.as_deref(),
+            form: self.form,
+        }
+    }
+}
+
+impl Protocol for Capture {
+    type Head = Head;
+    type Receipt = ();
+
+    fn lane(self) -> Lane {
+        Lane::BEACON
+    }
+
+    fn source(self) -> Source {
+        Source::Posthog
+    }
+
+    /// The key is in the body, so it is checked once the body is read.
+    fn key(self, _: &Parts) -> Option<String> {
+        None
+    }
+
+    fn key_in_body(self) -> bool {
+        true
+    }
+
+    fn head(self, parts: &Parts) -> Result<Head, ApiError> {
+        let form = is_form(&parts.headers)?;
+        let compression = parts.uri.query().and_then(|query| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "compression")
+                .map(|(_, value)| value.into_owned())
+        });
+        Ok(Head { compression, form })
+    }
+
+    /// A body that may hold gzip (posthog-js does not always say) goes off the runtime at the
+    /// size a compressed body does; plain JSON at the size a native body does.
+    fn off_the_runtime(self, head: &Head, body: &Bytes) -> bool {
+        body.len()
+            >= match posthog::may_inflate(body, head.wire()) {
+                true => crate::decode::BLOCKING_DECODE_BYTES,
+                false => BLOCKING_PARSE_BYTES,
+            }
+    }
+
+    /// Decoded, read and translated in one go: the events borrow the body.
+    fn translate(
+        self,
+        head: Head,
+        body: Bytes,
+        limits: Limits,
+    ) -> Result<Translation<()>, ApiError> {
+        let body = posthog::decode(body, head.wire(), limits.lane.max_decoded)?;
+        let read = posthog::read(&body, limits.max_events)?;
+        let mut items = Items::default();
+        let events = posthog::translate(&read.messages, read.key.as_deref(), &mut items);
+        Ok(Translation {
+            batch: Batch::translated(Lane::BEACON, Source::Posthog, events),
+            key: read.key,
+            items,
+            receipt: (),
+        })
+    }
+
+    /// Exactly 200 `{"status":1}`, or the error in PostHog's shape.
+    fn reply(self, outcome: Result<(Answer, ()), ApiError>) -> Response {
+        match outcome {
+            Ok(_) => Json(json!({"status": 1})).into_response(),
+            Err(error) => error_answer(error, error_body),
+        }
     }
 }
 
 /// PostHog's error body: `{"type", "code", "detail", "attr"}` (posthog-python logs `detail`).
 fn error_body(error: &ApiError, code: &str, message: &str) -> Value {
     json!({"type": error_type(error), "code": code, "detail": message, "attr": null})
-}
-
-async fn run(state: AppState, request: Request) -> Result<(), ApiError> {
-    let (parts, body) = request.into_parts();
-    let form = is_form(&parts.headers)?;
-    let compression = parts.uri.query().and_then(|query| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(name, _)| name == "compression")
-            .map(|(_, value)| value.into_owned())
-    });
-    let body = read_body(&state, Lane::BEACON, &parts, body).await?;
-    let max_decoded = state.config.limits(Lane::BEACON).max_decoded;
-    let max_events = state.config.max_events_per_request;
-    // Decoded, read and translated in one go: the events borrow the body. The key is in the
-    // body, so it is checked once the body is read. A body that may hold gzip (posthog-js does
-    // not always say) goes off the runtime at the size a compressed body does; plain JSON at
-    // the size a native body does.
-    let wire = Wire {
-        compression: compression.as_deref(),
-        form,
-    };
-    let large = body.len()
-        >= match posthog::may_inflate(&body, wire) {
-            true => crate::decode::BLOCKING_DECODE_BYTES,
-            false => BLOCKING_PARSE_BYTES,
-        };
-    let (key, events) = off_the_runtime(large, move || {
-        let wire = Wire {
-            compression: compression.as_deref(),
-            form,
-        };
-        let body = posthog::decode(body, wire, max_decoded)?;
-        let read = posthog::read(&body, max_events)?;
-        let events = posthog::translate(&read.messages, read.key.as_deref());
-        Ok((read.key, events))
-    })
-    .await?;
-    let auth = authorize(&state, &parts, Lane::BEACON, key)?;
-    ingest(
-        &state,
-        &auth,
-        &parts.headers,
-        Lane::BEACON,
-        Source::Posthog,
-        events,
-    )
-    .await?;
-    Ok(())
 }
 
 /// Whether the body is a form (`data=`); 415 for a media type no PostHog client sends.

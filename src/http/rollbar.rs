@@ -7,57 +7,73 @@
 //! `X-Rate-Limit-Remaining: 0` and `X-Rate-Limit-Remaining-Seconds` (which rollbar.js obeys)
 //! and `Retry-After`.
 
-use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::Response;
+use bytes::Bytes;
 use serde_json::json;
+use uuid::Uuid;
 
-use crate::lane::Lane;
-
+use super::adapter::{Limits, Protocol, Translation};
 use super::body::check_media_type;
 use super::sdk::{self, header_value};
 use crate::error::ApiError;
 use crate::event::Source;
-use crate::sdk::rollbar;
-use crate::state::AppState;
+use crate::lane::Lane;
+use crate::pipeline::Answer;
+use crate::sdk::{rollbar, Items};
 
 /// `POST /api/1/item/`: one item, one occurrence.
-pub async fn item(State(state): State<AppState>, request: Request) -> Response {
-    match ingest(&state, request).await {
-        Ok(uuid) => sdk::success(
-            StatusCode::OK,
-            json!({"err": 0, "result": {"id": null, "uuid": uuid.hyphenated().to_string()}}),
-        ),
-        Err(error) => error_answer(error),
-    }
-}
+#[derive(Debug, Clone, Copy)]
+pub struct Rollbar;
 
-async fn ingest(state: &AppState, request: Request) -> Result<uuid::Uuid, ApiError> {
-    let (parts, body) = request.into_parts();
-    // With the key in a header, a stranger is turned away before the body is read.
-    let early = match header_value(&parts.headers, "x-rollbar-access-token") {
-        Some(key) => Some(sdk::authorize(state, &parts, Lane::OCCURRENCE, Some(key))?),
-        None => None,
-    };
-    check_media_type(&parts.headers)?;
-    let body = sdk::read_body(state, Lane::OCCURRENCE, &parts, body).await?;
-    sdk::check_event_size(state, 0, body.len())?;
-    let item = rollbar::item(&body).map_err(ApiError::MalformedBody)?;
-    let auth = match early {
-        Some(auth) => auth,
-        None => sdk::authorize(state, &parts, Lane::OCCURRENCE, item.access_token)?,
-    };
-    sdk::count_items(Source::Rollbar, "item", 1);
-    let uuid = item.report.id;
-    sdk::ingest_reports(
-        state,
-        &auth,
-        &parts.headers,
-        Source::Rollbar,
-        vec![item.report],
-    )
-    .await?;
-    Ok(uuid)
+impl Protocol for Rollbar {
+    type Head = ();
+    /// The item's uuid, answered.
+    type Receipt = Uuid;
+
+    fn lane(self) -> Lane {
+        Lane::OCCURRENCE
+    }
+
+    fn source(self) -> Source {
+        Source::Rollbar
+    }
+
+    /// With the key in a header, a stranger is turned away before the body is read.
+    fn key(self, parts: &Parts) -> Option<String> {
+        header_value(&parts.headers, "x-rollbar-access-token")
+    }
+
+    fn key_in_body(self) -> bool {
+        true
+    }
+
+    fn head(self, parts: &Parts) -> Result<(), ApiError> {
+        check_media_type(&parts.headers)
+    }
+
+    fn translate(self, _: (), body: Bytes, limits: Limits) -> Result<Translation<Uuid>, ApiError> {
+        sdk::check_event_size(limits, 0, body.len())?;
+        let item = rollbar::item(&body).map_err(ApiError::MalformedBody)?;
+        let uuid = item.report.id;
+        Ok(Translation {
+            batch: sdk::reports(Source::Rollbar, vec![item.report]),
+            key: item.access_token,
+            items: Items::one("item"),
+            receipt: uuid,
+        })
+    }
+
+    fn reply(self, outcome: Result<(Answer, Uuid), ApiError>) -> Response {
+        match outcome {
+            Ok((_, uuid)) => sdk::success(
+                StatusCode::OK,
+                json!({"err": 0, "result": {"id": null, "uuid": uuid.hyphenated().to_string()}}),
+            ),
+            Err(error) => error_answer(error),
+        }
+    }
 }
 
 /// An error as Rollbar answers one, with the rate limit headers rollbar.js obeys on a 429.

@@ -13,70 +13,97 @@
 //! batch: the messages accepted the first time then arrive twice, with the same `messageId`,
 //! which is their event id, for consumers to deduplicate on.
 
-use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
+use bytes::Bytes;
 use serde_json::json;
 
-use crate::lane::Lane;
-
+use super::adapter::{Limits, Protocol, Translation};
 use super::authenticate::presented_secret;
 use super::body::check_media_type;
-use super::sdk::{authorize, error_answer, ingest, is_large, off_the_runtime, read_body};
+use super::sdk::error_answer;
 use crate::error::ApiError;
 use crate::event::Source;
-use crate::sdk;
-use crate::state::AppState;
+use crate::lane::Lane;
+use crate::pipeline::Answer;
+use crate::sdk::{self, Items};
 
-/// `POST /v1/batch`: `{"batch": [...]}`, each message naming its `type`.
-pub async fn batch(State(state): State<AppState>, request: Request) -> Response {
-    answer(run(state, request, None).await)
+/// Segment's tracking API.
+#[derive(Debug, Clone, Copy)]
+pub enum Segment {
+    /// `POST /v1/batch`: `{"batch": [...]}`, each message naming its `type`.
+    Batch,
+    /// `POST /v1/track` and the other single calls: one message, whose `type` defaults to the
+    /// path's call.
+    Call,
 }
 
-/// `POST /v1/track` and the other single calls: one message, whose `type` defaults to the
-/// path's call.
-pub async fn call(State(state): State<AppState>, request: Request) -> Response {
-    let path = request.uri().path().trim_end_matches('/');
-    let call = path.rsplit('/').next().unwrap_or_default().to_owned();
-    answer(run(state, request, Some(call)).await)
-}
+impl Protocol for Segment {
+    /// The path's call, for [`Segment::Call`].
+    type Head = Option<String>;
+    type Receipt = ();
 
-async fn run(state: AppState, request: Request, call: Option<String>) -> Result<(), ApiError> {
-    let (parts, body) = request.into_parts();
-    // The Basic key is checked before the body is read; a key in the body, after.
-    let early = match basic_user(&parts.headers).or_else(|| presented_secret(&parts)) {
-        Some(key) => Some(authorize(&state, &parts, Lane::BEACON, Some(key))?),
-        None => None,
-    };
-    check_media_type(&parts.headers)?;
-    let body = read_body(&state, Lane::BEACON, &parts, body).await?;
-    let max_events = state.config.max_events_per_request;
-    // Read and translated in one go: the messages borrow the body. A key in the body is known
-    // only once the body is read, so the translation may come before it is checked.
-    let (key, events) = off_the_runtime(is_large(&body), move || {
-        let read = sdk::segment::read(&body, max_events)?;
-        Ok((
-            read.key,
-            sdk::segment::translate(&read.messages, call.as_deref()),
-        ))
-    })
-    .await?;
-    let auth = match early {
-        Some(auth) => auth,
-        None => authorize(&state, &parts, Lane::BEACON, key)?,
-    };
-    ingest(
-        &state,
-        &auth,
-        &parts.headers,
-        Lane::BEACON,
-        Source::Segment,
-        events,
-    )
-    .await?;
-    Ok(())
+    fn lane(self) -> Lane {
+        Lane::BEACON
+    }
+
+    fn source(self) -> Source {
+        Source::Segment
+    }
+
+    /// The Basic key is checked before the body is read; a key in the body, after.
+    fn key(self, parts: &Parts) -> Option<String> {
+        basic_user(&parts.headers).or_else(|| presented_secret(parts))
+    }
+
+    fn key_in_body(self) -> bool {
+        true
+    }
+
+    fn head(self, parts: &Parts) -> Result<Option<String>, ApiError> {
+        check_media_type(&parts.headers)?;
+        Ok(match self {
+            Segment::Batch => None,
+            Segment::Call => {
+                let path = parts.uri.path().trim_end_matches('/');
+                Some(path.rsplit('/').next().unwrap_or_default().to_owned())
+            }
+        })
+    }
+
+    /// Read and translated in one go: the messages borrow the body. A key in the body is known
+    /// only once the body is read, so the translation may come before it is checked.
+    fn translate(
+        self,
+        call: Option<String>,
+        body: Bytes,
+        limits: Limits,
+    ) -> Result<Translation<()>, ApiError> {
+        let read = sdk::segment::read(&body, limits.max_events)?;
+        let mut items = Items::default();
+        let events = sdk::segment::translate(&read.messages, call.as_deref(), &mut items);
+        Ok(Translation {
+            batch: crate::batch::Batch::translated(Lane::BEACON, Source::Segment, events),
+            key: read.key,
+            items,
+            receipt: (),
+        })
+    }
+
+    /// Segment's answers: 200 `{"success":true}`, or the error as
+    /// `{"success":false,"code","message"}`.
+    fn reply(self, outcome: Result<(Answer, ()), ApiError>) -> Response {
+        match outcome {
+            Ok(_) => Json(json!({"success": true})).into_response(),
+            Err(error) => error_answer(
+                error,
+                |_, code, message| json!({"success": false, "code": code, "message": message}),
+            ),
+        }
+    }
 }
 
 /// The user of `Authorization: Basic` (Segment's write key, with an empty password).
@@ -92,17 +119,6 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
     let decoded = String::from_utf8(decoded).ok()?;
     let user = decoded.split_once(':').map_or(decoded.as_str(), |(u, _)| u);
     (!user.is_empty()).then(|| user.to_owned())
-}
-
-/// Segment's answers: 200 `{"success":true}`, or the error as `{"success":false,"code","message"}`.
-fn answer(result: Result<(), ApiError>) -> Response {
-    match result {
-        Ok(()) => Json(json!({"success": true})).into_response(),
-        Err(error) => error_answer(
-            error,
-            |_, code, message| json!({"success": false, "code": code, "message": message}),
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -8,87 +8,95 @@
 //! "code": C}` with inlet's status; a rate limit as 429 with `Retry-After` and
 //! `X-Sentry-Rate-Limits: SECS::organization`, which the SDKs obey for every category.
 
-use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::Response;
+use bytes::Bytes;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::lane::Lane;
-
-use super::authenticate::Authenticated;
+use super::adapter::{Limits, Protocol, Translation};
 use super::sdk::{self, header_value};
 use crate::error::ApiError;
 use crate::event::Source;
+use crate::lane::Lane;
+use crate::pipeline::Answer;
 use crate::sdk::report::Report;
-use crate::sdk::sentry;
-use crate::state::AppState;
+use crate::sdk::{sentry, Items};
 
-/// `POST /api/{project}/envelope/`: an envelope's `event` items become occurrences; its other
-/// items are counted and answered as accepted.
-pub async fn envelope(State(state): State<AppState>, request: Request) -> Response {
-    respond(ingest_envelope(&state, request).await)
+/// Sentry's endpoints: an envelope, or one event as older SDKs `/store/` it.
+#[derive(Debug, Clone, Copy)]
+pub enum Sentry {
+    /// `POST /api/{project}/envelope/`: its `event` items become occurrences; its other items
+    /// are counted and answered as accepted.
+    Envelope,
+    /// `POST /api/{project}/store/`: one event.
+    Store,
 }
 
-/// `POST /api/{project}/store/`: one event, as older SDKs send it.
-pub async fn store(State(state): State<AppState>, request: Request) -> Response {
-    respond(ingest_store(&state, request).await)
-}
+impl Protocol for Sentry {
+    type Head = ();
+    /// The id to answer: the first event's, else the envelope's.
+    type Receipt = Option<Uuid>;
 
-async fn ingest_envelope(state: &AppState, request: Request) -> Result<Option<Uuid>, ApiError> {
-    let (parts, body) = request.into_parts();
-    let auth = sdk::authorize(state, &parts, Lane::OCCURRENCE, sentry_key(&parts))?;
-    let body = sdk::read_body(state, Lane::OCCURRENCE, &parts, body).await?;
-    let envelope = sentry::envelope(&body).map_err(ApiError::MalformedBody)?;
-    for kind in &envelope.item_types {
-        sdk::count_items(Source::Sentry, kind, 1);
+    fn lane(self) -> Lane {
+        Lane::OCCURRENCE
     }
-    let reports = envelope
-        .events
-        .iter()
-        .enumerate()
-        .map(|(index, raw)| {
-            sdk::check_event_size(state, index, raw.len())?;
-            Ok(sentry::event(raw, envelope.event_id))
+
+    fn source(self) -> Source {
+        Source::Sentry
+    }
+
+    fn key(self, parts: &Parts) -> Option<String> {
+        sentry_key(parts)
+    }
+
+    fn head(self, _: &Parts) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    fn translate(
+        self,
+        _: (),
+        body: Bytes,
+        limits: Limits,
+    ) -> Result<Translation<Option<Uuid>>, ApiError> {
+        let (reports, envelope_id, items) = match self {
+            Sentry::Envelope => {
+                let envelope = sentry::envelope(&body).map_err(ApiError::MalformedBody)?;
+                let reports = (envelope.events.iter().enumerate())
+                    .map(|(index, raw)| {
+                        sdk::check_event_size(limits, index, raw.len())?;
+                        Ok(sentry::event(raw, envelope.event_id))
+                    })
+                    .collect::<Result<Vec<Report>, ApiError>>()?;
+                let mut items = Items::default();
+                envelope.item_types.iter().for_each(|kind| items.add(kind));
+                (reports, envelope.event_id, items)
+            }
+            Sentry::Store => {
+                sdk::check_event_size(limits, 0, body.len())?;
+                (vec![sentry::event(&body, None)], None, Items::one("event"))
+            }
+        };
+        let id = reports.first().map(|r| r.id).or(envelope_id);
+        Ok(Translation {
+            batch: sdk::reports(Source::Sentry, reports),
+            key: None,
+            items,
+            receipt: id,
         })
-        .collect::<Result<_, ApiError>>()?;
-    ingest(state, &auth, &parts, reports, envelope.event_id).await
-}
-
-async fn ingest_store(state: &AppState, request: Request) -> Result<Option<Uuid>, ApiError> {
-    let (parts, body) = request.into_parts();
-    let auth = sdk::authorize(state, &parts, Lane::OCCURRENCE, sentry_key(&parts))?;
-    let body = sdk::read_body(state, Lane::OCCURRENCE, &parts, body).await?;
-    sdk::count_items(Source::Sentry, "event", 1);
-    sdk::check_event_size(state, 0, body.len())?;
-    ingest(state, &auth, &parts, vec![sentry::event(&body, None)], None).await
-}
-
-/// Ingests a request's events; the id to answer is the first event's, else the envelope's (an
-/// envelope of sessions or client reports alone is accepted as it is).
-async fn ingest(
-    state: &AppState,
-    auth: &Authenticated,
-    parts: &Parts,
-    reports: Vec<Report>,
-    envelope_id: Option<Uuid>,
-) -> Result<Option<Uuid>, ApiError> {
-    let id = reports.first().map(|r| r.id).or(envelope_id);
-    if !reports.is_empty() {
-        sdk::ingest_reports(state, auth, &parts.headers, Source::Sentry, reports).await?;
     }
-    Ok(id)
-}
 
-/// Sentry's answer: 200 `{"id": "<32 hex>"}`, or the error in Sentry's shape.
-fn respond(result: Result<Option<Uuid>, ApiError>) -> Response {
-    match result {
-        Ok(id) => sdk::success(
-            StatusCode::OK,
-            json!({ "id": id.map(|id| id.simple().to_string()) }),
-        ),
-        Err(error) => error_answer(error),
+    /// Sentry's answer: 200 `{"id": "<32 hex>"}`, or the error in Sentry's shape.
+    fn reply(self, outcome: Result<(Answer, Option<Uuid>), ApiError>) -> Response {
+        match outcome {
+            Ok((_, id)) => sdk::success(
+                StatusCode::OK,
+                json!({ "id": id.map(|id| id.simple().to_string()) }),
+            ),
+            Err(error) => error_answer(error),
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use crate::event::{ObjectText, Source};
 use crate::metrics;
 
-pub use crate::pipeline::{Translated, Untranslated};
+pub use crate::batch::{Translated, Untranslated};
 
 /// Serializes `rest` (what of an SDK's event has no field of its own) as the JSON object text
 /// for `props` or `custom`, at most `cap` bytes. Over the cap, its largest members are left out,
@@ -79,6 +79,33 @@ pub fn without_secrets(raw: &str, secrets: Secrets) -> String {
     match found {
         true => Value::Object(message).to_string(),
         false => raw.to_owned(),
+    }
+}
+
+/// The items of one SDK request, by the SDK's name for their type (a closed set per source),
+/// counted in `inlet_sdk_items_total` once the request is authenticated.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Items(Vec<(&'static str, usize)>);
+
+impl Items {
+    /// One item of `kind`.
+    pub fn one(kind: &'static str) -> Items {
+        Items(vec![(kind, 1)])
+    }
+
+    /// Adds an item of `kind`.
+    pub fn add(&mut self, kind: &'static str) {
+        match self.0.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, count)) => *count += 1,
+            None => self.0.push((kind, 1)),
+        }
+    }
+
+    /// Counts them as received by an endpoint of `source`.
+    pub fn count(self, source: Source) {
+        for (kind, count) in self.0 {
+            count_items(source, kind, count);
+        }
     }
 }
 

@@ -22,10 +22,10 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::analytics::{self, not_an_object, untranslated, Fields, Messages, Object};
-use super::{Secrets, Translated, Untranslated};
+use super::{Items, Secrets, Translated, Untranslated};
 use crate::decode::{decompress, Encoding};
 use crate::error::ApiError;
-use crate::event::{Invalid, Source};
+use crate::event::Invalid;
 
 /// Where an event may carry the project key: beside it (one event's body), or as its `token`.
 const SECRETS: Secrets = &[&[KEY], &["token"], &["properties", "token"]];
@@ -128,11 +128,15 @@ fn event_token(event: &Object<'_>, properties: Option<&Object<'_>>) -> Option<St
 }
 
 /// Translates each event in order, refusing those that name a token other than `key` (the
-/// body's); counts each in `inlet_sdk_items_total`.
-pub fn translate(events: &[&RawValue], key: Option<&str>) -> Vec<Result<Translated, Untranslated>> {
+/// body's); adds each to `items`.
+pub fn translate(
+    events: &[&RawValue],
+    key: Option<&str>,
+    items: &mut Items,
+) -> Vec<Result<Translated, Untranslated>> {
     events
         .iter()
-        .map(|event| translate_one(event, key))
+        .map(|event| translate_one(event, key, items))
         .collect()
 }
 
@@ -151,14 +155,18 @@ fn label(event: Option<&str>) -> &'static str {
     }
 }
 
-fn translate_one(raw: &RawValue, key: Option<&str>) -> Result<Translated, Untranslated> {
+fn translate_one(
+    raw: &RawValue,
+    key: Option<&str>,
+    items: &mut Items,
+) -> Result<Translated, Untranslated> {
     let Ok((mut event, mut properties)) = Object::parse_apart::<Object>(raw.get(), "properties")
     else {
-        super::count_items(Source::Posthog, label(None), 1);
+        items.add(label(None));
         return Err(not_an_object(raw));
     };
     let name = event.text("event");
-    super::count_items(Source::Posthog, label(name.as_deref()), 1);
+    items.add(label(name.as_deref()));
     if event_token(&event, properties.as_ref()).is_some_and(|token| Some(token.as_str()) != key) {
         let invalid = Invalid::new(
             "token_mismatch",
@@ -216,6 +224,8 @@ fn beacon(
 mod tests {
     use std::io::Write;
 
+    use crate::event::Source;
+
     use serde_json::{json, Value};
 
     use super::*;
@@ -224,7 +234,7 @@ mod tests {
     use crate::sdk::recorded;
     fn beacons(body: &[u8]) -> Vec<Result<proto::Beacon, String>> {
         let read = read(body, 1000).unwrap();
-        translate(&read.messages, read.key.as_deref())
+        translate(&read.messages, read.key.as_deref(), &mut Items::default())
             .into_iter()
             .map(|t| match t {
                 Ok(t) => Ok(t.event.into_beacon()),
@@ -304,10 +314,11 @@ mod tests {
     fn the_recorded_posthog_js_batch_translates_to_its_native_twin() {
         let body = recorded(Source::Posthog, "js-batch.json");
         let read = read(&body, 1000).unwrap();
-        let translated: Vec<_> = translate(&read.messages, read.key.as_deref())
-            .into_iter()
-            .map(|t| t.unwrap().event)
-            .collect();
+        let translated: Vec<_> =
+            translate(&read.messages, read.key.as_deref(), &mut Items::default())
+                .into_iter()
+                .map(|t| t.unwrap().event)
+                .collect();
         let twin = "tests/sdk/payloads/posthog/js-batch.beacons.json";
         crate::sdk::assert_twin(Lane::BEACON, &translated.iter().collect::<Vec<_>>(), twin);
     }
@@ -386,7 +397,7 @@ mod tests {
         ]})
         .to_string();
         let read = read(body.as_bytes(), 10).unwrap();
-        for refused in translate(&read.messages, Some("k")) {
+        for refused in translate(&read.messages, Some("k"), &mut Items::default()) {
             let raw = refused.unwrap_err().raw;
             assert!(!raw.contains("token") && !raw.contains("other"), "{raw}");
         }
@@ -405,7 +416,7 @@ mod tests {
                 Err(error) => assert_eq!(error.code(), "malformed_body"),
                 // Kept, the nested member left out of `props` and named: never a crash.
                 Ok(read) => {
-                    let translated = translate(&read.messages, Some("k"));
+                    let translated = translate(&read.messages, Some("k"), &mut Items::default());
                     for event in translated {
                         assert!(event.is_err() || !event.unwrap().trimmed.is_empty());
                     }

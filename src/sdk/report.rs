@@ -18,9 +18,9 @@ use crate::lane::Lane;
 
 use super::object::Object;
 use super::{keep_within, without_secrets, Secrets};
+use crate::batch::{Translated, Untranslated};
 use crate::event::occurrence::{MAX_CUSTOM_BYTES, MAX_FRAMES};
 use crate::event::{self, Given, Invalid, ObjectText};
-use crate::pipeline::{Translated, Untranslated};
 use crate::proto;
 
 /// One report of an error tracker, translated or not, and the event id it has in Kafka (the

@@ -13,9 +13,9 @@
 use serde_json::value::RawValue;
 
 use super::analytics::{self, not_an_object, untranslated, Fields, Messages, Object};
-use super::{Secrets, Translated, Untranslated};
+use super::{Items, Secrets, Translated, Untranslated};
 use crate::error::ApiError;
-use crate::event::{Invalid, Source};
+use crate::event::Invalid;
 
 /// Where a message may carry the write key (a single call's body is its message).
 const SECRETS: Secrets = &[&[KEY]];
@@ -35,16 +35,17 @@ pub fn read(body: &[u8], max_events: usize) -> Result<Messages<'_>, ApiError> {
 
 /// Translates each message in order; a message without a `type` is a `call` (the path's call,
 /// for `/v1/track` and the like; `None` on `/v1/batch`, where each message names its own).
-/// Counts each in `inlet_sdk_items_total`.
+/// Adds each to `items`.
 pub fn translate(
     messages: &[&RawValue],
     call: Option<&str>,
+    items: &mut Items,
 ) -> Vec<Result<Translated, Untranslated>> {
     messages
         .iter()
         .map(|message| {
             let (translated, label) = translate_one(message, call);
-            super::count_items(Source::Segment, label, 1);
+            items.add(label);
             translated
         })
         .collect()
@@ -126,17 +127,23 @@ fn beacon(message: &mut Object<'_>, kind: String) -> Result<Fields, Invalid> {
 mod tests {
     use serde_json::{json, Value};
 
+    use crate::event::Source;
+
     use super::*;
     use crate::proto;
     use crate::sdk::recorded;
     fn beacons(body: &[u8], call: Option<&str>) -> Vec<Result<proto::Beacon, String>> {
-        translate(&read(body, 1000).unwrap().messages, call)
-            .into_iter()
-            .map(|t| match t {
-                Ok(t) => Ok(t.event.into_beacon()),
-                Err(u) => Err(u.invalid.code.to_owned()),
-            })
-            .collect()
+        translate(
+            &read(body, 1000).unwrap().messages,
+            call,
+            &mut Items::default(),
+        )
+        .into_iter()
+        .map(|t| match t {
+            Ok(t) => Ok(t.event.into_beacon()),
+            Err(u) => Err(u.invalid.code.to_owned()),
+        })
+        .collect()
     }
 
     #[test]

@@ -1,0 +1,274 @@
+//! The one handler of every ingest endpoint, native or an SDK's.
+//!
+//! A protocol (inlet's own JSON, the pixel, each SDK) is a [`Protocol`]: where the request
+//! carries its key, what it checks of the request's head, how a body becomes a lane's [`Batch`],
+//! and the shape of its replies. [`handle`] runs the same steps in the same order for all of
+//! them, so none can drift:
+//!
+//! 1. the key from the head, when the protocol carries it there: authenticated and admitted
+//!    (shutdown, the lane's permission, the origin) before the body is read; a protocol whose
+//!    key may only be in the head is refused 401 here when it is missing;
+//! 2. the head checked (media type, query), then the body read within the lane's caps
+//!    (`http::body`: as sent, at a minimum rate, decoded);
+//! 3. the translation into a batch, on the blocking pool when the body is large;
+//! 4. a key read from the body, when the head had none: authenticated and admitted;
+//! 5. the items counted (`inlet_sdk_items_total`), the count of events capped, the batch handed
+//!    to the [pipeline](crate::pipeline);
+//! 6. the answer (or the error) in the protocol's shape.
+//!
+//! A panic anywhere in these steps (a translation bug) is caught: the request is answered 500
+//! `internal_error` in the protocol's shape, logged with its route and counted
+//! (`inlet_http_panics_total`), instead of dropping the connection.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use bytes::Bytes;
+
+use super::authenticate::{request_origin, Authenticated};
+use super::body::read_decoded;
+use crate::batch::{off_the_runtime_if, Batch, BLOCKING_PARSE_BYTES};
+use crate::error::{ApiError, Refusal};
+use crate::event::Source;
+use crate::lane::{BodyLimits, Lane};
+use crate::metrics;
+use crate::pipeline::Answer;
+use crate::sdk::Items;
+use crate::state::AppState;
+
+/// One protocol's side of an endpoint; [`handle`] does the rest. Implementations are small
+/// values (a unit struct, a lane), copied into each request.
+pub trait Protocol: Copy + Send + Sync + 'static {
+    /// What the translation keeps of the request's head (a media type, a query parameter).
+    type Head: Send + 'static;
+    /// What the reply needs besides the pipeline's answer (an SDK's event id).
+    type Receipt: Send + 'static;
+
+    /// The lane its events travel in.
+    fn lane(self) -> Lane;
+
+    /// The protocol, as `Envelope.source` and metric labels name it.
+    fn source(self) -> Source;
+
+    /// The key, where the request's head carries it (a header, the query string).
+    fn key(self, parts: &Parts) -> Option<String>;
+
+    /// Whether the key may come in the body instead, read after it. When it may not, a request
+    /// whose head has no key is refused before its body is read.
+    fn key_in_body(self) -> bool {
+        false
+    }
+
+    /// Checks the request's head (415 for a media type the protocol does not send) and keeps
+    /// what the translation needs of it.
+    fn head(self, parts: &Parts) -> Result<Self::Head, ApiError>;
+
+    /// Whether the request has a body to read (a `GET` has none).
+    fn has_body(self) -> bool {
+        true
+    }
+
+    /// Whether translating `body` is work for the blocking pool rather than a runtime worker.
+    fn off_the_runtime(self, _head: &Self::Head, body: &Bytes) -> bool {
+        body.len() >= BLOCKING_PARSE_BYTES
+    }
+
+    /// The body (decoded) as a batch of the lane's events, with a key found in it, the items it
+    /// held and the receipt. Pure, and run on the blocking pool when the body is large.
+    fn translate(
+        self,
+        head: Self::Head,
+        body: Bytes,
+        limits: Limits,
+    ) -> Result<Translation<Self::Receipt>, ApiError>;
+
+    /// Whether the answer may say "some accepted" (207). An SDK has no such answer: an event
+    /// that was valid but not delivered makes its whole request a 503 (with `Retry-After`) so
+    /// the SDK resends it, and the events accepted the first time are deduplicated downstream
+    /// by their ids.
+    fn partial_answers(self) -> bool {
+        false
+    }
+
+    /// The reply: the pipeline's answer with the receipt, or the error, in the protocol's shape.
+    fn reply(self, outcome: Result<(Answer, Self::Receipt), ApiError>) -> Response;
+}
+
+/// What a translation may use: the lane's caps and the most events a request may carry.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub lane: BodyLimits,
+    pub max_events: usize,
+}
+
+/// What a translation makes of a body.
+pub struct Translation<R> {
+    pub batch: Batch,
+    /// The key, when the body carries it (the protocol's [`Protocol::key_in_body`]).
+    pub key: Option<String>,
+    /// The items the body held, counted once the request is authenticated.
+    pub items: Items,
+    pub receipt: R,
+}
+
+impl<R> Translation<R> {
+    /// A translation of `batch` with no key, no item counted and `receipt`.
+    pub fn of(batch: Batch, receipt: R) -> Translation<R> {
+        Translation {
+            batch,
+            key: None,
+            items: Items::default(),
+            receipt,
+        }
+    }
+}
+
+/// The handler of `protocol`'s routes, for the route table.
+pub fn handler<P: Protocol>(
+    protocol: P,
+) -> impl Fn(State<AppState>, Request) -> Pin<Box<dyn Future<Output = Response> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move |State(state), request| Box::pin(handle(protocol, state, request))
+}
+
+/// Serves one request of `protocol`: the steps of the module's doc, in their order.
+pub async fn handle<P: Protocol>(protocol: P, state: AppState, request: Request) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let outcome = match CatchUnwind(run(protocol, state, request)).await {
+        Ok(outcome) => outcome,
+        Err(panic) => Err(panicked(&route, &*panic)),
+    };
+    protocol.reply(outcome)
+}
+
+async fn run<P: Protocol>(
+    protocol: P,
+    state: AppState,
+    request: Request,
+) -> Result<(Answer, P::Receipt), ApiError> {
+    let (parts, body) = request.into_parts();
+    let lane = protocol.lane();
+    let early = match protocol.key(&parts) {
+        Some(key) => Some(authorize(&state, &parts, lane, Some(key))?),
+        None if !protocol.key_in_body() => Some(authorize(&state, &parts, lane, None)?),
+        None => None,
+    };
+    let head = protocol.head(&parts)?;
+    let body = match protocol.has_body() {
+        true => read_body(&state, lane, &parts, body).await?,
+        false => Bytes::new(),
+    };
+    let limits = Limits {
+        lane: state.config.limits(lane),
+        max_events: state.config.max_events_per_request,
+    };
+    let large = protocol.off_the_runtime(&head, &body);
+    let translation = off_the_runtime_if(large, "translated", move || {
+        protocol.translate(head, body, limits)
+    })
+    .await??;
+    let auth = match early {
+        Some(auth) => auth,
+        None => authorize(&state, &parts, lane, translation.key)?,
+    };
+    translation.items.count(protocol.source());
+    let batch = translation.batch;
+    if batch.len() > limits.max_events {
+        return Err(ApiError::TooManyEvents {
+            limit: limits.max_events,
+        });
+    }
+    let answer = match batch.is_empty() {
+        true => Answer::nothing(state.config.delivery),
+        false => {
+            let client = auth.client(&parts.headers);
+            state.pipeline.ingest(&auth.token, client, batch).await?
+        }
+    };
+    if !protocol.partial_answers() {
+        let undelivered = answer.rejected.iter().find_map(|r| match r.refusal {
+            Refusal::Undelivered(failure) if r.refusal.is_retriable() => Some(failure),
+            _ => None,
+        });
+        if let Some(failure) = undelivered {
+            return Err(ApiError::Unavailable(failure));
+        }
+    }
+    Ok((answer, translation.receipt))
+}
+
+/// Resolves a key to a token (wherever the protocol carried it) and admits the request for
+/// events of `lane` from its page: the checks every endpoint makes before it ingests.
+pub fn authorize(
+    state: &AppState,
+    parts: &Parts,
+    lane: Lane,
+    key: Option<String>,
+) -> Result<Authenticated, ApiError> {
+    let auth = Authenticated::resolve(state, parts, key)?;
+    let origin = request_origin(&parts.headers);
+    state.pipeline.admit(&auth.token, lane, origin.as_deref())?;
+    Ok(auth)
+}
+
+/// Reads and decodes a request's body within the caps of `lane`, its size recorded by the
+/// request's matched route.
+pub async fn read_body(
+    state: &AppState,
+    lane: Lane,
+    parts: &Parts,
+    body: axum::body::Body,
+) -> Result<Bytes, ApiError> {
+    let config = &state.config;
+    let sent_bytes = super::edge::body_bytes(parts.extensions.get::<MatchedPath>());
+    read_decoded(
+        &parts.headers,
+        body,
+        config.limits(lane),
+        config,
+        sent_bytes,
+    )
+    .await
+}
+
+/// The error for a request whose handling panicked, logged and counted.
+fn panicked(route: &str, panic: &(dyn std::any::Any + Send)) -> ApiError {
+    let what = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic");
+    tracing::error!(route, panic = what, "request handler panicked");
+    ::metrics::counter!(metrics::HTTP_PANICS, "route" => route.to_owned()).increment(1);
+    ApiError::Internal
+}
+
+/// A future whose panic is caught and returned, as `std::panic::catch_unwind` does for a
+/// closure: the request's state is dropped with it, and nothing else shares it.
+struct CatchUnwind<F>(F);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: the inner future is structurally pinned: never moved out of `self`.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
