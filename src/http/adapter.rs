@@ -272,3 +272,77 @@ impl<F: Future> Future for CatchUnwind<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    use axum::Router;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::http::testing::send;
+    use crate::sink::memory::MemorySink;
+    use crate::testing::{state, SECRET};
+
+    /// A protocol whose translation panics: a bug, as a lone surrogate once was in the adapters.
+    #[derive(Clone, Copy)]
+    struct Boom;
+
+    impl Protocol for Boom {
+        type Head = ();
+        type Receipt = ();
+        fn lane(self) -> Lane {
+            Lane::BEACON
+        }
+        fn source(self) -> Source {
+            Source::Inlet
+        }
+        fn key(self, parts: &Parts) -> Option<String> {
+            super::super::authenticate::presented_secret(parts)
+        }
+        fn head(self, _: &Parts) -> Result<(), ApiError> {
+            Ok(())
+        }
+        fn translate(self, _: (), body: Bytes, _: Limits) -> Result<Translation<()>, ApiError> {
+            match &body[..] {
+                b"fine" => Ok(Translation::of(Batch::query("session_id=s&event=e"), ())),
+                _ => panic!("a translation bug"),
+            }
+        }
+        fn reply(self, outcome: Result<(Answer, ()), ApiError>) -> Response {
+            match outcome {
+                Ok(_) => StatusCode::OK.into_response(),
+                Err(error) => error.into_response(),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_serving_is_a_500_with_its_code_and_the_server_serves_on() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = Router::new()
+            .route("/boom", post(handler(Boom)))
+            .with_state(state(Arc::clone(&sink), |_| {}));
+        let request = |body: Vec<u8>| {
+            Request::post("/boom")
+                .header("x-inlet-token", SECRET)
+                .body(Body::from(body))
+                .unwrap()
+        };
+        // In place, and on the blocking pool (a body past the threshold).
+        for body in [b"boom".to_vec(), vec![b' '; BLOCKING_PARSE_BYTES]] {
+            let (status, _, body) = send(&router, request(body)).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"]["code"], "internal_error");
+        }
+        let (status, _, _) = send(&router, request(b"fine".to_vec())).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(sink.records().len(), 1);
+    }
+}

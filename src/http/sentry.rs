@@ -247,4 +247,51 @@ mod tests {
         );
         assert!(sink.records().is_empty());
     }
+
+    /// An envelope of `items` events, each about `size` bytes of JSON.
+    fn envelope_of(items: usize, size: usize) -> Vec<u8> {
+        let mut body = b"{\"event_id\":\"7bc7b823935a4609849b520f1d57f41c\"}\n".to_vec();
+        for i in 0..items {
+            let pad = "x".repeat(size);
+            let event = format!(
+                r#"{{"event_id":"{i:032x}","level":"error","message":"m{i}","extra":{{"pad":"{pad}"}}}}"#
+            );
+            body.extend_from_slice(
+                format!("{{\"type\":\"event\",\"length\":{}}}\n", event.len()).as_bytes(),
+            );
+            body.extend_from_slice(event.as_bytes());
+            body.push(b'\n');
+        }
+        body
+    }
+
+    /// One runtime thread: a 40 MiB envelope is translated on the blocking pool, so a small
+    /// request sent after it is answered while it is still being translated (in place, it would
+    /// hold the only thread until it was done).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_small_request_is_answered_while_a_40_mib_envelope_is_translated() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |s| {
+            s.occurrences_max_body_bytes = Some(48 << 20);
+            s.occurrences_max_decoded_bytes = Some(48 << 20);
+        }));
+        let big = envelope_of(47, 900_000);
+        assert!(big.len() >= 40 << 20);
+        let uri = format!("/api/1/envelope/?sentry_key={SECRET}");
+        let large = tokio::spawn({
+            let (router, request) = (router.clone(), post(&uri, None, &big));
+            async move { send(&router, request).await }
+        });
+        // The large request runs until it waits for the blocking pool.
+        tokio::task::yield_now().await;
+        let (status, _, _) = send(&router, post(&uri, None, &envelope_of(1, 100))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            !large.is_finished(),
+            "the small request waited for the large one"
+        );
+        let (status, _, body) = large.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(sink.records().len(), 48);
+    }
 }
