@@ -8,9 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::answer::Answer;
-use common::gateway::temp_dir;
+use common::gateway::{temp_dir, tokens_toml};
 use common::process::{inlet_command, listen_on_port_0, signal, wait_exit, wait_listening};
 use common::raw::{exchange, post_json};
+use common::unused_address;
 
 /// `inlet` with a clean environment (no INLET_* leaking in from the caller), logging warnings.
 fn inlet() -> Command {
@@ -218,4 +219,51 @@ fn dev_mode_serves_and_tail_prints_what_landed() {
 /// What a file holds, or nothing if it cannot be read.
 fn read(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn on_port_0_the_listen_file_says_where_it_listens() {
+    let dir = temp_dir("cli-listen-file");
+    let tokens = dir.join("tokens.toml");
+    std::fs::write(&tokens, tokens_toml()).unwrap();
+    let (file, log) = (dir.join("listening"), dir.join("inlet.log"));
+    let child = inlet()
+        .args(["--kafka-brokers", &unused_address(), "--tokens-file"])
+        .arg(&tokens)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--listen-file")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut inlet = Running(child);
+    let listening = wait_listening(&mut inlet.0, &file, || read(&log));
+
+    // Two lines, the addresses bound: the kernel's ports, not 0.
+    let text = read(&file);
+    assert_eq!(
+        text,
+        format!("public={}\nadmin={}\n", listening.public, listening.admin)
+    );
+    for addr in [listening.public, listening.admin] {
+        assert_eq!(addr.ip().to_string(), "127.0.0.1", "{text}");
+        assert_ne!(addr.port(), 0, "{text}");
+    }
+    assert_ne!(listening.public, listening.admin, "{text}");
+    let mut tmp = file.clone().into_os_string();
+    tmp.push(".tmp");
+    assert!(
+        !std::path::Path::new(&tmp).exists(),
+        "PATH.tmp renamed away"
+    );
+
+    // Both accept connections and answer at once.
+    for addr in [listening.public, listening.admin] {
+        let request = b"GET /healthz HTTP/1.1\r\nhost: inlet\r\nconnection: close\r\n\r\n";
+        let raw = exchange(&addr.to_string(), request, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("connecting to {addr}: {e}\n{}", read(&log)));
+        let answer = Answer::from_raw(&raw);
+        assert_eq!(answer.status, 200, "{addr}: {answer:?}\n{}", read(&log));
+    }
 }
