@@ -33,6 +33,11 @@ pub struct Cli {
     /// development token. For trying inlet out, never for production.
     #[arg(long)]
     pub dev: bool,
+    /// Once both listeners are bound, write where to this file (`public=ADDR` and `admin=ADDR`
+    /// lines, written whole: `PATH.tmp`, then renamed): for supervisors and tests that listen on
+    /// port 0.
+    #[arg(long, env = "INLET_LISTEN_FILE")]
+    pub listen_file: Option<PathBuf>,
     #[command(flatten)]
     pub settings: Settings,
 }

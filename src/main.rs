@@ -2,6 +2,7 @@
 //! bound listeners, the Kafka producer and the shutdown signals to [`inlet::server::run`].
 //! Exits 2 on bad configuration, 1 when it cannot start, 0 after a graceful shutdown.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return report(Err(error.into())),
     };
+    let listen_file = cli.listen_file.take();
     let result = runtime.block_on(async move {
         let listeners = inlet::server::Listeners {
             public: tokio::net::TcpListener::bind(config.listen)
@@ -86,11 +88,31 @@ fn main() -> ExitCode {
         };
         let sink = sink(&config)?;
         let (first, second) = signals()?;
+        // Last before serving: whoever reads the file may send requests and signals at once.
+        if let Some(path) = &listen_file {
+            write_listen_file(path, &listeners)?;
+        }
         inlet::server::run(config, tokens, sink, listeners, first, second).await
     });
     // Do not wait on a flush a forced exit abandoned.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     report(result)
+}
+
+/// Writes where `listeners` are bound to `path`, as the lines `public=ADDR` and `admin=ADDR`:
+/// to `PATH.tmp` first, then renamed over `path`, so a reader finds all of it or nothing.
+fn write_listen_file(path: &Path, listeners: &inlet::server::Listeners) -> anyhow::Result<()> {
+    let text = format!(
+        "public={}\nadmin={}\n",
+        listeners.public.local_addr()?,
+        listeners.admin.local_addr()?
+    );
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("listen_file: cannot write {}", path.display()))
 }
 
 /// The sink `config` asks for: the Kafka producer, or the spool in front of it.

@@ -8,10 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::answer::Answer;
-use common::free_port;
-use common::gateway::temp_dir;
-use common::process::{inlet_command, signal, wait_exit};
+use common::gateway::{temp_dir, tokens_toml};
+use common::process::{inlet_command, listen_on_port_0, signal, wait_exit, wait_listening};
 use common::raw::{exchange, post_json};
+use common::unused_address;
 
 /// `inlet` with a clean environment (no INLET_* leaking in from the caller), logging warnings.
 fn inlet() -> Command {
@@ -130,21 +130,18 @@ impl Drop for Running {
 
 #[test]
 fn dev_mode_serves_and_tail_prints_what_landed() {
-    let (port, admin) = (free_port(), free_port());
-    let mut child = inlet()
-        .args([
-            "--dev",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ])
+    let dir = temp_dir("cli-dev");
+    let mut cmd = inlet();
+    let listen_file = listen_on_port_0(&mut cmd, &dir);
+    let log = dir.join("inlet.log");
+    let mut child = cmd
+        .arg("--dev")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let dev = Running(child);
+    let mut dev = Running(child);
     let mut bootstrap = None;
     let mut banner = String::new();
     for line in BufReader::new(stdout).lines() {
@@ -165,7 +162,8 @@ fn dev_mode_serves_and_tail_prints_what_landed() {
     let body = r#"{"session_id":"readme-1","event":"page_view","props":{"plan":"pro"}}"#;
     let deadline = Instant::now() + Duration::from_secs(30);
     let request = post_json("/v1/beacons", "dev-token", body);
-    let addr = format!("127.0.0.1:{port}");
+    let listening = wait_listening(&mut dev.0, &listen_file, || read(&log));
+    let addr = listening.public.to_string();
     let answer = loop {
         match exchange(&addr, request.as_bytes(), Duration::from_secs(30))
             .map(|r| Answer::from_raw(&r))
@@ -214,7 +212,58 @@ fn dev_mode_serves_and_tail_prints_what_landed() {
 
     // SIGTERM: a graceful exit with status 0.
     signal(&dev.0, "TERM");
-    let mut dev = dev;
     let status = wait_exit(&mut dev.0, Duration::from_secs(60), String::new);
     assert_eq!(status.code(), Some(0));
+}
+
+/// What a file holds, or nothing if it cannot be read.
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn on_port_0_the_listen_file_says_where_it_listens() {
+    let dir = temp_dir("cli-listen-file");
+    let tokens = dir.join("tokens.toml");
+    std::fs::write(&tokens, tokens_toml()).unwrap();
+    let (file, log) = (dir.join("listening"), dir.join("inlet.log"));
+    let child = inlet()
+        .args(["--kafka-brokers", &unused_address(), "--tokens-file"])
+        .arg(&tokens)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--listen-file")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut inlet = Running(child);
+    let listening = wait_listening(&mut inlet.0, &file, || read(&log));
+
+    // Two lines, the addresses bound: the kernel's ports, not 0.
+    let text = read(&file);
+    assert_eq!(
+        text,
+        format!("public={}\nadmin={}\n", listening.public, listening.admin)
+    );
+    for addr in [listening.public, listening.admin] {
+        assert_eq!(addr.ip().to_string(), "127.0.0.1", "{text}");
+        assert_ne!(addr.port(), 0, "{text}");
+    }
+    assert_ne!(listening.public, listening.admin, "{text}");
+    let mut tmp = file.clone().into_os_string();
+    tmp.push(".tmp");
+    assert!(
+        !std::path::Path::new(&tmp).exists(),
+        "PATH.tmp renamed away"
+    );
+
+    // Both accept connections and answer at once.
+    for addr in [listening.public, listening.admin] {
+        let request = b"GET /healthz HTTP/1.1\r\nhost: inlet\r\nconnection: close\r\n\r\n";
+        let raw = exchange(&addr.to_string(), request, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("connecting to {addr}: {e}\n{}", read(&log)));
+        let answer = Answer::from_raw(&raw);
+        assert_eq!(answer.status, 200, "{addr}: {answer:?}\n{}", read(&log));
+    }
 }

@@ -14,7 +14,7 @@ use common::answer::Answer;
 use common::broker::Broker;
 use common::gateway::{create_topics, landed, temp_dir, topics, SDK};
 use common::load::{reconcile, under_load, Fate, Load, Reconciliation, Report, Sent};
-use common::process::{inlet_command, wait_exit, InletProcess};
+use common::process::{inlet_command, listen_on_port_0, wait_exit, wait_listening, InletProcess};
 use serde_json::json;
 
 /// The reader's window: a crash may duplicate at most the records in flight, one window.
@@ -508,15 +508,16 @@ async fn drain_delivers_a_spool_and_a_second_process_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_mode_runs_under_spool() {
-    let spool = temp_dir("spool-dev").join("spool");
-    let (port, admin) = (common::free_port(), common::free_port());
-    let mut child = inlet_command()
+    let dir = temp_dir("spool-dev");
+    let spool = dir.join("spool");
+    let log = dir.join("inlet.log");
+    let mut cmd = inlet_command();
+    let listen_file = listen_on_port_0(&mut cmd, &dir);
+    let mut child = cmd
         .args(["--dev", "--delivery", "spool", "--spool-dir"])
         .arg(&spool)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -537,7 +538,8 @@ async fn dev_mode_runs_under_spool() {
     .unwrap();
     assert!(banner.contains(&spool.display().to_string()), "{banner}");
 
-    let url = format!("http://127.0.0.1:{port}");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let url = wait_listening(&mut child, &listen_file, read_log).url();
     common::gateway::wait_ready(&reqwest::Client::new(), &url, String::new).await;
     let answer = Answer::from_response_lossy(
         reqwest::Client::new()

@@ -1,11 +1,11 @@
 //! inlet as its own process (the built binary), for signals: SIGTERM, a second SIGTERM, SIGKILL.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
 use super::gateway::{metrics, temp_dir, tokens_toml, wait_ready, Kafka};
 
 /// `inlet` with a clean environment: no INLET_* leaking in from the caller.
@@ -17,6 +17,82 @@ pub fn inlet_command() -> Command {
         }
     }
     cmd
+}
+
+/// Has `cmd` bind both listeners to 127.0.0.1 port 0 and write where to the file `listen` in
+/// `dir` (`INLET_LISTEN_FILE`), whose path it returns for [`wait_listening`]: no port is chosen
+/// before inlet binds it, so none can be taken in between. `dir` must be this start's own.
+pub fn listen_on_port_0(cmd: &mut Command, dir: &Path) -> PathBuf {
+    let file = dir.join("listen");
+    assert!(!file.exists(), "{} is another start's", file.display());
+    cmd.env("INLET_LISTEN", "127.0.0.1:0")
+        .env("INLET_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("INLET_LISTEN_FILE", &file);
+    file
+}
+
+/// Where an inlet process listens, as it wrote in its listen file.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Listening {
+    /// Reads the file's `public=ADDR` and `admin=ADDR` lines.
+    pub fn parse(text: &str) -> Option<Listening> {
+        let mut public = None;
+        let mut admin = None;
+        for line in text.lines() {
+            match line.split_once('=')? {
+                ("public", addr) => public = Some(addr.parse().ok()?),
+                ("admin", addr) => admin = Some(addr.parse().ok()?),
+                _ => return None,
+            }
+        }
+        Some(Listening {
+            public: public?,
+            admin: admin?,
+        })
+    }
+
+    /// `http://ADDR` of the public listener.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.public)
+    }
+
+    /// `http://ADDR` of the admin listener.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+}
+
+/// Waits until `child` has written its listen `file` (see [`listen_on_port_0`]), at most 30 s,
+/// and reads it. Fails, printing `log()` and killing inlet, if inlet exits first, never writes
+/// the file, or writes something else in it.
+pub fn wait_listening(child: &mut Child, file: &Path, log: impl Fn() -> String) -> Listening {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let why = loop {
+        // Written whole by a rename: once it exists, it is all there.
+        match std::fs::read_to_string(file) {
+            Ok(text) => match Listening::parse(&text) {
+                Some(listening) => return listening,
+                None => break format!("{} is not a listen file: {text:?}", file.display()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => break format!("reading {}: {e}", file.display()),
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            break format!("inlet exited ({status}) before it listened");
+        }
+        if Instant::now() >= deadline {
+            break format!("inlet did not listen (no {})", file.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{why}:\n{}", log());
 }
 
 /// Sends signal `name` (`TERM`, `KILL`…) to `child`.
@@ -62,20 +138,20 @@ pub struct InletProcess {
 }
 
 impl InletProcess {
-    /// Starts `inlet` against `brokers` with `env` on top, and waits until it listens.
+    /// Starts `inlet` against `brokers` with `env` on top, listening on port 0, and waits until
+    /// it says where.
     pub fn start(brokers: &str, topics: &(String, String), env: &[(&str, &str)]) -> InletProcess {
         let dir = temp_dir("process");
         let tokens = dir.join("tokens.toml");
         std::fs::write(&tokens, tokens_toml()).unwrap();
-        let (port, admin) = (free_port(), free_port());
         let stderr_path = dir.join("inlet.log");
-        let child = inlet_command()
+        let mut cmd = inlet_command();
+        let listen_file = listen_on_port_0(&mut cmd, &dir);
+        let mut child = cmd
             .env("INLET_KAFKA_BROKERS", brokers)
             .env("INLET_TOKENS_FILE", &tokens)
             .env("INLET_TOPIC_BEACONS", &topics.0)
             .env("INLET_TOPIC_OCCURRENCES", &topics.1)
-            .env("INLET_LISTEN", format!("127.0.0.1:{port}"))
-            .env("INLET_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
             .env("INLET_LOG", "info,librdkafka=warn")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -83,22 +159,13 @@ impl InletProcess {
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .expect("spawn inlet");
-        let p = InletProcess {
+        let listening = wait_listening(&mut child, &listen_file, || read_log(&stderr_path));
+        InletProcess {
             child,
-            url: format!("http://127.0.0.1:{port}"),
-            admin: format!("http://127.0.0.1:{admin}"),
+            url: listening.url(),
+            admin: listening.admin_url(),
             stderr_path,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "inlet did not listen:\n{}",
-                p.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        p
     }
 
     /// Waits until `/readyz` answers 200 (a broker answered metadata for the topic).
