@@ -3,15 +3,17 @@
 //! A request travels one way, and the modules follow it:
 //!
 //! 1. **listen**: [`server`] binds nothing itself: it takes bound listeners, serves them and
-//!    owns the [`shutdown`] phases; [`http`] holds the route table, the layers and one module
-//!    per endpoint; [`state`] is what every request shares.
+//!    owns the [`shutdown`] phases; [`http`] holds the route table, the layers, the one handler
+//!    of every ingest endpoint ([`http::adapter`]) and one protocol per endpoint module;
+//!    [`state`] is what every request shares.
 //! 2. **authenticate**: [`http::authenticate`] finds the token (header or query) and resolves
 //!    it against [`auth`]'s hot-reloaded registry; handlers only ever see a valid token.
 //! 3. **decode**: [`http::body`] checks the media type and reads the body within its cap as
 //!    sent; [`decode`] decodes it (content encodings, the decoded-size cap) and splits it into
-//!    events (object, array or NDJSON). An SDK's endpoint reads its own key and body, and
+//!    events (object, array or NDJSON). An SDK's protocol reads its own key and body, and
 //!    [`sdk`] translates its payload into inlet's events instead, field by field, validated
-//!    by the same rules as they are built ([`event::from_fields`]).
+//!    by the same rules as they are built ([`event::from_fields`]). Every translation ends in
+//!    a [`batch::Batch`] of one [`lane`]'s events.
 //! 4. **the pipeline**: every endpoint hands its events to [`pipeline`], which runs the rest:
 //!    - **limit**: [`limit`] charges the token's GCRA limiter one unit per event (or, in a
 //!      fleet, [`fleet::quota`] the same GCRA in the Redis the replicas share);
@@ -27,7 +29,8 @@
 //! 5. **respond**: [`error`] says why something was not accepted, as types; `http::reply`
 //!    turns answers and errors into HTTP once.
 //!
-//! Around the path: [`config`] (file, environment, flags), [`client`] (addresses and
+//! Around the path: [`config`] (resolved from the [`settings`] of the file, environment and
+//! flags), [`lane`] (the table of the kinds of telemetry, their topics, keys and caps), [`client`] (addresses and
 //! brute-force limits), [`id`] (event ids), [`metrics`] (Prometheus), [`dev`] (the embedded
 //! mock cluster of `inlet --dev`) and [`tail`] (`inlet tail`).
 

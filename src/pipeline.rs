@@ -2,7 +2,7 @@
 //! token and split what the client sent into events.
 //!
 //! ```text
-//! endpoint (HTTP):   extract the token and the body → split into a Batch
+//! endpoint (HTTP):   extract the token and the body → translate into a Batch
 //! pipeline (here):   limit → validate → convert → key → produce → one typed Answer
 //! endpoint (HTTP):   shape the Answer (or the ApiError) into the protocol's reply
 //! ```
