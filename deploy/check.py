@@ -56,6 +56,7 @@ METRICS: dict[str, tuple[str, dict[str, set[str] | None]]] = {
     "inlet_kafka_errors_total": ("counter", {}),
     "inlet_http_requests_in_flight": ("gauge", {}),
     "inlet_http_requests_shed_total": ("counter", {}),
+    "inlet_http_panics_total": ("counter", {"route": ROUTES}),
     "inlet_http_connections_refused_total": ("counter", {"listener": {"public", "admin"}}),
     # Fleet mode (README "Fleet mode").
     "inlet_quota_backend_up": ("gauge", {}),
