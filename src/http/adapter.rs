@@ -141,14 +141,14 @@ pub fn handler<P: Protocol>(
 
 /// Serves one request of `protocol`: the steps of the module's doc, in their order.
 pub async fn handle<P: Protocol>(protocol: P, state: AppState, request: Request) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+    // Kept for the log should the request panic (a reference count, not a copy).
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let outcome = match CatchUnwind(run(protocol, state, request)).await {
         Ok(outcome) => outcome,
-        Err(panic) => Err(panicked(&route, &*panic)),
+        Err(panic) => {
+            let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            Err(panicked(route, &*panic))
+        }
     };
     protocol.reply(outcome)
 }
