@@ -25,7 +25,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::response::Response;
 use bytes::Bytes;
@@ -34,7 +34,6 @@ use super::authenticate::{request_origin, Authenticated};
 use super::body::read_decoded;
 use crate::batch::{off_the_runtime_if, Batch, BLOCKING_PARSE_BYTES};
 use crate::error::{ApiError, Refusal};
-use crate::event::Source;
 use crate::lane::{BodyLimits, Lane};
 use crate::metrics;
 use crate::pipeline::Answer;
@@ -51,9 +50,6 @@ pub trait Protocol: Copy + Send + Sync + 'static {
 
     /// The lane its events travel in.
     fn lane(self) -> Lane;
-
-    /// The protocol, as `Envelope.source` and metric labels name it.
-    fn source(self) -> Source;
 
     /// The key, where the request's head carries it (a header, the query string).
     fn key(self, parts: &Parts) -> Option<String>;
@@ -128,17 +124,6 @@ impl<R> Translation<R> {
     }
 }
 
-/// The handler of `protocol`'s routes, for the route table.
-pub fn handler<P: Protocol>(
-    protocol: P,
-) -> impl Fn(State<AppState>, Request) -> Pin<Box<dyn Future<Output = Response> + Send>>
-       + Clone
-       + Send
-       + Sync
-       + 'static {
-    move |State(state), request| Box::pin(handle(protocol, state, request))
-}
-
 /// Serves one request of `protocol`: the steps of the module's doc, in their order.
 pub async fn handle<P: Protocol>(protocol: P, state: AppState, request: Request) -> Response {
     // Kept for the log should the request panic (a reference count, not a copy).
@@ -160,10 +145,10 @@ async fn run<P: Protocol>(
 ) -> Result<(Answer, P::Receipt), ApiError> {
     let (parts, body) = request.into_parts();
     let lane = protocol.lane();
-    let early = match protocol.key(&parts) {
-        Some(key) => Some(authorize(&state, &parts, lane, Some(key))?),
-        None if !protocol.key_in_body() => Some(authorize(&state, &parts, lane, None)?),
-        None => None,
+    // A key the head lacks is looked for in the body only where the protocol may put it there.
+    let early = match (protocol.key(&parts), protocol.key_in_body()) {
+        (None, true) => None,
+        (key, _) => Some(authorize(&state, &parts, lane, key)?),
     };
     let head = protocol.head(&parts)?;
     let body = match protocol.has_body() {
@@ -183,8 +168,8 @@ async fn run<P: Protocol>(
         Some(auth) => auth,
         None => authorize(&state, &parts, lane, translation.key)?,
     };
-    translation.items.count(protocol.source());
     let batch = translation.batch;
+    translation.items.count(batch.source);
     if batch.len() > limits.max_events {
         return Err(ApiError::TooManyEvents {
             limit: limits.max_events,
@@ -278,6 +263,7 @@ mod tests {
     use std::sync::Arc;
 
     use axum::body::Body;
+    use axum::extract::State;
     use axum::http::{Request, StatusCode};
     use axum::response::IntoResponse;
     use axum::routing::post;
@@ -298,9 +284,6 @@ mod tests {
         type Receipt = ();
         fn lane(self) -> Lane {
             Lane::BEACON
-        }
-        fn source(self) -> Source {
-            Source::Inlet
         }
         fn key(self, parts: &Parts) -> Option<String> {
             super::super::authenticate::presented_secret(parts)
@@ -326,7 +309,10 @@ mod tests {
     async fn a_panic_while_serving_is_a_500_with_its_code_and_the_server_serves_on() {
         let sink = Arc::new(MemorySink::accepting());
         let router = Router::new()
-            .route("/boom", post(handler(Boom)))
+            .route(
+                "/boom",
+                post(|State(state), request| handle(Boom, state, request)),
+            )
             .with_state(state(Arc::clone(&sink), |_| {}));
         let request = |body: Vec<u8>| {
             Request::post("/boom")

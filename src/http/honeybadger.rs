@@ -33,10 +33,6 @@ impl Protocol for Honeybadger {
         Lane::OCCURRENCE
     }
 
-    fn source(self) -> Source {
-        Source::Honeybadger
-    }
-
     fn key(self, parts: &Parts) -> Option<String> {
         header_value(&parts.headers, "x-api-key")
     }

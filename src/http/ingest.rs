@@ -12,7 +12,6 @@ use super::authenticate::presented_secret;
 use super::body::check_media_type;
 use crate::batch::Batch;
 use crate::error::ApiError;
-use crate::event::Source;
 use crate::lane::Lane;
 use crate::pipeline::Answer;
 
@@ -26,10 +25,6 @@ impl Protocol for Native {
 
     fn lane(self) -> Lane {
         self.0
-    }
-
-    fn source(self) -> Source {
-        Source::Inlet
     }
 
     fn key(self, parts: &Parts) -> Option<String> {

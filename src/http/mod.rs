@@ -19,6 +19,7 @@ pub mod sdk;
 pub mod segment;
 pub mod sentry;
 
+use axum::extract::State;
 use axum::middleware;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
@@ -48,7 +49,7 @@ pub fn public_router(state: AppState) -> Router {
         .route("/v1/occurrences", posted(Native(Lane::OCCURRENCE)))
         .route(
             "/v1/pixel.gif",
-            get(adapter::handler(Pixel))
+            get(|State(state), request| adapter::handle(Pixel, state, request))
                 .head(pixel::head)
                 .options(cors::preflight),
         )
@@ -64,7 +65,8 @@ pub fn public_router(state: AppState) -> Router {
 
 /// `protocol`'s handler for `POST`, with the CORS preflight.
 fn posted<P: Protocol>(protocol: P) -> MethodRouter<AppState> {
-    post(adapter::handler(protocol)).options(cors::preflight)
+    post(move |State(state), request| adapter::handle(protocol, state, request))
+        .options(cors::preflight)
 }
 
 /// The drop-in endpoints of the analytics SDKs (Segment, PostHog), each path with and without

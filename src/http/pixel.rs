@@ -11,7 +11,6 @@ use super::authenticate::presented_secret;
 use crate::batch::Batch;
 use crate::config::Delivery;
 use crate::error::ApiError;
-use crate::event::Source;
 use crate::lane::Lane;
 use crate::pipeline::Answer;
 
@@ -43,10 +42,6 @@ impl Protocol for Pixel {
 
     fn lane(self) -> Lane {
         Lane::BEACON
-    }
-
-    fn source(self) -> Source {
-        Source::Pixel
     }
 
     fn key(self, parts: &Parts) -> Option<String> {

@@ -63,10 +63,6 @@ impl Protocol for Capture {
         Lane::BEACON
     }
 
-    fn source(self) -> Source {
-        Source::Posthog
-    }
-
     /// The key is in the body, so it is checked once the body is read.
     fn key(self, _: &Parts) -> Option<String> {
         None

@@ -36,10 +36,6 @@ impl Protocol for Rollbar {
         Lane::OCCURRENCE
     }
 
-    fn source(self) -> Source {
-        Source::Rollbar
-    }
-
     /// With the key in a header, a stranger is turned away before the body is read.
     fn key(self, parts: &Parts) -> Option<String> {
         header_value(&parts.headers, "x-rollbar-access-token")

@@ -50,10 +50,6 @@ impl Protocol for Segment {
         Lane::BEACON
     }
 
-    fn source(self) -> Source {
-        Source::Segment
-    }
-
     /// The Basic key is checked before the body is read; a key in the body, after.
     fn key(self, parts: &Parts) -> Option<String> {
         basic_user(&parts.headers).or_else(|| presented_secret(parts))

@@ -43,10 +43,6 @@ impl Protocol for Sentry {
         Lane::OCCURRENCE
     }
 
-    fn source(self) -> Source {
-        Source::Sentry
-    }
-
     fn key(self, parts: &Parts) -> Option<String> {
         sentry_key(parts)
     }
