@@ -67,23 +67,9 @@ pub(crate) enum Raw {
 impl Batch {
     /// Splits a decoded body into events (one object, an array, or NDJSON; see
     /// [`crate::decode::split_events`]): at most `max_events`, none of them over `max_event`
-    /// bytes (413 `event_too_large` naming the first one that is). On the blocking pool when
-    /// the body is large.
-    pub async fn split(
-        kind: Lane,
-        body: Bytes,
-        max_events: usize,
-        max_event: usize,
-    ) -> Result<Batch, ApiError> {
-        let large = body.len() >= BLOCKING_PARSE_BYTES;
-        off_the_runtime_if(large, "parsed", move || {
-            Batch::split_now(kind, body, max_events, max_event)
-        })
-        .await?
-    }
-
-    /// [`Batch::split`], in place: for a caller on the blocking pool already.
-    pub fn split_now(
+    /// bytes (413 `event_too_large` naming the first one that is). In place: a large body's
+    /// translation is on the blocking pool already (`http::adapter`).
+    pub fn split(
         kind: Lane,
         body: Bytes,
         max_events: usize,

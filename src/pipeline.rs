@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prost::Message;
 
 use crate::auth::Token;
-pub use crate::batch::{off_the_runtime_if, Batch, Translated, Untranslated, BLOCKING_PARSE_BYTES};
+use crate::batch::{off_the_runtime_if, Batch, BLOCKING_PARSE_BYTES};
 use crate::batch::{raw_text, validate};
 use crate::config::{Config, Delivery};
 use crate::error::{failure_retry_after_secs, ApiError, Refusal, Rejection};
@@ -403,6 +403,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::batch::{Translated, Untranslated};
     use crate::event::{self, Invalid};
     use crate::sink::memory::MemorySink;
     use crate::testing;
@@ -434,9 +435,7 @@ mod tests {
             }
         }));
         let body = Bytes::from(events.to_string());
-        let batch = Batch::split(Lane::BEACON, body, 1000, 1 << 20)
-            .await
-            .unwrap();
+        let batch = Batch::split(Lane::BEACON, body, 1000, 1 << 20).unwrap();
         let answer = pipeline(Arc::clone(&sink))
             .ingest(&testing::token(), client(), batch)
             .await;
@@ -513,7 +512,7 @@ mod tests {
             ("missing_field", "session_id=s")
         );
         let body = Bytes::from(r#"[{"session_id":"s","event":"e"},{"event":"e"}]"#);
-        let batch = Batch::split(Lane::BEACON, body, 10, 1024).await.unwrap();
+        let batch = Batch::split(Lane::BEACON, body, 10, 1024).unwrap();
         let converted = convert(batch, &meta, keep);
         let letters: Vec<_> = converted
             .letters
@@ -541,7 +540,7 @@ mod tests {
         let pipeline = pipeline(Arc::clone(&sink)).with_fleet(fleet);
         let send = || async {
             let body = Bytes::from(r#"{"session_id":"s","event":"e","id":"once"}"#);
-            let batch = Batch::split(Lane::BEACON, body, 10, 1024).await.unwrap();
+            let batch = Batch::split(Lane::BEACON, body, 10, 1024).unwrap();
             pipeline.ingest(&testing::token(), client(), batch).await
         };
         assert_eq!(send().await.unwrap_err().code(), "queue_full");
@@ -563,7 +562,7 @@ mod tests {
     async fn native_events_say_so_in_their_source() {
         let sink = Arc::new(MemorySink::accepting());
         let body = Bytes::from(r#"{"session_id":"s","event":"e"}"#);
-        let batch = Batch::split(Lane::BEACON, body, 10, 1024).await.unwrap();
+        let batch = Batch::split(Lane::BEACON, body, 10, 1024).unwrap();
         let pipeline = pipeline(Arc::clone(&sink));
         pipeline
             .ingest(&testing::token(), client(), batch)
@@ -627,7 +626,6 @@ mod tests {
             10,
             1000,
         )
-        .await
         .unwrap();
         let answer = pipeline(sink)
             .ingest(&testing::token(), client(), batch)
@@ -667,32 +665,5 @@ mod tests {
         shutdown.enter(crate::shutdown::Phase::Draining);
         let error = pipeline.admit(&token, Lane::BEACON, None).unwrap_err();
         assert_eq!(error.code(), "shutting_down");
-    }
-
-    /// Whether splitting `body` let another task of a single-threaded runtime run, which it can
-    /// only when the splitting went to the blocking pool.
-    async fn yields_while_splitting(body: Bytes) -> (bool, usize) {
-        let ran = Arc::new(AtomicBool::new(false));
-        let other = tokio::spawn({
-            let ran = Arc::clone(&ran);
-            async move { ran.store(true, Ordering::SeqCst) }
-        });
-        let batch = Batch::split(Lane::BEACON, body, 100_000, 1 << 20)
-            .await
-            .unwrap();
-        let yielded = ran.load(Ordering::SeqCst);
-        other.await.unwrap();
-        (yielded, batch.len())
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn large_bodies_are_split_off_the_runtime_and_small_ones_in_place() {
-        let event = json!({"session_id": "s", "event": "e"}).to_string();
-        let small = Bytes::from(format!("[{}]", [event.as_str(); 10].join(",")));
-        assert_eq!(yields_while_splitting(small).await, (false, 10));
-        let n = BLOCKING_PARSE_BYTES / event.len() + 1;
-        let large = Bytes::from(format!("[{}]", vec![event.as_str(); n].join(",")));
-        assert!(large.len() >= BLOCKING_PARSE_BYTES);
-        assert_eq!(yields_while_splitting(large).await, (true, n));
     }
 }

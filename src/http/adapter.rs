@@ -159,11 +159,7 @@ async fn run<P: Protocol>(
         lane: state.config.limits(lane),
         max_events: state.config.max_events_per_request,
     };
-    let large = protocol.off_the_runtime(&head, &body);
-    let translation = off_the_runtime_if(large, "translated", move || {
-        protocol.translate(head, body, limits)
-    })
-    .await??;
+    let translation = translate(protocol, head, body, limits).await?;
     let auth = match early {
         Some(auth) => auth,
         None => authorize(&state, &parts, lane, translation.key)?,
@@ -192,6 +188,21 @@ async fn run<P: Protocol>(
         }
     }
     Ok((answer, translation.receipt))
+}
+
+/// The translation step: in place, or on the blocking pool when the protocol says the body is
+/// large, so one huge body cannot hold up a runtime worker (and every request queued behind it).
+async fn translate<P: Protocol>(
+    protocol: P,
+    head: P::Head,
+    body: Bytes,
+    limits: Limits,
+) -> Result<Translation<P::Receipt>, ApiError> {
+    let large = protocol.off_the_runtime(&head, &body);
+    off_the_runtime_if(large, "translated", move || {
+        protocol.translate(head, body, limits)
+    })
+    .await?
 }
 
 /// Resolves a key to a token (wherever the protocol carried it) and admits the request for
@@ -330,5 +341,35 @@ mod tests {
         let (status, _, _) = send(&router, request(b"fine".to_vec())).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(sink.records().len(), 1);
+    }
+
+    /// Whether translating `body` as inlet's beacons let another task of a single-threaded
+    /// runtime run, which it can only when the translation went to the blocking pool.
+    async fn yields_while_translating(body: Bytes) -> (bool, usize) {
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let other = tokio::spawn({
+            let ran = Arc::clone(&ran);
+            async move { ran.store(true, std::sync::atomic::Ordering::SeqCst) }
+        });
+        let limits = Limits {
+            lane: crate::testing::config(|_| {}).limits(Lane::BEACON),
+            max_events: 100_000,
+        };
+        let native = crate::http::ingest::Native(Lane::BEACON);
+        let translation = translate(native, (), body, limits).await.unwrap();
+        let yielded = ran.load(std::sync::atomic::Ordering::SeqCst);
+        other.await.unwrap();
+        (yielded, translation.batch.len())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn large_bodies_are_split_off_the_runtime_and_small_ones_in_place() {
+        let event = serde_json::json!({"session_id": "s", "event": "e"}).to_string();
+        let small = Bytes::from(format!("[{}]", [event.as_str(); 10].join(",")));
+        assert_eq!(yields_while_translating(small).await, (false, 10));
+        let n = BLOCKING_PARSE_BYTES / event.len() + 1;
+        let large = Bytes::from(format!("[{}]", vec![event.as_str(); n].join(",")));
+        assert!(large.len() >= BLOCKING_PARSE_BYTES);
+        assert_eq!(yields_while_translating(large).await, (true, n));
     }
 }

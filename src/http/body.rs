@@ -23,10 +23,10 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
+use crate::batch::off_the_runtime_if;
 use crate::config::{BodyLimits, Config};
 use crate::decode::{self, Encoding};
 use crate::error::ApiError;
-use crate::pipeline::off_the_runtime_if;
 
 /// A request's body, decoded: its encoding checked before it is read, its size capped as sent
 /// (recorded in `sent_bytes`) and once decoded, decoded on the blocking pool when it is large.

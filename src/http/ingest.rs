@@ -36,7 +36,7 @@ impl Protocol for Native {
     }
 
     fn translate(self, _: (), body: Bytes, limits: Limits) -> Result<Translation<()>, ApiError> {
-        let batch = Batch::split_now(self.0, body, limits.max_events, limits.lane.max_event)?;
+        let batch = Batch::split(self.0, body, limits.max_events, limits.lane.max_event)?;
         Ok(Translation::of(batch, ()))
     }
 
