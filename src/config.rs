@@ -297,7 +297,7 @@ impl Config {
         let topics: Vec<_> = lanes
             .chain(dead_letters.map(|t| ("topic_dead_letters", t)))
             .collect();
-        for (i, &(key, topic)) in topics.iter().enumerate() {
+        for (key, topic) in topics {
             let valid = !topic.is_empty()
                 && topic.len() <= 249
                 && topic
@@ -308,9 +308,12 @@ impl Config {
                     "{key}: `{topic}` is not a valid Kafka topic name (1..=249 of [a-zA-Z0-9._-])"
                 );
             }
-            // Two lanes on one topic could not be told apart by a consumer of one of them.
-            let lanes = &topics[..i.min(self.lanes.iter().count())];
-            if let Some((other, _)) = lanes.iter().find(|(_, t)| *t == topic) {
+        }
+        // Two lanes on one topic could not be told apart by a consumer of one of them.
+        for (i, (lane, config)) in self.lanes.iter().enumerate() {
+            let mut before = self.lanes.iter().take(i);
+            if let Some((other, _)) = before.find(|(_, c)| c.topic == config.topic) {
+                let (key, other) = (lane.spec().names.topic, other.spec().names.topic);
                 bail!("{key}: must differ from {other}");
             }
         }
@@ -366,6 +369,11 @@ impl Config {
     /// The topic of `lane`.
     pub fn topic(&self, lane: Lane) -> &str {
         &self.lanes[lane].topic
+    }
+
+    /// Every lane's topic, in the lanes' order.
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        self.lanes.iter().map(|(_, lane)| lane.topic.as_str())
     }
 }
 

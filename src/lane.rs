@@ -230,6 +230,7 @@ mod tests {
             ("beacon", "occurrence")
         );
         let mut names: Vec<_> = LANES.iter().map(|s| s.names.topic).collect();
+        names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), LANES.len());
     }

@@ -45,8 +45,7 @@ fn main() -> ExitCode {
     };
     // Kept alive for the whole run: dropping it stops the embedded cluster.
     let _dev = if cli.dev {
-        let topics: Vec<&str> = (config.lanes.iter())
-            .map(|(_, lane)| lane.topic.as_str())
+        let topics: Vec<&str> = (config.topics())
             .chain(config.fleet.topic_dead_letters.as_deref())
             .collect();
         let cluster = match inlet::dev::DevCluster::start(&topics) {
@@ -232,10 +231,7 @@ fn print_dev_banner(config: &inlet::config::Config) {
     let token = inlet::auth::DEV_TOKEN;
     let brokers = &config.kafka_brokers;
     let listen = config.listen;
-    let topics: Vec<&str> = (config.lanes.iter())
-        .map(|(_, lane)| lane.topic.as_str())
-        .collect();
-    let topics = topics.join(" ");
+    let topics = config.topics().collect::<Vec<_>>().join(" ");
     println!(
         "\ninlet --dev: an embedded in-memory Kafka cluster (librdkafka's mock cluster, {} brokers, \
          {} partitions per topic).\nFor trying inlet out, never for production: nothing survives \
