@@ -101,19 +101,14 @@ impl Items {
         }
     }
 
-    /// Counts them as received by an endpoint of `source`.
+    /// Counts them as received, produced or not, by an endpoint of `source`
+    /// (`inlet_sdk_items_total`).
     pub fn count(self, source: Source) {
         for (kind, count) in self.0 {
-            count_items(source, kind, count);
+            ::metrics::counter!(metrics::SDK_ITEMS, "source" => source.as_str(), "type" => kind)
+                .increment(count as u64);
         }
     }
-}
-
-/// Counts `count` items of `kind` (the SDK's item or message type) an SDK endpoint of `source`
-/// received, produced or not (`inlet_sdk_items_total`).
-pub fn count_items(source: Source, kind: &'static str, count: usize) {
-    ::metrics::counter!(metrics::SDK_ITEMS, "source" => source.as_str(), "type" => kind)
-        .increment(count as u64);
 }
 
 /// A payload recorded from an SDK, `tests/sdk/payloads/<source>/<name>`.

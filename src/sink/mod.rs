@@ -59,70 +59,50 @@ pub struct Meaning {
 impl Failure {
     /// What this failure means: the one table of it.
     pub fn meaning(self) -> &'static Meaning {
-        const fn row(
-            label: &'static str,
-            code: &'static str,
-            message: &'static str,
-            retry_after_secs: u64,
-        ) -> Meaning {
-            Meaning {
-                label,
-                code,
-                message,
-                retry_after_secs,
-            }
-        }
-        static QUEUE_FULL: Meaning = row(
-            "queue_full",
-            "queue_full",
-            "inlet's producer queue is full; retry later",
-            1,
-        );
-        static TOO_LARGE: Meaning = row(
-            "too_large",
-            "event_too_large",
-            "the event is larger than the broker accepts",
-            5,
-        );
-        static TIMED_OUT: Meaning = row(
-            "timed_out",
-            "delivery_timed_out",
-            "the broker did not acknowledge the event in time; retry later",
-            5,
-        );
-        static BROKER: Meaning = row(
-            "broker",
-            "delivery_failed",
-            "the broker refused the event; retry later",
-            5,
-        );
-        static SHUTTING_DOWN: Meaning = row(
-            "shutting_down",
-            "shutting_down",
-            "inlet is shutting down; retry on another replica",
-            5,
-        );
-        // A full spool empties only as fast as Kafka takes it back.
-        static SPOOL_FULL: Meaning = row(
-            "spool_full",
-            "spool_full",
-            "inlet's spool is full while Kafka is unreachable; retry later",
-            30,
-        );
-        static SPOOL_UNAVAILABLE: Meaning = row(
-            "spool_unavailable",
-            "spool_unavailable",
-            "inlet could not write to its spool; retry later",
-            5,
-        );
         match self {
-            Failure::QueueFull => &QUEUE_FULL,
-            Failure::TooLarge => &TOO_LARGE,
-            Failure::TimedOut => &TIMED_OUT,
-            Failure::Broker => &BROKER,
-            Failure::ShuttingDown => &SHUTTING_DOWN,
-            Failure::SpoolFull => &SPOOL_FULL,
-            Failure::SpoolUnavailable => &SPOOL_UNAVAILABLE,
+            Failure::QueueFull => &Meaning {
+                label: "queue_full",
+                code: "queue_full",
+                message: "inlet's producer queue is full; retry later",
+                retry_after_secs: 1,
+            },
+            Failure::TooLarge => &Meaning {
+                label: "too_large",
+                code: "event_too_large",
+                message: "the event is larger than the broker accepts",
+                retry_after_secs: 5,
+            },
+            Failure::TimedOut => &Meaning {
+                label: "timed_out",
+                code: "delivery_timed_out",
+                message: "the broker did not acknowledge the event in time; retry later",
+                retry_after_secs: 5,
+            },
+            Failure::Broker => &Meaning {
+                label: "broker",
+                code: "delivery_failed",
+                message: "the broker refused the event; retry later",
+                retry_after_secs: 5,
+            },
+            Failure::ShuttingDown => &Meaning {
+                label: "shutting_down",
+                code: "shutting_down",
+                message: "inlet is shutting down; retry on another replica",
+                retry_after_secs: 5,
+            },
+            // A full spool empties only as fast as Kafka takes it back.
+            Failure::SpoolFull => &Meaning {
+                label: "spool_full",
+                code: "spool_full",
+                message: "inlet's spool is full while Kafka is unreachable; retry later",
+                retry_after_secs: 30,
+            },
+            Failure::SpoolUnavailable => &Meaning {
+                label: "spool_unavailable",
+                code: "spool_unavailable",
+                message: "inlet could not write to its spool; retry later",
+                retry_after_secs: 5,
+            },
         }
     }
 
