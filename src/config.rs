@@ -5,6 +5,14 @@
 //! three: the TOML key `kafka_brokers` is the variable `INLET_KAFKA_BROKERS` and the flag
 //! `--kafka-brokers`. Free-form librdkafka properties go in the file's `[librdkafka]` table or in
 //! `--librdkafka key=value` / `INLET_LIBRDKAFKA="key=value,key=value"`.
+//!
+//! The result is one typed part per piece of inlet: the HTTP edge ([`EdgeConfig`]), each lane
+//! ([`LaneConfig`], from the names in its entry of the lane table), the pipeline
+//! ([`IngestConfig`]), the Kafka producer ([`KafkaConfig`]), the spool ([`SpoolConfig`]) and the
+//! fleet ([`FleetConfig`]). Each part is built and checked in its own `resolve`, once, and each
+//! piece is handed its part alone. A new setting is its declaration in
+//! [`Settings`](crate::settings::Settings) (name, help, environment variable) and one line in
+//! its part's `resolve` (its default and type), where the checks of that part are too.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -83,34 +91,34 @@ impl Truncation {
     }
 }
 
-/// Validated configuration: every default applied, every value checked.
+/// Validated configuration: every default applied, every value checked, as one typed part per
+/// piece of inlet. Each part is built (and checked) from the settings in its own block below,
+/// and each piece is handed its part alone: a setting is added where its part is resolved, and
+/// its name and help text once in [`Settings`].
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
-    pub admin_listen: SocketAddr,
-    /// Bootstrap servers; empty only in `--dev`, where the embedded cluster fills it in.
-    pub kafka_brokers: String,
-    /// The token registry file; `None` only in `--dev` (a built-in development token).
-    pub tokens_file: Option<PathBuf>,
-    pub delivery: Delivery,
-    /// The spool's directory; `Some` exactly when `delivery` is `spool`.
-    pub spool_dir: Option<PathBuf>,
-    /// Bytes the spool may take on disk.
-    pub spool_max_bytes: u64,
-    pub spool_fsync: SpoolFsync,
-    pub compression: Compression,
-    pub linger: Duration,
-    pub enqueue_wait: Duration,
-    pub delivery_timeout: Duration,
-    pub shutdown_delay: Duration,
-    pub shutdown_grace: Duration,
+    /// The HTTP edge: listeners, connection and request limits, client addresses, shutdown.
+    pub edge: EdgeConfig,
     /// Each lane's topic and size caps.
     pub lanes: PerLane<LaneConfig>,
-    pub max_events_per_request: usize,
+    /// When inlet answers an ingest request, and what the pipeline does to each event.
+    pub ingest: IngestConfig,
+    /// The Kafka producer.
+    pub kafka: KafkaConfig,
+    /// The spool; `Some` exactly when delivery is `spool`.
+    pub spool: Option<SpoolConfig>,
+    /// Fleet mode: quotas and deduplication shared through Redis, and dead letters.
+    pub fleet: FleetConfig,
+    /// The token registry file; `None` only in `--dev` (a built-in development token).
+    pub tokens_file: Option<PathBuf>,
     pub log_format: LogFormat,
-    pub trusted_proxies: Vec<crate::client::Cidr>,
-    pub client_ip_truncation: Truncation,
-    pub auth_failures_per_minute: u32,
+}
+
+/// The settings of the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
     pub max_connections: usize,
     pub worker_threads: usize,
     pub max_concurrent_requests: usize,
@@ -120,10 +128,11 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Bytes per second.
     pub body_min_rate: u64,
-    /// Free-form librdkafka producer properties; they win over inlet's own.
-    pub librdkafka: BTreeMap<String, String>,
-    /// Fleet mode: quotas and deduplication shared through Redis, and dead letters.
-    pub fleet: FleetConfig,
+    pub max_events_per_request: usize,
+    pub trusted_proxies: Vec<crate::client::Cidr>,
+    pub auth_failures_per_minute: u32,
+    pub shutdown_delay: Duration,
+    pub shutdown_grace: Duration,
 }
 
 /// One lane's settings, resolved.
@@ -131,6 +140,40 @@ pub struct Config {
 pub struct LaneConfig {
     pub topic: String,
     pub limits: BodyLimits,
+}
+
+/// What the pipeline needs besides the lanes.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestConfig {
+    pub delivery: Delivery,
+    pub client_ip_truncation: Truncation,
+}
+
+/// The settings of the Kafka producer.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Bootstrap servers; empty only in `--dev`, where the embedded cluster fills it in.
+    pub brokers: String,
+    pub compression: Compression,
+    pub linger: Duration,
+    pub enqueue_wait: Duration,
+    pub delivery_timeout: Duration,
+    /// Whether librdkafka retries an event for as long as the process lives (delivery
+    /// `enqueue`, where nobody waits for the acknowledgement) rather than `delivery_timeout`.
+    pub retry_forever: bool,
+    /// The largest event any lane accepts, in bytes (its Kafka message adds an envelope).
+    pub max_event: usize,
+    /// Free-form librdkafka producer properties; they win over inlet's own.
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+/// The settings of the spool.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    /// Bytes the spool may take on disk.
+    pub max_bytes: u64,
+    pub fsync: SpoolFsync,
 }
 
 /// The settings of a fleet of replicas (see the README's "Fleet mode").
@@ -148,6 +191,27 @@ pub struct FleetConfig {
     pub topic_dead_letters: Option<String>,
 }
 
+/// The two sources a part is resolved from: flags and environment over the file.
+#[derive(Clone, Copy)]
+struct Given<'a> {
+    cli: &'a Settings,
+    file: &'a Settings,
+    dev: bool,
+}
+
+/// The setting `$field` of `$given`, from the flags and environment, else the file, else
+/// `$default`.
+macro_rules! pick {
+    ($given:ident, $field:ident, $default:expr) => {
+        ($given.cli.$field.clone())
+            .or_else(|| $given.file.$field.clone())
+            .unwrap_or_else(|| $default)
+    };
+    ($given:ident, $field:ident) => {
+        ($given.cli.$field.clone()).or_else(|| $given.file.$field.clone())
+    };
+}
+
 impl Config {
     /// Merges the flags/environment (`cli`) over the file's settings, applies defaults and
     /// validates. `dev` relaxes the requirement of brokers and a token registry.
@@ -162,203 +226,34 @@ impl Config {
         dev: bool,
         serving: bool,
     ) -> anyhow::Result<Config> {
-        macro_rules! pick {
-            ($field:ident, $default:expr) => {
-                cli.$field.or(file.$field).unwrap_or_else(|| $default)
-            };
-        }
-        let lanes = PerLane::new(|lane| {
-            let spec = lane.spec();
-            let (cli, file) = ((spec.settings)(&cli), (spec.settings)(&file));
-            let defaults = spec.limits;
-            LaneConfig {
-                topic: cli
-                    .topic
-                    .or(file.topic)
-                    .unwrap_or_else(|| spec.topic.into()),
-                limits: BodyLimits {
-                    max_body: cli.max_body.or(file.max_body).unwrap_or(defaults.max_body),
-                    max_decoded: (cli.max_decoded.or(file.max_decoded))
-                        .unwrap_or(defaults.max_decoded),
-                    max_event: (cli.max_event.or(file.max_event)).unwrap_or(defaults.max_event),
-                },
-            }
-        });
-        let mut librdkafka = file.librdkafka;
-        for pair in &cli.librdkafka_args {
-            let (k, v) = pair
-                .split_once('=')
-                .with_context(|| format!("librdkafka: `{pair}` is not KEY=VALUE"))?;
-            librdkafka.insert(k.trim().to_owned(), v.trim().to_owned());
-        }
-        let kafka_brokers = pick!(kafka_brokers, String::new()).trim().to_owned();
-        if kafka_brokers.is_empty() && !dev {
-            bail!(
-                "kafka_brokers: no Kafka brokers configured. Set INLET_KAFKA_BROKERS=host:9092 \
-                 (or `kafka_brokers` in the config file, or --kafka-brokers), \
-                 or run `inlet --dev` to try inlet with an embedded cluster"
-            );
-        }
-        let tokens_file = cli.tokens_file.or(file.tokens_file);
+        let given = Given {
+            cli: &cli,
+            file: &file,
+            dev,
+        };
+        let delivery = pick!(given, delivery, Delivery::Ack);
+        let lanes = resolve_lanes(given)?;
+        let kafka = KafkaConfig::resolve(given, delivery, &lanes)?;
+        let tokens_file = pick!(given, tokens_file);
         if tokens_file.is_none() && !dev && serving {
             bail!(
                 "tokens_file: no token registry configured. Set INLET_TOKENS_FILE=/path/tokens.toml \
                  (or `tokens_file` in the config file, or --tokens-file)"
             );
         }
-        let (listen_default, admin_default) = if dev {
-            // The development token is public knowledge: keep --dev off the network unless asked.
-            ("127.0.0.1:8080", "127.0.0.1:9100")
-        } else {
-            ("0.0.0.0:8080", "0.0.0.0:9100")
-        };
-        let delivery = pick!(delivery, Delivery::Ack);
-        let spool_dir = match (delivery, cli.spool_dir.clone().or(file.spool_dir.clone())) {
-            (Delivery::Spool, Some(dir)) => Some(dir),
-            // A directory of its own for each run: a --dev spool is for trying `spool` out.
-            (Delivery::Spool, None) if dev => Some(
-                std::env::temp_dir().join(format!("inlet-dev-spool-{}", std::process::id())),
-            ),
-            (Delivery::Spool, None) => bail!(
-                "spool_dir: delivery `spool` needs a directory. Set INLET_SPOOL_DIR=/var/lib/inlet/spool \
-                 (or `spool_dir` in the config file, or --spool-dir)"
-            ),
-            _ => None,
-        };
-        let config = Config {
-            listen: pick!(listen, listen_default.parse().expect("valid default")),
-            admin_listen: pick!(admin_listen, admin_default.parse().expect("valid default")),
-            kafka_brokers,
-            tokens_file,
-            delivery,
-            spool_dir,
-            spool_max_bytes: pick!(spool_max_bytes, 8 << 30),
-            spool_fsync: match pick!(spool_fsync, FsyncMode::Always) {
-                FsyncMode::Always => SpoolFsync::Always,
-                FsyncMode::Interval => {
-                    SpoolFsync::Interval(Duration::from_millis(pick!(spool_fsync_interval_ms, 100)))
-                }
+        Ok(Config {
+            spool: SpoolConfig::resolve(given, delivery)?,
+            edge: EdgeConfig::resolve(given)?,
+            fleet: FleetConfig::resolve(given)?,
+            ingest: IngestConfig {
+                delivery,
+                client_ip_truncation: pick!(given, client_ip_truncation, Truncation::Beacons),
             },
-            compression: pick!(compression, Compression::Lz4),
-            linger: Duration::from_millis(pick!(linger_ms, 5)),
-            enqueue_wait: Duration::from_millis(pick!(enqueue_wait_ms, 1000)),
-            delivery_timeout: Duration::from_millis(pick!(delivery_timeout_ms, 10_000)),
-            shutdown_delay: Duration::from_millis(pick!(shutdown_delay_ms, 0)),
-            shutdown_grace: Duration::from_millis(pick!(shutdown_grace_ms, 25_000)),
+            kafka,
             lanes,
-            max_events_per_request: pick!(max_events_per_request, 1000),
-            log_format: pick!(log_format, LogFormat::Auto),
-            trusted_proxies: pick!(trusted_proxies, Vec::new())
-                .iter()
-                .filter(|p| !p.trim().is_empty())
-                .map(|p| {
-                    p.parse()
-                        .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))
-                })
-                .collect::<anyhow::Result<_>>()?,
-            client_ip_truncation: pick!(client_ip_truncation, Truncation::Beacons),
-            auth_failures_per_minute: pick!(auth_failures_per_minute, 30),
-            max_connections: pick!(max_connections, 16_384),
-            worker_threads: pick!(
-                worker_threads,
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            ),
-            max_concurrent_requests: pick!(max_concurrent_requests, 4096),
-            header_read_timeout: Duration::from_millis(pick!(header_read_timeout_ms, 75_000)),
-            max_headers: pick!(max_headers, 100),
-            max_header_bytes: pick!(max_header_bytes, 64 << 10),
-            body_timeout: Duration::from_millis(pick!(body_timeout_ms, 10_000)),
-            body_min_rate: pick!(body_min_rate, 16 << 10),
-            librdkafka,
-            fleet: FleetConfig {
-                redis_url: cli
-                    .redis_url
-                    .or(file.redis_url)
-                    .filter(|u| !u.trim().is_empty()),
-                redis_timeout: Duration::from_millis(pick!(redis_timeout_ms, 50)),
-                redis_fallback_share: pick!(redis_fallback_share, 1.0),
-                dedupe_window: Duration::from_secs(pick!(dedupe_window_s, 0)),
-                topic_dead_letters: match pick!(dead_letters, Switch::On) {
-                    Switch::On => Some(pick!(topic_dead_letters, "inlet.dead-letters".into())),
-                    Switch::Off => None,
-                },
-            },
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn validate(&self) -> anyhow::Result<()> {
-        let lanes = self
-            .lanes
-            .iter()
-            .map(|(lane, c)| (lane.spec().names.topic, &c.topic));
-        let dead_letters = self.fleet.topic_dead_letters.iter();
-        let topics: Vec<_> = lanes
-            .chain(dead_letters.map(|t| ("topic_dead_letters", t)))
-            .collect();
-        for (key, topic) in topics {
-            let valid = !topic.is_empty()
-                && topic.len() <= 249
-                && topic
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if !valid {
-                bail!(
-                    "{key}: `{topic}` is not a valid Kafka topic name (1..=249 of [a-zA-Z0-9._-])"
-                );
-            }
-        }
-        // Two lanes on one topic could not be told apart by a consumer of one of them.
-        for (i, (lane, config)) in self.lanes.iter().enumerate() {
-            let mut before = self.lanes.iter().take(i);
-            if let Some((other, _)) = before.find(|(_, c)| c.topic == config.topic) {
-                let (key, other) = (lane.spec().names.topic, other.spec().names.topic);
-                bail!("{key}: must differ from {other}");
-            }
-        }
-        for (lane, config) in self.lanes.iter() {
-            let (prefix, limits) = (lane.spec().names.limits, config.limits);
-            if limits.max_body == 0 || limits.max_decoded == 0 || limits.max_event == 0 {
-                bail!("{prefix}_max_*_bytes: limits must be positive");
-            }
-            if limits.max_decoded < limits.max_body {
-                bail!("{prefix}_max_decoded_bytes: must be at least {prefix}_max_body_bytes");
-            }
-        }
-        for (key, value) in [
-            ("max_events_per_request", self.max_events_per_request),
-            ("max_connections", self.max_connections),
-            ("worker_threads", self.worker_threads),
-            ("max_concurrent_requests", self.max_concurrent_requests),
-            ("max_headers", self.max_headers),
-            ("max_header_bytes", self.max_header_bytes),
-            ("body_min_rate", self.body_min_rate as usize),
-            (
-                "auth_failures_per_minute",
-                self.auth_failures_per_minute as usize,
-            ),
-        ] {
-            if value == 0 {
-                bail!("{key}: must be positive");
-            }
-        }
-        if self.header_read_timeout.is_zero() || self.body_timeout.is_zero() {
-            bail!("header_read_timeout_ms and body_timeout_ms: must be positive");
-        }
-        if self.shutdown_delay > self.shutdown_grace {
-            bail!("shutdown_delay_ms: must not exceed shutdown_grace_ms");
-        }
-        if self.spool_max_bytes < 1 << 20 && self.spool_dir.is_some() {
-            bail!("spool_max_bytes: must be at least 1048576");
-        }
-        if matches!(self.spool_fsync, SpoolFsync::Interval(i) if i.is_zero()) {
-            bail!("spool_fsync_interval_ms: must be positive");
-        }
-        if self.delivery_timeout < Duration::from_millis(100) {
-            bail!("delivery_timeout_ms: must be at least 100");
-        }
-        self.fleet.validate()
+            tokens_file,
+            log_format: pick!(given, log_format, LogFormat::Auto),
+        })
     }
 
     /// Size caps of `lane`'s requests.
@@ -377,21 +272,243 @@ impl Config {
     }
 }
 
+/// Each lane's settings, from the names in its entry of the lane table.
+fn resolve_lanes(given: Given) -> anyhow::Result<PerLane<LaneConfig>> {
+    let lanes = PerLane::new(|lane| {
+        let spec = lane.spec();
+        let (cli, file) = ((spec.settings)(given.cli), (spec.settings)(given.file));
+        let defaults = spec.limits;
+        LaneConfig {
+            topic: cli
+                .topic
+                .or(file.topic)
+                .unwrap_or_else(|| spec.topic.into()),
+            limits: BodyLimits {
+                max_body: cli.max_body.or(file.max_body).unwrap_or(defaults.max_body),
+                max_decoded: (cli.max_decoded.or(file.max_decoded)).unwrap_or(defaults.max_decoded),
+                max_event: (cli.max_event.or(file.max_event)).unwrap_or(defaults.max_event),
+            },
+        }
+    });
+    for (lane, config) in lanes.iter() {
+        check_topic(lane.spec().names.topic, &config.topic)?;
+    }
+    // Two lanes on one topic could not be told apart by a consumer of one of them.
+    for (i, (lane, config)) in lanes.iter().enumerate() {
+        let mut before = lanes.iter().take(i);
+        if let Some((other, _)) = before.find(|(_, c)| c.topic == config.topic) {
+            let (key, other) = (lane.spec().names.topic, other.spec().names.topic);
+            bail!("{key}: must differ from {other}");
+        }
+    }
+    for (lane, config) in lanes.iter() {
+        let (prefix, limits) = (lane.spec().names.limits, config.limits);
+        if limits.max_body == 0 || limits.max_decoded == 0 || limits.max_event == 0 {
+            bail!("{prefix}_max_*_bytes: limits must be positive");
+        }
+        if limits.max_decoded < limits.max_body {
+            bail!("{prefix}_max_decoded_bytes: must be at least {prefix}_max_body_bytes");
+        }
+    }
+    Ok(lanes)
+}
+
+/// Fails, naming `key`, unless `topic` is a valid Kafka topic name.
+fn check_topic(key: &str, topic: &str) -> anyhow::Result<()> {
+    let valid = !topic.is_empty()
+        && topic.len() <= 249
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid {
+        bail!("{key}: `{topic}` is not a valid Kafka topic name (1..=249 of [a-zA-Z0-9._-])");
+    }
+    Ok(())
+}
+
+/// Fails, naming each, unless every value is above zero.
+fn check_positive(values: &[(&str, usize)]) -> anyhow::Result<()> {
+    match values.iter().find(|(_, value)| *value == 0) {
+        Some((key, _)) => bail!("{key}: must be positive"),
+        None => Ok(()),
+    }
+}
+
+impl EdgeConfig {
+    fn resolve(given: Given) -> anyhow::Result<EdgeConfig> {
+        let (listen, admin_listen) = if given.dev {
+            // The development token is public knowledge: keep --dev off the network unless asked.
+            ("127.0.0.1:8080", "127.0.0.1:9100")
+        } else {
+            ("0.0.0.0:8080", "0.0.0.0:9100")
+        };
+        let edge = EdgeConfig {
+            listen: pick!(given, listen, listen.parse().expect("valid default")),
+            admin_listen: pick!(
+                given,
+                admin_listen,
+                admin_listen.parse().expect("valid default")
+            ),
+            max_connections: pick!(given, max_connections, 16_384),
+            worker_threads: pick!(
+                given,
+                worker_threads,
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            ),
+            max_concurrent_requests: pick!(given, max_concurrent_requests, 4096),
+            header_read_timeout: millis(pick!(given, header_read_timeout_ms, 75_000)),
+            max_headers: pick!(given, max_headers, 100),
+            max_header_bytes: pick!(given, max_header_bytes, 64 << 10),
+            body_timeout: millis(pick!(given, body_timeout_ms, 10_000)),
+            body_min_rate: pick!(given, body_min_rate, 16 << 10),
+            max_events_per_request: pick!(given, max_events_per_request, 1000),
+            trusted_proxies: pick!(given, trusted_proxies, Vec::new())
+                .iter()
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| {
+                    p.parse()
+                        .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+            auth_failures_per_minute: pick!(given, auth_failures_per_minute, 30),
+            shutdown_delay: millis(pick!(given, shutdown_delay_ms, 0)),
+            shutdown_grace: millis(pick!(given, shutdown_grace_ms, 25_000)),
+        };
+        check_positive(&[
+            ("max_events_per_request", edge.max_events_per_request),
+            ("max_connections", edge.max_connections),
+            ("worker_threads", edge.worker_threads),
+            ("max_concurrent_requests", edge.max_concurrent_requests),
+            ("max_headers", edge.max_headers),
+            ("max_header_bytes", edge.max_header_bytes),
+            ("body_min_rate", edge.body_min_rate as usize),
+            (
+                "auth_failures_per_minute",
+                edge.auth_failures_per_minute as usize,
+            ),
+        ])?;
+        if edge.header_read_timeout.is_zero() || edge.body_timeout.is_zero() {
+            bail!("header_read_timeout_ms and body_timeout_ms: must be positive");
+        }
+        if edge.shutdown_delay > edge.shutdown_grace {
+            bail!("shutdown_delay_ms: must not exceed shutdown_grace_ms");
+        }
+        Ok(edge)
+    }
+}
+
+impl KafkaConfig {
+    fn resolve(
+        given: Given,
+        delivery: Delivery,
+        lanes: &PerLane<LaneConfig>,
+    ) -> anyhow::Result<KafkaConfig> {
+        let brokers = pick!(given, kafka_brokers, String::new()).trim().to_owned();
+        if brokers.is_empty() && !given.dev {
+            bail!(
+                "kafka_brokers: no Kafka brokers configured. Set INLET_KAFKA_BROKERS=host:9092 \
+                 (or `kafka_brokers` in the config file, or --kafka-brokers), \
+                 or run `inlet --dev` to try inlet with an embedded cluster"
+            );
+        }
+        let mut librdkafka = given.file.librdkafka.clone();
+        for pair in &given.cli.librdkafka_args {
+            let (k, v) = pair
+                .split_once('=')
+                .with_context(|| format!("librdkafka: `{pair}` is not KEY=VALUE"))?;
+            librdkafka.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        let kafka = KafkaConfig {
+            brokers,
+            compression: pick!(given, compression, Compression::Lz4),
+            linger: millis(pick!(given, linger_ms, 5)),
+            enqueue_wait: millis(pick!(given, enqueue_wait_ms, 1000)),
+            delivery_timeout: millis(pick!(given, delivery_timeout_ms, 10_000)),
+            retry_forever: delivery == Delivery::Enqueue,
+            max_event: lanes
+                .iter()
+                .map(|(_, l)| l.limits.max_event)
+                .max()
+                .unwrap_or(0),
+            librdkafka,
+        };
+        if kafka.delivery_timeout < Duration::from_millis(100) {
+            bail!("delivery_timeout_ms: must be at least 100");
+        }
+        Ok(kafka)
+    }
+}
+
+impl SpoolConfig {
+    fn resolve(given: Given, delivery: Delivery) -> anyhow::Result<Option<SpoolConfig>> {
+        let dir = match (delivery, pick!(given, spool_dir)) {
+            (Delivery::Spool, Some(dir)) => dir,
+            // A directory of its own for each run: a --dev spool is for trying `spool` out.
+            (Delivery::Spool, None) if given.dev => {
+                std::env::temp_dir().join(format!("inlet-dev-spool-{}", std::process::id()))
+            }
+            (Delivery::Spool, None) => bail!(
+                "spool_dir: delivery `spool` needs a directory. Set INLET_SPOOL_DIR=/var/lib/inlet/spool \
+                 (or `spool_dir` in the config file, or --spool-dir)"
+            ),
+            _ => return Ok(None),
+        };
+        let spool = SpoolConfig {
+            dir,
+            max_bytes: pick!(given, spool_max_bytes, 8 << 30),
+            fsync: match pick!(given, spool_fsync, FsyncMode::Always) {
+                FsyncMode::Always => SpoolFsync::Always,
+                FsyncMode::Interval => {
+                    SpoolFsync::Interval(millis(pick!(given, spool_fsync_interval_ms, 100)))
+                }
+            },
+        };
+        if spool.max_bytes < 1 << 20 {
+            bail!("spool_max_bytes: must be at least 1048576");
+        }
+        if matches!(spool.fsync, SpoolFsync::Interval(i) if i.is_zero()) {
+            bail!("spool_fsync_interval_ms: must be positive");
+        }
+        Ok(Some(spool))
+    }
+}
+
 impl FleetConfig {
-    fn validate(&self) -> anyhow::Result<()> {
-        if let Some(url) = &self.redis_url {
+    fn resolve(given: Given) -> anyhow::Result<FleetConfig> {
+        let fleet = FleetConfig {
+            redis_url: pick!(given, redis_url).filter(|u| !u.trim().is_empty()),
+            redis_timeout: millis(pick!(given, redis_timeout_ms, 50)),
+            redis_fallback_share: pick!(given, redis_fallback_share, 1.0),
+            dedupe_window: Duration::from_secs(pick!(given, dedupe_window_s, 0)),
+            topic_dead_letters: match pick!(given, dead_letters, Switch::On) {
+                Switch::On => Some(pick!(
+                    given,
+                    topic_dead_letters,
+                    "inlet.dead-letters".into()
+                )),
+                Switch::Off => None,
+            },
+        };
+        if let Some(topic) = &fleet.topic_dead_letters {
+            check_topic("topic_dead_letters", topic)?;
+        }
+        if let Some(url) = &fleet.redis_url {
             redis::Client::open(url.as_str())
                 .map_err(|e| anyhow::anyhow!("redis_url: `{url}` is not a Redis URL: {e}"))?;
         }
-        if self.redis_timeout.is_zero() {
+        if fleet.redis_timeout.is_zero() {
             bail!("redis_timeout_ms: must be positive");
         }
-        let share = self.redis_fallback_share;
+        let share = fleet.redis_fallback_share;
         if !(share > 0.0 && share <= 1.0) {
             bail!("redis_fallback_share: must be above 0 and at most 1, got {share}");
         }
-        Ok(())
+        Ok(fleet)
     }
+}
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
 }
 
 /// Reads the TOML configuration file; unknown keys are errors that name the key.
@@ -439,10 +556,10 @@ mod tests {
             ..Default::default()
         };
         let c = Config::resolve(cli, f, false).unwrap();
-        assert_eq!(c.kafka_brokers, "cli:9092");
-        assert_eq!(c.linger, Duration::from_millis(7));
-        assert_eq!(c.delivery, Delivery::Ack);
-        assert_eq!(c.compression, Compression::Lz4);
+        assert_eq!(c.kafka.brokers, "cli:9092");
+        assert_eq!(c.kafka.linger, Duration::from_millis(7));
+        assert_eq!(c.ingest.delivery, Delivery::Ack);
+        assert_eq!(c.kafka.compression, Compression::Lz4);
         assert_eq!(c.topic(Lane::BEACON), "inlet.beacons");
     }
 
@@ -465,17 +582,17 @@ mod tests {
         let err = Config::resolve(settings(), Settings::default(), false).unwrap_err();
         assert!(err.to_string().contains("INLET_SPOOL_DIR"), "{err}");
         let dev = Config::resolve(settings(), Settings::default(), true).unwrap();
-        assert!(dev.spool_dir.is_some());
-        assert_eq!(dev.spool_max_bytes, 8 << 30);
-        assert_eq!(dev.spool_fsync, SpoolFsync::Always);
+        assert!(dev.spool.is_some());
+        assert_eq!(dev.spool.as_ref().unwrap().max_bytes, 8 << 30);
+        assert_eq!(dev.spool.as_ref().unwrap().fsync, SpoolFsync::Always);
         let f =
             file("spool_dir = \"/s\"\nspool_fsync = \"interval\"\nspool_fsync_interval_ms = 50\n");
         let c = Config::resolve(settings(), f, false).unwrap();
         assert_eq!(
-            c.spool_fsync,
+            c.spool.as_ref().unwrap().fsync,
             SpoolFsync::Interval(Duration::from_millis(50))
         );
-        assert_eq!(c.spool_dir, Some(PathBuf::from("/s")));
+        assert_eq!(c.spool.unwrap().dir, PathBuf::from("/s"));
     }
 
     #[test]
@@ -531,8 +648,8 @@ mod tests {
             ..Default::default()
         };
         let c = Config::resolve(cli, f, false).unwrap();
-        assert_eq!(c.librdkafka["linger.ms"], "9");
-        assert_eq!(c.librdkafka["batch.size"], "2000");
+        assert_eq!(c.kafka.librdkafka["linger.ms"], "9");
+        assert_eq!(c.kafka.librdkafka["batch.size"], "2000");
     }
 
     #[test]
@@ -559,64 +676,64 @@ mod tests {
         );
         assert_eq!(
             (
-                c.listen,
-                c.admin_listen,
-                c.delivery,
-                c.compression,
-                c.linger,
-                c.enqueue_wait
+                c.edge.listen,
+                c.edge.admin_listen,
+                c.ingest.delivery,
+                c.kafka.compression,
+                c.kafka.linger,
+                c.kafka.enqueue_wait
             ),
             (
-                defaults.listen,
-                defaults.admin_listen,
-                defaults.delivery,
-                defaults.compression,
-                defaults.linger,
-                defaults.enqueue_wait
+                defaults.edge.listen,
+                defaults.edge.admin_listen,
+                defaults.ingest.delivery,
+                defaults.kafka.compression,
+                defaults.kafka.linger,
+                defaults.kafka.enqueue_wait
             )
         );
         assert_eq!(
             (
-                c.delivery_timeout,
-                c.shutdown_grace,
-                c.max_events_per_request
+                c.kafka.delivery_timeout,
+                c.edge.shutdown_grace,
+                c.edge.max_events_per_request
             ),
             (
-                defaults.delivery_timeout,
-                defaults.shutdown_grace,
-                defaults.max_events_per_request
+                defaults.kafka.delivery_timeout,
+                defaults.edge.shutdown_grace,
+                defaults.edge.max_events_per_request
             )
         );
         assert_eq!(
             format!(
                 "{:?}",
                 (
-                    c.max_connections,
-                    c.max_concurrent_requests,
-                    c.header_read_timeout,
-                    c.max_headers,
-                    c.max_header_bytes,
-                    c.body_timeout,
-                    c.body_min_rate,
-                    &c.trusted_proxies,
-                    c.client_ip_truncation,
-                    c.auth_failures_per_minute,
+                    c.edge.max_connections,
+                    c.edge.max_concurrent_requests,
+                    c.edge.header_read_timeout,
+                    c.edge.max_headers,
+                    c.edge.max_header_bytes,
+                    c.edge.body_timeout,
+                    c.edge.body_min_rate,
+                    &c.edge.trusted_proxies,
+                    c.ingest.client_ip_truncation,
+                    c.edge.auth_failures_per_minute,
                     c.log_format
                 )
             ),
             format!(
                 "{:?}",
                 (
-                    defaults.max_connections,
-                    defaults.max_concurrent_requests,
-                    defaults.header_read_timeout,
-                    defaults.max_headers,
-                    defaults.max_header_bytes,
-                    defaults.body_timeout,
-                    defaults.body_min_rate,
-                    &defaults.trusted_proxies,
-                    defaults.client_ip_truncation,
-                    defaults.auth_failures_per_minute,
+                    defaults.edge.max_connections,
+                    defaults.edge.max_concurrent_requests,
+                    defaults.edge.header_read_timeout,
+                    defaults.edge.max_headers,
+                    defaults.edge.max_header_bytes,
+                    defaults.edge.body_timeout,
+                    defaults.edge.body_min_rate,
+                    &defaults.edge.trusted_proxies,
+                    defaults.ingest.client_ip_truncation,
+                    defaults.edge.auth_failures_per_minute,
                     defaults.log_format
                 )
             )

@@ -52,14 +52,14 @@ fn main() -> ExitCode {
             Ok(cluster) => cluster,
             Err(error) => return report(Err(error)),
         };
-        if config.kafka_brokers.is_empty() {
-            config.kafka_brokers = cluster.bootstrap_servers();
+        if config.kafka.brokers.is_empty() {
+            config.kafka.brokers = cluster.bootstrap_servers();
         }
         print_dev_banner(&config);
-        if let Some(dir) = &config.spool_dir {
+        if let Some(spool) = &config.spool {
             println!(
                 "  spool              {} (delivery `spool`)\n",
-                dir.display()
+                spool.dir.display()
             );
         }
         Some(cluster)
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("inlet-worker")
-        .worker_threads(config.worker_threads)
+        .worker_threads(config.edge.worker_threads)
         .build()
     {
         Ok(runtime) => runtime,
@@ -78,12 +78,14 @@ fn main() -> ExitCode {
     let listen_file = cli.listen_file.take();
     let result = runtime.block_on(async move {
         let listeners = inlet::server::Listeners {
-            public: tokio::net::TcpListener::bind(config.listen)
+            public: tokio::net::TcpListener::bind(config.edge.listen)
                 .await
-                .with_context(|| format!("listen: cannot bind {}", config.listen))?,
-            admin: tokio::net::TcpListener::bind(config.admin_listen)
+                .with_context(|| format!("listen: cannot bind {}", config.edge.listen))?,
+            admin: tokio::net::TcpListener::bind(config.edge.admin_listen)
                 .await
-                .with_context(|| format!("admin_listen: cannot bind {}", config.admin_listen))?,
+                .with_context(|| {
+                    format!("admin_listen: cannot bind {}", config.edge.admin_listen)
+                })?,
         };
         let sink = sink(&config)?;
         let (first, second) = signals()?;
@@ -118,9 +120,9 @@ fn write_listen_file(path: &Path, listeners: &inlet::server::Listeners) -> anyho
 fn sink(config: &Config) -> anyhow::Result<Arc<dyn Sink>> {
     // The spool counts what its start-up repair found: the recorder must be there first.
     inlet::metrics::install();
-    let kafka = Arc::new(KafkaSink::new(config).context("kafka")?);
-    Ok(match Options::from_config(config) {
-        Some(options) => Arc::new(SpoolSink::open(options, kafka)?),
+    let kafka = Arc::new(KafkaSink::new(&config.kafka, &config.lanes).context("kafka")?);
+    Ok(match &config.spool {
+        Some(spool) => Arc::new(SpoolSink::open(Options::new(spool), kafka)?),
         None => kafka,
     })
 }
@@ -137,8 +139,8 @@ fn drain(cli: &mut Cli, args: &DrainArgs) -> ExitCode {
     };
     init_logging(config.log_format);
     let result = (|| {
-        let kafka = Arc::new(KafkaSink::new(&config).context("kafka")?);
-        let options = Options::from_config(&config).context("spool_dir")?;
+        let kafka = Arc::new(KafkaSink::new(&config.kafka, &config.lanes).context("kafka")?);
+        let options = Options::new(config.spool.as_ref().context("spool_dir")?);
         let spool = SpoolSink::open(options, kafka)?;
         let deadline = args
             .deadline_ms
@@ -229,8 +231,8 @@ fn signals() -> anyhow::Result<(
 
 fn print_dev_banner(config: &inlet::config::Config) {
     let token = inlet::auth::DEV_TOKEN;
-    let brokers = &config.kafka_brokers;
-    let listen = config.listen;
+    let brokers = &config.kafka.brokers;
+    let listen = config.edge.listen;
     let topics = config.topics().collect::<Vec<_>>().join(" ");
     println!(
         "\ninlet --dev: an embedded in-memory Kafka cluster (librdkafka's mock cluster, {} brokers, \
@@ -242,7 +244,7 @@ fn print_dev_banner(config: &inlet::config::Config) {
          cargo run --release -- tail --brokers {brokers} --topic {}\n",
         inlet::dev::BROKERS,
         inlet::dev::PARTITIONS,
-        config.admin_listen,
+        config.edge.admin_listen,
         config.topic(Lane::BEACON),
     );
 }

@@ -21,7 +21,7 @@ use prost::Message;
 use crate::auth::Token;
 use crate::batch::{off_the_runtime_if, Batch, BLOCKING_PARSE_BYTES};
 use crate::batch::{raw_text, validate};
-use crate::config::{Config, Delivery};
+use crate::config::{Delivery, IngestConfig};
 use crate::error::{failure_retry_after_secs, ApiError, Refusal, Rejection};
 use crate::event::{self, Meta, Source};
 use crate::fleet::dead_letters::{self, without_token};
@@ -40,7 +40,7 @@ const MAX_USER_AGENT: usize = 512;
 
 /// The way from validated events to Kafka, shared by every endpoint.
 pub struct Pipeline {
-    config: Arc<Config>,
+    config: IngestConfig,
     sink: Arc<dyn Sink>,
     shutdown: Arc<Shutdown>,
     /// Shared quotas, deduplication and dead letters (fleet mode).
@@ -102,9 +102,13 @@ struct Keep {
 }
 
 impl Pipeline {
-    /// The pipeline to `sink`, with the fleet pieces `config` asks for (see [`Fleet::new`]).
-    pub fn new(config: Arc<Config>, sink: Arc<dyn Sink>, shutdown: Arc<Shutdown>) -> Pipeline {
-        let fleet = Fleet::new(&config);
+    /// The pipeline to `sink`, with the `fleet` pieces.
+    pub fn new(
+        config: IngestConfig,
+        fleet: Fleet,
+        sink: Arc<dyn Sink>,
+        shutdown: Arc<Shutdown>,
+    ) -> Pipeline {
         Pipeline {
             config,
             sink,
@@ -410,7 +414,8 @@ mod tests {
 
     fn pipeline(sink: Arc<MemorySink>) -> Pipeline {
         Pipeline::new(
-            Arc::new(testing::config(|_| {})),
+            testing::config(|_| {}).ingest,
+            Fleet::local(),
             sink,
             Arc::new(Shutdown::new()),
         )
@@ -656,7 +661,8 @@ mod tests {
     async fn admission_refuses_a_draining_replica_a_kind_and_an_origin() {
         let shutdown = Arc::new(Shutdown::new());
         let pipeline = Pipeline::new(
-            Arc::new(testing::config(|_| {})),
+            testing::config(|_| {}).ingest,
+            Fleet::local(),
             Arc::new(MemorySink::accepting()),
             Arc::clone(&shutdown),
         );

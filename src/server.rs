@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::{Registry, Tokens};
-use crate::config::Config;
+use crate::config::{Config, EdgeConfig};
 use crate::http::{self, listen};
 use crate::shutdown::Phase;
 use crate::sink::Sink;
@@ -65,7 +65,7 @@ pub async fn run(
     tracing::info!(
         public = %listeners.public.local_addr()?,
         admin = %listeners.admin.local_addr()?,
-        delivery = ?state.config.delivery,
+        delivery = ?state.delivery,
         "inlet is serving"
     );
     let chores = [
@@ -106,7 +106,7 @@ struct Server {
 impl Server {
     /// Serves the ingest API on `listener`, with the public listener's connection limits.
     fn public(state: &AppState, listener: TcpListener) -> Server {
-        let limits = conn_limits(&state.config, state.config.max_connections);
+        let limits = conn_limits(&state.edge, state.edge.max_connections);
         Server::start(
             listener,
             http::public_router(state.clone()),
@@ -117,7 +117,7 @@ impl Server {
 
     /// Serves metrics and probes on `listener`.
     fn admin(state: &AppState, listener: TcpListener) -> Server {
-        let limits = conn_limits(&state.config, ADMIN_MAX_CONNECTIONS);
+        let limits = conn_limits(&state.edge, ADMIN_MAX_CONNECTIONS);
         Server::start(listener, http::admin_router(state.clone()), limits, "admin")
     }
 
@@ -150,24 +150,24 @@ impl Server {
 }
 
 /// The connection limits `config` sets, with at most `max_connections` open.
-fn conn_limits(config: &Config, max_connections: usize) -> listen::ConnLimits {
+fn conn_limits(edge: &EdgeConfig, max_connections: usize) -> listen::ConnLimits {
     listen::ConnLimits {
         max_connections,
-        header_read_timeout: config.header_read_timeout,
-        max_headers: config.max_headers,
-        max_header_bytes: config.max_header_bytes,
+        header_read_timeout: edge.header_read_timeout,
+        max_headers: edge.max_headers,
+        max_header_bytes: edge.max_header_bytes,
     }
 }
 
 /// The graceful shutdown, phase by phase, within `shutdown_grace`; returns how many accepted
 /// events were not delivered.
 async fn drain(state: &AppState, public: Server) -> usize {
-    let grace = state.config.shutdown_grace;
+    let grace = state.edge.shutdown_grace;
     let started = Instant::now();
     let left = || grace.saturating_sub(started.elapsed());
 
     state.shutdown.enter(Phase::NotReady);
-    let delay = state.config.shutdown_delay.min(grace);
+    let delay = state.edge.shutdown_delay.min(grace);
     if !delay.is_zero() {
         tracing::info!(
             delay_ms = delay.as_millis() as u64,
@@ -193,7 +193,7 @@ async fn drain(state: &AppState, public: Server) -> usize {
     let undelivered = tokio::task::spawn_blocking(move || sink.close(within))
         .await
         .unwrap_or(usize::MAX);
-    if state.config.delivery == crate::config::Delivery::Spool {
+    if state.delivery == crate::config::Delivery::Spool {
         // The spool's close logs what it delivered and what stays on disk; none is at risk.
     } else if undelivered == 0 {
         tracing::info!("producer flushed: every accepted event was delivered");

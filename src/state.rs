@@ -9,7 +9,9 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Tokens;
 use crate::client::AuthFailures;
-use crate::config::Config;
+use crate::config::{BodyLimits, Config, Delivery, EdgeConfig, LaneConfig};
+use crate::fleet::Fleet;
+use crate::lane::{Lane, PerLane};
 use crate::pipeline::Pipeline;
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
@@ -28,7 +30,12 @@ impl std::ops::Deref for AppState {
 
 /// What [`AppState`] shares.
 pub struct Shared {
-    pub config: Arc<Config>,
+    /// The HTTP edge's settings.
+    pub edge: EdgeConfig,
+    /// Each lane's topic and caps.
+    pub lanes: PerLane<LaneConfig>,
+    /// When requests are answered.
+    pub delivery: Delivery,
     pub tokens: Arc<Tokens>,
     pub pipeline: Pipeline,
     pub sink: Arc<dyn Sink>,
@@ -40,23 +47,34 @@ pub struct Shared {
     pub auth_failures: AuthFailures,
 }
 
+impl Shared {
+    /// Size caps of `lane`'s requests.
+    pub fn limits(&self, lane: Lane) -> BodyLimits {
+        self.lanes[lane].limits
+    }
+}
+
 impl AppState {
-    /// State for `config` with the given registry and sink, serving.
+    /// State for `config` with the given registry and sink, serving: each part gets its own
+    /// settings.
     pub fn new(config: Config, tokens: Arc<Tokens>, sink: Arc<dyn Sink>) -> AppState {
-        let config = Arc::new(config);
         let shutdown = Arc::new(Shutdown::new());
+        let edge = config.edge;
         AppState(Arc::new(Shared {
-            in_flight: Semaphore::new(config.max_concurrent_requests),
+            in_flight: Semaphore::new(edge.max_concurrent_requests),
             auth_failures: AuthFailures::new(
-                config.auth_failures_per_minute,
+                edge.auth_failures_per_minute,
                 Duration::from_secs(60),
             ),
             pipeline: Pipeline::new(
-                Arc::clone(&config),
+                config.ingest,
+                Fleet::new(&config.fleet, &config.kafka),
                 Arc::clone(&sink),
                 Arc::clone(&shutdown),
             ),
-            config,
+            edge,
+            lanes: config.lanes,
+            delivery: config.ingest.delivery,
             tokens,
             sink,
             shutdown,

@@ -17,7 +17,7 @@ use rdkafka::ClientContext;
 
 use crate::lane::Lane;
 
-use crate::config::Config;
+use crate::config::KafkaConfig;
 use crate::event::{Invalid, Meta};
 use crate::metrics;
 use crate::proto::DeadLetter;
@@ -45,7 +45,7 @@ pub struct DeadLetters {
 
 impl DeadLetters {
     /// A producer for `topic` with the sink's connection settings from `config`.
-    pub fn start(config: &Config, topic: &str) -> anyhow::Result<DeadLetters> {
+    pub fn start(config: &KafkaConfig, topic: &str) -> anyhow::Result<DeadLetters> {
         let mut client = ClientConfig::new();
         for (k, v) in producer_properties(config) {
             client.set(k, v);

@@ -12,7 +12,7 @@ pub mod quota;
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{FleetConfig, KafkaConfig};
 use backend::Backend;
 use dead_letters::DeadLetters;
 use dedupe::Dedupe;
@@ -29,11 +29,10 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// The pieces `config` asks for. Connects to Redis lazily (and in the background), so a
+    /// The pieces `fleet` asks for (dead letters through a producer on `kafka`). Connects to Redis lazily (and in the background), so a
     /// Redis down at start only means starting in fallback. A dead-letter producer that cannot
     /// be created is logged and leaves dead letters off: they are best-effort by design.
-    pub fn new(config: &Config) -> Fleet {
-        let fleet = &config.fleet;
+    pub fn new(fleet: &FleetConfig, kafka: &KafkaConfig) -> Fleet {
         let backend = fleet.redis_url.as_deref().and_then(|url| {
             match Backend::connect(url, fleet.redis_timeout) {
                 Ok(backend) => {
@@ -48,7 +47,7 @@ impl Fleet {
             }
         });
         let dead_letters = fleet.topic_dead_letters.as_deref().and_then(|topic| {
-            DeadLetters::start(config, topic)
+            DeadLetters::start(kafka, topic)
                 .inspect_err(|error| tracing::error!(%error, "dead letters are off"))
                 .ok()
         });

@@ -31,7 +31,7 @@ use axum::response::Response;
 use bytes::Bytes;
 
 use super::authenticate::{request_origin, Authenticated};
-use super::body::read_decoded;
+use super::body::{read_decoded, MinRate};
 use crate::batch::{off_the_runtime_if, Batch, BLOCKING_PARSE_BYTES};
 use crate::error::{ApiError, Refusal};
 use crate::lane::{BodyLimits, Lane};
@@ -156,8 +156,8 @@ async fn run<P: Protocol>(
         false => Bytes::new(),
     };
     let limits = Limits {
-        lane: state.config.limits(lane),
-        max_events: state.config.max_events_per_request,
+        lane: state.limits(lane),
+        max_events: state.edge.max_events_per_request,
     };
     let translation = translate(protocol, head, body, limits).await?;
     let auth = match early {
@@ -172,7 +172,7 @@ async fn run<P: Protocol>(
         });
     }
     let answer = match batch.is_empty() {
-        true => Answer::nothing(state.config.delivery),
+        true => Answer::nothing(state.delivery),
         false => {
             let client = auth.client(&parts.headers);
             state.pipeline.ingest(&auth.token, client, batch).await?
@@ -227,16 +227,9 @@ pub async fn read_body(
     parts: &Parts,
     body: axum::body::Body,
 ) -> Result<Bytes, ApiError> {
-    let config = &state.config;
     let sent_bytes = super::edge::body_bytes(parts.extensions.get::<MatchedPath>());
-    read_decoded(
-        &parts.headers,
-        body,
-        config.limits(lane),
-        config,
-        sent_bytes,
-    )
-    .await
+    let rate = MinRate::of(&state.edge);
+    read_decoded(&parts.headers, body, state.limits(lane), rate, sent_bytes).await
 }
 
 /// The error for a request whose handling panicked, logged and counted.

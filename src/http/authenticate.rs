@@ -50,8 +50,7 @@ impl Authenticated {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let client_ip =
-            crate::client::client_ip(peer, &parts.headers, &state.config.trusted_proxies);
+        let client_ip = crate::client::client_ip(peer, &parts.headers, &state.edge.trusted_proxies);
         if let Some(wait) = state.auth_failures.blocked(client_ip) {
             ::metrics::counter!(metrics::AUTH_FAILURES, "reason" => "blocked").increment(1);
             return Err(ApiError::TooManyAuthFailures {

@@ -24,7 +24,7 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use crate::batch::off_the_runtime_if;
-use crate::config::{BodyLimits, Config};
+use crate::config::{BodyLimits, EdgeConfig};
 use crate::decode::{self, Encoding};
 use crate::error::ApiError;
 
@@ -35,11 +35,11 @@ pub async fn read_decoded(
     headers: &HeaderMap,
     body: Body,
     limits: BodyLimits,
-    config: &Config,
+    rate: MinRate,
     sent_bytes: &::metrics::Histogram,
 ) -> Result<Bytes, ApiError> {
     let encoding = content_encoding(headers)?;
-    let sent = read_body(body, headers, limits.max_body, MinRate::of(config)).await?;
+    let sent = read_body(body, headers, limits.max_body, rate).await?;
     sent_bytes.record(sent.len() as f64);
     let large = encoding != Encoding::Identity && sent.len() >= decode::BLOCKING_DECODE_BYTES;
     off_the_runtime_if(large, "decoded", move || {
@@ -115,11 +115,11 @@ pub struct MinRate {
 }
 
 impl MinRate {
-    /// The rate `config` sets: `body_timeout`, then `body_min_rate`.
-    pub fn of(config: &Config) -> MinRate {
+    /// The rate the edge's settings set: `body_timeout`, then `body_min_rate`.
+    pub fn of(edge: &EdgeConfig) -> MinRate {
         MinRate {
-            grace: config.body_timeout,
-            bytes_per_sec: config.body_min_rate,
+            grace: edge.body_timeout,
+            bytes_per_sec: edge.body_min_rate,
         }
     }
 

@@ -20,7 +20,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if !state.shutdown.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else if !state.sink.ready() {
-        let why = match state.config.delivery {
+        let why = match state.delivery {
             Delivery::Spool => "spool not writable or over 90% full\n",
             Delivery::Ack | Delivery::Enqueue => "no Kafka broker reachable\n",
         };

@@ -187,8 +187,8 @@ pub async fn config_js(Path(token): Path<String>) -> Response {
 /// and ignored.
 pub async fn flags(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let limit = state.config.limits(Lane::BEACON).max_body;
-    if let Err(error) = read_capped(body, &parts.headers, limit, MinRate::of(&state.config)).await {
+    let limit = state.limits(Lane::BEACON).max_body;
+    if let Err(error) = read_capped(body, &parts.headers, limit, MinRate::of(&state.edge)).await {
         return error.into_response();
     }
     Json(json!({

@@ -166,14 +166,16 @@ impl Gateway {
         let mut s = settings(brokers, topics, tokens_file.clone());
         tweak(&mut s);
         let config = Config::resolve(s, Settings::default(), false).expect("valid test config");
-        let public = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-        let admin = tokio::net::TcpListener::bind(config.admin_listen)
+        let public = tokio::net::TcpListener::bind(config.edge.listen)
+            .await
+            .unwrap();
+        let admin = tokio::net::TcpListener::bind(config.edge.admin_listen)
             .await
             .unwrap();
         let url = format!("http://{}", public.local_addr().unwrap());
         let admin_url = format!("http://{}", admin.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let sink = Arc::new(KafkaSink::new(&config).expect("producer"));
+        let sink = Arc::new(KafkaSink::new(&config.kafka, &config.lanes).expect("producer"));
         let tokens = Tokens::load(&tokens_file).expect("test registry");
         let task = tokio::spawn(inlet::server::run(
             config.clone(),

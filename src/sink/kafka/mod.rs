@@ -58,7 +58,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::Producer as _;
 
 use super::{BoxFuture, Failure, Outcome, Record, Sink};
-use crate::config::Config;
+use crate::config::{KafkaConfig, LaneConfig};
 use crate::lane::{Lane, PerLane};
 use batch::{Batch, Slots};
 use queue::{FeedQueue, Job};
@@ -78,9 +78,9 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    /// Creates the producer from `config` and starts its feeder, its reports thread and its
-    /// supervisor (readiness probe and recovery from fatal errors).
-    pub fn new(config: &Config) -> anyhow::Result<KafkaSink> {
+    /// Creates the producer from `config`, to the topics of `lanes`, and starts its feeder,
+    /// its reports thread and its supervisor (readiness probe and recovery from fatal errors).
+    pub fn new(config: &KafkaConfig, lanes: &PerLane<LaneConfig>) -> anyhow::Result<KafkaSink> {
         let client_config = properties::client_config(config);
         let context = Context {
             feed_queue: Arc::new(FeedQueue::new()),
@@ -91,7 +91,7 @@ impl KafkaSink {
             producer: Arc::new(ArcSwap::from_pointee(producer)),
             client_config,
             context,
-            topics: PerLane::new(|lane| config.topic(lane).to_owned()),
+            topics: PerLane::new(|lane| lanes[lane].topic.clone()),
             headers: PerLane::new(headers),
             enqueue_wait: config.enqueue_wait,
             ack_guard: config.enqueue_wait + config.delivery_timeout + ACK_GUARD_MARGIN,

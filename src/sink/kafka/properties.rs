@@ -3,7 +3,7 @@
 
 use rdkafka::config::ClientConfig;
 
-use crate::config::{Config, Delivery};
+use crate::config::KafkaConfig;
 
 /// librdkafka's own `linger.ms` behind inlet's feeder.
 const LIBRDKAFKA_LINGER_MS: &str = "0";
@@ -13,16 +13,17 @@ const ENVELOPE_OVERHEAD: usize = 64 * 1024;
 
 /// The configured properties inlet sets on its producer, for `config` (before the free-form
 /// `librdkafka` ones, which win).
-pub fn producer_properties(config: &Config) -> Vec<(String, String)> {
-    let message_timeout = match config.delivery {
-        // Under `spool` the reader waits for each window's acks and sends again what failed.
-        Delivery::Ack | Delivery::Spool => config.delivery_timeout.as_millis().to_string(),
+pub fn producer_properties(config: &KafkaConfig) -> Vec<(String, String)> {
+    let message_timeout = match config.retry_forever {
+        // Under `ack` the request waits; under `spool` the reader waits for each window's acks
+        // and sends again what failed.
+        false => config.delivery_timeout.as_millis().to_string(),
         // Under `enqueue` an accepted event must survive broker outages: retry it for as long as
         // the process lives; a full queue pushes back on clients instead.
-        Delivery::Enqueue => "0".into(),
+        true => "0".into(),
     };
     [
-        ("bootstrap.servers", config.kafka_brokers.clone()),
+        ("bootstrap.servers", config.brokers.clone()),
         ("client.id", "inlet".into()),
         ("acks", "all".into()),
         ("enable.idempotence", "true".into()),
@@ -39,14 +40,7 @@ pub fn producer_properties(config: &Config) -> Vec<(String, String)> {
         // message.max.bytes must be at least this too, or it refuses them (413).
         (
             "message.max.bytes",
-            (config
-                .lanes
-                .iter()
-                .map(|(_, l)| l.limits.max_event)
-                .max()
-                .unwrap_or(0)
-                + ENVELOPE_OVERHEAD)
-                .to_string(),
+            (config.max_event + ENVELOPE_OVERHEAD).to_string(),
         ),
         // librdkafka backs off reconnecting up to 10 s by default: after an outage, a broker
         // that is back would sit unused for that long while requests wait. Retry every second.
@@ -62,7 +56,7 @@ pub fn producer_properties(config: &Config) -> Vec<(String, String)> {
 
 /// The client configuration a producer is built (and rebuilt) from: [`producer_properties`],
 /// with a warning should the free-form ones weaken `acks`.
-pub(super) fn client_config(config: &Config) -> ClientConfig {
+pub(super) fn client_config(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     for (k, v) in producer_properties(config) {
         client.set(k, v);

@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 
 use super::kafka::KafkaSink;
 use super::{BoxFuture, Failure, Outcome, Record, Sink};
-use crate::config::{Config, SpoolFsync};
+use crate::config::{SpoolConfig, SpoolFsync};
 use crate::metrics;
 use dir::Segment;
 use writer::{Append, Writer};
@@ -57,15 +57,14 @@ pub struct Options {
 }
 
 impl Options {
-    /// The spool options of `config`; `None` unless its delivery is `spool`.
-    pub fn from_config(config: &Config) -> Option<Options> {
-        let dir = config.spool_dir.clone()?;
-        Some(Options {
-            dir,
-            max_bytes: config.spool_max_bytes,
-            fsync: config.spool_fsync,
-            segment_bytes: (config.spool_max_bytes / 16).clamp(SEGMENT_BYTES.0, SEGMENT_BYTES.1),
-        })
+    /// The options of the spool `config` sets up.
+    pub fn new(config: &SpoolConfig) -> Options {
+        Options {
+            dir: config.dir.clone(),
+            max_bytes: config.max_bytes,
+            fsync: config.fsync,
+            segment_bytes: (config.max_bytes / 16).clamp(SEGMENT_BYTES.0, SEGMENT_BYTES.1),
+        }
     }
 }
 
