@@ -99,7 +99,8 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("key/{name}"), |b| {
             b.iter(|| {
                 partition(
-                    shard_key(kind, black_box(&valid.body), &token.account_id).as_bytes(),
+                    shard_key(kind, black_box(&valid.body), &token.account_id, &token.id)
+                        .as_bytes(),
                     512,
                 )
             })

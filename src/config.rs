@@ -140,6 +140,8 @@ pub struct EdgeConfig {
 pub struct LaneConfig {
     pub topic: String,
     pub limits: BodyLimits,
+    /// Whether the lane is produced (dead letters can be turned off; the others are always on).
+    pub on: bool,
 }
 
 /// What the pipeline needs besides the lanes.
@@ -187,8 +189,6 @@ pub struct FleetConfig {
     pub redis_fallback_share: f64,
     /// Deduplication window; zero: off.
     pub dedupe_window: Duration,
-    /// The dead-letter topic; `None` when dead letters are off.
-    pub topic_dead_letters: Option<String>,
 }
 
 /// The two sources a part is resolved from: flags and environment over the file.
@@ -288,6 +288,7 @@ fn resolve_lanes(given: Given) -> anyhow::Result<PerLane<LaneConfig>> {
                 max_decoded: (cli.max_decoded.or(file.max_decoded)).unwrap_or(defaults.max_decoded),
                 max_event: (cli.max_event.or(file.max_event)).unwrap_or(defaults.max_event),
             },
+            on: cli.on.or(file.on) != Some(Switch::Off),
         }
     });
     for (lane, config) in lanes.iter() {
@@ -480,18 +481,7 @@ impl FleetConfig {
             redis_timeout: millis(pick!(given, redis_timeout_ms, 50)),
             redis_fallback_share: pick!(given, redis_fallback_share, 1.0),
             dedupe_window: Duration::from_secs(pick!(given, dedupe_window_s, 0)),
-            topic_dead_letters: match pick!(given, dead_letters, Switch::On) {
-                Switch::On => Some(pick!(
-                    given,
-                    topic_dead_letters,
-                    "inlet.dead-letters".into()
-                )),
-                Switch::Off => None,
-            },
         };
-        if let Some(topic) = &fleet.topic_dead_letters {
-            check_topic("topic_dead_letters", topic)?;
-        }
         if let Some(url) = &fleet.redis_url {
             redis::Client::open(url.as_str())
                 .map_err(|e| anyhow::anyhow!("redis_url: `{url}` is not a Redis URL: {e}"))?;
@@ -617,23 +607,22 @@ mod tests {
             Config::resolve(Settings::default(), file(&format!("{base}{extra}")), false)
         };
         let c = resolve("").unwrap();
+        let letters = &c.lanes[Lane::DEAD_LETTER];
         assert_eq!(
-            c.fleet.topic_dead_letters.as_deref(),
-            Some("inlet.dead-letters")
+            (letters.topic.as_str(), letters.on),
+            ("inlet.dead-letters", true)
         );
         assert!(c.fleet.redis_url.is_none() && c.fleet.dedupe_window.is_zero());
-        assert_eq!(
-            resolve("dead_letters = \"off\"")
-                .unwrap()
-                .fleet
-                .topic_dead_letters,
-            None
-        );
+        assert!(!resolve("dead_letters = \"off\"").unwrap().lanes[Lane::DEAD_LETTER].on);
         for (extra, key) in [
             ("redis_url = \"http://x\"", "redis_url"),
             ("redis_fallback_share = 0.0", "redis_fallback_share"),
             ("redis_fallback_share = 1.5", "redis_fallback_share"),
             ("topic_dead_letters = \"a b\"", "topic_dead_letters"),
+            (
+                "topic_dead_letters = \"inlet.beacons\"",
+                "topic_dead_letters",
+            ),
         ] {
             let err = resolve(extra).unwrap_err().to_string();
             assert!(err.starts_with(key), "{extra}: {err}");

@@ -9,11 +9,17 @@
 use crate::lane::{KeyRule, Lane};
 use crate::proto::envelope::Event;
 
-/// The Kafka key of an event of `lane` sent by the account `account_id` (its token's), by the
-/// lane's [`KeyRule`].
-pub fn shard_key<'a>(lane: Lane, event: &'a Event, account_id: &'a str) -> &'a str {
+/// The Kafka key of an event of `lane` sent with the token `token_id` of the account
+/// `account_id`, by the lane's [`KeyRule`].
+pub fn shard_key<'a>(
+    lane: Lane,
+    event: &'a Event,
+    account_id: &'a str,
+    token_id: &'a str,
+) -> &'a str {
     match (lane.spec().key, event) {
         (KeyRule::Session, Event::Beacon(b)) => &b.session_id,
+        (KeyRule::Token, _) => token_id,
         _ => account_id,
     }
 }
@@ -104,9 +110,10 @@ mod properties {
         #[test]
         fn a_beacon_is_keyed_by_its_session(session in "[ -~]{1,128}", account in "[ -~]{1,64}") {
             let beacon = Event::Beacon(crate::proto::Beacon { session_id: session.clone(), ..Default::default() });
-            prop_assert_eq!(shard_key(Lane::BEACON, &beacon, &account), session.as_str());
+            prop_assert_eq!(shard_key(Lane::BEACON, &beacon, &account, "t"), session.as_str());
             let occurrence = Event::Occurrence(crate::proto::Occurrence::default());
-            prop_assert_eq!(shard_key(Lane::OCCURRENCE, &occurrence, &account), account.as_str());
+            prop_assert_eq!(shard_key(Lane::OCCURRENCE, &occurrence, &account, "t"), account.as_str());
+            prop_assert_eq!(shard_key(Lane::DEAD_LETTER, &occurrence, &account, "t"), "t");
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Lanes: the kinds of telemetry inlet carries, as one table.
 //!
 //! A lane is what a token's `kinds` lists and what a message's `inlet-kind` header names: its
-//! own topic, Kafka key, size caps and permission. Everything that differs between lanes is in
+//! own topic, Kafka key, size caps, permission and payload. Dead letters are a lane too, one
+//! that inlet produces itself (about what it refused) rather than one clients send. Everything that differs between lanes is in
 //! its entry of [`LANES`]; the rest of inlet asks a [`Lane`] for its [`Spec`], or keeps state
 //! per lane in a [`PerLane`], and never counts or matches the lanes itself. Adding a lane is one
 //! entry here, the names of its settings in [`Settings`](crate::settings::Settings), and its
@@ -13,7 +14,7 @@
 use std::fmt;
 use std::ops::Index;
 
-use crate::settings::Settings;
+use crate::settings::{Settings, Switch};
 
 /// The lanes, in the order of their indices.
 pub static LANES: &[Spec] = &[
@@ -22,6 +23,8 @@ pub static LANES: &[Spec] = &[
         key: KeyRule::Session,
         listed: true,
         analytics: true,
+        posted: false,
+        schema: "inlet.v1.Envelope",
         topic: "inlet.beacons",
         limits: BodyLimits {
             max_body: 1 << 20,
@@ -37,6 +40,7 @@ pub static LANES: &[Spec] = &[
             max_body: s.beacons_max_body_bytes,
             max_decoded: s.beacons_max_decoded_bytes,
             max_event: s.beacons_max_event_bytes,
+            on: None,
         },
     },
     Spec {
@@ -44,6 +48,8 @@ pub static LANES: &[Spec] = &[
         key: KeyRule::Account,
         listed: true,
         analytics: false,
+        posted: false,
+        schema: "inlet.v1.Envelope",
         topic: "inlet.occurrences",
         limits: BodyLimits {
             max_body: 10 << 20,
@@ -59,6 +65,33 @@ pub static LANES: &[Spec] = &[
             max_body: s.occurrences_max_body_bytes,
             max_decoded: s.occurrences_max_decoded_bytes,
             max_event: s.occurrences_max_event_bytes,
+            on: None,
+        },
+    },
+    // What inlet refused as invalid, for the operator: no endpoint sends it and no token lists
+    // it; the pipeline posts it without waiting, and it can be turned off.
+    Spec {
+        name: "dead_letter",
+        key: KeyRule::Token,
+        listed: false,
+        analytics: false,
+        posted: true,
+        schema: "inlet.v1.DeadLetter",
+        topic: "inlet.dead-letters",
+        // Not configurable: a dead letter keeps 64 KiB of the refused text at most.
+        limits: BodyLimits {
+            max_body: 64 << 10,
+            max_decoded: 64 << 10,
+            max_event: 64 << 10,
+        },
+        names: Names {
+            topic: "topic_dead_letters",
+            limits: "dead_letters",
+        },
+        settings: |s| Given {
+            topic: s.topic_dead_letters.clone(),
+            on: s.dead_letters,
+            ..Given::default()
         },
     },
 ];
@@ -74,6 +107,12 @@ pub struct Spec {
     /// Whether it carries what people do (`client_ip_truncation = beacons` covers it), rather
     /// than what applications report.
     pub analytics: bool,
+    /// Whether its messages are posted: handed to a producer queue of their own without
+    /// waiting for an answer, and dropped (counted) when it is full, so they can never delay or
+    /// refuse an accepted event. What inlet says about its traffic is posted; events are sent.
+    pub posted: bool,
+    /// The protobuf message its Kafka values hold (the `inlet-schema` header).
+    pub schema: &'static str,
     /// Its topic unless configured.
     pub topic: &'static str,
     /// Its size caps unless configured.
@@ -91,6 +130,8 @@ pub enum KeyRule {
     Session,
     /// The token's account: an account's events go to one consumer.
     Account,
+    /// The token itself: what one client sent stays together.
+    Token,
 }
 
 /// The names of a lane's settings.
@@ -108,6 +149,8 @@ pub struct Given {
     pub max_body: Option<usize>,
     pub max_decoded: Option<usize>,
     pub max_event: Option<usize>,
+    /// Whether the lane is produced at all (only lanes with such a switch can be turned off).
+    pub on: Option<Switch>,
 }
 
 /// Size caps of one lane's requests.
@@ -130,6 +173,8 @@ impl Lane {
     pub const BEACON: Lane = Lane(0);
     /// Error occurrences, keyed by account.
     pub const OCCURRENCE: Lane = Lane(1);
+    /// What inlet refused as invalid, keyed by token.
+    pub const DEAD_LETTER: Lane = Lane(2);
 
     /// What the lane is.
     pub fn spec(self) -> &'static Spec {
@@ -229,6 +274,10 @@ mod tests {
             (Lane::BEACON.as_str(), Lane::OCCURRENCE.as_str()),
             ("beacon", "occurrence")
         );
+        // No token lists dead letters, and they are posted, never waited for.
+        let letters = Lane::DEAD_LETTER.spec();
+        assert_eq!(Lane::DEAD_LETTER.as_str(), "dead_letter");
+        assert!(!letters.listed && letters.posted && letters.key == KeyRule::Token);
         let mut names: Vec<_> = LANES.iter().map(|s| s.names.topic).collect();
         names.sort_unstable();
         names.dedup();

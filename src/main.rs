@@ -45,9 +45,7 @@ fn main() -> ExitCode {
     };
     // Kept alive for the whole run: dropping it stops the embedded cluster.
     let _dev = if cli.dev {
-        let topics: Vec<&str> = (config.topics())
-            .chain(config.fleet.topic_dead_letters.as_deref())
-            .collect();
+        let topics: Vec<&str> = config.topics().collect();
         let cluster = match inlet::dev::DevCluster::start(&topics) {
             Ok(cluster) => cluster,
             Err(error) => return report(Err(error)),

@@ -330,7 +330,7 @@ fn convert(batch: Batch, meta: &Meta, keep: Keep) -> Converted {
                     let key = id.map(|id| dedupe::key(&meta.project_id, kind.as_str(), id));
                     converted.ids.push(key);
                 }
-                let key = shard_key(kind, &valid.body, &meta.account_id).to_owned();
+                let key = shard_key(kind, &valid.body, &meta.account_id, &meta.token_id).to_owned();
                 let mut envelope = event::envelope(valid, meta);
                 if let Some(cut) = trimmed.get_mut(index) {
                     envelope.trimmed = std::mem::take(cut);
@@ -526,6 +526,37 @@ mod tests {
             .collect();
         assert_eq!(letters, [(1, r#"{"event":"e"}"#)]);
         assert_eq!(converted.records.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_posted_on_their_lane_keyed_by_token_and_never_sent() {
+        let sink = Arc::new(MemorySink::accepting());
+        let letters: Arc<dyn Sink> = Arc::clone(&sink) as Arc<dyn Sink>;
+        let fleet = Fleet::new(&testing::config(|_| {}).fleet, Some(letters));
+        let pipeline = pipeline(Arc::clone(&sink)).with_fleet(fleet);
+        let body = Bytes::from(r#"[{"session_id":"s","event":"e"},{"event":"e"}]"#);
+        let batch = Batch::split(Lane::BEACON, body, 10, 1024).unwrap();
+        let token = testing::token();
+        let answer = pipeline.ingest(&token, client(), batch).await.unwrap();
+        assert_eq!((answer.accepted, answer.rejected.len()), (1, 1));
+        let sent = sink.records();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].kind, Lane::BEACON);
+        let posted = sink.posted();
+        assert_eq!(
+            posted.len(),
+            1,
+            "the invalid event's letter, posted, not sent"
+        );
+        assert_eq!(
+            (posted[0].kind, posted[0].key.as_str()),
+            (Lane::DEAD_LETTER, token.id.as_str())
+        );
+        let letter = DeadLetter::decode(posted[0].value.as_slice()).unwrap();
+        assert_eq!(
+            (letter.code.as_str(), letter.raw.as_str(), letter.index),
+            ("missing_field", r#"{"event":"e"}"#, 1)
+        );
     }
 
     #[tokio::test]

@@ -60,6 +60,7 @@ impl AppState {
     pub fn new(config: Config, tokens: Arc<Tokens>, sink: Arc<dyn Sink>) -> AppState {
         let shutdown = Arc::new(Shutdown::new());
         let edge = config.edge;
+        let letters = config.lanes[Lane::DEAD_LETTER].on;
         AppState(Arc::new(Shared {
             in_flight: Semaphore::new(edge.max_concurrent_requests),
             auth_failures: AuthFailures::new(
@@ -68,7 +69,7 @@ impl AppState {
             ),
             pipeline: Pipeline::new(
                 config.ingest,
-                Fleet::new(&config.fleet, &config.kafka),
+                Fleet::new(&config.fleet, letters.then(|| Arc::clone(&sink))),
                 Arc::clone(&sink),
                 Arc::clone(&shutdown),
             ),

@@ -2,96 +2,45 @@
 //! translated, produced to their own topic as an `inlet.v1.DeadLetter` so an operator can see
 //! what a broken client sends.
 //!
-//! They go through a producer of their own, with a small queue, rather than the sink's: a
-//! flood of garbage fills that queue and nothing else, so it can never delay or refuse a valid
-//! event. A request never waits for its dead letters: each is handed to librdkafka and
-//! forgotten, and one that finds the queue full (or fails delivery) is dropped and counted.
+//! They are a lane ([`Lane::DEAD_LETTER`]), posted through the sink like any posted lane: to a
+//! producer queue of their own, so a flood of garbage fills that queue and nothing else, and
+//! can never delay or refuse a valid event. A request never waits for its dead letters: each is
+//! handed over and forgotten, and one that finds the queue full (or fails delivery) is dropped
+//! and counted (`inlet_dead_letters_dropped_total`).
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use prost::Message as _;
-use rdkafka::config::ClientConfig;
-use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
 
-use crate::lane::Lane;
-
-use crate::config::KafkaConfig;
 use crate::event::{Invalid, Meta};
+use crate::lane::Lane;
 use crate::metrics;
 use crate::proto::DeadLetter;
-use crate::sink::kafka::producer_properties;
+use crate::sink::{Record, Sink};
 
 /// The most of an event's text a dead letter keeps.
 pub const MAX_RAW_BYTES: usize = 64 * 1024;
 
-/// The dead-letter producer's properties over the sink's: its own small queue (its share of
-/// memory), gathered longer (dead letters are not waited for), and its own client id.
-const PROPERTIES: [(&str, &str); 5] = [
-    ("client.id", "inlet-dead-letters"),
-    ("queue.buffering.max.messages", "10000"),
-    ("queue.buffering.max.kbytes", "32768"),
-    ("linger.ms", "100"),
-    ("message.timeout.ms", "30000"),
-];
-
-/// Where dead letters go.
+/// Where dead letters go: the sink, on their lane.
 pub struct DeadLetters {
-    producer: ThreadedProducer<Counting>,
-    topic: String,
-    headers: OwnedHeaders,
+    sink: Arc<dyn Sink>,
 }
 
 impl DeadLetters {
-    /// A producer for `topic` with the sink's connection settings from `config`.
-    pub fn start(config: &KafkaConfig, topic: &str) -> anyhow::Result<DeadLetters> {
-        let mut client = ClientConfig::new();
-        for (k, v) in producer_properties(config) {
-            client.set(k, v);
-        }
-        client.set("statistics.interval.ms", "0");
-        for (k, v) in PROPERTIES {
-            client.set(k, v);
-        }
-        let producer = client.create_with_context(Counting)?;
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "inlet-kind",
-                value: Some("dead_letter"),
-            })
-            .insert(Header {
-                key: "inlet-schema",
-                value: Some("inlet.v1.DeadLetter"),
-            });
-        Ok(DeadLetters {
-            producer,
-            topic: topic.to_owned(),
-            headers,
-        })
+    /// Dead letters posted through `sink`.
+    pub fn new(sink: Arc<dyn Sink>) -> DeadLetters {
+        DeadLetters { sink }
     }
 
-    /// Hands `letter` to the producer without waiting; drops it (counted) when the queue is
-    /// full.
+    /// Posts `letter`, keyed by its token (the lane's key rule), counted by token and code.
     pub fn post(&self, letter: &DeadLetter) {
         ::metrics::counter!(metrics::DEAD_LETTERS, "token" => letter.token_id.clone(), "code" => letter.code.clone())
             .increment(1);
-        let value = letter.encode_to_vec();
-        let record = BaseRecord::to(&self.topic)
-            .key(&letter.token_id)
-            .payload(&value)
-            .headers(self.headers.clone());
-        if let Err((error, _)) = self.producer.send(record) {
-            tracing::debug!(%error, "dead letter dropped");
-            ::metrics::counter!(metrics::DEAD_LETTERS_DROPPED).increment(1);
-        }
-    }
-}
-
-impl Drop for DeadLetters {
-    fn drop(&mut self) {
-        // Best-effort: a moment for what is queued, never a shutdown held up.
-        let _ = self.producer.flush(Duration::from_secs(1));
+        self.sink.post(Record {
+            kind: Lane::DEAD_LETTER,
+            key: letter.token_id.clone(),
+            value: letter.encode_to_vec(),
+        });
     }
 }
 
@@ -131,22 +80,6 @@ fn cut(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-/// Counts dead letters whose delivery failed (they are not retried).
-struct Counting;
-
-impl ClientContext for Counting {}
-
-impl ProducerContext for Counting {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
-            tracing::debug!(%error, "dead letter not delivered");
-            ::metrics::counter!(metrics::DEAD_LETTERS_DROPPED).increment(1);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ pub mod quota;
 
 use std::sync::Arc;
 
-use crate::config::{FleetConfig, KafkaConfig};
+use crate::config::FleetConfig;
+use crate::sink::Sink;
 use backend::Backend;
 use dead_letters::DeadLetters;
 use dedupe::Dedupe;
@@ -29,10 +30,10 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// The pieces `fleet` asks for (dead letters through a producer on `kafka`). Connects to Redis lazily (and in the background), so a
-    /// Redis down at start only means starting in fallback. A dead-letter producer that cannot
-    /// be created is logged and leaves dead letters off: they are best-effort by design.
-    pub fn new(fleet: &FleetConfig, kafka: &KafkaConfig) -> Fleet {
+    /// The pieces `fleet` asks for, with dead letters posted through `dead_letters` when
+    /// their lane is on. Connects to Redis lazily (and in the background), so a Redis down at
+    /// start only means starting in fallback.
+    pub fn new(fleet: &FleetConfig, dead_letters: Option<Arc<dyn Sink>>) -> Fleet {
         let backend = fleet.redis_url.as_deref().and_then(|url| {
             match Backend::connect(url, fleet.redis_timeout) {
                 Ok(backend) => {
@@ -46,11 +47,7 @@ impl Fleet {
                 }
             }
         });
-        let dead_letters = fleet.topic_dead_letters.as_deref().and_then(|topic| {
-            DeadLetters::start(kafka, topic)
-                .inspect_err(|error| tracing::error!(%error, "dead letters are off"))
-                .ok()
-        });
+        let dead_letters = dead_letters.map(DeadLetters::new);
         Fleet {
             quota: Quota::new(backend.clone(), fleet.redis_fallback_share),
             dedupe: (!fleet.dedupe_window.is_zero())

@@ -11,6 +11,7 @@ type Answer = Box<dyn Fn(&Record) -> Outcome + Send + Sync>;
 /// Records what it is given; answers with `answer`.
 pub struct MemorySink {
     records: Mutex<Vec<Record>>,
+    posted: Mutex<Vec<Record>>,
     answer: Answer,
 }
 
@@ -24,6 +25,7 @@ impl MemorySink {
     pub fn answering(answer: impl Fn(&Record) -> Outcome + Send + Sync + 'static) -> MemorySink {
         MemorySink {
             records: Mutex::new(Vec::new()),
+            posted: Mutex::new(Vec::new()),
             answer: Box::new(answer),
         }
     }
@@ -32,6 +34,11 @@ impl MemorySink {
     pub fn records(&self) -> Vec<Record> {
         self.records.lock().unwrap().clone()
     }
+
+    /// Every record posted so far (dead letters).
+    pub fn posted(&self) -> Vec<Record> {
+        self.posted.lock().unwrap().clone()
+    }
 }
 
 impl Sink for MemorySink {
@@ -39,6 +46,10 @@ impl Sink for MemorySink {
         let outcomes = records.iter().map(|r| (self.answer)(r)).collect();
         self.records.lock().unwrap().extend(records);
         Box::pin(async move { outcomes })
+    }
+
+    fn post(&self, record: Record) {
+        self.posted.lock().unwrap().push(record);
     }
 
     fn ready(&self) -> bool {

@@ -21,7 +21,7 @@ pub struct Record {
     pub kind: Lane,
     /// The shard key.
     pub key: String,
-    /// The encoded `inlet.v1.Envelope`.
+    /// The lane's payload, encoded: an `inlet.v1.Envelope` (or a `DeadLetter`, on its lane).
     pub value: Vec<u8>,
 }
 
@@ -123,6 +123,10 @@ pub trait Sink: Send + Sync {
     /// Produces `records`; resolves when each is acknowledged (`wait_for_ack`) or enqueued,
     /// with one outcome per record, in order.
     fn send(&self, records: Vec<Record>, wait_for_ack: bool) -> BoxFuture<'_, Vec<Outcome>>;
+    /// Hands over a record of a posted lane (see [`Spec::posted`](crate::lane::Spec::posted)),
+    /// never an accepted event: without waiting, through a queue of its own that an accepted
+    /// event never waits behind, and dropped (counted) when that queue is full.
+    fn post(&self, record: Record);
     /// Whether the sink can take events: a broker answered recently (Kafka), or the spool is
     /// writable and has room.
     fn ready(&self) -> bool;

@@ -27,11 +27,12 @@
 //! and answers), [`queue`] (the hand-off to the feeder), [`feeder`] (the thread that hands
 //! records over), [`reports`] (delivery reports and librdkafka's other callbacks, with all of
 //! the FFI), [`shared`] (what the sink and its threads share), [`supervisor`] (readiness and
-//! producer replacement), [`stats`] (librdkafka's statistics as metrics) and [`timing`] (the
-//! pauses the threads share). This file holds the sink itself and starts its three threads.
+//! producer replacement), [`stats`] (librdkafka's statistics as metrics), [`timing`] (the
+//! pauses the threads share) and [`posted`] (the producer of the posted lanes, dead letters,
+//! with a queue of its own). This file holds the sink itself and starts its three threads.
 //!
 //! The parts are layered, each importing only parts below it (none imports this file):
-//! `batch`, `stats`, `properties` and `timing` need no other part; `queue` needs `batch`;
+//! `batch`, `stats`, `properties`, `posted` and `timing` need no other part; `queue` needs `batch`;
 //! `reports` needs `queue`; `shared` needs `reports`; `feeder` and `supervisor` need `shared`.
 //!
 //! [`Batch`]: batch::Batch
@@ -39,6 +40,7 @@
 
 mod batch;
 mod feeder;
+mod posted;
 mod properties;
 mod queue;
 mod reports;
@@ -75,6 +77,8 @@ const CLOSE_FLUSH_STEP: Duration = Duration::from_millis(100);
 /// The Kafka sink.
 pub struct KafkaSink {
     shared: Arc<Shared>,
+    /// The producer of the posted lanes that are on (dead letters); `None` when none is.
+    posted: Option<posted::Posted>,
 }
 
 impl KafkaSink {
@@ -101,7 +105,12 @@ impl KafkaSink {
             slots: Slots::default(),
         });
         start_threads(&shared, config.linger)?;
-        Ok(KafkaSink { shared })
+        let posting = lanes.iter().any(|(lane, l)| lane.spec().posted && l.on);
+        let posted = match posting {
+            true => Some(posted::Posted::new(&properties::posted_config(config))?),
+            false => None,
+        };
+        Ok(KafkaSink { shared, posted })
     }
 
     /// Raises a fatal error in the live producer, as a broker fencing the idempotent producer
@@ -112,16 +121,16 @@ impl KafkaSink {
     }
 }
 
-/// The headers of every message of `kind`.
-fn headers(kind: Lane) -> OwnedHeaders {
+/// The headers of every message of `lane`: its name and its payload's schema.
+fn headers(lane: Lane) -> OwnedHeaders {
     OwnedHeaders::new()
         .insert(Header {
             key: "inlet-kind",
-            value: Some(kind.as_str()),
+            value: Some(lane.as_str()),
         })
         .insert(Header {
             key: "inlet-schema",
-            value: Some("inlet.v1.Envelope"),
+            value: Some(lane.spec().schema),
         })
 }
 
@@ -188,6 +197,13 @@ impl Sink for KafkaSink {
     /// Stops handing over new requests' records (the feeder answers them `ShuttingDown`), then
     /// flushes until nothing is queued, in the feeder or in librdkafka, or `timeout` passes.
     /// Records handed over again (after a producer replacement) are still delivered.
+    /// Dropped when the lane is off (no producer for it) or its queue is full.
+    fn post(&self, record: Record) {
+        if let Some(posted) = &self.posted {
+            posted.post(&record, &self.shared.topics, &self.shared.headers);
+        }
+    }
+
     fn close(&self, timeout: Duration) -> usize {
         self.shared.closed.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + timeout;
@@ -201,6 +217,9 @@ impl Sink for KafkaSink {
                 // Not flushed yet, or a failed producer the supervisor is replacing.
                 std::thread::sleep(QUEUE_FULL_BACKOFF.min(left));
             }
+        }
+        if let Some(posted) = &self.posted {
+            posted.flush(deadline.saturating_duration_since(Instant::now()));
         }
         let undelivered = self.in_flight();
         if undelivered > 0 {

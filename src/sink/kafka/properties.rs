@@ -54,6 +54,31 @@ pub fn producer_properties(config: &KafkaConfig) -> Vec<(String, String)> {
     .collect()
 }
 
+/// The properties of the producer of posted lanes (dead letters) over the sink's: its own
+/// small queue (its share of memory), gathered longer (nobody waits for it), its own client id,
+/// and no statistics (the sink's producer reports the brokers).
+const POSTED: [(&str, &str); 6] = [
+    ("client.id", "inlet-dead-letters"),
+    ("queue.buffering.max.messages", "10000"),
+    ("queue.buffering.max.kbytes", "32768"),
+    ("linger.ms", "100"),
+    ("message.timeout.ms", "30000"),
+    ("statistics.interval.ms", "0"),
+];
+
+/// The client configuration of the producer of posted lanes: the sink's connection settings
+/// and free-form properties, with [`POSTED`] over them.
+pub(super) fn posted_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (k, v) in producer_properties(config) {
+        client.set(k, v);
+    }
+    for (k, v) in POSTED {
+        client.set(k, v);
+    }
+    client
+}
+
 /// The client configuration a producer is built (and rebuilt) from: [`producer_properties`],
 /// with a warning should the free-form ones weaken `acks`.
 pub(super) fn client_config(config: &KafkaConfig) -> ClientConfig {
