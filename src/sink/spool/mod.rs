@@ -19,6 +19,8 @@ mod dir;
 mod format;
 mod fs;
 mod reader;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::path::PathBuf;
