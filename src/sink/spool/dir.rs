@@ -14,13 +14,12 @@
 //! file that is not the spool's is moved into `corrupt/`. Only what the operating system
 //! refuses (no permission, the lock held) is an error.
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use super::format::{self, Found};
+use super::fs::{Filesystem, Open, SpoolFile};
 
 /// Name of the lock file.
 const LOCK: &str = "lock";
@@ -46,31 +45,27 @@ pub fn segment_path(dir: &Path, base: u64) -> PathBuf {
 }
 
 /// Creates (empty) the segment starting at `base`, durably: the file and its directory entry.
-pub fn create_segment(dir: &Path, base: u64) -> std::io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(segment_path(dir, base))?;
+pub fn create_segment(
+    fs: &dyn Filesystem,
+    dir: &Path,
+    base: u64,
+) -> std::io::Result<Box<dyn SpoolFile>> {
+    let file = fs.open(&segment_path(dir, base), Open::Truncate)?;
     file.sync_all()?;
-    sync_dir(dir)?;
+    sync_dir(fs, dir)?;
     Ok(file)
 }
 
 /// Syncs `dir` itself, so created, renamed and deleted entries survive a power loss.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
+pub fn sync_dir(fs: &dyn Filesystem, dir: &Path) -> std::io::Result<()> {
+    fs.open(dir, Open::Read)?.sync_all()
 }
 
 /// Takes the directory's lock, or fails naming the directory: one process per spool.
-pub fn lock(dir: &Path) -> anyhow::Result<File> {
+pub fn lock(fs: &dyn Filesystem, dir: &Path) -> anyhow::Result<Box<dyn SpoolFile>> {
     let path = dir.join(LOCK);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
+    let file = fs
+        .open(&path, Open::Create)
         .with_context(|| format!("spool_dir: cannot open {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
@@ -97,30 +92,32 @@ const SLOT: usize = 12;
 /// space. Two slots because a write torn by a power loss spoils only the one being written.
 #[derive(Debug)]
 pub struct Checkpoint {
-    file: File,
+    file: Box<dyn SpoolFile>,
     next_slot: u64,
 }
 
 impl Checkpoint {
     /// Opens (or creates, allocated and synced) the checkpoint of `dir`, and reads it: 0 if
     /// there is none. One that is unreadable is set aside and the records are delivered again.
-    pub fn open(dir: &Path) -> std::io::Result<(Checkpoint, u64)> {
+    pub fn open(fs: &dyn Filesystem, dir: &Path) -> std::io::Result<(Checkpoint, u64)> {
         let path = dir.join(CHECKPOINT);
-        let bytes = fs::read(&path).unwrap_or_default();
+        let read = fs.read(&path);
+        let exists = !matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        let bytes = read.unwrap_or_default();
         let slots: Vec<Option<u64>> = bytes.chunks(SLOT).map(read_slot).collect();
         let valid = bytes.len() == 2 * SLOT
             && (slots.iter().any(Option::is_some) || bytes.iter().all(|b| *b == 0));
         if !valid {
-            if path.exists() {
+            if exists {
                 tracing::warn!("unreadable spool checkpoint moved into corrupt/");
-                set_aside_file(dir, &path);
+                set_aside_file(fs, dir, &path);
             }
-            let file = File::create(&path)?;
+            let file = fs.open(&path, Open::Truncate)?;
             file.set_len(2 * SLOT as u64)?;
             file.sync_all()?;
-            sync_dir(dir)?;
+            sync_dir(fs, dir)?;
         }
-        let file = OpenOptions::new().write(true).open(&path)?;
+        let file = fs.open(&path, Open::Write)?;
         let (seq, slot) = match (
             slots.first().copied().flatten(),
             slots.get(1).copied().flatten(),
@@ -166,10 +163,12 @@ fn read_slot(slot: &[u8]) -> Option<u64> {
 
 /// Copies `bytes` (found unreadable at `offset` of `file`) into `corrupt/`. Best effort: a
 /// failure is logged, the bytes are counted either way.
-pub fn set_aside_bytes(dir: &Path, file: &str, offset: usize, bytes: &[u8]) {
+pub fn set_aside_bytes(fs: &dyn Filesystem, dir: &Path, file: &str, offset: usize, bytes: &[u8]) {
     let aside = dir.join(CORRUPT);
     let path = aside.join(format!("{file}@{offset}"));
-    let result = fs::create_dir_all(&aside).and_then(|()| fs::write(&path, bytes));
+    let result = fs
+        .create_dir_all(&aside)
+        .and_then(|()| fs.open(&path, Open::Truncate)?.write_all_at(bytes, 0));
     if let Err(error) = result {
         tracing::error!(%error, path = %path.display(), "cannot set corrupt spool bytes aside");
     }
@@ -177,14 +176,16 @@ pub fn set_aside_bytes(dir: &Path, file: &str, offset: usize, bytes: &[u8]) {
 
 /// Moves `path` into `corrupt/` (under a name that does not clash), or removes it if it
 /// cannot be moved, so start-up never stops at it.
-fn set_aside_file(dir: &Path, path: &Path) {
+fn set_aside_file(fs: &dyn Filesystem, dir: &Path, path: &Path) {
     let aside = dir.join(CORRUPT);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let target = aside.join(format!("{name}.{}", uuid::Uuid::now_v7().simple()));
-    let moved = fs::create_dir_all(&aside).and_then(|()| fs::rename(path, &target));
+    let moved = fs
+        .create_dir_all(&aside)
+        .and_then(|()| fs.rename(path, &target));
     if let Err(error) = moved {
         tracing::error!(%error, path = %path.display(), "cannot move a file aside; removing it");
-        let _ = fs::remove_file(path).or_else(|_| fs::remove_dir_all(path));
+        let _ = fs.remove_file(path).or_else(|_| fs.remove_dir_all(path));
     }
 }
 
@@ -208,8 +209,8 @@ pub struct Recovered {
 }
 
 /// Repairs the spool in `dir` (created if missing) and reports what it holds.
-pub fn recover(dir: &Path) -> anyhow::Result<Recovered> {
-    let (checkpoint, acked) = Checkpoint::open(dir)
+pub fn recover(fs: &dyn Filesystem, dir: &Path) -> anyhow::Result<Recovered> {
+    let (checkpoint, acked) = Checkpoint::open(fs, dir)
         .with_context(|| format!("cannot open the checkpoint in {}", dir.display()))?;
     let mut recovered = Recovered {
         checkpoint,
@@ -221,28 +222,31 @@ pub fn recover(dir: &Path) -> anyhow::Result<Recovered> {
         corrupt_bytes: 0,
     };
     let mut bases = Vec::new();
-    for entry in fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    let names = fs
+        .read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    for entry in names {
+        let name = entry.to_string_lossy().into_owned();
         match segment_base(&name) {
             Some(base) => bases.push(base),
             None if [LOCK, CHECKPOINT, REJECTED, CORRUPT].contains(&name.as_str()) => {}
             None => {
-                let size = entry.metadata().map_or(0, |m| m.len());
+                let path = dir.join(&entry);
+                let size = fs.len(&path).unwrap_or(0);
                 tracing::warn!(file = %name, size, "not a spool file: moved into corrupt/");
                 recovered.corrupt_bytes += size;
-                set_aside_file(dir, &entry.path());
+                set_aside_file(fs, dir, &path);
             }
         }
     }
     bases.sort_unstable();
     for (i, &base) in bases.iter().enumerate() {
         let last = i + 1 == bases.len();
-        if let Some(segment) = repair_segment(dir, base, last, &mut recovered)? {
+        if let Some(segment) = repair_segment(fs, dir, base, last, &mut recovered)? {
             recovered.segments.push(segment);
         }
     }
-    sync_dir(dir).with_context(|| format!("cannot sync {}", dir.display()))?;
+    sync_dir(fs, dir).with_context(|| format!("cannot sync {}", dir.display()))?;
     Ok(recovered)
 }
 
@@ -255,6 +259,7 @@ fn segment_base(name: &str) -> Option<u64> {
 /// Reads one segment, sets its unreadable bytes aside, rewrites it without them, and counts
 /// its records; `None` once nothing in it is left to deliver (then it is deleted).
 fn repair_segment(
+    fs: &dyn Filesystem,
     dir: &Path,
     base: u64,
     last: bool,
@@ -262,7 +267,9 @@ fn repair_segment(
 ) -> anyhow::Result<Option<Segment>> {
     let path = segment_path(dir, base);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let buf = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let buf = fs
+        .read(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let mut intact = Vec::with_capacity(buf.len());
     let mut damaged = false;
     let mut unacked = false;
@@ -284,18 +291,19 @@ fn repair_segment(
             Found::Torn(range) | Found::Corrupt(range) => {
                 tracing::warn!(segment = %name, offset = range.start, bytes = range.len(),
                     "unreadable spool bytes moved into corrupt/");
-                set_aside_bytes(dir, &name, range.start, &buf[range.clone()]);
+                set_aside_bytes(fs, dir, &name, range.start, &buf[range.clone()]);
                 recovered.corrupt_bytes += range.len() as u64;
                 damaged = true;
             }
         }
     }
     if !unacked {
-        fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        fs.remove_file(&path)
+            .with_context(|| format!("cannot remove {}", path.display()))?;
         return Ok(None);
     }
     if damaged {
-        rewrite(dir, &path, &intact)?;
+        rewrite(fs, dir, &path, &intact)?;
     }
     Ok(Some(Segment {
         base,
@@ -304,20 +312,23 @@ fn repair_segment(
 }
 
 /// Replaces the file at `path` with `bytes`, durably (a new file renamed over it).
-fn rewrite(dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+fn rewrite(fs: &dyn Filesystem, dir: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("rewrite");
     let result = (|| {
-        let file = File::create(&tmp)?;
+        let file = fs.open(&tmp, Open::Truncate)?;
         file.write_all_at(bytes, 0)?;
         file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        fs.rename(&tmp, path)?;
+        sync_dir(fs, dir)
     })();
     result.with_context(|| format!("cannot rewrite {}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
+    use super::super::fs::Disk;
     use super::*;
     use crate::lane::Lane;
     use crate::sink::Record;
@@ -349,7 +360,11 @@ mod tests {
     }
 
     fn checkpoint(dir: &Path, seq: u64) {
-        Checkpoint::open(dir).unwrap().0.write(seq, true).unwrap();
+        Checkpoint::open(&Disk, dir)
+            .unwrap()
+            .0
+            .write(seq, true)
+            .unwrap();
     }
 
     fn aside(dir: &Path) -> usize {
@@ -362,7 +377,7 @@ mod tests {
         segment(&dir, 0, 0..5);
         segment(&dir, 5, 5..8);
         checkpoint(&dir, 2);
-        let r = recover(&dir).unwrap();
+        let r = recover(&Disk, &dir).unwrap();
         assert_eq!((r.acked, r.next_seq, r.records), (2, 8, 6));
         assert_eq!(r.oldest_ms, Some(1002));
         assert_eq!(r.corrupt_bytes, 0);
@@ -376,7 +391,7 @@ mod tests {
         let written = buf.len() as u64;
         buf.resize(buf.len() + 65536, 0);
         fs::write(segment_path(&dir, 0), &buf).unwrap();
-        let r = recover(&dir).unwrap();
+        let r = recover(&Disk, &dir).unwrap();
         assert_eq!((r.records, r.corrupt_bytes), (3, 0));
         assert_eq!(
             r.segments,
@@ -393,7 +408,7 @@ mod tests {
         segment(&dir, 0, 0..5);
         segment(&dir, 5, 5..8);
         checkpoint(&dir, 5);
-        let r = recover(&dir).unwrap();
+        let r = recover(&Disk, &dir).unwrap();
         assert_eq!(
             r.segments,
             [Segment {
@@ -410,7 +425,7 @@ mod tests {
         let dir = scratch("torn");
         let (buf, starts) = segment(&dir, 0, 0..4);
         fs::write(segment_path(&dir, 0), &buf[..starts[3] + 10]).unwrap();
-        let r = recover(&dir).unwrap();
+        let r = recover(&Disk, &dir).unwrap();
         assert_eq!((r.records, r.next_seq, r.corrupt_bytes), (3, 3, 0));
         assert_eq!(
             fs::metadata(segment_path(&dir, 0)).unwrap().len(),
@@ -425,12 +440,12 @@ mod tests {
         buf[starts[1] + 20] ^= 1;
         fs::write(segment_path(&dir, 0), &buf).unwrap();
         segment(&dir, 4, 4..6);
-        let r = recover(&dir).unwrap();
+        let r = recover(&Disk, &dir).unwrap();
         assert_eq!(r.records, 5);
         assert_eq!(r.corrupt_bytes, (starts[2] - starts[1]) as u64);
         assert_eq!(aside(&dir), 1);
         // Rewritten without the bad record: a second start finds nothing more to repair.
-        let again = recover(&dir).unwrap();
+        let again = recover(&Disk, &dir).unwrap();
         assert_eq!((again.records, again.corrupt_bytes), (5, 0));
     }
 
@@ -440,7 +455,7 @@ mod tests {
         let (buf, starts) = segment(&dir, 0, 0..3);
         fs::write(segment_path(&dir, 0), &buf[..starts[2] + 5]).unwrap();
         segment(&dir, 3, 3..4);
-        let r = recover(&dir).unwrap();
+        let r = recover(&Disk, &dir).unwrap();
         assert_eq!((r.records, r.corrupt_bytes), (3, 5));
     }
 
@@ -451,7 +466,7 @@ mod tests {
         fs::write(dir.join("notes.txt"), b"hello").unwrap();
         fs::write(dir.join("000.seg"), b"short name").unwrap();
         fs::write(dir.join(CHECKPOINT), b"nonsense").unwrap();
-        let r = recover(&dir).unwrap();
+        let r = recover(&Disk, &dir).unwrap();
         assert_eq!((r.acked, r.records), (0, 2));
         assert_eq!(r.corrupt_bytes, 15);
         assert_eq!(aside(&dir), 3);
@@ -461,12 +476,12 @@ mod tests {
     #[test]
     fn the_checkpoint_keeps_the_newest_intact_slot() {
         let dir = scratch("checkpoint");
-        assert_eq!(Checkpoint::open(&dir).unwrap().1, 0);
-        let (mut c, _) = Checkpoint::open(&dir).unwrap();
+        assert_eq!(Checkpoint::open(&Disk, &dir).unwrap().1, 0);
+        let (mut c, _) = Checkpoint::open(&Disk, &dir).unwrap();
         for seq in [40, 41, 42] {
             c.write(seq, false).unwrap();
         }
-        assert_eq!(Checkpoint::open(&dir).unwrap().1, 42);
+        assert_eq!(Checkpoint::open(&Disk, &dir).unwrap().1, 42);
         // A torn write spoils the slot being written: the other one still holds 41.
         let path = dir.join(CHECKPOINT);
         let mut bytes = fs::read(&path).unwrap();
@@ -477,17 +492,17 @@ mod tests {
         };
         bytes[newest + 3] ^= 0xFF;
         fs::write(&path, &bytes).unwrap();
-        let (mut c, seq) = Checkpoint::open(&dir).unwrap();
+        let (mut c, seq) = Checkpoint::open(&Disk, &dir).unwrap();
         assert_eq!(seq, 41);
         c.write(43, true).unwrap();
-        assert_eq!(Checkpoint::open(&dir).unwrap().1, 43);
+        assert_eq!(Checkpoint::open(&Disk, &dir).unwrap().1, 43);
     }
 
     #[test]
     fn a_second_lock_is_refused_with_the_directory_named() {
         let dir = scratch("lock");
-        let _held = lock(&dir).unwrap();
-        let err = lock(&dir).unwrap_err().to_string();
+        let _held = lock(&Disk, &dir).unwrap();
+        let err = lock(&Disk, &dir).unwrap_err().to_string();
         assert!(err.contains("in use by another inlet"), "{err}");
         assert!(err.contains(&dir.display().to_string()), "{err}");
     }

@@ -5,9 +5,11 @@
 //! Write-through: every event goes through the log, so a key's spooled and live events can
 //! never overtake each other. The parts: [`format`] (a record on disk, and the scan that reads
 //! and resynchronises), [`dir`] (the directory's files: lock, checkpoint, segments, and the
-//! start-up repair), [`writer`] (the one thread that appends, with group commit) and
-//! [`reader`] (the thread that produces from the log through the [`KafkaSink`] and moves the
-//! checkpoint). This file holds what they share and the sink itself.
+//! start-up repair), [`writer`] (the one thread that appends, with group commit),
+//! [`reader`] (the thread that produces from the log through the sink it feeds, Kafka in
+//! production, and moves the checkpoint) and [`fs`] (the seam through which they reach the
+//! disk, so that a full disk, I/O errors and torn writes are tested without root). This file
+//! holds what they share and the sink itself.
 //!
 //! The log is a directory of segment files, each named by the sequence number of its first
 //! record, as Kafka's own log is; a segment is deleted whole once every record in it was
@@ -15,10 +17,12 @@
 
 mod dir;
 mod format;
+mod fs;
 mod reader;
+#[cfg(test)]
+mod tests;
 mod writer;
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -28,11 +32,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use tokio::sync::oneshot;
 
-use super::kafka::KafkaSink;
 use super::{BoxFuture, Failure, Outcome, Record, Sink};
 use crate::config::{SpoolConfig, SpoolFsync};
 use crate::metrics;
 use dir::Segment;
+use fs::{Disk, Filesystem, SpoolFile};
 use writer::{Append, Writer};
 
 /// Readiness turns 503 once the spool is this full (a fraction of `spool_max_bytes`), so load
@@ -70,6 +74,8 @@ impl Options {
 
 /// What the writer, the reader and the sink share.
 struct Shared {
+    /// How the spool reaches the disk: [`Disk`], but in tests.
+    fs: Arc<dyn Filesystem>,
     dir: PathBuf,
     options: Options,
     /// The segments on disk, oldest first; the last is the writer's, with its written length.
@@ -176,7 +182,7 @@ impl Shared {
     /// Deletes an acknowledged segment.
     fn delete(&self, segment: Segment) {
         let path = dir::segment_path(&self.dir, segment.base);
-        if let Err(error) = std::fs::remove_file(&path) {
+        if let Err(error) = self.fs.remove_file(&path) {
             tracing::error!(%error, path = %path.display(), "cannot delete a delivered segment");
             return;
         }
@@ -227,28 +233,38 @@ fn now_ms() -> u64 {
 /// The spool sink.
 pub struct SpoolSink {
     shared: Arc<Shared>,
-    kafka: Arc<KafkaSink>,
+    /// The sink the reader delivers to.
+    sink: Arc<dyn Sink>,
     appends: Sender<Append>,
     /// Events handed to the writer and not yet answered.
     waiting: Arc<AtomicUsize>,
     /// Held for as long as the sink lives: one process per directory.
-    _lock: File,
+    _lock: Box<dyn SpoolFile>,
 }
 
 impl SpoolSink {
     /// Opens (and repairs) the spool `options` names, and starts its writer and its reader,
-    /// which delivers through `kafka`. Fails if another process holds the directory, or the
-    /// operating system refuses it.
-    pub fn open(options: Options, kafka: Arc<KafkaSink>) -> anyhow::Result<SpoolSink> {
+    /// which delivers to `sink` (the Kafka sink, in production). Fails if another process
+    /// holds the directory, or the operating system refuses it.
+    pub fn open(options: Options, sink: Arc<dyn Sink>) -> anyhow::Result<SpoolSink> {
+        SpoolSink::open_with(options, sink, Arc::new(Disk))
+    }
+
+    /// [`SpoolSink::open`], reaching the disk through `fs`.
+    fn open_with(
+        options: Options,
+        sink: Arc<dyn Sink>,
+        fs: Arc<dyn Filesystem>,
+    ) -> anyhow::Result<SpoolSink> {
         let dir = options.dir.clone();
-        std::fs::create_dir_all(&dir)
+        fs.create_dir_all(&dir)
             .with_context(|| format!("spool_dir: cannot create {}", dir.display()))?;
-        let lock = dir::lock(&dir)?;
-        let recovered = dir::recover(&dir).context("spool_dir")?;
+        let lock = dir::lock(&*fs, &dir)?;
+        let recovered = dir::recover(&*fs, &dir).context("spool_dir")?;
         ::metrics::counter!(metrics::SPOOL_CORRUPT_BYTES).increment(recovered.corrupt_bytes);
         tracing::info!(dir = %dir.display(), records = recovered.records,
             corrupt_bytes = recovered.corrupt_bytes, "spool opened");
-        let file = dir::create_segment(&dir, recovered.next_seq)
+        let file = dir::create_segment(&*fs, &dir, recovered.next_seq)
             .with_context(|| format!("spool_dir: cannot create a segment in {}", dir.display()))?;
         let mut segments = recovered.segments;
         segments.push(Segment {
@@ -268,19 +284,20 @@ impl SpoolSink {
             closed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             delivery_failures: AtomicU64::new(0),
+            fs,
             dir,
             options,
         });
         let (appends, queue) = mpsc::channel();
         let writer = Writer::new(Arc::clone(&shared), file, 0);
-        let reader = reader::Reader::new(Arc::clone(&shared), Arc::clone(&kafka))?;
+        let reader = reader::Reader::new(Arc::clone(&shared), Arc::clone(&sink))?;
         spawn("inlet-spool-writer", move || writer.run(queue))?;
         spawn("inlet-spool-reader", move || reader.run())?;
         let weak = Arc::downgrade(&shared);
         spawn("inlet-spool-gauges", move || publish_gauges(weak))?;
         Ok(SpoolSink {
             shared,
-            kafka,
+            sink,
             appends,
             waiting: Arc::new(AtomicUsize::new(0)),
             _lock: lock,
@@ -366,7 +383,7 @@ impl Sink for SpoolSink {
         }
         shared.stopping.store(true, Ordering::Release);
         shared.appended.notify_all();
-        let _ = self.kafka.close(Duration::from_millis(500));
+        let _ = self.sink.close(Duration::from_millis(500));
         shared.sync_checkpoint();
         shared.publish_gauges();
         let left = self.records();

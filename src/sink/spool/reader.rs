@@ -1,7 +1,7 @@
-//! The reader: the thread that delivers the log to Kafka in arrival order and moves the
-//! checkpoint forward over what the broker acknowledged.
+//! The reader: the thread that delivers the log to the sink it feeds (Kafka, in production) in
+//! arrival order and moves the checkpoint forward over what the broker acknowledged.
 //!
-//! It produces a window of records at a time through the Kafka sink, waiting for the
+//! It produces a window of records at a time through that sink, waiting for the
 //! acknowledgements (the idempotent producer keeps each partition's order within a window).
 //! The checkpoint moves over the acknowledged prefix of the window only: past the first record
 //! whose delivery failed, everything is sent again, in order, after a pause. So a record is
@@ -12,18 +12,15 @@
 //! Before a segment file is deleted the checkpoint is written durably (synced, renamed, the
 //! directory synced), so a deleted record is always an acknowledged one.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::dir::{self, Segment};
 use super::format::{self, Found};
+use super::fs::Open;
 use super::Shared;
 use crate::metrics;
-use crate::sink::kafka::KafkaSink;
 use crate::sink::{Failure, Record, Sink};
 
 /// Records produced at once, at most.
@@ -52,7 +49,8 @@ struct Pending {
 /// The reader's place in the log: the segment it reads and the offset in it.
 pub struct Reader {
     shared: Arc<Shared>,
-    kafka: Arc<KafkaSink>,
+    /// Where the records go.
+    sink: Arc<dyn Sink>,
     runtime: tokio::runtime::Runtime,
     base: u64,
     offset: u64,
@@ -64,14 +62,14 @@ pub struct Reader {
 
 impl Reader {
     /// A reader from the start of the oldest segment.
-    pub fn new(shared: Arc<Shared>, kafka: Arc<KafkaSink>) -> std::io::Result<Reader> {
+    pub fn new(shared: Arc<Shared>, sink: Arc<dyn Sink>) -> std::io::Result<Reader> {
         let base = shared.lock_segments().first().map_or(0, |s| s.base);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()?;
         Ok(Reader {
             shared,
-            kafka,
+            sink,
             runtime,
             base,
             offset: 0,
@@ -135,8 +133,11 @@ impl Reader {
     fn read(&self, segment: Segment, len: u64) -> Option<Vec<u8>> {
         let path = dir::segment_path(&self.shared.dir, segment.base);
         let mut bytes = vec![0; len as usize];
-        let result =
-            std::fs::File::open(&path).and_then(|f| f.read_exact_at(&mut bytes, self.offset));
+        let result = self
+            .shared
+            .fs
+            .open(&path, Open::Read)
+            .and_then(|f| f.read_exact_at(&mut bytes, self.offset));
         match result {
             Ok(()) => Some(bytes),
             Err(error) => {
@@ -176,7 +177,14 @@ impl Reader {
                     let offset = self.offset as usize + range.start;
                     tracing::error!(segment = %name, offset, bytes = range.len(),
                         "spool bytes damaged after they were written: moved into corrupt/");
-                    dir::set_aside_bytes(&self.shared.dir, &name, offset, &bytes[range.clone()]);
+                    let damaged = &bytes[range.clone()];
+                    dir::set_aside_bytes(
+                        &*self.shared.fs,
+                        &self.shared.dir,
+                        &name,
+                        offset,
+                        damaged,
+                    );
                     ::metrics::counter!(metrics::SPOOL_CORRUPT_BYTES).increment(range.len() as u64);
                 }
             }
@@ -218,7 +226,7 @@ impl Reader {
     /// records that prefix holds, and why the record after it failed.
     fn send(&self, window: &[Pending]) -> (usize, Option<Failure>) {
         let records = window.iter().map(|p| p.record.clone()).collect();
-        let outcomes = self.runtime.block_on(self.kafka.send(records, true));
+        let outcomes = self.runtime.block_on(self.sink.send(records, true));
         let mut failed = None;
         for (i, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
@@ -254,12 +262,7 @@ impl Reader {
             pending.written_at_ms,
             &mut buf,
         );
-        let result = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(&buf).and_then(|()| f.sync_data()));
-        if let Err(error) = result {
+        if let Err(error) = self.shared.fs.append(&path, &buf) {
             tracing::error!(%error, path = %path.display(), "cannot keep a rejected record");
         }
         tracing::warn!(

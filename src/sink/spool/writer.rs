@@ -11,8 +11,6 @@
 //! synced length, answers the group `spool_unavailable`, and writes there again with the next
 //! group, so inlet keeps serving once the disk recovers.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -22,6 +20,7 @@ use tokio::sync::oneshot;
 
 use super::dir::{self, Segment};
 use super::format;
+use super::fs::SpoolFile;
 use super::Shared;
 use crate::config::SpoolFsync;
 use crate::metrics;
@@ -49,7 +48,7 @@ pub struct Append {
 /// The writer's own state: the segment it appends to.
 pub struct Writer {
     shared: Arc<Shared>,
-    file: File,
+    file: Box<dyn SpoolFile>,
     /// Bytes of the current segment known to be written (and, under `always`, synced).
     len: u64,
     /// Length of the segment file: zeros from `len` to here.
@@ -63,7 +62,7 @@ pub struct Writer {
 
 impl Writer {
     /// A writer appending to the segment `file`, `len` bytes long.
-    pub fn new(shared: Arc<Shared>, file: File, len: u64) -> Writer {
+    pub fn new(shared: Arc<Shared>, file: Box<dyn SpoolFile>, len: u64) -> Writer {
         Writer {
             shared,
             file,
@@ -233,7 +232,7 @@ impl Writer {
     fn roll(&mut self) -> std::io::Result<()> {
         let shared = &self.shared;
         let base = shared.next_seq.load(Ordering::Acquire);
-        let file = dir::create_segment(&shared.dir, base)?;
+        let file = dir::create_segment(&*shared.fs, &shared.dir, base)?;
         self.file = file;
         self.len = 0;
         self.zeroed = 0;
