@@ -360,7 +360,7 @@ impl Sink for SpoolSink {
     /// Straight to the sink the spool feeds: what is posted is best-effort by design, and must
     /// never take the room of an accepted event on disk.
     fn post(&self, record: Record) {
-        self.kafka.post(record);
+        self.sink.post(record);
     }
 
     /// Ready while the spool takes writes and is under 90 % full, whether or not a broker is
