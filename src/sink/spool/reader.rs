@@ -9,8 +9,8 @@
 //! refuses for good (too large) would block the log forever: it is appended to the `rejected`
 //! file, counted, and passed over.
 //!
-//! Before a segment file is deleted the checkpoint is written durably (its slot written in place and synced, the
-//! directory synced), so a deleted record is always an acknowledged one.
+//! Before a segment file is deleted the checkpoint is written durably (its slot written in
+//! place and synced, the directory synced), so a deleted record is always an acknowledged one.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
