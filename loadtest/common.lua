@@ -10,7 +10,7 @@
 -- the body), events (events per body; default: counted as the body's "session_id" keys, or 1),
 -- resession (rewrite the 8-digit session number per request, from SESSIONS sessions).
 --
--- Environment: INLET_TOKEN (default dev-token), DATA (body directory), SESSIONS (default
+-- Environment: INLET_TOKEN (default devtoken), DATA (body directory), SESSIONS (default
 -- 100000), LIMIT (use at most this many bodies per kind), STATUSES=0 (do not count statuses
 -- per code; wrk still counts non-2xx answers).
 
@@ -72,7 +72,7 @@ local kinds
 
 function M.install(spec)
   kinds = spec
-  local token = os.getenv("INLET_TOKEN") or "dev-token"
+  local token = os.getenv("INLET_TOKEN") or "devtoken"
   local sessions = tonumber(os.getenv("SESSIONS") or "100000")
   local count_statuses = os.getenv("STATUSES") ~= "0"
 

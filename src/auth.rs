@@ -195,8 +195,9 @@ impl Registry {
     }
 }
 
-/// The development token printed by `inlet --dev`.
-pub const DEV_TOKEN: &str = "dev-token";
+/// The development token printed by `inlet --dev`: letters only, so every SDK takes it as its
+/// key (the Sentry JavaScript SDKs' DSN parser accepts only `\w+`).
+pub const DEV_TOKEN: &str = "devtoken";
 
 /// The live registry, swapped atomically on reload.
 #[derive(Debug)]
@@ -338,6 +339,15 @@ burst = 100
         assert!(web.allows(Lane::BEACON) && !web.allows(Lane::OCCURRENCE));
         assert_eq!(r.lookup("plain-secret").unwrap().account_id, "a2");
         assert!(r.lookup("nope").is_none());
+    }
+
+    #[test]
+    fn the_dev_token_is_a_key_every_sdk_takes() {
+        // Sentry's DSN parser (`\w+`) is the strictest of the five SDKs' key readers.
+        assert!(DEV_TOKEN
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        assert_eq!(Registry::dev().lookup(DEV_TOKEN).unwrap().id, "dev");
     }
 
     #[test]

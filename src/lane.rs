@@ -94,6 +94,32 @@ pub static LANES: &[Spec] = &[
             ..Given::default()
         },
     },
+    // Every other item an SDK sends, carried verbatim: a token that may use an SDK endpoint may
+    // send that endpoint's other items, so no token lists it.
+    Spec {
+        name: "item",
+        key: KeyRule::Account,
+        listed: false,
+        analytics: false,
+        posted: false,
+        schema: "inlet.v1.Envelope",
+        topic: "inlet.items",
+        // The body caps are the endpoint's own lane's; an item's cap is its own.
+        limits: BodyLimits {
+            max_body: 10 << 20,
+            max_decoded: 40 << 20,
+            max_event: 1_000_000,
+        },
+        names: Names {
+            topic: "topic_items",
+            limits: "items",
+        },
+        settings: |s| Given {
+            topic: s.topic_items.clone(),
+            max_event: s.items_max_event_bytes,
+            ..Given::default()
+        },
+    },
 ];
 
 /// What one lane is: everything in which it differs from the others.
@@ -175,6 +201,8 @@ impl Lane {
     pub const OCCURRENCE: Lane = Lane(1);
     /// What inlet refused as invalid, keyed by token.
     pub const DEAD_LETTER: Lane = Lane(2);
+    /// An SDK's other items, verbatim, keyed by account.
+    pub const ITEM: Lane = Lane(3);
 
     /// What the lane is.
     pub fn spec(self) -> &'static Spec {

@@ -78,6 +78,19 @@ impl Answer {
             retry_after_secs: None,
         }
     }
+
+    /// Adds the answer for the request's events of another lane, ingested after these: its
+    /// refusals are numbered after this answer's events.
+    pub fn add(&mut self, more: Answer) {
+        let offset = self.accepted + self.rejected.len();
+        self.rejected
+            .extend(more.rejected.into_iter().map(|mut rejection| {
+                rejection.index += offset;
+                rejection
+            }));
+        self.accepted += more.accepted;
+        self.retry_after_secs = self.retry_after_secs.max(more.retry_after_secs);
+    }
 }
 
 /// A batch's events as records for the sink, and the ones that did not validate.

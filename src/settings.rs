@@ -100,6 +100,10 @@ pub struct Settings {
     /// Topic for occurrences [default: inlet.occurrences]
     #[arg(long, env = "INLET_TOPIC_OCCURRENCES")]
     pub topic_occurrences: Option<String>,
+    /// Topic for the SDKs' other items (transactions, sessions, attachments, ...)
+    /// [default: inlet.items]
+    #[arg(long, env = "INLET_TOPIC_ITEMS")]
+    pub topic_items: Option<String>,
     /// When to answer: after the broker's ack (200), or once queued (202) [default: ack]
     #[arg(long, env = "INLET_DELIVERY", value_enum)]
     pub delivery: Option<Delivery>,
@@ -155,6 +159,10 @@ pub struct Settings {
     /// [default: 1000000]
     #[arg(long, env = "INLET_OCCURRENCES_MAX_EVENT_BYTES")]
     pub occurrences_max_event_bytes: Option<usize>,
+    /// Largest single SDK item (a transaction, an attachment, ...), in bytes; keep under the
+    /// broker's message.max.bytes [default: 1000000]
+    #[arg(long, env = "INLET_ITEMS_MAX_EVENT_BYTES")]
+    pub items_max_event_bytes: Option<usize>,
     /// Most events in one request [default: 1000]
     #[arg(long, env = "INLET_MAX_EVENTS_PER_REQUEST")]
     pub max_events_per_request: Option<usize>,

@@ -157,6 +157,13 @@ pub fn envelope_json(e: &proto::Envelope) -> Value {
             "language": o.language, "code_version": o.code_version, "fingerprint": o.fingerprint,
             "custom": embedded(&o.custom_json),
         }}),
+        Some(Event::Item(i)) => json!({ "item": {
+            "type": i.r#type, "media_type": i.media_type,
+            "payload": String::from_utf8(i.payload.clone())
+                .map(|text| embedded(&text))
+                .unwrap_or_else(|e| json!({ "bytes": e.into_bytes().len() })),
+            "headers": embedded(&i.headers_json),
+        }}),
         None => Value::Null,
     };
     json!({

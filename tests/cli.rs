@@ -156,12 +156,12 @@ fn dev_mode_serves_and_tail_prints_what_landed() {
         }
     }
     let bootstrap = bootstrap.unwrap_or_else(|| panic!("no bootstrap address in:\n{banner}"));
-    assert!(banner.contains("development token  dev-token"), "{banner}");
+    assert!(banner.contains("development token  devtoken"), "{banner}");
 
     // The README's curl, as a raw HTTP request (no curl needed).
     let body = r#"{"session_id":"readme-1","event":"page_view","props":{"plan":"pro"}}"#;
     let deadline = Instant::now() + Duration::from_secs(30);
-    let request = post_json("/v1/beacons", "dev-token", body);
+    let request = post_json("/v1/beacons", "devtoken", body);
     let listening = wait_listening(&mut dev.0, &listen_file, || read(&log));
     let addr = listening.public.to_string();
     let answer = loop {

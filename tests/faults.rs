@@ -75,7 +75,7 @@ async fn a_20s_broker_outage_loses_no_accepted_event() {
     let mut broker = Broker::start_sqlite(&dir);
     let brokers = broker.bootstrap();
     let t = topics("outage");
-    create_topics(&brokers, &[&t.0, &t.1]).await;
+    create_topics(&brokers, &[&t.0, &t.1, &common::gateway::items_topic(&t)]).await;
     // A delivery timeout longer than the outage: requests waiting on the dead broker are
     // acknowledged once it is back. (With a 5 s timeout, librdkafka timed messages out during
     // the outage and Tansu 0.6's SQLite storage then panicked on the producer's next batch,

@@ -133,6 +133,77 @@ async fn every_sdk_delivers_each_report_once_with_its_fields_mapped() {
     }
 }
 
+/// sentry-sdk as its quickstart sets it up, tracing and release-health sessions on: the
+/// exception lands once as an occurrence, and the transaction and the session (which inlet
+/// used to answer 200 and drop) land on the items topic, with their type, media type and
+/// payload as the SDK wrote them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentry_python_with_tracing_and_sessions_lands_every_item() {
+    let kafka = Kafka::start("sdk-sentry-quickstart").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
+    gw.wait_ready().await;
+    let sdk = Sdk {
+        language: Language::Python,
+        name: "sentry-quickstart",
+        source: "sentry",
+    };
+    let url = gw.url.clone();
+    let sent = tokio::task::spawn_blocking(move || run_sdk(sdk, &url, DSN_KEY, "qs", None))
+        .await
+        .expect("SDK thread");
+    let find = |kind: &str| sent.iter().find(|s| s.kind == kind).expect(kind);
+    let (exception, transaction) = (find("exception"), find("transaction"));
+
+    let occurrences = kafka.occurrences(1, LINGER).await;
+    let ids: Vec<_> = occurrences.iter().map(|c| &c.envelope.event_id).collect();
+    assert_eq!(ids, [&hyphenated(&exception.id)], "the exception, once");
+
+    // At least the transaction and a session; client reports may come too.
+    let landed = kafka.items(2, LINGER).await;
+    let mut items: HashMap<String, Vec<&inlet::proto::Item>> = HashMap::new();
+    for c in &landed {
+        assert_eq!(
+            (c.key.as_str(), c.envelope.source.as_str()),
+            (ACCOUNT, "sentry")
+        );
+        let Some(Event::Item(item)) = &c.envelope.event else {
+            panic!("not an item on the items topic: {c:?}");
+        };
+        items.entry(item.r#type.clone()).or_default().push(item);
+    }
+    let mut counts: Vec<_> = items.iter().map(|(t, i)| (t.as_str(), i.len())).collect();
+    counts.sort_unstable();
+    println!("sentry-python, tracing and sessions on: items landed {counts:?}");
+    let types: Vec<_> = items.keys().collect();
+    let [transaction_item] = items.get("transaction").map_or(&[][..], Vec::as_slice) else {
+        panic!("one transaction expected, landed: {types:?}");
+    };
+    assert_eq!(transaction_item.media_type, "application/json");
+    let payload: serde_json::Value = serde_json::from_slice(&transaction_item.payload).unwrap();
+    assert_eq!(payload["transaction"], transaction.what.as_str());
+    assert_eq!(
+        payload["contexts"]["trace"]["trace_id"],
+        transaction.id.as_str()
+    );
+    let spans = payload["spans"].as_array().expect("spans");
+    assert!(spans.iter().any(|s| s["op"] == "db"), "{spans:?}");
+    let header: serde_json::Value = serde_json::from_str(&transaction_item.headers_json).unwrap();
+    assert_eq!(header["type"], "transaction");
+
+    let sessions = items
+        .get("session")
+        .unwrap_or_else(|| panic!("no session: {types:?}"));
+    for session in sessions {
+        let payload: serde_json::Value = serde_json::from_slice(&session.payload).unwrap();
+        assert_eq!(payload["attrs"]["release"], "shop@1.4.2", "{payload}");
+    }
+    let metrics = gw.metrics().await;
+    for kind in ["transaction", "session"] {
+        let line = format!("inlet_sdk_items_total{{source=\"sentry\",type=\"{kind}\"}}");
+        assert!(metrics.contains(&line), "{line} missing from /metrics");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdks_that_obey_a_rate_limit_stop_sending_after_the_429() {
     let kafka = Kafka::start("sdk-errors-limits").await;
@@ -316,7 +387,7 @@ fn run_sdk(sdk: Sdk, url: &str, key: &str, run: &str, burst: Option<usize>) -> V
 
 fn python_module(sdk: &str) -> &'static str {
     match sdk {
-        "sentry" => "sentry_sdk",
+        "sentry" | "sentry-quickstart" => "sentry_sdk",
         "rollbar" => "rollbar",
         _ => "honeybadger",
     }

@@ -38,7 +38,8 @@ impl Setup {
         let dir = temp_dir(&format!("spool-{test}"));
         let broker = Broker::start_sqlite(&dir.join("broker"));
         let topics = topics(test);
-        create_topics(&broker.bootstrap(), &[&topics.0, &topics.1]).await;
+        let items = common::gateway::items_topic(&topics);
+        create_topics(&broker.bootstrap(), &[&topics.0, &topics.1, &items]).await;
         Setup {
             broker,
             topics,
@@ -502,7 +503,7 @@ async fn dev_mode_runs_under_spool() {
     let answer = Answer::from_response_lossy(
         reqwest::Client::new()
             .post(format!("{url}/v1/beacons"))
-            .bearer_auth("dev-token")
+            .bearer_auth("devtoken")
             .header("content-type", "application/json")
             .body(r#"{"session_id":"dev-1","event":"page_view"}"#)
             .send()

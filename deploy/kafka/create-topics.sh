@@ -8,6 +8,7 @@
 #   KAFKA_BOOTSTRAP          bootstrap servers (required)
 #   TOPIC_BEACONS            default inlet.beacons (inlet's INLET_TOPIC_BEACONS)
 #   TOPIC_OCCURRENCES        default inlet.occurrences (inlet's INLET_TOPIC_OCCURRENCES)
+#   TOPIC_ITEMS              default inlet.items (inlet's INLET_TOPIC_ITEMS: the SDKs' other items)
 #   TOPIC_DEAD_LETTERS       default inlet.dead-letters (inlet's INLET_TOPIC_DEAD_LETTERS); set
 #                            it empty to create none (INLET_DEAD_LETTERS=off)
 #   PARTITIONS               default 512
@@ -40,6 +41,7 @@ set -euo pipefail
 : "${KAFKA_BOOTSTRAP:?set KAFKA_BOOTSTRAP to the bootstrap servers, e.g. kafka-1:9092}"
 TOPIC_BEACONS="${TOPIC_BEACONS:-inlet.beacons}"
 TOPIC_OCCURRENCES="${TOPIC_OCCURRENCES:-inlet.occurrences}"
+TOPIC_ITEMS="${TOPIC_ITEMS:-inlet.items}"
 TOPIC_DEAD_LETTERS="${TOPIC_DEAD_LETTERS-inlet.dead-letters}"
 PARTITIONS="${PARTITIONS:-512}"
 REPLICATION_FACTOR="${REPLICATION_FACTOR:-3}"
@@ -81,8 +83,9 @@ until "$kafka_topics" "${common[@]}" --list >/dev/null 2>&1; do
     sleep 2
 done
 
-# Dead letters (events refused as invalid) are keyed by token id: the same policy holds.
-for topic in "$TOPIC_BEACONS" "$TOPIC_OCCURRENCES" ${TOPIC_DEAD_LETTERS:+"$TOPIC_DEAD_LETTERS"}; do
+# Items are keyed by account id, dead letters (events refused as invalid) by token id: the same
+# policy holds.
+for topic in "$TOPIC_BEACONS" "$TOPIC_OCCURRENCES" "$TOPIC_ITEMS" ${TOPIC_DEAD_LETTERS:+"$TOPIC_DEAD_LETTERS"}; do
     echo "create-topics: $topic (partitions=$PARTITIONS, replication-factor=$REPLICATION_FACTOR)"
     "$kafka_topics" "${common[@]}" --create --if-not-exists \
         --topic "$topic" \

@@ -3,7 +3,7 @@
 //
 // Environment (k6 run -e NAME=VALUE or the process environment):
 //   BASE_URL     inlet's address (default http://127.0.0.1:8080)
-//   INLET_TOKEN  token (default dev-token)
+//   INLET_TOKEN  token (default devtoken)
 //   DATA         directory of gen.py's body files, relative to this file or absolute
 //                (default ../data, i.e. loadtest/data)
 //   RATE         requests per second: constant-arrival-rate; unset: constant-vus
@@ -18,7 +18,7 @@ import { SharedArray } from 'k6/data';
 import { Counter } from 'k6/metrics';
 
 export const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8080';
-const TOKEN = __ENV.INLET_TOKEN || 'dev-token';
+const TOKEN = __ENV.INLET_TOKEN || 'devtoken';
 const DATA = __ENV.DATA || '../data';
 const SESSIONS = parseInt(__ENV.SESSIONS || '100000', 10);
 

@@ -164,6 +164,38 @@ pub fn from_fields(
     }
 }
 
+/// The longest item type kept: an SDK's own names are short.
+pub const MAX_ITEM_TYPE: usize = 64;
+
+/// An SDK's item carried verbatim (lane `item`): the SDK's name for its `kind` (1..=64 bytes,
+/// else `missing_field` / `field_too_long`), its payload's `media_type`, its bytes as written,
+/// and its own headers as JSON text (empty when the protocol has none).
+pub fn item(
+    kind: &str,
+    media_type: &str,
+    payload: Vec<u8>,
+    headers_json: String,
+) -> Result<Validated, Invalid> {
+    if kind.is_empty() {
+        return Err(Invalid::new("missing_field", "an item needs a type"));
+    }
+    if kind.len() > MAX_ITEM_TYPE {
+        return Err(Invalid::new(
+            "field_too_long",
+            format!("an item's type is at most {MAX_ITEM_TYPE} bytes"),
+        ));
+    }
+    Ok(Validated {
+        client_id: None,
+        body: proto::envelope::Event::Item(proto::Item {
+            r#type: kind.to_owned(),
+            media_type: media_type.to_owned(),
+            payload,
+            headers_json,
+        }),
+    })
+}
+
 /// A lane whose payloads are not events read field by field (none is, yet).
 fn not_json_events(lane: Lane) -> Invalid {
     Invalid::new(
@@ -273,6 +305,7 @@ impl Validated {
                 put("fingerprint", o.fingerprint.clone().into());
                 ("custom", &o.custom_json)
             }
+            proto::envelope::Event::Item(i) => panic!("an item has no native JSON: {}", i.r#type),
         };
         let mut json = Value::Object(out).to_string();
         let (name, text) = object;

@@ -13,7 +13,8 @@
 //! 3. the translation into a batch, on the blocking pool when the body is large;
 //! 4. a key read from the body, when the head had none: authenticated and admitted;
 //! 5. the items counted (`inlet_sdk_items_total`), the count of events capped, the batch handed
-//!    to the [pipeline](crate::pipeline);
+//!    to the [pipeline](crate::pipeline), then each batch of another lane the body held (an
+//!    SDK's other items, for the `item` lane), once the first is accepted;
 //! 6. the answer (or the error) in the protocol's shape.
 //!
 //! A panic anywhere in these steps (a translation bug) is caught: the request is answered 500
@@ -95,16 +96,21 @@ pub trait Protocol: Copy + Send + Sync + 'static {
     fn reply(self, outcome: Result<(Answer, Self::Receipt), ApiError>) -> Response;
 }
 
-/// What a translation may use: the lane's caps and the most events a request may carry.
+/// What a translation may use: the lane's caps, the most events a request may carry, and the
+/// largest item the `item` lane takes.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub lane: BodyLimits,
     pub max_events: usize,
+    pub max_item: usize,
 }
 
 /// What a translation makes of a body.
 pub struct Translation<R> {
+    /// The events of the protocol's lane.
     pub batch: Batch,
+    /// The body's events of other lanes (an SDK's other items), produced after `batch`.
+    pub also: Vec<Batch>,
     /// The key, when the body carries it (the protocol's [`Protocol::key_in_body`]).
     pub key: Option<String>,
     /// The items the body held, counted once the request is authenticated.
@@ -113,10 +119,16 @@ pub struct Translation<R> {
 }
 
 impl<R> Translation<R> {
+    /// The same translation, its body having held `items`.
+    pub fn with_items(self, items: Items) -> Translation<R> {
+        Translation { items, ..self }
+    }
+
     /// A translation of `batch` with no key, no item counted and `receipt`.
     pub fn of(batch: Batch, receipt: R) -> Translation<R> {
         Translation {
             batch,
+            also: Vec::new(),
             key: None,
             items: Items::default(),
             receipt,
@@ -158,26 +170,36 @@ async fn run<P: Protocol>(
     let limits = Limits {
         lane: state.limits(lane),
         max_events: state.edge.max_events_per_request,
+        max_item: state.limits(Lane::ITEM).max_event,
     };
     let translation = translate(protocol, head, body, limits).await?;
     let auth = match early {
         Some(auth) => auth,
         None => authorize(&state, &parts, lane, translation.key)?,
     };
-    let batch = translation.batch;
+    let (batch, mut also) = (translation.batch, translation.also);
+    also.retain(|b| !b.is_empty());
     translation.items.count(batch.source);
-    if batch.len() > limits.max_events {
+    let events = batch.len() + also.iter().map(Batch::len).sum::<usize>();
+    if events > limits.max_events {
         return Err(ApiError::TooManyEvents {
             limit: limits.max_events,
         });
     }
-    let answer = match batch.is_empty() {
+    let client = auth.client(&parts.headers);
+    // Cloned only for a body of more than one lane, the rare case.
+    let later = (!also.is_empty()).then(|| client.clone());
+    let mut answer = match batch.is_empty() {
         true => Answer::nothing(state.delivery),
-        false => {
-            let client = auth.client(&parts.headers);
-            state.pipeline.ingest(&auth.token, client, batch).await?
-        }
+        false => state.pipeline.ingest(&auth.token, client, batch).await?,
     };
+    for batch in also {
+        let origin = request_origin(&parts.headers);
+        (state.pipeline).admit(&auth.token, batch.kind, origin.as_deref())?;
+        let client = later.clone().expect("cloned when other lanes have events");
+        let more = state.pipeline.ingest(&auth.token, client, batch).await?;
+        answer.add(more);
+    }
     if !protocol.partial_answers() {
         let undelivered = answer.rejected.iter().find_map(|r| match r.refusal {
             Refusal::Undelivered(failure) if r.refusal.is_retriable() => Some(failure),
@@ -347,6 +369,7 @@ mod tests {
         let limits = Limits {
             lane: crate::testing::config(|_| {}).limits(Lane::BEACON),
             max_events: 100_000,
+            max_item: 1 << 20,
         };
         let native = crate::http::ingest::Native(Lane::BEACON);
         let translation = translate(native, (), body, limits).await.unwrap();

@@ -42,7 +42,7 @@ impl Protocol for Honeybadger {
     }
 
     fn translate(self, _: (), body: Bytes, limits: Limits) -> Result<Translation<Uuid>, ApiError> {
-        sdk::check_event_size(limits, 0, body.len())?;
+        sdk::check_size(limits.lane.max_event, 0, body.len())?;
         let report = honeybadger::notice(&body);
         let id = report.id;
         Ok(Translation {
@@ -50,6 +50,7 @@ impl Protocol for Honeybadger {
             key: None,
             items: Items::one("notice"),
             receipt: id,
+            also: Vec::new(),
         })
     }
 

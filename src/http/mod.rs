@@ -106,10 +106,11 @@ fn analytics_routes() -> Router<AppState> {
 /// The drop-in endpoints of the error trackers' SDKs (Rollbar, Sentry, Honeybadger), each path
 /// with and without its trailing slash, as the SDKs and the contract write them.
 fn error_trackers() -> Router<AppState> {
-    let routes: [(&str, MethodRouter<AppState>); 5] = [
+    let routes: [(&str, MethodRouter<AppState>); 6] = [
         ("/api/1/item/", posted(Rollbar)),
         ("/api/{project}/envelope/", posted(Sentry::Envelope)),
         ("/api/{project}/store/", posted(Sentry::Store)),
+        ("/api/{project}/security/", posted(Sentry::Security)),
         ("/v1/notices/", posted(Honeybadger)),
         ("/v1/notices/js/", posted(Honeybadger)),
     ];

@@ -108,6 +108,7 @@ impl Protocol for Capture {
             key: read.key,
             items,
             receipt: (),
+            also: Vec::new(),
         })
     }
 

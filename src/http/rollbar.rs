@@ -50,7 +50,7 @@ impl Protocol for Rollbar {
     }
 
     fn translate(self, _: (), body: Bytes, limits: Limits) -> Result<Translation<Uuid>, ApiError> {
-        sdk::check_event_size(limits, 0, body.len())?;
+        sdk::check_size(limits.lane.max_event, 0, body.len())?;
         let item = rollbar::item(&body).map_err(ApiError::MalformedBody)?;
         let uuid = item.report.id;
         Ok(Translation {
@@ -58,6 +58,7 @@ impl Protocol for Rollbar {
             key: item.access_token,
             items: Items::one("item"),
             receipt: uuid,
+            also: Vec::new(),
         })
     }
 

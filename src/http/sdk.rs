@@ -7,7 +7,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::adapter::Limits;
 use crate::batch::Batch;
 use crate::error::ApiError;
 use crate::event::Source;
@@ -20,11 +19,11 @@ pub fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_owned())
 }
 
-/// 413 `event_too_large` when the report at `index`, `size` bytes as the SDK wrote it, is over
-/// the cap of one event, as it would be on `/v1/occurrences`: checked before the report is
-/// parsed, so a large one costs no more than its bytes.
-pub fn check_event_size(limits: Limits, index: usize, size: usize) -> Result<(), ApiError> {
-    let limit = limits.lane.max_event;
+/// 413 `event_too_large` when the report (or item) at `index`, `size` bytes as the SDK wrote
+/// it, is over `limit`: the cap of one event, as it would be on `/v1/occurrences`
+/// (`Limits::lane`), or of one item (`Limits::max_item`). Checked before the report is parsed,
+/// so a large one costs no more than its bytes.
+pub fn check_size(limit: usize, index: usize, size: usize) -> Result<(), ApiError> {
     if size > limit {
         return Err(ApiError::EventTooLarge { index, size, limit });
     }

@@ -86,6 +86,7 @@ impl Protocol for Segment {
             key: read.key,
             items,
             receipt: (),
+            also: Vec::new(),
         })
     }
 

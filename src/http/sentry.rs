@@ -10,13 +10,14 @@
 
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::adapter::{Limits, Protocol, Translation};
 use super::sdk::{self, header_value};
+use crate::batch::Batch;
 use crate::error::ApiError;
 use crate::event::Source;
 use crate::lane::Lane;
@@ -27,58 +28,91 @@ use crate::sdk::{sentry, Items};
 /// Sentry's endpoints: an envelope, or one event as older SDKs `/store/` it.
 #[derive(Debug, Clone, Copy)]
 pub enum Sentry {
-    /// `POST /api/{project}/envelope/`: its `event` items become occurrences; its other items
-    /// are counted and answered as accepted.
+    /// `POST /api/{project}/envelope/`: its `event` items become occurrences, its other items
+    /// go to the `item` lane as written.
     Envelope,
     /// `POST /api/{project}/store/`: one event.
     Store,
+    /// `POST /api/{project}/security/?sentry_key=K`: a browser's CSP (or other security policy)
+    /// report, sent to the `report-uri` Sentry gives, as one `security` item.
+    Security,
 }
 
 impl Protocol for Sentry {
-    type Head = ();
+    /// The request's media type (a security report's).
+    type Head = Option<String>;
     /// The id to answer: the first event's, else the envelope's.
     type Receipt = Option<Uuid>;
 
     fn lane(self) -> Lane {
-        Lane::OCCURRENCE
+        match self {
+            Sentry::Envelope | Sentry::Store => Lane::OCCURRENCE,
+            Sentry::Security => Lane::ITEM,
+        }
     }
 
     fn key(self, parts: &Parts) -> Option<String> {
         sentry_key(parts)
     }
 
-    fn head(self, _: &Parts) -> Result<(), ApiError> {
-        Ok(())
+    /// An envelope sent through the SDKs' `tunnel` carries its key only in its header's `dsn`.
+    fn key_in_body(self) -> bool {
+        matches!(self, Sentry::Envelope)
+    }
+
+    /// Any media type: sentry-python sends `application/x-sentry-envelope`, `@sentry/node`
+    /// none, browsers `application/csp-report` or `application/reports+json`.
+    fn head(self, parts: &Parts) -> Result<Option<String>, ApiError> {
+        Ok(header_value(&parts.headers, "content-type"))
     }
 
     fn translate(
         self,
-        _: (),
+        media_type: Option<String>,
         body: Bytes,
         limits: Limits,
     ) -> Result<Translation<Option<Uuid>>, ApiError> {
-        let (reports, envelope_id, items) = match self {
+        let (reports, others, envelope_id, items, key) = match self {
             Sentry::Envelope => {
                 let envelope = sentry::envelope(&body).map_err(ApiError::MalformedBody)?;
                 let reports = (envelope.events.iter().enumerate())
                     .map(|(index, raw)| {
-                        sdk::check_event_size(limits, index, raw.len())?;
+                        sdk::check_size(limits.lane.max_event, index, raw.len())?;
                         Ok(sentry::event(raw, envelope.event_id))
                     })
                     .collect::<Result<Vec<Report>, ApiError>>()?;
+                let others = (envelope.others.iter().enumerate())
+                    .map(|(index, other)| {
+                        sdk::check_size(limits.max_item, index, other.payload.len())?;
+                        Ok(sentry::item(other))
+                    })
+                    .collect::<Result<Vec<_>, ApiError>>()?;
                 let mut items = Items::default();
                 envelope.item_types.iter().for_each(|kind| items.add(kind));
-                (reports, envelope.event_id, items)
+                (reports, others, envelope.event_id, items, envelope.dsn_key)
             }
             Sentry::Store => {
-                sdk::check_event_size(limits, 0, body.len())?;
-                (vec![sentry::event(&body, None)], None, Items::one("event"))
+                sdk::check_size(limits.lane.max_event, 0, body.len())?;
+                let report = sentry::event(&body, None);
+                (vec![report], Vec::new(), None, Items::one("event"), None)
+            }
+            Sentry::Security => {
+                sdk::check_size(limits.max_item, 0, body.len())?;
+                let media_type = media_type.as_deref().unwrap_or("application/json");
+                let report = sentry::security_report(media_type, &body);
+                let batch = Batch::translated(Lane::ITEM, Source::Sentry, vec![Ok(report)]);
+                return Ok(Translation::of(batch, None).with_items(Items::one("security")));
             }
         };
         let id = reports.first().map(|r| r.id).or(envelope_id);
+        let also = match others.is_empty() {
+            true => Vec::new(),
+            false => vec![Batch::translated(Lane::ITEM, Source::Sentry, others)],
+        };
         Ok(Translation {
             batch: sdk::reports(Source::Sentry, reports),
-            key: None,
+            also,
+            key,
             items,
             receipt: id,
         })
@@ -87,6 +121,8 @@ impl Protocol for Sentry {
     /// Sentry's answer: 200 `{"id": "<32 hex>"}`, or the error in Sentry's shape.
     fn reply(self, outcome: Result<(Answer, Option<Uuid>), ApiError>) -> Response {
         match outcome {
+            // As Sentry answers a report: created, nothing to say.
+            Ok(_) if matches!(self, Sentry::Security) => StatusCode::CREATED.into_response(),
             Ok((_, id)) => sdk::success(
                 StatusCode::OK,
                 json!({ "id": id.map(|id| id.simple().to_string()) }),
@@ -143,6 +179,7 @@ mod tests {
 
     use crate::http::public_router;
     use crate::http::testing::send;
+    use crate::lane::Lane;
     use crate::sink::memory::MemorySink;
     use crate::testing::{state, SECRET};
 
@@ -230,7 +267,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_envelope_without_events_is_accepted_and_produces_nothing() {
+    async fn an_envelope_without_events_is_answered_without_an_id_and_its_items_produced() {
         let sink = Arc::new(MemorySink::accepting());
         let router = public_router(state(Arc::clone(&sink), |_| {}));
         let body = b"{}\n{\"type\":\"client_report\"}\n{\"discarded_events\":[]}\n";
@@ -241,6 +278,173 @@ mod tests {
             serde_json::from_slice::<Value>(&body).unwrap()["id"],
             Value::Null
         );
+        let records = sink.records();
+        assert_eq!(records.len(), 1);
+        assert_eq!(item(&records[0]).r#type, "client_report");
+    }
+
+    /// The item a record of the `item` lane carries.
+    fn item(record: &crate::sink::Record) -> crate::proto::Item {
+        use prost::Message as _;
+        assert_eq!(record.kind, Lane::ITEM);
+        let envelope = crate::proto::Envelope::decode(record.value.as_slice()).unwrap();
+        assert_eq!(envelope.source, "sentry");
+        match envelope.event {
+            Some(crate::proto::envelope::Event::Item(item)) => item,
+            other => panic!("not an item: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_item_of_an_envelope_is_produced_errors_as_occurrences_the_rest_as_items() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let event =
+            br#"{"event_id":"0123456789abcdef0123456789abcdef","level":"error","message":"m"}"#;
+        let transaction = br#"{"type":"transaction","transaction":"/checkout","spans":[]}"#;
+        let attachment = b"line one\nline two";
+        let session = br#"{"sid":"s","status":"ok","init":true}"#;
+        let mut body = b"{\"event_id\":\"0123456789abcdef0123456789abcdef\"}\n".to_vec();
+        for (header, payload) in [
+            (
+                format!(r#"{{"type":"event","length":{}}}"#, event.len()),
+                &event[..],
+            ),
+            (
+                format!(r#"{{"type":"transaction","length":{}}}"#, transaction.len()),
+                &transaction[..],
+            ),
+            (
+                format!(
+                    r#"{{"type":"attachment","length":{},"filename":"log.txt","content_type":"text/plain"}}"#,
+                    attachment.len()
+                ),
+                &attachment[..],
+            ),
+            // No length: up to the newline.
+            (r#"{"type":"session"}"#.to_owned(), &session[..]),
+        ] {
+            body.extend_from_slice(header.as_bytes());
+            body.push(b'\n');
+            body.extend_from_slice(payload);
+            body.push(b'\n');
+        }
+        let uri = format!("/api/1/envelope/?sentry_key={SECRET}");
+        let (status, _, answer) = send(&router, post(&uri, None, &body)).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["id"], "0123456789abcdef0123456789abcdef");
+        let records = sink.records();
+        assert_eq!(records.len(), 4, "the event and three items");
+        assert_eq!(records[0].kind, Lane::OCCURRENCE);
+        let items: Vec<_> = records[1..].iter().map(item).collect();
+        let seen: Vec<_> = (items.iter())
+            .map(|i| {
+                (
+                    i.r#type.as_str(),
+                    i.media_type.as_str(),
+                    i.payload.as_slice(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("transaction", "application/json", &transaction[..]),
+                ("attachment", "text/plain", &attachment[..]),
+                ("session", "application/json", &session[..]),
+            ]
+        );
+        let headers: Value = serde_json::from_str(&items[1].headers_json).unwrap();
+        assert_eq!(headers["filename"], "log.txt");
+        assert!(
+            records[1..].iter().all(|r| r.key == "a"),
+            "keyed by account"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tunnelled_envelope_is_authenticated_by_its_headers_dsn() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let tunnelled = |key: &str| {
+            let header = format!(
+                r#"{{"event_id":"0123456789abcdef0123456789abcdef","dsn":"https://{key}@o1.ingest.sentry.io/42"}}"#
+            );
+            let body = format!("{header}\n{{\"type\":\"event\"}}\n{{\"message\":\"m\"}}\n");
+            post("/api/42/envelope/", None, body.as_bytes())
+        };
+        let (status, _, body) = send(&router, tunnelled(SECRET)).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(sink.records().len(), 1);
+        let (status, _, body) = send(&router, tunnelled("nope")).await;
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unknown_token"))
+        );
+        assert_eq!(sink.records().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_csp_report_is_one_security_item_answered_201() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let report = br#"{"csp-report":{"document-uri":"https://shop.example/","violated-directive":"script-src"}}"#;
+        let request = Request::post(format!("/api/42/security/?sentry_key={SECRET}"))
+            .header(header::CONTENT_TYPE, "application/csp-report")
+            .body(Body::from(report.to_vec()))
+            .unwrap();
+        let (status, _, _) = send(&router, request).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let records = sink.records();
+        assert_eq!(records.len(), 1);
+        let item = item(&records[0]);
+        let seen = (
+            item.r#type.as_str(),
+            item.media_type.as_str(),
+            item.payload.as_slice(),
+        );
+        assert_eq!(seen, ("security", "application/csp-report", &report[..]));
+    }
+
+    #[test]
+    fn a_dsns_public_key_is_read_with_or_without_a_secret() {
+        use crate::sdk::sentry::dsn_key;
+        assert_eq!(
+            dsn_key("https://abc@o1.ingest.sentry.io/42").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            dsn_key("http://abc:secret@localhost:9000/1").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(dsn_key("https://o1.ingest.sentry.io/42"), None);
+        assert_eq!(dsn_key("not a dsn"), None);
+    }
+
+    #[tokio::test]
+    async fn an_item_over_the_item_cap_is_413_and_nothing_of_its_envelope_is_produced() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |s| {
+            s.items_max_event_bytes = Some(100);
+        }));
+        let event = br#"{"level":"error","message":"m"}"#;
+        let profile = "x".repeat(101);
+        let body = format!(
+            "{{}}\n{{\"type\":\"event\"}}\n{}\n{{\"type\":\"profile\"}}\n{profile}\n",
+            String::from_utf8_lossy(event)
+        );
+        let uri = format!("/api/1/envelope/?sentry_key={SECRET}");
+        let (status, _, answer) = send(&router, post(&uri, None, body.as_bytes())).await;
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+        assert_eq!(answer["code"], "event_too_large");
         assert!(sink.records().is_empty());
     }
 

@@ -4,8 +4,10 @@
 //! An envelope is a header line (JSON: `event_id`, `dsn`, `sent_at`, ...), then items: an item
 //! header line (JSON: `type`, optionally `length`), then its payload, `length` bytes when the
 //! header gives it, else up to the next newline. `event` items become occurrences; every other
-//! item type (sessions, client reports, transactions, attachments, ...) is read past and
-//! counted, never produced: inlet carries errors, not Sentry's other products.
+//! item (transactions, sessions, attachments, check-ins, logs, profiles, feedback, client
+//! reports, ...) is kept as the SDK wrote it, with its header line, for the `item` lane.
+
+use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -15,7 +17,8 @@ use super::object::Object;
 use super::report::{
     self, take_string, Frame, FrameFields, Innermost, Occurrence, Raised, Report, Rest,
 };
-use crate::event::Invalid;
+use crate::batch::{Translated, Untranslated};
+use crate::event::{self, Invalid};
 
 /// Where a Sentry stack frame keeps inlet's frame fields.
 const FRAME: FrameFields = FrameFields {
@@ -58,8 +61,13 @@ pub struct Envelope<'a> {
     /// The envelope header's `event_id`: the id of an event without its own, and the one
     /// answered when the envelope carries no event.
     pub event_id: Option<uuid::Uuid>,
+    /// The public key of the envelope header's `dsn`: how an envelope sent through the SDKs'
+    /// `tunnel` (to a host of the application's, which forwards it) says whose it is.
+    pub dsn_key: Option<String>,
     /// The payloads of its `event` items, in order.
     pub events: Vec<&'a [u8]>,
+    /// Its other items, in order.
+    pub others: Vec<Other<'a>>,
     /// The type of every item, `event`s included, for the metric.
     pub item_types: Vec<&'static str>,
 }
@@ -68,14 +76,47 @@ pub struct Envelope<'a> {
 #[derive(Deserialize)]
 struct EnvelopeHeader {
     event_id: Option<Value>,
+    dsn: Option<String>,
+}
+
+/// The public key of a DSN, `SCHEME://KEY[:SECRET]@HOST[:PORT]/PROJECT`.
+pub fn dsn_key(dsn: &str) -> Option<String> {
+    let (_, rest) = dsn.split_once("://")?;
+    let (user, _) = rest.split_once('@')?;
+    let key = user.split(':').next().unwrap_or(user);
+    (!key.is_empty()).then(|| key.to_owned())
+}
+
+/// An item inlet does not translate, as the SDK wrote it.
+#[derive(Debug)]
+pub struct Other<'a> {
+    /// Its `type`, as written.
+    pub kind: Cow<'a, str>,
+    /// Its `content_type`, else what items of its type are.
+    pub media_type: Cow<'a, str>,
+    pub payload: &'a [u8],
+    /// Its header line, as written (JSON).
+    pub header: &'a [u8],
 }
 
 /// An item header: the fields inlet reads of it.
 #[derive(Deserialize)]
 struct ItemHeader<'a> {
     #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
+    kind: Cow<'a, str>,
     length: Option<usize>,
+    #[serde(borrow)]
+    content_type: Option<Cow<'a, str>>,
+}
+
+/// The media type of an item of `kind` that states none: Sentry's items are JSON but for the
+/// attachments and replays (bytes) and statsd metrics (text).
+fn default_media_type(kind: &str) -> &'static str {
+    match kind {
+        "attachment" | "replay_recording" | "replay_video" => "application/octet-stream",
+        "statsd" => "text/plain",
+        _ => "application/json",
+    }
 }
 
 /// Reads an envelope; fails, with why, only when it is not one at all (a header that is not
@@ -89,17 +130,19 @@ pub fn envelope(body: &[u8]) -> Result<Envelope<'_>, String> {
         .and_then(|id| uuid::Uuid::try_parse(id.as_str()?).ok());
     let mut envelope = Envelope {
         event_id,
+        dsn_key: header.dsn.as_deref().and_then(dsn_key),
         events: Vec::new(),
+        others: Vec::new(),
         item_types: Vec::new(),
     };
     while !rest.is_empty() {
-        let (head, after) = line(rest);
-        if head.trim_ascii().is_empty() {
+        let (header, after) = line(rest);
+        if header.trim_ascii().is_empty() {
             rest = after;
             continue;
         }
         let index = envelope.item_types.len();
-        let head: ItemHeader = serde_json::from_slice(head)
+        let head: ItemHeader = serde_json::from_slice(header)
             .map_err(|e| format!("item {index}: its header is not valid: {e}"))?;
         let (payload, after) = match head.length {
             Some(length) if length > after.len() => {
@@ -113,10 +156,51 @@ pub fn envelope(body: &[u8]) -> Result<Envelope<'_>, String> {
         envelope.item_types.push(item_type(&head.kind));
         if head.kind == "event" {
             envelope.events.push(payload);
+        } else {
+            let media_type = (head.content_type)
+                .unwrap_or_else(|| Cow::Borrowed(default_media_type(&head.kind)));
+            envelope.others.push(Other {
+                kind: head.kind,
+                media_type,
+                payload,
+                header,
+            });
         }
         rest = after;
     }
     Ok(envelope)
+}
+
+/// An item inlet does not translate, for the `item` lane: its type, media type, payload and
+/// header line as the SDK wrote them; refused (a dead letter) when its type is no name.
+pub fn item(other: &Other<'_>) -> Result<Translated, Untranslated> {
+    let header = String::from_utf8_lossy(other.header).into_owned();
+    match event::item(
+        &other.kind,
+        &other.media_type,
+        other.payload.to_vec(),
+        header,
+    ) {
+        Ok(event) => Ok(Translated {
+            event,
+            trimmed: Vec::new(),
+        }),
+        Err(invalid) => Err(Untranslated {
+            invalid,
+            raw: String::from_utf8_lossy(other.header).into_owned(),
+        }),
+    }
+}
+
+/// A browser's security report (a CSP violation, ...), as the one `security` item of its
+/// request: the body as sent, with the request's media type.
+pub fn security_report(media_type: &str, body: &[u8]) -> Translated {
+    let event = event::item("security", media_type, body.to_vec(), String::new())
+        .expect("a valid item type");
+    Translated {
+        event,
+        trimmed: Vec::new(),
+    }
 }
 
 /// The label of an item type.

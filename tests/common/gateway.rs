@@ -119,6 +119,16 @@ pub fn topics(test: &str) -> (String, String) {
     )
 }
 
+/// The items topic of a test whose topics are `topics`: named beside its beacons topic, so the
+/// tuple every test passes around names it too.
+pub fn items_topic(topics: &(String, String)) -> String {
+    let beacons = &topics.0;
+    format!(
+        "{}.items",
+        beacons.strip_suffix(".beacons").unwrap_or(beacons)
+    )
+}
+
 /// Settings for a gateway against `brokers` producing to `topics`.
 pub fn settings(brokers: &str, topics: &(String, String), tokens_file: PathBuf) -> Settings {
     Settings {
@@ -126,6 +136,7 @@ pub fn settings(brokers: &str, topics: &(String, String), tokens_file: PathBuf) 
         tokens_file: Some(tokens_file),
         topic_beacons: Some(topics.0.clone()),
         topic_occurrences: Some(topics.1.clone()),
+        topic_items: Some(items_topic(topics)),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         admin_listen: Some("127.0.0.1:0".parse().unwrap()),
         ..Default::default()
@@ -303,7 +314,8 @@ impl Kafka {
     pub async fn start(test: &str) -> Kafka {
         let broker = Broker::shared();
         let topics = topics(test);
-        create_topics(&broker.bootstrap(), &[&topics.0, &topics.1]).await;
+        let items = items_topic(&topics);
+        create_topics(&broker.bootstrap(), &[&topics.0, &topics.1, &items]).await;
         Kafka { broker, topics }
     }
 
@@ -320,6 +332,17 @@ impl Kafka {
     /// The occurrences topic read back (see [`consume`]).
     pub async fn occurrences(&self, expected: usize, linger: Duration) -> Vec<Consumed> {
         landed(&self.brokers(), &self.topics.1, expected, linger).await
+    }
+
+    /// The items topic read back (see [`consume`]).
+    pub async fn items(&self, expected: usize, linger: Duration) -> Vec<Consumed> {
+        landed(
+            &self.brokers(),
+            &items_topic(&self.topics),
+            expected,
+            linger,
+        )
+        .await
     }
 
     /// Both topics read back at once: `expected` (beacons, occurrences).

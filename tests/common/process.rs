@@ -152,6 +152,7 @@ impl InletProcess {
             .env("INLET_TOKENS_FILE", &tokens)
             .env("INLET_TOPIC_BEACONS", &topics.0)
             .env("INLET_TOPIC_OCCURRENCES", &topics.1)
+            .env("INLET_TOPIC_ITEMS", super::gateway::items_topic(topics))
             .env("INLET_LOG", "info,librdkafka=warn")
             .envs(env.iter().copied())
             .stdin(Stdio::null())

@@ -2,11 +2,12 @@
 
     PYTHONPATH=target/sdk/python python3 tests/sdk/errors.py SDK BASE_URL KEY RUN
 
-SDK is sentry, rollbar or honeybadger; BASE_URL is inlet's public listener
-(http://127.0.0.1:PORT); KEY a token of its registry; RUN a marker put into every report so
-the test finds its own. Reports a real exception raised three calls deep, then messages at
-several levels, flushes, and prints one JSON line per report: what was sent (kind, level,
-message or exception class) and the event id the SDK chose for it, which inlet must keep.
+SDK is sentry, sentry-quickstart (tracing and sessions on), rollbar or honeybadger;
+BASE_URL is inlet's public listener (http://127.0.0.1:PORT); KEY a token of its registry; RUN
+a marker put into every report so the test finds its own. Reports a real exception raised
+three calls deep, then messages at several levels, flushes, and prints one JSON line per
+report: what was sent (kind, level, message or exception class) and the event id the SDK
+chose for it, which inlet must keep.
 
 With `burst N` after RUN, instead sends N exceptions 25 ms apart (for the rate limit test)
 and prints nothing: the test counts the requests that reached inlet.
@@ -54,6 +55,39 @@ def sentry(base, key, run, burst):
             message = f"{level} message {run}"
             event_id = sentry_sdk.capture_message(message, level=level)
             reports.append(("message", level, message, event_id))
+    sentry_sdk.flush(timeout=20)
+    return reports
+
+
+def sentry_quickstart(base, key, run, burst):
+    """sentry-sdk as its quickstart sets it up: tracing on (`traces_sample_rate=1.0`), the
+    default integrations, a release (so release-health sessions are sent). One session, one
+    transaction with a span, an exception captured inside it: the exception must land as an
+    occurrence, the transaction and the session as items."""
+    import sentry_sdk
+
+    host = urlparse(base).netloc
+    sentry_sdk.init(
+        dsn=f"http://{key}@{host}/42",
+        environment="staging",
+        release="shop@1.4.2",
+        traces_sample_rate=1.0,
+    )
+    reports = []
+    sentry_sdk.start_session(session_mode="application")
+    name = f"checkout {run}"
+    transaction = sentry_sdk.start_transaction(op="task", name=name)
+    with transaction:
+        with sentry_sdk.start_span(op="db", name="select"):
+            pass
+        try:
+            deep_failure(run)
+        except ValueError:
+            event_id = sentry_sdk.capture_exception()
+            reports.append(("exception", "error", "ValueError", event_id))
+    # The transaction's event id is the envelope's; finishing it again returns None.
+    reports.append(("transaction", "", name, transaction.trace_id))
+    sentry_sdk.end_session()
     sentry_sdk.flush(timeout=20)
     return reports
 
@@ -108,7 +142,12 @@ def honeybadger(base, key, run, burst):
 def main():
     sdk, base, key, run = sys.argv[1:5]
     burst = int(sys.argv[6]) if sys.argv[5:6] == ["burst"] else 0
-    reports = {"sentry": sentry, "rollbar": rollbar, "honeybadger": honeybadger}[sdk](
+    reports = {
+        "sentry": sentry,
+        "sentry-quickstart": sentry_quickstart,
+        "rollbar": rollbar,
+        "honeybadger": honeybadger,
+    }[sdk](
         base, key, run, burst
     )
     if burst:
