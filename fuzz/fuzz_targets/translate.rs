@@ -3,7 +3,8 @@
 //!
 //! Input: byte 0 picks the protocol (modulo 6: PostHog, Segment, a Sentry envelope, a Sentry
 //! `/store/` event, a Rollbar item, a Honeybadger notice); the rest is the decoded body.
-//! Checks: no panic; every translated event is of its endpoint's kind, and its `props` /
+//! Checks: no panic; every translated event is of its endpoint's kind (a Sentry envelope's other
+//! items of the item lane, carried as written), and its `props` /
 //! `custom` (built from the SDK's text without being read again by the pipeline) is exactly
 //! what the native parser keeps of that text: a JSON object a `Value` reads, no key repeated at
 //! any depth; every refused message carries a known code, and its text kept for the dead
@@ -26,11 +27,12 @@ const CODES: &[&str] = &[
     "token_mismatch",
 ];
 
-/// An event's object field: a beacon's `props`, an occurrence's `custom`.
+/// An event's object field: a beacon's `props`, an occurrence's `custom`; an item has none.
 fn object_of(event: &Event) -> &str {
     match event {
         Event::Beacon(b) => &b.props_json,
         Event::Occurrence(o) => &o.custom_json,
+        Event::Item(_) => "",
     }
 }
 
@@ -44,6 +46,7 @@ fn check(kind: Lane, event: &Result<Translated, Untranslated>, secrets: &[&[&str
                     Lane::OCCURRENCE,
                     r#"{"level":"error","message":"m","custom":"#,
                 ),
+                Event::Item(_) => (Lane::ITEM, ""),
             };
             assert_eq!(its_kind, kind);
             let object = object_of(&event.body);
@@ -102,6 +105,18 @@ fuzz_target!(|data: &[u8]| {
                         &sentry::event(raw, envelope.event_id).event,
                         &[],
                     );
+                }
+                // Every other item is carried as written.
+                for other in &envelope.others {
+                    let item = sentry::item(other);
+                    if let Ok(Translated { event, .. }) = &item {
+                        let Event::Item(carried) = &event.body else {
+                            panic!("not an item");
+                        };
+                        assert_eq!(carried.payload, other.payload);
+                        assert_eq!(carried.r#type, other.kind);
+                    }
+                    check(Lane::ITEM, &item, &[]);
                 }
             }
         }
