@@ -79,7 +79,7 @@ impl Answer {
         }
     }
 
-    /// Adds the answer for the request's events of another lane, ingested after these: its
+    /// Adds the answer for the request's events of another lane, which follow these: its
     /// refusals are numbered after this answer's events.
     pub fn add(&mut self, more: Answer) {
         let offset = self.accepted + self.rejected.len();
@@ -165,6 +165,56 @@ impl Pipeline {
         client: Client,
         batch: Batch,
     ) -> Result<Answer, ApiError> {
+        let (kind, converted) = self.prepare(token, client, batch).await?;
+        self.produce(kind, converted).await
+    }
+
+    /// One request's batches of several lanes (an SDK envelope's events, then its other items),
+    /// answered as one, as [`ingest`](Pipeline::ingest) answers one batch. Each is charged and
+    /// converted in order, and the first refusal refuses the request before anything is
+    /// produced; a first batch of invalid events alone is answered so, its lanes after it not
+    /// produced. The rest are produced together, so the request waits for the broker once, not
+    /// once per lane. `batches` is not empty.
+    pub async fn ingest_lanes(
+        &self,
+        token: &Token,
+        client: Client,
+        mut batches: Vec<Batch>,
+    ) -> Result<Answer, ApiError> {
+        if batches.len() == 1 {
+            return self.ingest(token, client, batches.remove(0)).await;
+        }
+        let mut prepared = Vec::with_capacity(batches.len());
+        for batch in batches {
+            prepared.push(self.prepare(token, client.clone(), batch).await?);
+        }
+        let mut rest = prepared.split_off(1);
+        let (kind, first) = prepared.remove(0);
+        if first.records.is_empty() {
+            return self.produce(kind, first).await;
+        }
+        let (answer, more) = tokio::join!(self.produce(kind, first), async {
+            let mut answers = Vec::with_capacity(rest.len());
+            for (kind, converted) in rest.drain(..) {
+                answers.push(self.produce(kind, converted).await);
+            }
+            answers
+        });
+        let mut answer = answer?;
+        for more in more {
+            answer.add(more?);
+        }
+        Ok(answer)
+    }
+
+    /// Charges the token for `batch`'s events and validates, converts and keys them (on the
+    /// blocking pool when the batch is large): everything but producing them.
+    async fn prepare(
+        &self,
+        token: &Token,
+        client: Client,
+        batch: Batch,
+    ) -> Result<(Lane, Converted), ApiError> {
         let kind = batch.kind;
         self.charge(kind, token, batch.len()).await?;
         let meta = self.meta(kind, batch.source, token, client);
@@ -175,7 +225,7 @@ impl Pipeline {
         };
         let converted =
             off_the_runtime_if(large, "parsed", move || convert(batch, &meta, keep)).await?;
-        self.produce(kind, converted).await
+        Ok((kind, converted))
     }
 
     /// Charges the token's quota for `events` events (all or nothing): through the fleet's

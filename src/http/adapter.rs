@@ -13,8 +13,8 @@
 //! 3. the translation into a batch, on the blocking pool when the body is large;
 //! 4. a key read from the body, when the head had none: authenticated and admitted;
 //! 5. the items counted (`inlet_sdk_items_total`), the count of events capped, the batch handed
-//!    to the [pipeline](crate::pipeline), then each batch of another lane the body held (an
-//!    SDK's other items, for the `item` lane), once the first is accepted;
+//!    to the [pipeline](crate::pipeline) with the body's batches of other lanes (an SDK's other
+//!    items, for the `item` lane), each admitted for its lane, answered as one;
 //! 6. the answer (or the error) in the protocol's shape.
 //!
 //! A panic anywhere in these steps (a translation bug) is caught: the request is answered 500
@@ -177,29 +177,31 @@ async fn run<P: Protocol>(
         Some(auth) => auth,
         None => authorize(&state, &parts, lane, translation.key)?,
     };
-    let (batch, mut also) = (translation.batch, translation.also);
-    also.retain(|b| !b.is_empty());
-    translation.items.count(batch.source);
-    let events = batch.len() + also.iter().map(Batch::len).sum::<usize>();
+    translation.items.count(translation.batch.source);
+    let batches: Vec<Batch> = std::iter::once(translation.batch)
+        .chain(translation.also)
+        .filter(|batch| !batch.is_empty())
+        .collect();
+    let events: usize = batches.iter().map(Batch::len).sum();
     if events > limits.max_events {
         return Err(ApiError::TooManyEvents {
             limit: limits.max_events,
         });
     }
-    let client = auth.client(&parts.headers);
-    // Cloned only for a body of more than one lane, the rare case.
-    let later = (!also.is_empty()).then(|| client.clone());
-    let mut answer = match batch.is_empty() {
-        true => Answer::nothing(state.delivery),
-        false => state.pipeline.ingest(&auth.token, client, batch).await?,
-    };
-    for batch in also {
+    // The protocol's own lane was admitted with the key; the body's other lanes are now.
+    for batch in batches.iter().filter(|batch| batch.kind != lane) {
         let origin = request_origin(&parts.headers);
         (state.pipeline).admit(&auth.token, batch.kind, origin.as_deref())?;
-        let client = later.clone().expect("cloned when other lanes have events");
-        let more = state.pipeline.ingest(&auth.token, client, batch).await?;
-        answer.add(more);
     }
+    let answer = match batches.is_empty() {
+        true => Answer::nothing(state.delivery),
+        false => {
+            let client = auth.client(&parts.headers);
+            (state.pipeline)
+                .ingest_lanes(&auth.token, client, batches)
+                .await?
+        }
+    };
     if !protocol.partial_answers() {
         let undelivered = answer.rejected.iter().find_map(|r| match r.refusal {
             Refusal::Undelivered(failure) if r.refusal.is_retriable() => Some(failure),

@@ -369,6 +369,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_envelope_whose_event_is_invalid_is_400_and_its_items_are_not_produced() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let body = b"{}\n{\"type\":\"event\"}\n{\"level\":\"error\"}\n\
+            {\"type\":\"transaction\"}\n{\"transaction\":\"t\"}\n";
+        let uri = format!("/api/1/envelope/?sentry_key={SECRET}");
+        let (status, _, answer) = send(&router, post(&uri, None, body)).await;
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["code"], "missing_field");
+        assert!(
+            sink.records().is_empty(),
+            "the SDK was told 400: nothing produced"
+        );
+    }
+
+    #[tokio::test]
     async fn a_tunnelled_envelope_is_authenticated_by_its_headers_dsn() {
         let sink = Arc::new(MemorySink::accepting());
         let router = public_router(state(Arc::clone(&sink), |_| {}));
