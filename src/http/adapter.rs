@@ -109,7 +109,8 @@ pub struct Limits {
 pub struct Translation<R> {
     /// The events of the protocol's lane.
     pub batch: Batch,
-    /// The body's events of other lanes (an SDK's other items), produced after `batch`.
+    /// The body's events of other lanes (an SDK's other items), produced with `batch` (see
+    /// [`Pipeline::ingest_lanes`](crate::pipeline::Pipeline::ingest_lanes)).
     pub also: Vec<Batch>,
     /// The key, when the body carries it (the protocol's [`Protocol::key_in_body`]).
     pub key: Option<String>,
