@@ -104,7 +104,8 @@ pub static LANES: &[Spec] = &[
         posted: false,
         schema: "inlet.v1.Envelope",
         topic: "inlet.items",
-        // The body caps are the endpoint's own lane's; an item's cap is its own.
+        // An envelope's caps are its endpoint's lane's; an item's own cap is `max_event`. (The
+        // body caps serve the one endpoint whose lane this is: Sentry's security reports.)
         limits: BodyLimits {
             max_body: 10 << 20,
             max_decoded: 40 << 20,
