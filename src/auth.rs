@@ -129,12 +129,15 @@ impl Registry {
                 _ => bail!("{at}: give exactly one of `sha256` and a non-empty `token`"),
             };
             let mut kinds = LaneSet::default();
+            // Any lane clients send may be named (`item` needs no entry, but may have one);
+            // a lane inlet produces itself (dead letters) may not.
+            let sent = |lane: &Lane| !lane.spec().posted;
             let listed = || {
-                let names = Lane::all().filter(|l| l.spec().listed).map(Lane::as_str);
+                let names = Lane::all().filter(sent).map(Lane::as_str);
                 names.collect::<Vec<_>>().join(", ")
             };
             for kind in &e.kinds {
-                match Lane::named(kind).filter(|lane| lane.spec().listed) {
+                match Lane::named(kind).filter(sent) {
                     Some(lane) => kinds.insert(lane),
                     None => bail!("{at}: unknown kind `{kind}` in `kinds` ({})", listed()),
                 }
@@ -351,11 +354,32 @@ burst = 100
     }
 
     #[test]
+    fn a_token_may_list_the_item_lane_it_needs_no_entry_for() {
+        let file = FILE.replace("kinds = [\"beacon\"]", "kinds = [\"beacon\", \"item\"]");
+        let web = Registry::parse(&file, None)
+            .unwrap()
+            .lookup("test")
+            .cloned()
+            .unwrap();
+        assert!(web.allows(Lane::ITEM) && web.allows(Lane::BEACON));
+        let server = Registry::parse(FILE, None).unwrap();
+        assert!(
+            server.lookup("plain-secret").unwrap().allows(Lane::ITEM),
+            "unlisted, allowed"
+        );
+    }
+
+    #[test]
     fn bad_files_name_the_problem() {
         let cases = [
             ("[[token]]\nid=\"x\"\n", "missing field"),
             (
                 &FILE.replace("kinds = [\"beacon\"]", "kinds = [\"metric\"]"),
+                "unknown kind",
+            ),
+            // inlet's own lane is no token's to send.
+            (
+                &FILE.replace("kinds = [\"beacon\"]", "kinds = [\"dead_letter\"]"),
                 "unknown kind",
             ),
             (
