@@ -33,7 +33,7 @@ use crate::limit::Decision;
 use crate::metrics::{self, count_events};
 use crate::proto::DeadLetter;
 use crate::shutdown::Shutdown;
-use crate::sink::{Failure, Record, Sink};
+use crate::sink::{Failure, Outcome, Record, Sink};
 
 /// User agents are kept up to this many bytes.
 const MAX_USER_AGENT: usize = 512;
@@ -173,8 +173,8 @@ impl Pipeline {
     /// answered as one, as [`ingest`](Pipeline::ingest) answers one batch. Each is charged and
     /// converted in order, and the first refusal refuses the request before anything is
     /// produced; a first batch of invalid events alone is answered so, its lanes after it not
-    /// produced. The rest are produced together, so the request waits for the broker once, not
-    /// once per lane. `batches` is not empty.
+    /// produced. The rest are handed to the sink together, in one call, so the request waits
+    /// for the broker once, not once per lane. `batches` is not empty.
     pub async fn ingest_lanes(
         &self,
         token: &Token,
@@ -188,21 +188,23 @@ impl Pipeline {
         for batch in batches {
             prepared.push(self.prepare(token, client.clone(), batch).await?);
         }
-        let mut rest = prepared.split_off(1);
-        let (kind, first) = prepared.remove(0);
-        if first.records.is_empty() {
+        if prepared[0].1.records.is_empty() {
+            let (kind, first) = prepared.remove(0);
             return self.produce(kind, first).await;
         }
-        let (answer, more) = tokio::join!(self.produce(kind, first), async {
-            let mut answers = Vec::with_capacity(rest.len());
-            for (kind, converted) in rest.drain(..) {
-                answers.push(self.produce(kind, converted).await);
+        let mut answers = self.produce_all(prepared).await.into_iter();
+        let mut answer = answers.next().expect("one answer a batch")?;
+        for more in answers {
+            match more {
+                Ok(more) => answer.add(more),
+                // The first lane's events were accepted: a later lane's invalid ones are
+                // refusals within the answer, not a refusal of the request.
+                Err(ApiError::AllInvalid(rejected)) => answer.add(Answer {
+                    rejected,
+                    ..Answer::nothing(self.config.delivery)
+                }),
+                Err(error) => return Err(error),
             }
-            answers
-        });
-        let mut answer = answer?;
-        for more in more {
-            answer.add(more?);
         }
         Ok(answer)
     }
@@ -277,11 +279,49 @@ impl Pipeline {
 
     /// Hands the valid events to the sink and turns its outcomes into the answer.
     async fn produce(&self, kind: Lane, converted: Converted) -> Result<Answer, ApiError> {
+        let mut staged = self.stage(kind, converted).await?;
+        let records = std::mem::take(&mut staged.records);
+        let outcomes = self.send(records).await;
+        self.settle(staged, outcomes).await
+    }
+
+    /// Several lanes' batches of one request handed to the sink at once; one answer for each,
+    /// in their order.
+    async fn produce_all(&self, batches: Vec<(Lane, Converted)>) -> Vec<Result<Answer, ApiError>> {
+        let mut staged = Vec::with_capacity(batches.len());
+        for (kind, converted) in batches {
+            staged.push(self.stage(kind, converted).await);
+        }
+        let mut records = Vec::new();
+        let mut counts = Vec::with_capacity(staged.len());
+        for stage in staged.iter_mut().flatten() {
+            counts.push(stage.records.len());
+            records.append(&mut stage.records);
+        }
+        let mut outcomes = self.send(records).await.into_iter();
+        let mut counts = counts.into_iter();
+        let mut answers = Vec::with_capacity(staged.len());
+        for stage in staged {
+            answers.push(match stage {
+                Ok(stage) => {
+                    let n = counts.next().unwrap_or(0);
+                    let mine: Vec<_> = outcomes.by_ref().take(n).collect();
+                    self.settle(stage, mine).await
+                }
+                Err(error) => Err(error),
+            });
+        }
+        answers
+    }
+
+    /// The part of producing before the sink: counts the invalid events and posts their dead
+    /// letters, refuses a batch of invalid events alone, and takes out the duplicates.
+    async fn stage(&self, kind: Lane, converted: Converted) -> Result<Staged, ApiError> {
         let Converted {
             mut records,
             mut indices,
             ids,
-            mut rejected,
+            rejected,
             letters,
         } = converted;
         count_events(kind, "invalid", rejected.len());
@@ -296,12 +336,37 @@ impl Pipeline {
             None => (Vec::new(), 0),
         };
         count_events(kind, "duplicate", duplicates);
-        let delivery = self.config.delivery;
-        let outcomes = if records.is_empty() {
-            Vec::new()
-        } else {
-            self.sink.send(records, delivery == Delivery::Ack).await
-        };
+        Ok(Staged {
+            kind,
+            records,
+            indices,
+            claimed,
+            duplicates,
+            rejected,
+        })
+    }
+
+    /// Hands `records` to the sink: one outcome each, in order.
+    async fn send(&self, records: Vec<Record>) -> Vec<Outcome> {
+        match records.is_empty() {
+            true => Vec::new(),
+            false => {
+                let wait = self.config.delivery == Delivery::Ack;
+                self.sink.send(records, wait).await
+            }
+        }
+    }
+
+    /// The answer for a staged batch whose records the sink answered with `outcomes`.
+    async fn settle(&self, staged: Staged, outcomes: Vec<Outcome>) -> Result<Answer, ApiError> {
+        let Staged {
+            kind,
+            indices,
+            claimed,
+            duplicates,
+            mut rejected,
+            ..
+        } = staged;
         let mut accepted = duplicates;
         let (mut confirmed, mut released) = (Vec::new(), Vec::new());
         let mut claimed = claimed.into_iter();
@@ -326,8 +391,19 @@ impl Pipeline {
         }
         count_events(kind, "accepted", accepted - duplicates);
         rejected.sort_by_key(|r| r.index);
-        answer(accepted, rejected, delivery)
+        answer(accepted, rejected, self.config.delivery)
     }
+}
+
+/// A batch ready for the sink: its records (taken when handed over), where each is in the
+/// request, their deduplication claims, and what was answered already.
+struct Staged {
+    kind: Lane,
+    records: Vec<Record>,
+    indices: Vec<usize>,
+    claimed: Vec<Option<String>>,
+    duplicates: usize,
+    rejected: Vec<Rejection>,
 }
 
 /// Claims the records' client-chosen `ids` and takes out the duplicates (ids accepted within

@@ -386,6 +386,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_item_refused_beside_an_accepted_event_does_not_refuse_the_envelope() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let kind = "t".repeat(crate::event::MAX_ITEM_TYPE + 1);
+        let body = format!(
+            "{{}}\n{{\"type\":\"event\"}}\n{{\"message\":\"m\"}}\n{{\"type\":\"{kind}\"}}\n{{}}\n"
+        );
+        let uri = format!("/api/1/envelope/?sentry_key={SECRET}");
+        let (status, _, answer) = send(&router, post(&uri, None, body.as_bytes())).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        let records = sink.records();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].kind, Lane::OCCURRENCE);
+    }
+
+    #[tokio::test]
     async fn a_tunnelled_envelope_is_authenticated_by_its_headers_dsn() {
         let sink = Arc::new(MemorySink::accepting());
         let router = public_router(state(Arc::clone(&sink), |_| {}));
