@@ -125,6 +125,11 @@ impl<R> Translation<R> {
         Translation { items, ..self }
     }
 
+    /// The same translation, with the key its body carried (if any).
+    pub fn with_key(self, key: Option<String>) -> Translation<R> {
+        Translation { key, ..self }
+    }
+
     /// A translation of `batch` with no key, no item counted and `receipt`.
     pub fn of(batch: Batch, receipt: R) -> Translation<R> {
         Translation {

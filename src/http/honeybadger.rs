@@ -45,13 +45,8 @@ impl Protocol for Honeybadger {
         sdk::check_size(limits.lane.max_event, 0, body.len())?;
         let report = honeybadger::notice(&body);
         let id = report.id;
-        Ok(Translation {
-            batch: sdk::reports(Source::Honeybadger, vec![report]),
-            key: None,
-            items: Items::one("notice"),
-            receipt: id,
-            also: Vec::new(),
-        })
+        let batch = sdk::reports(Source::Honeybadger, vec![report]);
+        Ok(Translation::of(batch, id).with_items(Items::one("notice")))
     }
 
     fn reply(self, outcome: Result<(Answer, Uuid), ApiError>) -> Response {

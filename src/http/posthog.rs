@@ -103,13 +103,10 @@ impl Protocol for Capture {
         let read = posthog::read(&body, limits.max_events)?;
         let mut items = Items::default();
         let events = posthog::translate(&read.messages, read.key.as_deref(), &mut items);
-        Ok(Translation {
-            batch: Batch::translated(Lane::BEACON, Source::Posthog, events),
-            key: read.key,
-            items,
-            receipt: (),
-            also: Vec::new(),
-        })
+        let batch = Batch::translated(Lane::BEACON, Source::Posthog, events);
+        Ok(Translation::of(batch, ())
+            .with_key(read.key)
+            .with_items(items))
     }
 
     /// Exactly 200 `{"status":1}`, or the error in PostHog's shape.

@@ -53,13 +53,10 @@ impl Protocol for Rollbar {
         sdk::check_size(limits.lane.max_event, 0, body.len())?;
         let item = rollbar::item(&body).map_err(ApiError::MalformedBody)?;
         let uuid = item.report.id;
-        Ok(Translation {
-            batch: sdk::reports(Source::Rollbar, vec![item.report]),
-            key: item.access_token,
-            items: Items::one("item"),
-            receipt: uuid,
-            also: Vec::new(),
-        })
+        let batch = sdk::reports(Source::Rollbar, vec![item.report]);
+        Ok(Translation::of(batch, uuid)
+            .with_key(item.access_token)
+            .with_items(Items::one("item")))
     }
 
     fn reply(self, outcome: Result<(Answer, Uuid), ApiError>) -> Response {

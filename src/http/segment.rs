@@ -81,13 +81,10 @@ impl Protocol for Segment {
         let read = sdk::segment::read(&body, limits.max_events)?;
         let mut items = Items::default();
         let events = sdk::segment::translate(&read.messages, call.as_deref(), &mut items);
-        Ok(Translation {
-            batch: crate::batch::Batch::translated(Lane::BEACON, Source::Segment, events),
-            key: read.key,
-            items,
-            receipt: (),
-            also: Vec::new(),
-        })
+        let batch = crate::batch::Batch::translated(Lane::BEACON, Source::Segment, events);
+        Ok(Translation::of(batch, ())
+            .with_key(read.key)
+            .with_items(items))
     }
 
     /// Segment's answers: 200 `{"success":true}`, or the error as
