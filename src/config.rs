@@ -131,6 +131,8 @@ pub struct EdgeConfig {
     pub max_events_per_request: usize,
     pub trusted_proxies: Vec<crate::client::Cidr>,
     pub auth_failures_per_minute: u32,
+    /// posthog-js's scripts, served at `/static/{file}.js`.
+    pub posthog_static_dir: Option<PathBuf>,
     pub shutdown_delay: Duration,
     pub shutdown_grace: Duration,
 }
@@ -372,6 +374,7 @@ impl EdgeConfig {
                 })
                 .collect::<anyhow::Result<_>>()?,
             auth_failures_per_minute: pick!(given, auth_failures_per_minute, 30),
+            posthog_static_dir: pick!(given, posthog_static_dir),
             shutdown_delay: millis(pick!(given, shutdown_delay_ms, 0)),
             shutdown_grace: millis(pick!(given, shutdown_grace_ms, 25_000)),
         };
@@ -390,6 +393,12 @@ impl EdgeConfig {
         ])?;
         if edge.header_read_timeout.is_zero() || edge.body_timeout.is_zero() {
             bail!("header_read_timeout_ms and body_timeout_ms: must be positive");
+        }
+        if let Some(dir) = edge.posthog_static_dir.as_ref().filter(|dir| !dir.is_dir()) {
+            bail!(
+                "posthog_static_dir: {} is not a directory (point it at posthog-js's dist/)",
+                dir.display()
+            );
         }
         if edge.shutdown_delay > edge.shutdown_grace {
             bail!("shutdown_delay_ms: must not exceed shutdown_grace_ms");

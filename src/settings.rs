@@ -199,6 +199,11 @@ pub struct Settings {
     /// Whose client IPs are truncated (IPv4 /24, IPv6 /48) before Kafka [default: beacons]
     #[arg(long, env = "INLET_CLIENT_IP_TRUNCATION", value_enum)]
     pub client_ip_truncation: Option<Truncation>,
+    /// Directory whose `*.js` files `GET /static/{file}.js` serves to posthog-js (its npm
+    /// package's `dist/`: `array.js` for the HTML snippet, and the extensions it loads lazily)
+    /// [default: none, 404]
+    #[arg(long, env = "INLET_POSTHOG_STATIC_DIR")]
+    pub posthog_static_dir: Option<PathBuf>,
     /// Failed authentications one client address may make per minute before 429 [default: 30]
     #[arg(long, env = "INLET_AUTH_FAILURES_PER_MINUTE")]
     pub auth_failures_per_minute: Option<u32>,

@@ -47,3 +47,38 @@ pub fn token() -> Arc<Token> {
 pub fn state(sink: Arc<MemorySink>, tweak: impl FnOnce(&mut Settings)) -> AppState {
     AppState::new(config(tweak), Arc::new(tokens()), sink)
 }
+
+/// The envelope a record of a lane of events carries.
+pub fn envelope(record: &crate::sink::Record) -> crate::proto::Envelope {
+    use prost::Message as _;
+    crate::proto::Envelope::decode(record.value.as_slice()).unwrap()
+}
+
+/// The item a record of the `item` lane carries, from an endpoint of `source`.
+pub fn item(record: &crate::sink::Record, source: &str) -> crate::proto::Item {
+    assert_eq!(record.kind, crate::lane::Lane::ITEM);
+    let envelope = envelope(record);
+    assert_eq!(envelope.source, source);
+    match envelope.event {
+        Some(crate::proto::envelope::Event::Item(item)) => item,
+        other => panic!("not an item: {other:?}"),
+    }
+}
+
+/// The beacon a record of the beacon lane carries.
+pub fn beacon(record: &crate::sink::Record) -> crate::proto::Beacon {
+    assert_eq!(record.kind, crate::lane::Lane::BEACON);
+    match envelope(record).event {
+        Some(crate::proto::envelope::Event::Beacon(beacon)) => beacon,
+        other => panic!("not a beacon: {other:?}"),
+    }
+}
+
+/// The occurrence a record of the occurrence lane carries.
+pub fn occurrence(record: &crate::sink::Record) -> crate::proto::Occurrence {
+    assert_eq!(record.kind, crate::lane::Lane::OCCURRENCE);
+    match envelope(record).event {
+        Some(crate::proto::envelope::Event::Occurrence(occurrence)) => occurrence,
+        other => panic!("not an occurrence: {other:?}"),
+    }
+}

@@ -84,9 +84,13 @@ fuzz_target!(|data: &[u8]| {
     match selector % 6 {
         0 => {
             if let Ok(read) = posthog::read(body, 100) {
-                let secrets: &[&[&str]] = &[&["api_key"], &["token"], &["properties", "token"]];
-                for event in posthog::translate(&read.messages, read.key.as_deref(), &mut Items::default()) {
-                    check(Lane::BEACON, &event, secrets);
+                let secrets: &[&[&str]] = &[&["api_key"], &["token"], &["$token"], &["properties", "token"]];
+                let translated = posthog::translate(&read.messages, read.key.as_deref(), &mut Items::default());
+                for event in translated.beacons.iter().chain(&translated.exceptions_as_beacons) {
+                    check(Lane::BEACON, event, secrets);
+                }
+                for report in &translated.exceptions {
+                    check(Lane::OCCURRENCE, &report.event, secrets);
                 }
             }
         }

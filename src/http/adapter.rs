@@ -65,6 +65,12 @@ pub trait Protocol: Copy + Send + Sync + 'static {
     /// what the translation needs of it.
     fn head(self, parts: &Parts) -> Result<Self::Head, ApiError>;
 
+    /// The caps of a request's body: its lane's, unless the protocol's SDKs send larger bodies
+    /// (one event's cap stays the lane's).
+    fn body_limits(self, lane: BodyLimits) -> BodyLimits {
+        lane
+    }
+
     /// Whether the request has a body to read (a `GET` has none).
     fn has_body(self) -> bool {
         true
@@ -112,6 +118,10 @@ pub struct Translation<R> {
     /// The body's events of other lanes (an SDK's other items), produced with `batch` (see
     /// [`Pipeline::ingest_lanes`](crate::pipeline::Pipeline::ingest_lanes)).
     pub also: Vec<Batch>,
+    /// For a token that may not send the lane named, that lane's batch of `also` is replaced
+    /// by this one, of the protocol's own lane (PostHog's `$exception` events stay beacons for
+    /// a token without `occurrence`), so the request is not refused for it.
+    pub instead: Option<(Lane, Batch)>,
     /// The key, when the body carries it (the protocol's [`Protocol::key_in_body`]).
     pub key: Option<String>,
     /// The items the body held, counted once the request is authenticated.
@@ -135,6 +145,7 @@ impl<R> Translation<R> {
         Translation {
             batch,
             also: Vec::new(),
+            instead: None,
             key: None,
             items: Items::default(),
             receipt,
@@ -169,12 +180,13 @@ async fn run<P: Protocol>(
         (key, _) => Some(authorize(&state, &parts, lane, key)?),
     };
     let head = protocol.head(&parts)?;
+    let caps = protocol.body_limits(state.limits(lane));
     let body = match protocol.has_body() {
-        true => read_body(&state, lane, &parts, body).await?,
+        true => read_body(&state, caps, &parts, body).await?,
         false => Bytes::new(),
     };
     let limits = Limits {
-        lane: state.limits(lane),
+        lane: caps,
         max_events: state.edge.max_events_per_request,
         max_item: state.limits(Lane::ITEM).max_event,
     };
@@ -184,8 +196,15 @@ async fn run<P: Protocol>(
         None => authorize(&state, &parts, lane, translation.key)?,
     };
     translation.items.count(translation.batch.source);
+    let mut also = translation.also;
+    if let Some((other, instead)) = translation.instead {
+        if !auth.token.allows(other) {
+            also.retain(|batch| batch.kind != other);
+            also.push(instead);
+        }
+    }
     let batches: Vec<Batch> = std::iter::once(translation.batch)
-        .chain(translation.also)
+        .chain(also)
         .filter(|batch| !batch.is_empty())
         .collect();
     let events: usize = batches.iter().map(Batch::len).sum();
@@ -249,17 +268,17 @@ pub fn authorize(
     Ok(auth)
 }
 
-/// Reads and decodes a request's body within the caps of `lane`, its size recorded by the
-/// request's matched route.
+/// Reads and decodes a request's body within `caps`, its size recorded by the request's
+/// matched route.
 pub async fn read_body(
     state: &AppState,
-    lane: Lane,
+    caps: BodyLimits,
     parts: &Parts,
     body: axum::body::Body,
 ) -> Result<Bytes, ApiError> {
     let sent_bytes = super::edge::body_bytes(parts.extensions.get::<MatchedPath>());
     let rate = MinRate::of(&state.edge);
-    read_decoded(&parts.headers, body, state.limits(lane), rate, sent_bytes).await
+    read_decoded(&parts.headers, body, caps, rate, sent_bytes).await
 }
 
 /// The error for a request whose handling panicked, logged and counted.

@@ -17,9 +17,11 @@ use crate::state::AppState;
 
 /// Methods browsers may use on the ingest routes.
 const ALLOW_METHODS: &str = "POST, GET, OPTIONS";
-/// Request headers browsers may send (the last line: the keys of the error trackers' SDKs).
+/// Request headers browsers may send (the second line: the keys of the error trackers' SDKs;
+/// the last: what analytics.js adds when it sends a call again).
 const ALLOW_HEADERS: &str = "authorization, content-type, content-encoding, x-inlet-token, \
-    x-sentry-auth, x-rollbar-access-token, x-api-key";
+    x-sentry-auth, x-rollbar-access-token, x-api-key, \
+    x-retry-count";
 /// Headers a page's script may read from inlet's answers (the last line: the rate limit
 /// signals the error trackers' browser SDKs obey).
 const EXPOSE_HEADERS: &str = "retry-after, \

@@ -77,22 +77,37 @@ fn analytics_routes() -> Router<AppState> {
             .post(posthog::flags)
             .options(cors::preflight)
     };
-    let mut router = Router::new()
-        .route("/v1/batch", posted(Segment::Batch))
-        .route("/v1/batch/", posted(Segment::Batch));
-    for call in ["track", "page", "screen", "identify", "group", "alias"] {
-        router = router
-            .route(&format!("/v1/{call}"), posted(Segment::Call))
-            .route(&format!("/v1/{call}/"), posted(Segment::Call));
+    let mut router = Router::new();
+    for path in ["/v1/batch", "/v1/b", "/v1/import"] {
+        router = slashed(router, path, posted(Segment::Batch));
     }
-    for path in ["/e", "/i/v0/e", "/capture", "/batch"] {
-        router = router
-            .route(path, posted(Capture))
-            .route(&format!("{path}/"), posted(Capture));
+    for (call, short) in segment::CALLS {
+        router = slashed(router, &format!("/v1/{call}"), posted(Segment::Call(call)));
+        router = slashed(router, &format!("/v1/{short}"), posted(Segment::Call(call)));
+    }
+    for path in ["/e", "/i/v0/e", "/capture", "/batch", "/track", "/engage"] {
+        router = slashed(router, path, posted(Capture));
+    }
+    router = slashed(
+        router,
+        "/v1/projects/{write_key}/settings",
+        get(segment::settings).options(cors::preflight),
+    );
+    router = slashed(router, "/flags", flags());
+    router = slashed(router, "/decide", flags());
+    for path in ["/flags/definitions", "/api/feature_flag/local_evaluation"] {
+        let definitions = get(posthog::local_evaluation).options(cors::preflight);
+        router = slashed(router, path, definitions);
     }
     router
-        .route("/flags", flags())
-        .route("/flags/", flags())
+        .route(
+            "/static/{file}",
+            get(posthog::script).options(cors::preflight),
+        )
+        .route(
+            "/static/{version}/{file}",
+            get(posthog::script).options(cors::preflight),
+        )
         .route(
             "/array/{token}/config",
             get(posthog::config).options(cors::preflight),
@@ -106,21 +121,41 @@ fn analytics_routes() -> Router<AppState> {
 /// The drop-in endpoints of the error trackers' SDKs (Rollbar, Sentry, Honeybadger), each path
 /// with and without its trailing slash, as the SDKs and the contract write them.
 fn error_trackers() -> Router<AppState> {
-    let routes: [(&str, MethodRouter<AppState>); 6] = [
-        ("/api/1/item/", posted(Rollbar)),
+    let check_in = || {
+        let handler = |State(state), request| adapter::handle(Honeybadger::CheckIn, state, request);
+        get(handler).post(handler).options(cors::preflight)
+    };
+    let routes: [(&str, MethodRouter<AppState>); 12] = [
+        ("/api/1/item/", posted(Rollbar::Item)),
+        ("/api/1/item_batch/", posted(Rollbar::Batch)),
+        ("/api/1/deploy/", posted(Rollbar::Deploy)),
         ("/api/{project}/envelope/", posted(Sentry::Envelope)),
         ("/api/{project}/store/", posted(Sentry::Store)),
         ("/api/{project}/security/", posted(Sentry::Security)),
-        ("/v1/notices/", posted(Honeybadger)),
-        ("/v1/notices/js/", posted(Honeybadger)),
+        ("/v1/notices/", posted(Honeybadger::Notice)),
+        ("/v1/notices/js/", posted(Honeybadger::Notice)),
+        ("/v1/events/", posted(Honeybadger::Events)),
+        ("/v1/deploys/", posted(Honeybadger::Deploy)),
+        ("/v1/check_in/{id}/", check_in()),
+        ("/v1/check_in/{key}/{slug}/", check_in()),
     ];
     routes
         .into_iter()
         .fold(Router::new(), |router, (path, handler)| {
-            router
-                .route(path, handler.clone())
-                .route(path.trim_end_matches('/'), handler)
+            slashed(router, path, handler)
         })
+}
+
+/// `router` with `handler` at `path`, with and without its trailing slash.
+fn slashed(
+    router: Router<AppState>,
+    path: &str,
+    handler: MethodRouter<AppState>,
+) -> Router<AppState> {
+    let bare = path.trim_end_matches('/');
+    router
+        .route(&format!("{bare}/"), handler.clone())
+        .route(bare, handler)
 }
 
 /// The admin listener: metrics and health endpoints.

@@ -24,15 +24,19 @@ use serde_json::{json, Value};
 use super::adapter::{Limits, Protocol, Translation};
 use super::body::read_body as read_capped;
 use super::body::{media_type, MinRate};
-use super::sdk::error_answer;
+use super::sdk::{self, error_answer};
 use crate::batch::{Batch, BLOCKING_PARSE_BYTES};
 use crate::error::ApiError;
 use crate::event::Source;
-use crate::lane::Lane;
+use crate::lane::{BodyLimits, Lane};
 use crate::pipeline::Answer;
 use crate::sdk::posthog::{self, Wire};
 use crate::sdk::Items;
 use crate::state::AppState;
+
+/// The largest body a PostHog route takes, as sent and decoded, unless the beacons' caps are
+/// larger.
+pub const MAX_BODY: usize = 20 << 20;
 
 /// PostHog's capture API: `POST /e/`, `/i/v0/e/`, `/capture/`, `/batch/`.
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +96,17 @@ impl Protocol for Capture {
             }
     }
 
+    /// posthog-python's batches reach 5 MiB as JSON, uncompressed (up to 100 events of up to
+    /// 900 KB), and PostHog's own capture takes 20 MB: so does inlet, whatever the beacons'
+    /// body caps (one event's cap stays theirs).
+    fn body_limits(self, lane: BodyLimits) -> BodyLimits {
+        BodyLimits {
+            max_body: lane.max_body.max(MAX_BODY),
+            max_decoded: lane.max_decoded.max(MAX_BODY),
+            ..lane
+        }
+    }
+
     /// Decoded, read and translated in one go: the events borrow the body.
     fn translate(
         self,
@@ -103,10 +118,20 @@ impl Protocol for Capture {
         let read = posthog::read(&body, limits.max_events)?;
         let mut items = Items::default();
         let events = posthog::translate(&read.messages, read.key.as_deref(), &mut items);
-        let batch = Batch::translated(Lane::BEACON, Source::Posthog, events);
-        Ok(Translation::of(batch, ())
+        let batch = Batch::translated(Lane::BEACON, Source::Posthog, events.beacons);
+        let translation = Translation::of(batch, ())
             .with_key(read.key)
-            .with_items(items))
+            .with_items(items);
+        if events.exceptions.is_empty() {
+            return Ok(translation);
+        }
+        let beacons =
+            Batch::translated(Lane::BEACON, Source::Posthog, events.exceptions_as_beacons);
+        Ok(Translation {
+            also: vec![sdk::reports(Source::Posthog, events.exceptions)],
+            instead: Some((Lane::OCCURRENCE, beacons)),
+            ..translation
+        })
     }
 
     /// Exactly 200 `{"status":1}`, or the error in PostHog's shape.
@@ -139,7 +164,8 @@ fn error_type(error: &ApiError) -> &'static str {
     }
 }
 
-/// The configuration posthog-js asks for: nothing to load, no flags to ask for.
+/// The configuration posthog-js asks for: nothing to load, no flags to ask for. It names no
+/// `surveys` at all: posthog-js 1.449 loads `surveys.js` for `"surveys": false` too.
 fn remote_config(token: &str) -> Value {
     json!({
         "token": token,
@@ -151,7 +177,6 @@ fn remote_config(token: &str) -> Value {
         "capturePerformance": false,
         "heatmaps": false,
         "sessionRecording": false,
-        "surveys": false,
         "productTours": false,
         "defaultIdentifiedOnly": true,
         "siteApps": [],
@@ -181,23 +206,88 @@ pub async fn config_js(Path(token): Path<String>) -> Response {
     response
 }
 
-/// `POST /flags/?v=2`: no flags. The body (the person asking) is read within the beacon cap
-/// and ignored.
+/// `/flags/?v=2` (posthog-js, posthog-python and posthog-node today) and `/decide/?v=3`
+/// (posthog-js before 1.233, posthog-python before 4.4, older mobile SDKs), `GET` or `POST`:
+/// no flags, in the fields each version reads, and the remote configuration's fields that
+/// `/decide/` carried (nothing enabled). The body (the person asking) is read within the
+/// beacon cap and ignored.
 pub async fn flags(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let limit = state.limits(Lane::BEACON).max_body;
     if let Err(error) = read_capped(body, &parts.headers, limit, MinRate::of(&state.edge)).await {
         return error.into_response();
     }
-    Json(json!({
-        "flags": {},
-        "featureFlags": {},
-        "featureFlagPayloads": {},
-        "errorsWhileComputingFlags": false,
-        "quotaLimited": [],
-        "requestId": crate::id::uuid_v7().hyphenated().to_string(),
-    }))
-    .into_response()
+    let mut answer = remote_config("");
+    let fields = answer.as_object_mut().expect("an object");
+    fields.remove("token");
+    fields.extend(
+        [
+            ("flags", json!({})),
+            ("featureFlags", json!({})),
+            ("featureFlagPayloads", json!({})),
+            ("errorsWhileComputingFlags", json!(false)),
+            ("quotaLimited", json!([])),
+            ("config", json!({"enable_collect_everything": true})),
+            ("isAuthenticated", json!(false)),
+            ("toolbarParams", json!({})),
+            ("editorParams", json!({})),
+            (
+                "requestId",
+                json!(crate::id::uuid_v7().hyphenated().to_string()),
+            ),
+        ]
+        .map(|(name, value)| (name.to_owned(), value)),
+    );
+    Json(answer).into_response()
+}
+
+/// `GET /flags/definitions` (posthog-python 7.11.2 and later, posthog-node 5.29.4 and later)
+/// and `/api/feature_flag/local_evaluation` (before them), polled when the SDK is given a
+/// personal API key: no flags to evaluate locally. The key is not checked: there is
+/// nothing to give away.
+pub async fn local_evaluation() -> Response {
+    Json(json!({"flags": [], "group_type_mapping": {}, "cohorts": {}})).into_response()
+}
+
+/// `GET /static/{file}.js` and `/static/{version}/{file}.js`: posthog-js's scripts, from
+/// `posthog_static_dir` (the npm package's `dist/`): `array.js`, which the HTML snippet loads,
+/// and the extensions posthog-js loads lazily (`exception-autocapture.js`, `lazy-recorder.js`,
+/// ...), which it asks for under its version first. The directory holds one version, served
+/// under any. Any other name, or any file when no directory is set, is a 404.
+pub async fn script(
+    State(state): State<AppState>,
+    Path(path): Path<std::collections::HashMap<String, String>>,
+) -> Response {
+    let file = path.get("file").map_or("", String::as_str);
+    let found = match &state.edge.posthog_static_dir {
+        Some(dir) if is_script_name(file) => tokio::fs::read(dir.join(file)).await.ok(),
+        _ => None,
+    };
+    let Some(script) = found else {
+        return ApiError::NotFound.into_response();
+    };
+    // Versionless names: a browser keeps them an hour, as PostHog's own host lets it.
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            "application/javascript; charset=utf-8",
+        ),
+        (header::CACHE_CONTROL, "public, max-age=3600"),
+    ];
+    (headers, script).into_response()
+}
+
+/// Whether `file` names a script of the directory itself: `NAME.js`, one path segment, no
+/// hidden file, nothing that climbs out.
+fn is_script_name(file: &str) -> bool {
+    let Some(stem) = file.strip_suffix(".js") else {
+        return false;
+    };
+    !stem.is_empty()
+        && !stem.starts_with('.')
+        && stem
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]
@@ -212,6 +302,7 @@ mod tests {
     use crate::http::public_router;
     use crate::http::testing::send;
     use crate::sink::memory::MemorySink;
+    use crate::state::AppState;
     use crate::testing::{state, SECRET};
 
     async fn post(
@@ -313,5 +404,202 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         let flags: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(flags["flags"], json!({}));
+    }
+
+    /// A posthog-js `$exception` event (posthog-js 1.449's shape: the raised exception first,
+    /// its frames the outermost first).
+    fn exception_event(token: &str) -> Value {
+        json!({
+            "event": "$exception",
+            "uuid": "01938e1c-6a52-7d6b-9b7e-1b0b3c0c1a2b",
+            "timestamp": "2026-12-07T10:00:00.000Z",
+            "properties": {
+                "token": token,
+                "distinct_id": "d",
+                "$session_id": "s",
+                "$exception_level": "error",
+                "$exception_list": [
+                    {
+                        "type": "TypeError",
+                        "value": "x is undefined",
+                        "mechanism": {"handled": false, "type": "onerror"},
+                        "stacktrace": {"type": "raw", "frames": [
+                            {"filename": "https://a.example/app.js", "function": "main", "lineno": 1, "colno": 2, "in_app": true},
+                            {"filename": "https://a.example/app.js", "function": "pay", "lineno": 10, "colno": 7, "in_app": true},
+                        ]},
+                    },
+                    {"type": "Error", "value": "the cause"},
+                ],
+                "$exception_fingerprint": "fp",
+            },
+        })
+    }
+
+    #[tokio::test]
+    async fn an_exception_event_is_an_occurrence_beside_the_batch_s_beacons() {
+        let sink = Arc::new(MemorySink::accepting());
+        let pageview =
+            json!({"event": "$pageview", "distinct_id": "d", "properties": {"token": SECRET}});
+        let body = json!({"api_key": SECRET, "batch": [pageview, exception_event(SECRET)]});
+        let (status, answer) = post(
+            Arc::clone(&sink),
+            "/batch/",
+            "application/json",
+            body.to_string().into(),
+        )
+        .await;
+        assert_eq!((status, answer), (StatusCode::OK, json!({"status": 1})));
+        let records = sink.records();
+        assert_eq!(records.len(), 2);
+        assert_eq!(crate::testing::beacon(&records[0]).event, "$pageview");
+        let occurrence = crate::testing::occurrence(&records[1]);
+        assert_eq!(records[1].key, "a", "keyed by the account");
+        assert_eq!(occurrence.level(), crate::proto::Level::Error);
+        assert_eq!(occurrence.fingerprint, "fp");
+        let exception = occurrence.exception.unwrap();
+        assert_eq!(
+            (exception.class.as_str(), exception.message.as_str()),
+            ("TypeError", "x is undefined")
+        );
+        let methods: Vec<&str> = exception.frames.iter().map(|f| f.method.as_str()).collect();
+        assert_eq!(methods, ["main", "pay"]);
+        let envelope = crate::testing::envelope(&records[1]);
+        assert_eq!(envelope.source, "posthog");
+        assert_eq!(envelope.event_id, "01938e1c-6a52-7d6b-9b7e-1b0b3c0c1a2b");
+        let custom: Value = serde_json::from_str(&occurrence.custom_json).unwrap();
+        assert_eq!(custom["$exception_causes"][0]["value"], "the cause");
+        assert_eq!(custom["properties"]["$session_id"], "s");
+        assert!(
+            !occurrence.custom_json.contains(SECRET),
+            "the token is never kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_occurrences_a_token_s_exceptions_stay_beacons() {
+        let registry = crate::auth::Registry::parse(
+            &format!(
+                "[[token]]\nid = \"web\"\ntoken = \"{SECRET}\"\nproject_id = \"p\"\n\
+                 account_id = \"a\"\nkinds = [\"beacon\"]\nrate_per_sec = 100\nburst = 100\n"
+            ),
+            None,
+        )
+        .unwrap();
+        let sink = Arc::new(MemorySink::accepting());
+        let tokens = Arc::new(crate::auth::Tokens::fixed(registry));
+        let config = crate::testing::config(|_| {});
+        let router = public_router(AppState::new(config, tokens, sink.clone()));
+        let request = Request::post("/e/")
+            .body(Body::from(exception_event(SECRET).to_string()))
+            .unwrap();
+        let (status, _, _) = send(&router, request).await;
+        assert_eq!(status, StatusCode::OK);
+        let records = sink.records();
+        assert_eq!(records.len(), 1);
+        assert_eq!(crate::testing::beacon(&records[0]).event, "$exception");
+    }
+
+    #[tokio::test]
+    async fn a_batch_as_large_as_posthog_python_sends_is_taken() {
+        let sink = Arc::new(MemorySink::accepting());
+        // 100 events of 60 KB: 6 MB of plain JSON, past the beacons' 1 MiB body cap.
+        let event =
+            json!({"event": "e", "distinct_id": "d", "properties": {"blob": "x".repeat(60_000)}});
+        let body = json!({"api_key": SECRET, "batch": vec![event; 100]}).to_string();
+        assert!(body.len() > 6_000_000);
+        let (status, answer) = post(
+            Arc::clone(&sink),
+            "/batch/",
+            "application/json",
+            body.into(),
+        )
+        .await;
+        assert_eq!((status, answer), (StatusCode::OK, json!({"status": 1})));
+        assert_eq!(sink.records().len(), 100);
+        // Past PostHog's own cap: 413.
+        let body = format!(
+            r#"{{"api_key":"{SECRET}","batch":[{{"blob":"{}"}}]}}"#,
+            "x".repeat(MAX_BODY)
+        );
+        let (status, answer) = post(
+            Arc::clone(&sink),
+            "/batch/",
+            "application/json",
+            body.into(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    }
+
+    #[tokio::test]
+    async fn flags_decide_and_local_evaluation_answer_no_flags() {
+        let router = public_router(state(Arc::new(MemorySink::accepting()), |_| {}));
+        for uri in ["/decide/?v=3", "/decide?v=2", "/flags/?v=2&config=true"] {
+            let request = Request::post(uri)
+                .body(Body::from(r#"{"token":"t","distinct_id":"d"}"#))
+                .unwrap();
+            let (status, _, body) = send(&router, request).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            let answer: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(answer["featureFlags"], json!({}), "{uri}");
+            assert_eq!(answer["featureFlagPayloads"], json!({}), "{uri}");
+            assert_eq!(answer["errorsWhileComputingFlags"], false, "{uri}");
+            assert_eq!(answer["sessionRecording"], false, "{uri}");
+            assert_eq!(answer["supportedCompression"], json!(["gzip", "gzip-js"]));
+        }
+        let request = Request::get("/api/feature_flag/local_evaluation/?token=t&send_cohorts")
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = send(&router, request).await;
+        assert_eq!(status, StatusCode::OK);
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            answer,
+            json!({"flags": [], "group_type_mapping": {}, "cohorts": {}})
+        );
+    }
+
+    #[tokio::test]
+    async fn scripts_are_served_from_the_static_dir_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("inlet-static-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("array.js"), "/* posthog */").unwrap();
+        std::fs::write(dir.join("sub/x.js"), "no").unwrap();
+        std::fs::write(dir.join("array.js.map"), "{}").unwrap();
+        let static_dir = dir.clone();
+        let router = public_router(state(Arc::new(MemorySink::accepting()), |s| {
+            s.posthog_static_dir = Some(static_dir)
+        }));
+        let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+        let (status, headers, body) = send(&router, get("/static/array.js")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, b"/* posthog */");
+        // Under posthog-js's version first, as it asks for its extensions.
+        let (status, _, body) = send(&router, get("/static/1.449.2/array.js?v=1")).await;
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"/* posthog */"[..]));
+        assert_eq!(
+            headers[header::CONTENT_TYPE],
+            "application/javascript; charset=utf-8"
+        );
+        assert!(headers[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("max-age"));
+        for uri in [
+            "/static/missing.js",
+            "/static/array.js.map",
+            "/static/sub/x.js",
+            "/static/..%2Farray.js",
+            "/static/sub%2Fx.js",
+            "/static/.js",
+        ] {
+            let (status, _, _) = send(&router, get(uri)).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        }
+        // No directory set: nothing is served.
+        let router = public_router(state(Arc::new(MemorySink::accepting()), |_| {}));
+        let (status, _, _) = send(&router, get("/static/array.js")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -100,7 +100,7 @@ impl Protocol for Sentry {
                 sdk::check_size(limits.max_item, 0, body.len())?;
                 let media_type = media_type.as_deref().unwrap_or("application/json");
                 let report = sentry::security_report(media_type, &body);
-                let batch = Batch::translated(Lane::ITEM, Source::Sentry, vec![Ok(report)]);
+                let batch = Batch::translated(Lane::ITEM, Source::Sentry, vec![report]);
                 return Ok(Translation::of(batch, None).with_items(Items::one("security")));
             }
         };
@@ -110,11 +110,10 @@ impl Protocol for Sentry {
             false => vec![Batch::translated(Lane::ITEM, Source::Sentry, others)],
         };
         Ok(Translation {
-            batch: sdk::reports(Source::Sentry, reports),
             also,
-            key,
-            items,
-            receipt: id,
+            ..Translation::of(sdk::reports(Source::Sentry, reports), id)
+                .with_key(key)
+                .with_items(items)
         })
     }
 
@@ -283,16 +282,8 @@ mod tests {
         assert_eq!(item(&records[0]).r#type, "client_report");
     }
 
-    /// The item a record of the `item` lane carries.
     fn item(record: &crate::sink::Record) -> crate::proto::Item {
-        use prost::Message as _;
-        assert_eq!(record.kind, Lane::ITEM);
-        let envelope = crate::proto::Envelope::decode(record.value.as_slice()).unwrap();
-        assert_eq!(envelope.source, "sentry");
-        match envelope.event {
-            Some(crate::proto::envelope::Event::Item(item)) => item,
-            other => panic!("not an item: {other:?}"),
-        }
+        crate::testing::item(record, "sentry")
     }
 
     #[tokio::test]

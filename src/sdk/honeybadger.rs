@@ -1,7 +1,13 @@
 //! Honeybadger: a notice (`POST /v1/notices`, `/v1/notices/js`) as its SDKs write it,
 //! translated into an occurrence at level `error` (Honeybadger notices have no level).
 
+use serde::de::IgnoredAny;
+use serde_json::Value;
+
 use super::report::{self, take_string, Frame, FrameFields, Innermost, Occurrence, Report, Rest};
+use super::{verbatim, Translated, Untranslated};
+use crate::error::ApiError;
+use crate::event::Invalid;
 
 /// Where a Honeybadger backtrace line keeps inlet's frame fields.
 const FRAME: FrameFields = FrameFields {
@@ -53,6 +59,58 @@ pub fn notice(body: &[u8]) -> Report {
         take_string(&mut rest, &["error", "fingerprint"]),
     );
     occurrence.finish(id, rest, body, &[])
+}
+
+/// The lines of an Insights events body (`POST /v1/events`, NDJSON): one event each, blank
+/// lines skipped.
+pub fn event_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    body.split(|b| *b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|line| !line.is_empty())
+}
+
+/// One line of an events body as an `event` item, as written; refused (a dead letter) when it
+/// is no JSON object.
+pub fn event(line: &[u8]) -> Result<Translated, Untranslated> {
+    match line.starts_with(b"{") && serde_json::from_slice::<IgnoredAny>(line).is_ok() {
+        true => verbatim("event", "application/json", line, String::new()),
+        false => Err(Untranslated {
+            invalid: Invalid::new(
+                "not_an_object",
+                "each line of an events body is a JSON object",
+            ),
+            raw: String::from_utf8_lossy(&line[..line.len().min(1024)]).into_owned(),
+        }),
+    }
+}
+
+/// A check-in (`/v1/check_in/{id}`, `/v1/check_in/{key}/{slug}`, by `GET`, `HEAD` or `POST`):
+/// one `check_in` item whose headers say which (`{"method", "id"}` or `{"method", "slug"}`)
+/// and whose payload is the body a `POST` carries (`{"check_in": {"status", ...}}` from
+/// `hb run`), empty otherwise.
+pub fn check_in(headers: String, body: &[u8]) -> Result<Translated, Untranslated> {
+    let media_type = if body.is_empty() {
+        ""
+    } else {
+        "application/json"
+    };
+    verbatim("check_in", media_type, body, headers)
+}
+
+/// A deploy (`POST /v1/deploys`, as JSON, a form or multipart; see [`super::deploy`]): one
+/// `deploy` item, the JSON object of its fields, and the `api_key` it carried.
+pub fn deploy(body: &[u8], media_type: &str) -> Result<(Translated, Option<String>), ApiError> {
+    let (fields, key) = super::deploy::fields(body, media_type, "deploy", "api_key")
+        .map_err(ApiError::MalformedBody)?;
+    let payload = Value::Object(fields).to_string();
+    let item = verbatim(
+        "deploy",
+        "application/json",
+        payload.as_bytes(),
+        String::new(),
+    )
+    .expect("a valid item type");
+    Ok((item, key))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! event is never refused for the size of its extras.
 
 pub mod analytics;
+pub mod deploy;
 pub mod honeybadger;
 pub mod object;
 pub mod posthog;
@@ -53,6 +54,31 @@ pub fn keep_within(mut rest: Map<String, Value>, cap: usize) -> (ObjectText, Vec
         trimmed.push(format!("{name} ({member} bytes)"));
     }
     (ObjectText::of_map(&rest), trimmed)
+}
+
+/// An item inlet carries verbatim in the `item` lane (API.md v1.2, "Nothing answered as
+/// accepted is dropped"): its `kind` (the SDK's name for it), media type, payload as the SDK
+/// wrote it, and its own headers as JSON text (empty where the protocol has none). Refused
+/// (a dead letter keeping `headers`, else the start of the payload) when its kind is no name.
+pub fn verbatim(
+    kind: &str,
+    media_type: &str,
+    payload: &[u8],
+    headers: String,
+) -> Result<Translated, Untranslated> {
+    match crate::event::item(kind, media_type, payload.to_vec(), headers.clone()) {
+        Ok(event) => Ok(Translated {
+            event,
+            trimmed: Vec::new(),
+        }),
+        Err(invalid) => Err(Untranslated {
+            invalid,
+            raw: match headers.is_empty() {
+                true => String::from_utf8_lossy(&payload[..payload.len().min(1024)]).into_owned(),
+                false => headers,
+            },
+        }),
+    }
 }
 
 /// Where an SDK's payload may carry the request's key (member paths, outermost first): taken

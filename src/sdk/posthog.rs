@@ -21,14 +21,19 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use serde::Deserialize;
+use serde_json::Value;
+
 use super::analytics::{self, not_an_object, untranslated, Fields, Messages, Object};
+use super::report::{self, take_if, take_string, Frame, FrameFields, Innermost, Occurrence};
+use super::report::{Report, Rest};
 use super::{Items, Secrets, Translated, Untranslated};
 use crate::decode::{decompress, Encoding};
 use crate::error::ApiError;
 use crate::event::Invalid;
 
 /// Where an event may carry the project key: beside it (one event's body), or as its `token`.
-const SECRETS: Secrets = &[&[KEY], &["token"], &["properties", "token"]];
+const SECRETS: Secrets = &[&[KEY], &["token"], &["$token"], &["properties", "token"]];
 
 /// The body member that carries the project token.
 pub const KEY: &str = "api_key";
@@ -124,20 +129,151 @@ pub fn read(body: &[u8], max_events: usize) -> Result<Messages<'_>, ApiError> {
 fn event_token(event: &Object<'_>, properties: Option<&Object<'_>>) -> Option<String> {
     event
         .text("token")
+        .or_else(|| event.text("$token"))
         .or_else(|| properties.and_then(|p| p.text("token")))
+}
+
+/// The event's name: its `event`; a person update without one (`{"$set": ..., "$token",
+/// "$distinct_id"}`, which posthog-js before 1.71 posted to `/engage/`) is an `$identify`, as
+/// PostHog takes it.
+fn event_name(event: &Object<'_>) -> Option<String> {
+    event.text("event").or_else(|| {
+        (event.contains("$set") || event.contains("$set_once")).then(|| "$identify".to_owned())
+    })
+}
+
+/// A PostHog body's events, translated: beacons, and its `$exception` events (PostHog's error
+/// tracking, from posthog-js, -node and -python) as occurrences, with the same events as
+/// beacons for a token that may not send occurrences.
+#[derive(Debug, Default)]
+pub struct Translation {
+    pub beacons: Vec<Result<Translated, Untranslated>>,
+    pub exceptions: Vec<Report>,
+    pub exceptions_as_beacons: Vec<Result<Translated, Untranslated>>,
 }
 
 /// Translates each event in order, refusing those that name a token other than `key` (the
 /// body's); adds each to `items`.
-pub fn translate(
-    events: &[&RawValue],
-    key: Option<&str>,
-    items: &mut Items,
-) -> Vec<Result<Translated, Untranslated>> {
-    events
-        .iter()
-        .map(|event| translate_one(event, key, items))
-        .collect()
+pub fn translate(events: &[&RawValue], key: Option<&str>, items: &mut Items) -> Translation {
+    let mut translation = Translation::default();
+    for event in events {
+        let beacon = translate_one(event, key, items);
+        match is_exception(event) {
+            true => {
+                translation.exceptions.push(exception(event, key));
+                translation.exceptions_as_beacons.push(beacon);
+            }
+            false => translation.beacons.push(beacon),
+        }
+    }
+    translation
+}
+
+/// Whether `raw` is an `$exception` event, by a look at its text first (most events are not).
+fn is_exception(raw: &RawValue) -> bool {
+    raw.get().contains("\"$exception\"")
+        && Object::parse(raw)
+            .and_then(|event| event.text("event"))
+            .as_deref()
+            == Some("$exception")
+}
+
+/// Where a PostHog stack frame keeps inlet's frame fields (Sentry's names).
+const FRAME: FrameFields = FrameFields {
+    filename: &["filename", "abs_path"],
+    lineno: "lineno",
+    colno: "colno",
+    method: "function",
+};
+
+/// One exception of `$exception_list`: what inlet maps of it.
+#[derive(Deserialize)]
+struct ListedException {
+    #[serde(rename = "type")]
+    class: Option<Value>,
+    value: Option<Value>,
+    stacktrace: Option<Stacktrace>,
+}
+
+#[derive(Deserialize)]
+struct Stacktrace {
+    #[serde(default)]
+    frames: Vec<Frame>,
+}
+
+/// An `$exception` event as an occurrence: the first of `properties.$exception_list` (the
+/// exception raised; its causes follow it) → `exception`, its frames in Sentry's order (the
+/// innermost last); `$exception_level` → `level`; `$exception_fingerprint` → `fingerprint`;
+/// `uuid` → its id; `timestamp`; the rest (the other properties, the other exceptions) →
+/// `custom`. An event whose token is not `key` is refused, as for beacons.
+pub fn exception(raw: &RawValue, key: Option<&str>) -> Report {
+    let text = raw.get().as_bytes();
+    let members = match report::members(text) {
+        Ok(members) => members,
+        Err(invalid) => return Report::untranslated(invalid, text, SECRETS),
+    };
+    let properties = members.object("properties");
+    if event_token(&members, properties.as_ref()).is_some_and(|token| Some(token.as_str()) != key) {
+        let invalid = Invalid::new(
+            "token_mismatch",
+            "the event's `token` is not the request's key: it belongs to another project",
+        );
+        return Report::untranslated(invalid, text, SECRETS);
+    }
+    let mut rest = Rest::from(members);
+    for secret in SECRETS {
+        take_string(&mut rest, secret);
+    }
+    let given = take_string(&mut rest, &["uuid"]);
+    let id = report::event_id(given, &mut rest, "uuid");
+    let level = match take_string(&mut rest, &["properties", "$exception_level"]).as_deref() {
+        Some("fatal" | "critical") => "critical",
+        Some("warning" | "warn") => "warning",
+        Some("info" | "log") => "info",
+        Some("debug") => "debug",
+        _ => "error",
+    };
+    let mut occurrence = Occurrence::new(level);
+    let listed = take_if(
+        &mut rest,
+        &["properties", "$exception_list"],
+        Value::is_array,
+    );
+    let mut listed = match listed {
+        Some(Value::Array(listed)) => listed,
+        _ => Vec::new(),
+    };
+    let raised = (!listed.is_empty())
+        .then(|| serde_json::from_value::<ListedException>(listed[0].clone()).ok())
+        .flatten();
+    match raised {
+        Some(raised) => {
+            listed.remove(0);
+            let frames = raised.stacktrace.map(|s| s.frames).unwrap_or_default();
+            let class = report::text(raised.class).unwrap_or_else(|| "Error".into());
+            occurrence.exception(
+                class,
+                report::text(raised.value),
+                frames,
+                &FRAME,
+                Innermost::Last,
+            );
+        }
+        None => occurrence.set(
+            "message",
+            take_string(&mut rest, &["properties", "$exception_message"]),
+        ),
+    }
+    if !listed.is_empty() {
+        rest.insert("$exception_causes", Value::Array(listed));
+    }
+    occurrence.set(
+        "fingerprint",
+        take_string(&mut rest, &["properties", "$exception_fingerprint"]),
+    );
+    let ts = take_string(&mut rest, &["timestamp"]);
+    occurrence.timestamp(ts.as_deref().and_then(report::rfc3339_to_ms));
+    occurrence.finish(id, rest, text, SECRETS)
 }
 
 /// The `type` label of an event: PostHog's own events by name, `other` for the rest of
@@ -165,7 +301,7 @@ fn translate_one(
         items.add(label(None));
         return Err(not_an_object(raw));
     };
-    let name = event.text("event");
+    let name = event_name(&event);
     items.add(label(name.as_deref()));
     if event_token(&event, properties.as_ref()).is_some_and(|token| Some(token.as_str()) != key) {
         let invalid = Invalid::new(
@@ -197,6 +333,7 @@ fn beacon(
     };
     let distinct_id = event
         .text("distinct_id")
+        .or_else(|| event.text("$distinct_id"))
         .or_else(|| property("distinct_id"));
     let Some(session_id) = property("$session_id").or_else(|| distinct_id.clone()) else {
         return Err(Invalid::new(
@@ -205,7 +342,15 @@ fn beacon(
         ));
     };
     let id = event.text("uuid");
-    for mapped in ["event", "distinct_id", "uuid", "token", KEY] {
+    for mapped in [
+        "event",
+        "distinct_id",
+        "$distinct_id",
+        "uuid",
+        "token",
+        "$token",
+        KEY,
+    ] {
         event.take(mapped);
     }
     Ok(Fields {
@@ -235,6 +380,7 @@ mod tests {
     fn beacons(body: &[u8]) -> Vec<Result<proto::Beacon, String>> {
         let read = read(body, 1000).unwrap();
         translate(&read.messages, read.key.as_deref(), &mut Items::default())
+            .beacons
             .into_iter()
             .map(|t| match t {
                 Ok(t) => Ok(t.event.into_beacon()),
@@ -316,6 +462,7 @@ mod tests {
         let read = read(&body, 1000).unwrap();
         let translated: Vec<_> =
             translate(&read.messages, read.key.as_deref(), &mut Items::default())
+                .beacons
                 .into_iter()
                 .map(|t| t.unwrap().event)
                 .collect();
@@ -397,7 +544,7 @@ mod tests {
         ]})
         .to_string();
         let read = read(body.as_bytes(), 10).unwrap();
-        for refused in translate(&read.messages, Some("k"), &mut Items::default()) {
+        for refused in translate(&read.messages, Some("k"), &mut Items::default()).beacons {
             let raw = refused.unwrap_err().raw;
             assert!(!raw.contains("token") && !raw.contains("other"), "{raw}");
         }
@@ -417,7 +564,7 @@ mod tests {
                 // Kept, the nested member left out of `props` and named: never a crash.
                 Ok(read) => {
                     let translated = translate(&read.messages, Some("k"), &mut Items::default());
-                    for event in translated {
+                    for event in translated.beacons {
                         assert!(event.is_err() || !event.unwrap().trimmed.is_empty());
                     }
                 }
@@ -434,5 +581,30 @@ mod tests {
         );
         assert_eq!(key(br#"{"event":"e","token":"t2"}"#).as_deref(), Some("t2"));
         assert_eq!(key(br#"{"event":"e"}"#), None);
+    }
+
+    #[test]
+    fn a_person_update_from_engage_is_an_identify() {
+        // posthog-js before 1.71, `people.set` (`/engage/`, a form of base64 JSON).
+        let body = br#"{"$set": {"plan": "pro"}, "$token": "k", "$distinct_id": "u1"}"#;
+        let read = read(body, 10).unwrap();
+        assert_eq!(read.key.as_deref(), Some("k"));
+        let translated = translate(&read.messages, Some("k"), &mut Items::default()).beacons;
+        let beacon = translated
+            .into_iter()
+            .next()
+            .unwrap()
+            .unwrap()
+            .event
+            .into_beacon();
+        assert_eq!(
+            (
+                beacon.event.as_str(),
+                beacon.user_id.as_str(),
+                beacon.session_id.as_str()
+            ),
+            ("$identify", "u1", "u1")
+        );
+        assert!(beacon.props_json.contains("pro") && !beacon.props_json.contains("\"k\""));
     }
 }

@@ -1,5 +1,6 @@
 //! Rollbar: an item (`POST /api/1/item/`, `{"access_token": ..., "data": {...}}`) as its SDKs
-//! write it, translated into an occurrence.
+//! write it, translated into an occurrence; a batch of them (`/api/1/item_batch/`); and a
+//! deploy (`/api/1/deploy/`), carried as a `deploy` item.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -9,7 +10,7 @@ use super::object::Object;
 use super::report::{
     self, take_string, Frame, FrameFields, Innermost, Occurrence, Raised, Report, Rest,
 };
-use super::Secrets;
+use super::{Secrets, Translated};
 use crate::event::Invalid;
 
 /// Where a Rollbar stack frame keeps inlet's frame fields (the same names).
@@ -47,6 +48,59 @@ pub fn item(body: &[u8]) -> Result<Item, String> {
         access_token,
         report,
     })
+}
+
+/// An item batch (`POST /api/1/item_batch/`, from rollbar-php 0.x: a JSON array of whole
+/// items, each with its `access_token` and `data`), at most `max_events` of them: each item's
+/// raw text, and the first item's `access_token` (the request's key when no header gives it).
+pub fn batch(body: &[u8], max_events: usize) -> Result<(Vec<&RawValue>, Option<String>), String> {
+    let items: Vec<&RawValue> = serde_json::from_slice(body)
+        .map_err(|e| format!("an item batch is a JSON array of items: {e}"))?;
+    if items.len() > max_events {
+        return Err(format!(
+            "{} items, past the limit of {max_events}",
+            items.len()
+        ));
+    }
+    let key = items
+        .first()
+        .and_then(|first| Object::parse(first))
+        .and_then(|first| first.text("access_token"));
+    Ok((items, key))
+}
+
+/// One item of a batch as an occurrence; refused when it names an `access_token` other than
+/// `key` (another project's) or is no item.
+pub fn batched(raw: &RawValue, key: Option<&str>) -> Report {
+    let text = raw.get().as_bytes();
+    match item(text) {
+        Ok(item) if item.access_token.is_some() && item.access_token.as_deref() != key => {
+            let invalid = Invalid::new(
+                "token_mismatch",
+                "the item's `access_token` is not the request's key: it belongs to another project",
+            );
+            Report::untranslated(invalid, text, SECRETS)
+        }
+        Ok(item) => item.report,
+        Err(message) => Report::untranslated(Invalid::new("not_an_object", message), text, SECRETS),
+    }
+}
+
+/// A deploy (`POST /api/1/deploy/`: JSON whatever its `Content-Type`, a form, or multipart;
+/// see [`super::deploy`]): one `deploy` item, the JSON object of its fields (`environment`,
+/// `revision`, `rollbar_username`, `local_username`, `comment`, `status`), and the
+/// `access_token` it carried.
+pub fn deploy(body: &[u8], media_type: &str) -> Result<(Translated, Option<String>), String> {
+    let (fields, key) = super::deploy::fields(body, media_type, "deploy", "access_token")?;
+    let payload = Value::Object(fields).to_string();
+    let item = super::verbatim(
+        "deploy",
+        "application/json",
+        payload.as_bytes(),
+        String::new(),
+    )
+    .expect("a valid item type");
+    Ok((item, key))
 }
 
 /// An item's `data` as an occurrence (`raw` is the whole item, kept if it is refused).

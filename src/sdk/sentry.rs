@@ -18,7 +18,7 @@ use super::report::{
     self, take_string, Frame, FrameFields, Innermost, Occurrence, Raised, Report, Rest,
 };
 use crate::batch::{Translated, Untranslated};
-use crate::event::{self, Invalid};
+use crate::event::Invalid;
 
 /// Where a Sentry stack frame keeps inlet's frame fields.
 const FRAME: FrameFields = FrameFields {
@@ -175,32 +175,13 @@ pub fn envelope(body: &[u8]) -> Result<Envelope<'_>, String> {
 /// header line as the SDK wrote them; refused (a dead letter) when its type is no name.
 pub fn item(other: &Other<'_>) -> Result<Translated, Untranslated> {
     let header = String::from_utf8_lossy(other.header).into_owned();
-    match event::item(
-        &other.kind,
-        &other.media_type,
-        other.payload.to_vec(),
-        header,
-    ) {
-        Ok(event) => Ok(Translated {
-            event,
-            trimmed: Vec::new(),
-        }),
-        Err(invalid) => Err(Untranslated {
-            invalid,
-            raw: String::from_utf8_lossy(other.header).into_owned(),
-        }),
-    }
+    super::verbatim(&other.kind, &other.media_type, other.payload, header)
 }
 
 /// A browser's security report (a CSP violation, ...), as the one `security` item of its
 /// request: the body as sent, with the request's media type.
-pub fn security_report(media_type: &str, body: &[u8]) -> Translated {
-    let event = event::item("security", media_type, body.to_vec(), String::new())
-        .expect("a valid item type");
-    Translated {
-        event,
-        trimmed: Vec::new(),
-    }
+pub fn security_report(media_type: &str, body: &[u8]) -> Result<Translated, Untranslated> {
+    super::verbatim("security", media_type, body, String::new())
 }
 
 /// The label of an item type.
