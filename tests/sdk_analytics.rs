@@ -114,6 +114,69 @@ async fn posthog_server_sdks_deliver_every_event_exactly_once() {
     assert!(gw.stop().await.is_ok());
 }
 
+/// posthog-python as its defaults send: 99 events of 12 KB in one batch, 1.2 MB of JSON sent
+/// uncompressed (past the beacons' 1 MiB body cap, which answered it 413, final for this SDK,
+/// losing the batch), then `capture_exception`, which lands as an occurrence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posthog_python_s_large_batches_and_exceptions_land_exactly_once() {
+    let kafka = Kafka::start("posthog-large").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
+    gw.wait_ready().await;
+    let ids = new_ids(100);
+    let (bulk, exception_id) = ids.split_at(99);
+    let spec = json!({"host": gw.url, "key": SDK, "run": "large", "ids": ids, "mode": "large"});
+    drive_spec(Runner::Python, "posthog_python.py", spec).await;
+    let expected: Vec<Expected> = (bulk.iter())
+        .map(|id| Expected {
+            id: id.clone(),
+            session_id: "session-large".into(),
+            event: "bulk_loaded",
+            user_id: "user-large".into(),
+            url: "",
+        })
+        .collect();
+    check_landed(&kafka, &expected, "posthog").await;
+    // One request carried more than 1 MiB.
+    let metrics = gw.metrics().await;
+    let requests = |le: &str| {
+        let line = format!("inlet_http_request_body_bytes_bucket{{route=\"/batch/\",le=\"{le}\"}}");
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&line))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{line} missing from:\n{metrics}"))
+    };
+    assert!(
+        requests("+Inf") > requests("1048576"),
+        "no batch over 1 MiB:\n{metrics}"
+    );
+
+    let landed = kafka.occurrences(1, Duration::from_millis(1500)).await;
+    assert_eq!(landed.len(), 1, "{landed:#?}");
+    let envelope = &landed[0].envelope;
+    assert_eq!(
+        (envelope.event_id.as_str(), envelope.source.as_str()),
+        (exception_id[0].as_str(), "posthog")
+    );
+    let Some(Event::Occurrence(occurrence)) = &envelope.event else {
+        panic!("not an occurrence: {envelope:?}");
+    };
+    let exception = occurrence.exception.as_ref().expect("the exception");
+    assert_eq!(exception.class, "ValueError");
+    assert!(
+        exception.message.contains("not a number large"),
+        "{exception:?}"
+    );
+    let innermost = exception.frames.last().expect("frames");
+    assert_eq!(
+        innermost.method, "parse",
+        "the innermost frame last: {exception:?}"
+    );
+    assert!(innermost.lineno > 0 && innermost.filename.ends_with("posthog_python.py"));
+    assert!(!occurrence.custom_json.contains(SDK), "the key in custom");
+    assert!(gw.stop().await.is_ok());
+}
+
 /// Asserts that Kafka holds each of `expected` exactly once, as mapped, from `source`, and
 /// nothing else.
 async fn check_landed(kafka: &Kafka, expected: &[Expected], source: &str) {
@@ -176,8 +239,17 @@ enum Runner {
 /// Runs `tests/sdk/SCRIPT` with the SDK's settings (inlet's URL, the key, the run's name and
 /// ids) and waits for it; fails the test with its output unless it exits 0.
 async fn drive(runner: Runner, script: &str, url: &str, run: &str, ids: &[String], gzip: bool) {
+    drive_spec(
+        runner,
+        script,
+        json!({"host": url, "key": SDK, "run": run, "ids": ids, "gzip": gzip}),
+    )
+    .await;
+}
+
+/// Runs `tests/sdk/SCRIPT` with `spec` (see [`drive`]).
+async fn drive_spec(runner: Runner, script: &str, spec: serde_json::Value) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let spec = json!({"host": url, "key": SDK, "run": run, "ids": ids, "gzip": gzip});
     let mut command = match runner {
         Runner::Python => {
             let path = installed(root, "python/segment");

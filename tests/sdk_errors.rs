@@ -3,7 +3,10 @@
 //! process by `tests/sdk/errors.py` / `errors.js`, pointed at an in-process inlet that produces
 //! to a real Tansu broker. Every report must land in Kafka exactly once, with the SDK's own
 //! event id and the contract's field mapping; a rate limit must make the SDKs that obey a
-//! signal stop sending. (The browser SDK, rollbar.js in Chromium, is in tests/browser.rs.)
+//! signal stop sending. The SDKs as their quickstarts run them (tracing, sessions), a Sentry
+//! tunnel, a broker outage under `spool`, and Honeybadger's Insights events and check-ins land
+//! everything they send (issue #21). (The browser SDK, rollbar.js in Chromium, is in
+//! tests/browser.rs.)
 //!
 //! The SDKs are installed by `tests/sdk/install.sh` (tests/run.sh runs it) into target/sdk.
 
@@ -15,7 +18,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::assert_no_failures;
+use common::broker::Broker;
+use common::gateway::{create_topics, items_topic, landed, temp_dir, topics};
 use common::gateway::{Consumed, Gateway, Kafka, ACCOUNT, DSN_KEY, SDK, TIGHT_ERRORS};
+use inlet::config::Delivery;
 use inlet::proto::envelope::Event;
 use inlet::proto::{Level, Occurrence};
 use serde::Deserialize;
@@ -139,11 +145,22 @@ async fn every_sdk_delivers_each_report_once_with_its_fields_mapped() {
 /// payload as the SDK wrote them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentry_python_with_tracing_and_sessions_lands_every_item() {
-    let kafka = Kafka::start("sdk-sentry-quickstart").await;
+    quickstart_lands_every_item(Language::Python).await;
+}
+
+/// The same of `@sentry/node` as its quickstart sets it up (`tracesSampleRate: 1.0`, its
+/// default integrations, a session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentry_node_with_tracing_and_a_session_lands_every_item() {
+    quickstart_lands_every_item(Language::Node).await;
+}
+
+async fn quickstart_lands_every_item(language: Language) {
+    let kafka = Kafka::start(&format!("sdk-sentry-quickstart-{}", language.name())).await;
     let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
     gw.wait_ready().await;
     let sdk = Sdk {
-        language: Language::Python,
+        language,
         name: "sentry-quickstart",
         source: "sentry",
     };
@@ -173,22 +190,58 @@ async fn sentry_python_with_tracing_and_sessions_lands_every_item() {
     }
     let mut counts: Vec<_> = items.iter().map(|(t, i)| (t.as_str(), i.len())).collect();
     counts.sort_unstable();
-    println!("sentry-python, tracing and sessions on: items landed {counts:?}");
+    println!("{sdk:?}, tracing and sessions on: items landed {counts:?}");
     let types: Vec<_> = items.keys().collect();
-    let [transaction_item] = items.get("transaction").map_or(&[][..], Vec::as_slice) else {
-        panic!("one transaction expected, landed: {types:?}");
+    // sentry-python sends a trace as a `transaction` item; @sentry/node 11 streams its spans
+    // (`span` items of `application/vnd.sentry.items.span.v2+json`, the segment among them).
+    let trace_type = match language {
+        Language::Python => "transaction",
+        Language::Node => "span",
     };
-    assert_eq!(transaction_item.media_type, "application/json");
-    let payload: serde_json::Value = serde_json::from_slice(&transaction_item.payload).unwrap();
-    assert_eq!(payload["transaction"], transaction.what.as_str());
-    assert_eq!(
-        payload["contexts"]["trace"]["trace_id"],
-        transaction.id.as_str()
-    );
-    let spans = payload["spans"].as_array().expect("spans");
-    assert!(spans.iter().any(|s| s["op"] == "db"), "{spans:?}");
-    let header: serde_json::Value = serde_json::from_str(&transaction_item.headers_json).unwrap();
-    assert_eq!(header["type"], "transaction");
+    let traced = items
+        .get(trace_type)
+        .unwrap_or_else(|| panic!("no {trace_type}: {types:?}"));
+    let payloads: Vec<serde_json::Value> = (traced.iter())
+        .map(|item| {
+            let header: serde_json::Value = serde_json::from_str(&item.headers_json).unwrap();
+            assert_eq!(header["type"], trace_type);
+            serde_json::from_slice(&item.payload).unwrap()
+        })
+        .collect();
+    match language {
+        Language::Python => {
+            let [payload] = &payloads[..] else {
+                panic!("one transaction expected: {payloads:?}");
+            };
+            assert_eq!(traced[0].media_type, "application/json");
+            assert_eq!(payload["transaction"], transaction.what.as_str());
+            assert_eq!(
+                payload["contexts"]["trace"]["trace_id"],
+                transaction.id.as_str()
+            );
+            let spans = payload["spans"].as_array().expect("spans");
+            assert!(spans.iter().any(|s| s["op"] == "db"), "{spans:?}");
+        }
+        Language::Node => {
+            assert!(traced
+                .iter()
+                .all(|i| i.media_type == "application/vnd.sentry.items.span.v2+json"));
+            let spans: Vec<&serde_json::Value> = (payloads.iter())
+                .flat_map(|p| p["items"].as_array().expect("items").iter())
+                .collect();
+            let segments: Vec<_> = spans.iter().filter(|s| s["is_segment"] == true).collect();
+            let [segment] = &segments[..] else {
+                panic!("one segment expected: {spans:?}");
+            };
+            assert_eq!(segment["name"], transaction.what.as_str());
+            assert_eq!(segment["trace_id"], transaction.id.as_str());
+            let ops: Vec<_> = spans
+                .iter()
+                .map(|s| &s["attributes"]["sentry.op"]["value"])
+                .collect();
+            assert!(ops.iter().any(|op| *op == "db"), "{spans:?}");
+        }
+    }
 
     let sessions = items
         .get("session")
@@ -198,10 +251,161 @@ async fn sentry_python_with_tracing_and_sessions_lands_every_item() {
         assert_eq!(payload["attrs"]["release"], "shop@1.4.2", "{payload}");
     }
     let metrics = gw.metrics().await;
-    for kind in ["transaction", "session"] {
+    for kind in [trace_type, "session"] {
         let line = format!("inlet_sdk_items_total{{source=\"sentry\",type=\"{kind}\"}}");
         assert!(metrics.contains(&line), "{line} missing from /metrics");
     }
+}
+
+/// `@sentry/node` with its `tunnel` option at inlet: the envelope carries its key only in its
+/// header's `dsn` (whose host is Sentry's, not inlet's), and is taken by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnelled_envelope_is_taken_by_the_key_of_its_dsn() {
+    let kafka = Kafka::start("sdk-sentry-tunnel").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
+    gw.wait_ready().await;
+    let sdk = Sdk {
+        language: Language::Node,
+        name: "sentry-tunnel",
+        source: "sentry",
+    };
+    let url = gw.url.clone();
+    let sent = tokio::task::spawn_blocking(move || run_sdk(sdk, &url, DSN_KEY, "tunnel", None))
+        .await
+        .expect("SDK thread");
+    let landed = kafka.occurrences(sent.len(), LINGER).await;
+    let ids: Vec<_> = landed.iter().map(|c| c.envelope.event_id.clone()).collect();
+    assert_eq!(
+        ids,
+        [hyphenated(&sent[0].id)],
+        "the tunnelled exception, once"
+    );
+    assert_eq!(landed[0].envelope.token_id, "dsn");
+    let metrics = gw.metrics().await;
+    assert!(
+        !metrics.contains("inlet_auth_failures_total"),
+        "a tunnelled envelope failed authentication:\n{metrics}"
+    );
+}
+
+/// Under `spool` delivery sentry-python's reports are answered as accepted (Sentry's 200 with
+/// the id, once each is on inlet's disk) with the broker down, and delivered, each once, when it is back: where this SDK
+/// would drop a report answered 503, a broker outage costs none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentry_python_under_spool_loses_nothing_to_a_broker_outage() {
+    let dir = temp_dir("sdk-sentry-spool");
+    let mut broker = Broker::start_sqlite(&dir.join("broker"));
+    let topics = topics("sdk-sentry-spool");
+    let items = items_topic(&topics);
+    create_topics(&broker.bootstrap(), &[&topics.0, &topics.1, &items]).await;
+    let spool = dir.join("spool");
+    let gw = Gateway::start(&broker.bootstrap(), &topics, |s| {
+        s.delivery = Some(Delivery::Spool);
+        s.spool_dir = Some(spool);
+        s.delivery_timeout_ms = Some(5000);
+    })
+    .await;
+    gw.wait_ready().await;
+    broker.stop();
+
+    let url = gw.url.clone();
+    let sent =
+        tokio::task::spawn_blocking(move || run_sdk(PYTHON_SENTRY, &url, DSN_KEY, "spooled", None))
+            .await
+            .expect("SDK thread");
+    let metrics = gw.metrics().await;
+    let answered = |status: &str| {
+        let line = format!(
+            "inlet_http_requests_total{{route=\"/api/{{project}}/envelope/\",status=\"{status}\"}}"
+        );
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&line))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0) as usize
+    };
+    // Sentry's own success (200 with the id), under `spool` as under `ack`.
+    assert_eq!(
+        (answered("200"), answered("503")),
+        (sent.len(), 0),
+        "each report answered as accepted with the broker down:\n{metrics}"
+    );
+
+    broker.restart();
+    let landed = landed(&broker.bootstrap(), &topics.1, sent.len(), LINGER).await;
+    let by_id = by_event_id(&landed);
+    for report in &sent {
+        let copies = by_id.get(&hyphenated(&report.id)).map_or(0, Vec::len);
+        assert_eq!(copies, 1, "{report:?} landed {copies} times");
+    }
+    assert_eq!(landed.len(), sent.len(), "stray or duplicate occurrences");
+}
+
+/// honeybadger-python's Insights events (`honeybadger.event()`, batched by its worker and
+/// sent as NDJSON) land each once as an `event` item, and a check-in pinged by its URL as a
+/// `check_in` item, where inlet used to answer both 404 (which the SDK does not report).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honeybadger_insights_events_and_a_check_in_land_as_items() {
+    let kafka = Kafka::start("sdk-honeybadger-insights").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
+    gw.wait_ready().await;
+    let sdk = Sdk {
+        language: Language::Python,
+        name: "honeybadger-insights",
+        source: "honeybadger",
+    };
+    let url = gw.url.clone();
+    let sent = tokio::task::spawn_blocking(move || run_sdk(sdk, &url, SDK, "hbi", None))
+        .await
+        .expect("SDK thread");
+    let landed = kafka.items(sent.len(), LINGER).await;
+    let mut events = Vec::new();
+    let mut check_ins = Vec::new();
+    for c in &landed {
+        assert_eq!(
+            (c.key.as_str(), c.envelope.source.as_str()),
+            (ACCOUNT, "honeybadger")
+        );
+        let Some(Event::Item(item)) = &c.envelope.event else {
+            panic!("not an item: {c:?}");
+        };
+        match item.r#type.as_str() {
+            "event" => {
+                let event: serde_json::Value = serde_json::from_slice(&item.payload).unwrap();
+                events.push((
+                    event["event_type"].as_str().unwrap_or_default().to_owned(),
+                    event["order_id"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+            "check_in" => check_ins.push(item.headers_json.clone()),
+            other => panic!("an item of type {other}: {item:?}"),
+        }
+    }
+    events.sort();
+    let mut expected: Vec<_> = (sent.iter())
+        .filter(|s| s.kind == "event")
+        .map(|s| (s.what.clone(), s.id.clone()))
+        .collect();
+    expected.sort();
+    assert_eq!(events, expected, "each event once");
+    let slug = &sent
+        .iter()
+        .find(|s| s.kind == "check_in")
+        .expect("a check-in")
+        .what;
+    let check_ins: Vec<serde_json::Value> = check_ins
+        .iter()
+        .map(|h| serde_json::from_str(h).unwrap())
+        .collect();
+    assert_eq!(
+        check_ins,
+        [serde_json::json!({"method": "GET", "slug": slug})],
+        "the check-in, once"
+    );
+    assert!(
+        !landed.iter().any(|c| format!("{c:?}").contains(SDK)),
+        "the key is never kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,6 +592,7 @@ fn run_sdk(sdk: Sdk, url: &str, key: &str, run: &str, burst: Option<usize>) -> V
 fn python_module(sdk: &str) -> &'static str {
     match sdk {
         "sentry" | "sentry-quickstart" => "sentry_sdk",
+        "honeybadger" | "honeybadger-insights" => "honeybadger",
         "rollbar" => "rollbar",
         _ => "honeybadger",
     }
@@ -395,7 +600,7 @@ fn python_module(sdk: &str) -> &'static str {
 
 fn node_package(sdk: &str) -> &'static str {
     match sdk {
-        "sentry" => "@sentry/node",
+        "sentry" | "sentry-quickstart" | "sentry-tunnel" => "@sentry/node",
         _ => "rollbar",
     }
 }

@@ -11,8 +11,8 @@
 //! - `POST /v1/deploys` (JSON, flat or in `deploy`; a form; multipart): a `deploy` item, the
 //!   JSON object of its fields; 201 `{}`.
 //!
-//! Each with or without the trailing slash. The key is `X-API-Key`, else (deploys, check-ins)
-//! the `api_key` parameter or field; a check-in by slug carries it in its path. A check-in by
+//! Each with or without the trailing slash. The key is `X-API-Key`, else (events, deploys,
+//! check-ins) the `api_key` parameter (or a deploy's field); a check-in by slug carries it in its path. A check-in by
 //! id carries none (Honeybadger knows its ids; inlet does not): it needs `X-API-Key` (as
 //! honeybadger-php sends) or `?api_key=`. Errors are `{"error": M, "code": C}` with inlet's
 //! status, `Retry-After` on 429 and 503.
@@ -76,12 +76,12 @@ impl Protocol for Honeybadger {
         };
         let header = || header_value(&parts.headers, "x-api-key");
         match self {
-            Honeybadger::Notice | Honeybadger::Events => header(),
+            Honeybadger::Notice => header(),
             Honeybadger::CheckIn => check_in_path(parts.uri.path())
                 .and_then(|(key, _)| key.map(str::to_owned))
                 .or_else(header)
                 .or_else(query),
-            Honeybadger::Deploy => header().or_else(query),
+            Honeybadger::Events | Honeybadger::Deploy => header().or_else(query),
         }
     }
 

@@ -523,4 +523,50 @@ mod tests {
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
         assert_eq!(sink.records().len(), 48);
     }
+
+    /// A tunnel (the application's own host, forwarding its browsers' envelopes) is a trusted
+    /// proxy: failed keys are counted against the client it names in `X-Forwarded-For`, so one
+    /// client's bad key does not lock out every other client behind the same tunnel.
+    #[tokio::test]
+    async fn failed_keys_behind_a_trusted_tunnel_block_only_their_client() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |s| {
+            s.trusted_proxies = Some(vec!["10.0.0.7".into()]);
+            s.auth_failures_per_minute = Some(2);
+        }));
+        let through_tunnel = |client: &str, key: &str| {
+            let mut request = post(
+                &format!("/api/1/envelope/?sentry_key={key}"),
+                None,
+                EXCEPTION,
+            );
+            request
+                .headers_mut()
+                .insert("x-forwarded-for", client.parse().unwrap());
+            let tunnel: std::net::SocketAddr = "10.0.0.7:41000".parse().unwrap();
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(tunnel));
+            request
+        };
+        for _ in 0..2 {
+            let (status, _, _) = send(&router, through_tunnel("203.0.113.5", "wrong")).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        let (status, _, body) = send(&router, through_tunnel("203.0.113.5", SECRET)).await;
+        assert_eq!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "the failing client is blocked"
+        );
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "too_many_auth_failures");
+        let (status, _, _) = send(&router, through_tunnel("203.0.113.6", SECRET)).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "another client behind the same tunnel is not"
+        );
+        assert_eq!(sink.records().len(), 1);
+    }
 }

@@ -2,7 +2,8 @@
 //
 //   NODE_PATH=target/sdk/node/node_modules node tests/sdk/errors.js SDK BASE_URL KEY RUN [burst N]
 //
-// SDK is sentry (@sentry/node) or rollbar; BASE_URL is inlet's public listener
+// SDK is sentry (@sentry/node), sentry-quickstart (tracing and a session on),
+// sentry-tunnel (its `tunnel` option: the key only in the envelope's `dsn`) or rollbar; BASE_URL is inlet's public listener
 // (http://127.0.0.1:PORT); KEY a token of its registry; RUN a marker put into every report so
 // the test finds its own. Reports a real exception thrown three calls deep, then messages at
 // several levels, flushes, and prints one JSON line per report: what was sent (kind, level,
@@ -58,6 +59,50 @@ async function sentry(base, key, run, burst) {
   return reports;
 }
 
+// @sentry/node as its quickstart sets it up: tracing on (`tracesSampleRate: 1.0`), its default
+// integrations, a release, and a release-health session. The exception is captured inside a
+// span: it must land as an occurrence, the transaction and the session as items.
+async function sentryQuickstart(base, key, run) {
+  const Sentry = require('@sentry/node');
+  const host = new URL(base).host;
+  Sentry.init({
+    dsn: `http://${key}@${host}/42`,
+    environment: 'staging',
+    release: 'shop@1.4.2',
+    tracesSampleRate: 1.0,
+  });
+  const reports = [];
+  Sentry.startSession();
+  const name = `checkout ${run}`;
+  let traceId;
+  Sentry.startSpan({ name, op: 'task' }, (span) => {
+    traceId = span.spanContext().traceId;
+    Sentry.startSpan({ name: 'select', op: 'db' }, () => {});
+    reports.push(['exception', 'error', 'TypeError', Sentry.captureException(caught(run))]);
+  });
+  reports.push(['transaction', '', name, traceId]);
+  Sentry.endSession();
+  await Sentry.flush(20000);
+  return reports;
+}
+
+// @sentry/node with its `tunnel` option pointed at inlet's envelope endpoint, as a browser
+// app's own server would forward envelopes: the request carries no key of its own, only the
+// `dsn` in the envelope's header (whose host need not be inlet's).
+async function sentryTunnel(base, key, run) {
+  const Sentry = require('@sentry/node');
+  Sentry.init({
+    dsn: `https://${key}@o1.ingest.sentry.example/42`,
+    tunnel: `${base}/api/42/envelope/`,
+    environment: 'staging',
+    release: 'shop@1.4.2',
+    defaultIntegrations: false,
+  });
+  const id = Sentry.captureException(caught(run));
+  await Sentry.flush(20000);
+  return [['exception', 'error', 'TypeError', id]];
+}
+
 async function rollbar(base, key, run, burst) {
   const Rollbar = require('rollbar');
   const rollbar = new Rollbar({
@@ -100,7 +145,13 @@ async function rollbar(base, key, run, burst) {
 async function main() {
   const [sdk, base, key, run, mode, count] = process.argv.slice(2);
   const burst = mode === 'burst' ? Number(count) : 0;
-  const reports = await { sentry, rollbar }[sdk](base, key, run, burst);
+  const scripts = {
+    sentry,
+    'sentry-quickstart': sentryQuickstart,
+    'sentry-tunnel': sentryTunnel,
+    rollbar,
+  };
+  const reports = await scripts[sdk](base, key, run, burst);
   if (burst) return;
   for (const [kind, level, what, id] of reports) {
     console.log(JSON.stringify({ kind, level, what, id }));

@@ -2,7 +2,8 @@
 
     PYTHONPATH=target/sdk/python python3 tests/sdk/errors.py SDK BASE_URL KEY RUN
 
-SDK is sentry, sentry-quickstart (tracing and sessions on), rollbar or honeybadger;
+SDK is sentry, sentry-quickstart (tracing and sessions on), rollbar, honeybadger or
+honeybadger-insights (Insights events, then a check-in);
 BASE_URL is inlet's public listener (http://127.0.0.1:PORT); KEY a token of its registry; RUN
 a marker put into every report so the test finds its own. Reports a real exception raised
 three calls deep, then messages at several levels, flushes, and prints one JSON line per
@@ -139,6 +140,29 @@ def honeybadger(base, key, run, burst):
     return reports
 
 
+def honeybadger_insights(base, key, run, burst):
+    """honeybadger.event() as its docs show it: events batched by the SDK's own worker and
+    sent as NDJSON when the process exits (or every `events_timeout`). Then a check-in, as a
+    cron job pings one (honeybadger-python 1.3 has no check-in call: the documented request is
+    a GET of the check-in's URL)."""
+    import urllib.request
+
+    from honeybadger import honeybadger
+
+    honeybadger.configure(api_key=key, endpoint=base, environment="staging")
+    reports = []
+    for n in range(3):
+        event_type = f"order.completed.{run}"
+        honeybadger.event(event_type, {"order_id": f"{run}-{n}", "total": 49.99})
+        reports.append(("event", "", event_type, f"{run}-{n}"))
+    slug = f"nightly-{run}"
+    with urllib.request.urlopen(f"{base}/v1/check_in/{key}/{slug}") as answer:
+        assert answer.status == 200, answer.status
+    reports.append(("check_in", "", slug, ""))
+    # The events go when the process exits (the SDK's atexit flush).
+    return reports
+
+
 def main():
     sdk, base, key, run = sys.argv[1:5]
     burst = int(sys.argv[6]) if sys.argv[5:6] == ["burst"] else 0
@@ -147,6 +171,7 @@ def main():
         "sentry-quickstart": sentry_quickstart,
         "rollbar": rollbar,
         "honeybadger": honeybadger,
+        "honeybadger-insights": honeybadger_insights,
     }[sdk](
         base, key, run, burst
     )

@@ -5,6 +5,11 @@ Usage: PYTHONPATH=target/sdk/python python3 posthog_python.py SPEC
 SPEC is JSON: {"host", "key", "run", "ids": [four event UUIDs]}. Events carry the session
 "session-<run>" and the distinct id "user-<run>"; tests/sdk_analytics.rs checks what lands.
 Exits non-zero when the SDK reports an error.
+
+With "mode": "large", instead: as many events as "ids" holds but one, 12 KB of properties
+each, in one batch (posthog-python's default `flush_at` is 100: 100 of them are 1.2 MB of
+JSON, which it sends uncompressed), then `capture_exception` of an exception raised three
+calls deep, with the last id.
 """
 
 import json
@@ -24,6 +29,29 @@ client = Posthog(
     max_retries=2,
     enable_local_evaluation=False,
 )
+if spec.get("mode") == "large":
+    for n, event_id in enumerate(ids[:-1]):
+        properties = {"$session_id": session, "n": n, "blob": "x" * 12_000}
+        client.capture("bulk_loaded", distinct_id=user, properties=properties, uuid=event_id)
+    client.flush()
+
+    def parse(value):
+        return int(value)
+
+    def load(value):
+        return parse(value)
+
+    try:
+        load(f"not a number {run}")
+    except ValueError as error:
+        client.capture_exception(error, distinct_id=user, properties={"$session_id": session}, uuid=ids[-1])
+    client.flush()
+    client.shutdown()
+    if errors:
+        sys.exit("posthog (Python) reported: " + "; ".join(errors))
+    print("sent", len(ids))
+    sys.exit(0)
+
 client.capture(
     "signed_up",
     distinct_id=user,
