@@ -96,7 +96,7 @@ fn analytics_routes() -> Router<AppState> {
     router = slashed(router, "/flags", flags());
     router = slashed(router, "/decide", flags());
     for path in ["/flags/definitions", "/api/feature_flag/local_evaluation"] {
-        let definitions = get(posthog::local_evaluation).options(cors::preflight);
+        let definitions = get(posthog::flag_definitions).options(cors::preflight);
         router = slashed(router, path, definitions);
     }
     router

@@ -245,7 +245,7 @@ pub async fn flags(State(state): State<AppState>, request: Request) -> Response 
 /// and `/api/feature_flag/local_evaluation` (before them), polled when the SDK is given a
 /// personal API key: no flags to evaluate locally. The key is not checked: there is
 /// nothing to give away.
-pub async fn local_evaluation() -> Response {
+pub async fn flag_definitions() -> Response {
     Json(json!({"flags": [], "group_type_mapping": {}, "cohorts": {}})).into_response()
 }
 
@@ -547,16 +547,21 @@ mod tests {
             assert_eq!(answer["sessionRecording"], false, "{uri}");
             assert_eq!(answer["supportedCompression"], json!(["gzip", "gzip-js"]));
         }
-        let request = Request::get("/api/feature_flag/local_evaluation/?token=t&send_cohorts")
-            .body(Body::empty())
-            .unwrap();
-        let (status, _, body) = send(&router, request).await;
-        assert_eq!(status, StatusCode::OK);
-        let answer: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(
-            answer,
-            json!({"flags": [], "group_type_mapping": {}, "cohorts": {}})
-        );
+        // Local evaluation, where posthog-python 7.11.2+ and posthog-node 5.29.4+ poll, and
+        // where the versions before them did.
+        for uri in [
+            "/flags/definitions?token=t&send_cohorts",
+            "/api/feature_flag/local_evaluation/?token=t&send_cohorts",
+        ] {
+            let request = Request::get(uri).body(Body::empty()).unwrap();
+            let (status, _, body) = send(&router, request).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            let answer: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                answer,
+                json!({"flags": [], "group_type_mapping": {}, "cohorts": {}})
+            );
+        }
     }
 
     #[tokio::test]
