@@ -271,8 +271,12 @@ pub fn exception(raw: &RawValue, key: Option<&str>) -> Report {
         "fingerprint",
         take_string(&mut rest, &["properties", "$exception_fingerprint"]),
     );
-    let ts = take_string(&mut rest, &["timestamp"]);
-    occurrence.timestamp(ts.as_deref().and_then(report::rfc3339_to_ms));
+    // A time that is no RFC 3339 stays in `custom`.
+    let ts = (rest.get("timestamp").and_then(|t| t.as_str())).and_then(report::rfc3339_to_ms);
+    if ts.is_some() {
+        rest.remove("timestamp");
+    }
+    occurrence.timestamp(ts);
     occurrence.finish(id, rest, text, SECRETS)
 }
 
