@@ -7,6 +7,11 @@
 //! without CORS headers, so Chromium refuses the fetch (a `TypeError` and a CORS console error)
 //! and nothing of them reaches Kafka.
 //!
+//! The other tests drive, the same way, the browser SDKs whose endpoints inlet stands in for,
+//! from the npm packages `tests/sdk/install.sh` installs: rollbar.js, posthog-js (inline, and
+//! loaded from inlet's `/static/array.js` by PostHog's snippet) and Segment's analytics.js
+//! (its settings loaded from inlet as its CDN). What each sends must land in Kafka exactly once.
+//!
 //! Chromium: `$CHROMIUM_BIN`, else `/usr/bin/chromium` (`apt-get install -y chromium`;
 //! `tests/run.sh` installs it when missing).
 
@@ -613,10 +618,27 @@ async fn posthog_js_in_chromium_delivers_its_events_exactly_once() {
 
 /// posthog-js's `dist/array.js` from the SDKs `tests/sdk/install.sh` installs.
 fn posthog_js() -> String {
+    read_node_module("posthog-js/dist/array.js")
+}
+
+/// `path` in the `node_modules` of the SDKs `tests/sdk/install.sh` installs (under
+/// `$CARGO_TARGET_DIR`, else `target`), or a failure that says to install them.
+fn node_module(path: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = target.join("sdk/node/node_modules/posthog-js/dist/array.js");
+    let path = target.join("sdk/node/node_modules").join(path);
+    assert!(
+        path.exists(),
+        "{} is missing: run tests/sdk/install.sh",
+        path.display()
+    );
+    path
+}
+
+/// The text of the file `path` of [`node_module`].
+fn read_node_module(path: &str) -> String {
+    let path = node_module(path);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}: run tests/sdk/install.sh", path.display()))
 }
@@ -662,4 +684,341 @@ setTimeout(async () => {{
 </script></body></html>
 "#
     )
+}
+
+/// PostHog's HTML snippet, verbatim (PostHog's "Web snippet" installation): it defines a stub
+/// `posthog` that queues every call, and loads `{api_host}/static/array.js`, which replaces the
+/// stub and replays the queue.
+const POSTHOG_SNIPPET: &str = r#"!function(t,e){var o,n,p,r;e.__SV||(window.posthog=e,e._i=[],e.init=function(i,s,a){function g(t,e){var o=e.split(".");2==o.length&&(t=t[o[0]],e=o[1]),t[e]=function(){t.push([e].concat(Array.prototype.slice.call(arguments,0)))}}(p=t.createElement("script")).type="text/javascript",p.async=!0,p.src=s.api_host.replace(".i.posthog.com","-assets.i.posthog.com")+"/static/array.js",(r=t.getElementsByTagName("script")[0]).parentNode.insertBefore(p,r);var u=e;for(void 0!==a?u=e[a]=[]:a="posthog",u.people=u.people||[],u.toString=function(t){var e="posthog";return"posthog"!==a&&(e+="."+a),t||(e+=" (stub)"),e},u.people.toString=function(){return u.toString(1)+".people (stub)"},o="init capture register register_once register_for_session unregister unregister_for_session getFeatureFlag getFeatureFlagPayload isFeatureEnabled reloadFeatureFlags updateEarlyAccessFeatureEnrollment getEarlyAccessFeatures on onFeatureFlags onSessionId getSurveys getActiveMatchingSurveys renderSurvey canRenderSurvey getNextSurveyStep identify setPersonProperties group resetGroups setPersonPropertiesForFlags resetPersonPropertiesForFlags setGroupPropertiesForFlags resetGroupPropertiesForFlags reset get_distinct_id getGroups get_session_id get_session_replay_url alias set_config startSessionRecording stopSessionRecording sessionRecordingStarted captureException loadToolbar get_property getSessionProperty createPersonProfile opt_in_capturing opt_out_capturing has_opted_in_capturing has_opted_out_capturing clear_opt_in_out_capturing debug".split(" "),n=0;n<o.length;n++)g(u,o[n]);e._i.push([i,s,a])},e.__SV=1)}(document,window.posthog||[]);"#;
+
+/// The custom event the snippet's page captures.
+const PLAN_CHOSEN: &str = "plan_chosen";
+
+/// PostHog's snippet, verbatim, with `api_host` pointing at inlet, which serves posthog-js's
+/// npm `dist/` (`posthog_static_dir`): the snippet loads posthog-js from inlet's
+/// `/static/array.js`, and posthog-js loads what else it needs from inlet too (its remote
+/// configuration, the exception autocapture extension that `capture_exceptions` asks for).
+/// The page captures a custom event and an exception through the stub, before posthog-js has
+/// loaded; with the page view posthog-js captures itself, each lands in Kafka exactly once:
+/// the two events as beacons, the `$exception` as an occurrence with the page's message (the
+/// token may send both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posthog_snippet_loads_posthog_js_from_inlet_and_its_exception_lands_as_an_occurrence() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let chromium = chromium_bin();
+    let dist = node_module("posthog-js/dist/array.js")
+        .parent()
+        .unwrap()
+        .to_owned();
+    let marker = format!("snippet-{}", uuid::Uuid::now_v7().simple());
+    let kafka = Kafka::start("posthog_snippet").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |s| {
+        s.posthog_static_dir = Some(dist);
+    })
+    .await;
+    gw.wait_ready().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_origin = format!("http://{}", listener.local_addr().unwrap());
+    let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let html = Arc::new(posthog_snippet_page(&gw.url, &marker));
+    let server = tokio::spawn(serve_page(listener, html, report_tx));
+
+    let scripts_before = (
+        requests_total(&gw, "/static/{file}", 200).await,
+        requests_total(&gw, "/static/{version}/{file}", 200).await,
+    );
+    let browser = Chromium::start(&chromium, &format!("{page_origin}/"));
+    let report = page_report(&browser, &mut reports).await;
+    println!("posthog-js, loaded by the snippet, reported:\n{report:#}");
+    assert_eq!(report["loaded"], true, "posthog-js replaced the stub");
+    assert_eq!(report["version"], "1.449.2", "the posthog-js inlet served");
+    assert_eq!(report["errors"], json!([]), "posthog-js logged errors");
+    assert_eq!(
+        report["exception_autocapture"], true,
+        "posthog-js loaded its exception autocapture from inlet"
+    );
+    // The snippet's `array.js` from `/static/{file}`; the extension, which posthog-js asks for
+    // under its version, from `/static/{version}/{file}`.
+    let scripts = (
+        requests_total(&gw, "/static/{file}", 200).await - scripts_before.0,
+        requests_total(&gw, "/static/{version}/{file}", 200).await - scripts_before.1,
+    );
+    assert_eq!(
+        scripts,
+        (1, 1),
+        "scripts inlet served (array.js, the extension)"
+    );
+    let seen: Vec<(String, String)> = serde_json::from_value(report["seen"].clone()).unwrap();
+    let mut names: Vec<&str> = seen.iter().map(|(event, _)| event.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["$exception", "$pageview", PLAN_CHOSEN]);
+    let uuid_of = |name: &str| seen.iter().find(|(e, _)| e == name).unwrap().1.clone();
+    let session = report["session_id"].as_str().unwrap();
+    let distinct_id = report["distinct_id"].as_str().unwrap();
+
+    let (beacons, occurrences) = kafka.both((2, 1), Duration::from_millis(1500)).await;
+    drop(browser);
+    assert_eq!(beacons.len(), 2, "{beacons:#?}");
+    let mut by_id = BTreeMap::new();
+    for c in &beacons {
+        let Some(Event::Beacon(b)) = &c.envelope.event else {
+            panic!("not a beacon: {c:?}");
+        };
+        assert_eq!(c.envelope.source, "posthog");
+        assert_eq!(c.envelope.token_id, "sdk");
+        assert_eq!((c.key.as_str(), b.session_id.as_str()), (session, session));
+        assert_eq!(b.user_id, distinct_id);
+        assert_eq!(b.url, format!("{page_origin}/"));
+        assert!(!b.props_json.contains(SDK), "the key is not kept");
+        let previous = by_id.insert(c.envelope.event_id.clone(), b.clone());
+        assert!(previous.is_none(), "{} landed twice", c.envelope.event_id);
+    }
+    for event in ["$pageview", PLAN_CHOSEN] {
+        let uuid = uuid_of(event);
+        let landed = by_id.get(&uuid).map(|b| b.event.as_str());
+        assert_eq!(landed, Some(event), "{event} {uuid}: {by_id:#?}");
+    }
+    let chosen = &by_id[&uuid_of(PLAN_CHOSEN)];
+    let props: Value = serde_json::from_str(&chosen.props_json).unwrap();
+    assert_eq!(props["marker"], marker.as_str(), "{props:#}");
+
+    assert_eq!(occurrences.len(), 1, "{occurrences:#?}");
+    let one = &occurrences[0];
+    assert_eq!(one.envelope.event_id, uuid_of("$exception"));
+    assert_eq!(one.envelope.source, "posthog");
+    assert_eq!(one.envelope.token_id, "sdk");
+    let Some(Event::Occurrence(o)) = &one.envelope.event else {
+        panic!("not an occurrence: {one:?}");
+    };
+    assert_eq!(o.level, inlet::proto::Level::Error as i32);
+    let e = o.exception.as_ref().expect("an exception");
+    assert_eq!((e.class.as_str(), e.message.as_str()), ("Error", &*marker));
+    assert!(
+        e.frames
+            .iter()
+            .any(|f| f.lineno > 0 && f.filename.starts_with(&page_origin)),
+        "a frame of the page: {e:?}"
+    );
+    server.abort();
+    assert!(gw.stop().await.is_ok());
+}
+
+/// The page: the snippet, initialised against `inlet` as PostHog's instructions write it
+/// (but for `opt_out_useragent_filter`: posthog-js drops a headless browser's events as a
+/// bot's otherwise), then, through the stub, records each event posthog-js captures
+/// (`eventCaptured`), captures a custom event and an `Error` whose message is `marker`; once
+/// posthog-js has loaded and captured the three, it reports.
+fn posthog_snippet_page(inlet: &str, marker: &str) -> String {
+    let config = json!({"marker": marker, "event": PLAN_CHOSEN});
+    format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Pricing</title>
+<script>
+const errors = [];
+const consoleError = console.error;
+console.error = (...args) => {{ errors.push(args.map(String).join(" ")); consoleError(...args); }};
+window.addEventListener("error", (e) => errors.push("uncaught: " + e.message));
+</script>
+<script>
+    {POSTHOG_SNIPPET}
+    posthog.init('{SDK}', {{api_host: '{inlet}', person_profiles: 'identified_only', capture_exceptions: true, opt_out_useragent_filter: true}})
+</script>
+</head>
+<body><p id="status">running</p>
+<script>
+const C = {config};
+const seen = [];
+posthog.on("eventCaptured", (event) => seen.push([event.event, event.uuid]));
+posthog.capture(C.event, {{marker: C.marker}});
+posthog.captureException(new Error(C.marker));
+const waitForPosthog = setInterval(async () => {{
+  if (!posthog.__loaded || seen.length < 3) return;
+  clearInterval(waitForPosthog);
+  const extensions = window.__PosthogExtensions__ || {{}};
+  const report = {{loaded: posthog.__loaded, version: posthog.version, seen, errors,
+                  exception_autocapture: typeof extensions.errorWrappingFunctions === "object",
+                  distinct_id: posthog.get_distinct_id(), session_id: posthog.get_session_id()}};
+  document.getElementById("status").textContent = JSON.stringify(report);
+  await fetch("/report", {{method: "POST", body: JSON.stringify(report)}});
+}}, 50);
+</script></body></html>
+"#
+    )
+}
+
+/// analytics.js (`@segment/analytics-next`'s browser build, `dist/umd/index.js`, inline) in
+/// Chromium, loaded with `cdnURL` pointing at inlet: it loads its settings from inlet
+/// (`/v1/projects/{writeKey}/settings`, whose `apiHost` is inlet) and sends an identify, a
+/// track and a page call, each with its key as `Authorization: Basic`, so preflighted, to
+/// `/v1/i`, `/v1/t` and `/v1/p`; then, on a second page load in its batching mode (two calls
+/// a batch, the rest after 500 ms), the same three to `/v1/b`. Each call lands in Kafka
+/// exactly once, as a beacon whose id is its `messageId`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_js_in_chromium_loads_its_settings_from_inlet_and_delivers_each_call_once() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let chromium = chromium_bin();
+    let analytics_js = read_node_module("@segment/analytics-next/dist/umd/index.js");
+    let marker = format!("ajs-{}", uuid::Uuid::now_v7().simple());
+    let kafka = Kafka::start("analytics_js").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
+    gw.wait_ready().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_origin = format!("http://{}", listener.local_addr().unwrap());
+    add_page_token(&gw, &page_origin).await;
+    let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let html = Arc::new(analytics_js_page(&gw.url, &analytics_js, &marker));
+    let server = tokio::spawn(serve_page(listener, html, report_tx));
+
+    const ROUTES: [(&str, u16); 7] = [
+        ("/v1/projects/{write_key}/settings", 200),
+        ("/v1/i", 200),
+        ("/v1/t", 200),
+        ("/v1/p", 200),
+        ("/v1/t", 204),
+        ("/v1/b", 200),
+        ("/v1/b", 204),
+    ];
+    let mut before = Vec::new();
+    for (route, status) in ROUTES {
+        before.push(requests_total(&gw, route, status).await);
+    }
+    // One page load a delivery mode, each in a browser with its own profile (so its own
+    // anonymous id), open until what it sent is read back: in the batching mode, the last
+    // call goes out 500 ms after the page has reported.
+    let mut runs = Vec::new();
+    for mode in ["standard", "batching"] {
+        let browser = Chromium::start(&chromium, &format!("{page_origin}/#{mode}"));
+        let report = page_report(&browser, &mut reports).await;
+        println!("analytics.js ({mode}) reported:\n{report:#}");
+        assert_eq!(report["mode"], mode);
+        assert_eq!(report["errors"], json!([]), "analytics.js logged errors");
+        assert_eq!(report["failed"], json!([]), "deliveries failed");
+        assert_eq!(report["user_id"], format!("user-{marker}"));
+        runs.push((browser, report));
+    }
+
+    let landed = kafka.beacons(6, Duration::from_millis(1500)).await;
+    let reports: Vec<Value> = runs.into_iter().map(|(_, report)| report).collect();
+    let mut served = BTreeMap::new();
+    for ((route, status), before) in ROUTES.into_iter().zip(before) {
+        let count = requests_total(&gw, route, status).await - before;
+        served.insert(format!("{route} {status}"), count);
+    }
+    assert_eq!(landed.len(), 6, "{landed:#?}");
+    let mut by_id = BTreeMap::new();
+    for c in &landed {
+        let Some(Event::Beacon(b)) = &c.envelope.event else {
+            panic!("not a beacon: {c:?}");
+        };
+        assert_eq!(c.envelope.source, "segment");
+        assert_eq!(c.envelope.token_id, "page");
+        assert!(!b.props_json.contains(PAGE_TOKEN), "the key is not kept");
+        let previous = by_id.insert(c.envelope.event_id.clone(), (c, b.clone()));
+        assert!(previous.is_none(), "{} landed twice", c.envelope.event_id);
+    }
+    for report in &reports {
+        let anonymous_id = report["anonymous_id"].as_str().unwrap();
+        for (call, event) in [
+            ("identify", "identify".to_owned()),
+            ("track", format!("Clicked {marker}")),
+            ("page", "page".to_owned()),
+        ] {
+            let id = report["ids"][call].as_str().unwrap_or_default();
+            let Some((c, b)) = by_id.get(id) else {
+                panic!("the {call} call {id:?} did not land: {by_id:#?}");
+            };
+            assert_eq!(b.event, event, "{call}");
+            assert_eq!(
+                (c.key.as_str(), b.session_id.as_str()),
+                (anonymous_id, anonymous_id)
+            );
+            assert_eq!(b.user_id, format!("user-{marker}"), "{call}");
+            assert_eq!(c.envelope.user_agent, report["ua"], "{call}");
+            // analytics.js's page context: the URL without its fragment.
+            assert_eq!(b.url, format!("{page_origin}/"), "{call}");
+            assert_eq!(b.title, "Product", "{call}");
+        }
+        let track = &by_id[report["ids"]["track"].as_str().unwrap()].1;
+        let props: Value = serde_json::from_str(&track.props_json).unwrap();
+        assert_eq!(props["button"], "buy", "{props:#}");
+        assert_eq!(props["mode"], report["mode"], "{props:#}");
+    }
+    // The settings once a page; the first page's calls one by one, preflighted (Chromium may
+    // cache a path's preflight, so the first); the second's in two batches.
+    let expected: BTreeMap<String, u64> = ROUTES
+        .iter()
+        .map(|(route, status)| format!("{route} {status}"))
+        .zip([2, 1, 1, 1, 1, 2, 1])
+        .collect();
+    assert_eq!(served, expected, "requests inlet answered");
+    server.abort();
+    assert!(gw.stop().await.is_ok());
+}
+
+/// The page: analytics.js inline (its text holds no `</script`), loaded with the page token as
+/// its write key and inlet as its CDN, in the delivery mode the URL's fragment names; it
+/// records every console error, makes its three calls, and reports their `messageId`s and the
+/// deliveries analytics.js gave up on.
+fn analytics_js_page(inlet: &str, analytics_js: &str, marker: &str) -> String {
+    assert!(
+        !analytics_js.contains("</script"),
+        "analytics.js cannot be inlined"
+    );
+    let config = json!({
+        "inlet": inlet,
+        "token": PAGE_TOKEN,
+        "user": format!("user-{marker}"),
+        "event": format!("Clicked {marker}"),
+    });
+    format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Product</title>
+<script>
+const errors = [];
+const consoleError = console.error;
+console.error = (...args) => {{ errors.push(args.map(String).join(" ")); consoleError(...args); }};
+window.addEventListener("error", (e) => errors.push("uncaught: " + e.message));
+</script>
+<script>{analytics_js}</script></head>
+<body><p id="status">running</p>
+<script>
+const C = {config};
+const mode = location.hash.slice(1);
+const batching = {{"Segment.io": {{deliveryStrategy: {{strategy: "batching",
+                                                    config: {{size: 2, timeout: 500}}}}}}}};
+(async () => {{
+  const analytics = AnalyticsNext.AnalyticsBrowser.load(
+    {{writeKey: C.token, cdnURL: C.inlet}},
+    mode === "batching" ? {{integrations: batching}} : {{}});
+  const calls = await Promise.all([
+    analytics.identify(C.user, {{plan: "pro"}}),
+    analytics.track(C.event, {{button: "buy", mode}}),
+    analytics.page(),
+  ]);
+  const [instance] = await analytics;
+  const report = {{mode, errors, ua: navigator.userAgent,
+    ids: Object.fromEntries(calls.map((ctx) => [ctx.event.type, ctx.event.messageId])),
+    failed: calls.filter((ctx) => ctx.failedDelivery())
+                 .map((ctx) => ctx.event.type + ": " + ctx.failedDelivery().reason),
+    anonymous_id: instance.user().anonymousId(), user_id: instance.user().id()}};
+  document.getElementById("status").textContent = JSON.stringify(report);
+  await fetch("/report", {{method: "POST", body: JSON.stringify(report)}});
+}})().catch((e) => fetch("/report", {{method: "POST",
+                                     body: JSON.stringify({{mode, errors, fatal: String(e)}})}}));
+</script></body></html>
+"#
+    )
+}
+
+/// The report the page in `browser` posts to `/report`, as JSON, waiting up to
+/// [`REPORT_TIMEOUT`] for it.
+async fn page_report(browser: &Chromium, reports: &mut mpsc::UnboundedReceiver<String>) -> Value {
+    let report = match tokio::time::timeout(REPORT_TIMEOUT, reports.recv()).await {
+        Ok(Some(r)) => r,
+        _ => panic!(
+            "the page did not report within {REPORT_TIMEOUT:?}; Chromium's log:\n{}",
+            browser.log_tail()
+        ),
+    };
+    serde_json::from_str(&report).expect("the report is JSON")
 }

@@ -4,6 +4,7 @@
 #
 #   target/sdk/python   pip --target: sentry-sdk, rollbar, honeybadger, segment-analytics-python, posthog
 #   target/sdk/node     npm ci: @sentry/node, @sentry/browser, rollbar, @segment/analytics-node,
+#                       @segment/analytics-next (analytics.js),
 #                       posthog-node, posthog-js (the browser SDKs are loaded from here into Chromium)
 #
 # Skips each part when what is installed was installed from the same pins (a stamp holds the
