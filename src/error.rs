@@ -160,6 +160,19 @@ impl ApiError {
         }
     }
 
+    /// The `outcome` label, as `inlet_events_total` has it, of the events of a request this
+    /// error refused whole (`refused` for a reason of the request rather than of its events:
+    /// a lane its token may not send).
+    pub fn outcome(&self) -> &'static str {
+        match self.status() {
+            StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::BAD_REQUEST => "invalid",
+            status if status.is_server_error() => "unavailable",
+            _ => "refused",
+        }
+    }
+
     /// Seconds a client should wait before retrying, for the `Retry-After` header.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {

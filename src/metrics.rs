@@ -26,9 +26,9 @@ pub const HTTP_BODY_BYTES: &str = "inlet_http_request_body_bytes";
 /// Events by `kind` and `outcome` (accepted, duplicate, invalid, rate_limited, too_large,
 /// unavailable).
 pub const EVENTS: &str = "inlet_events_total";
-/// What an SDK endpoint received, produced or not, by `source` (the protocol) and `type` (the
-/// SDK's message or item type, from a closed set per source: Sentry item types, `item` for
-/// Rollbar, `notice` for Honeybadger, Segment call types, PostHog event kinds).
+/// What an SDK endpoint received, by `source` (the protocol), `type` (the SDK's message or item
+/// type, from a closed set per source: Sentry item types, Rollbar's and Honeybadger's kinds,
+/// Segment call types, PostHog event kinds) and `outcome` (as `inlet_events_total` has it).
 pub const SDK_ITEMS: &str = "inlet_sdk_items_total";
 /// Counter: requests whose handler panicked, answered 500 `internal_error`, by `route` (a bug).
 pub const HTTP_PANICS: &str = "inlet_http_panics_total";
@@ -165,7 +165,7 @@ pub fn install() -> PrometheusHandle {
             metrics::describe_counter!(EVENTS, "Events by kind and outcome.");
             metrics::describe_counter!(
                 SDK_ITEMS,
-                "What an SDK endpoint received, by source and item type, produced or not."
+                "What an SDK endpoint received, by source, item type and outcome."
             );
             metrics::describe_counter!(
                 RATE_LIMITED,

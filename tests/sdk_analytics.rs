@@ -72,7 +72,9 @@ async fn segment_sdks_deliver_every_call_exactly_once() {
     check_landed(&kafka, &expected, "segment").await;
     let metrics = gw.metrics().await;
     for call in ["track", "page", "screen", "identify", "group", "alias"] {
-        let line = format!("inlet_sdk_items_total{{source=\"segment\",type=\"{call}\"}}");
+        let line = format!(
+            "inlet_sdk_items_total{{source=\"segment\",type=\"{call}\",outcome=\"accepted\"}}"
+        );
         assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
     }
     assert!(gw.stop().await.is_ok());

@@ -12,10 +12,11 @@
 //!    (`http::body`: as sent, at a minimum rate, decoded);
 //! 3. the translation into a batch, on the blocking pool when the body is large;
 //! 4. a key read from the body, when the head had none: authenticated and admitted;
-//! 5. the items counted (`inlet_sdk_items_total`), the count of events capped, the batch handed
-//!    to the [pipeline](crate::pipeline) with the body's batches of other lanes (an SDK's other
-//!    items, for the `item` lane), each admitted for its lane, answered as one;
-//! 6. the answer (or the error) in the protocol's shape.
+//! 5. the count of events capped, the batch handed to the [pipeline](crate::pipeline) with the
+//!    body's batches of other lanes (an SDK's other items, for the `item` lane), each admitted
+//!    for its lane, answered as one;
+//! 6. the items counted by outcome (`inlet_sdk_items_total`), and the answer (or the error) in
+//!    the protocol's shape.
 //!
 //! A panic anywhere in these steps (a translation bug) is caught: the request is answered 500
 //! `internal_error` in the protocol's shape, logged with its route and counted
@@ -195,7 +196,7 @@ async fn run<P: Protocol>(
         Some(auth) => auth,
         None => authorize(&state, &parts, lane, translation.key)?,
     };
-    translation.items.count(translation.batch.source);
+    let (source, items) = (translation.batch.source, translation.items);
     let mut also = translation.also;
     if let Some((other, instead)) = translation.instead {
         if !auth.token.allows(other) {
@@ -207,14 +208,27 @@ async fn run<P: Protocol>(
         .chain(also)
         .filter(|batch| !batch.is_empty())
         .collect();
+    let answer = ingest(protocol, &state, &parts, &auth, batches, limits.max_events).await;
+    items.count(source, answer.as_ref());
+    Ok((answer?, translation.receipt))
+}
+
+/// The batches of a request, each admitted for its lane, handed to the pipeline (steps 5 and
+/// 6 of the module's doc): the answer, or the error that refused them all.
+async fn ingest<P: Protocol>(
+    protocol: P,
+    state: &AppState,
+    parts: &Parts,
+    auth: &Authenticated,
+    batches: Vec<Batch>,
+    max_events: usize,
+) -> Result<Answer, ApiError> {
     let events: usize = batches.iter().map(Batch::len).sum();
-    if events > limits.max_events {
-        return Err(ApiError::TooManyEvents {
-            limit: limits.max_events,
-        });
+    if events > max_events {
+        return Err(ApiError::TooManyEvents { limit: max_events });
     }
     // The protocol's own lane was admitted with the key; the body's other lanes are now.
-    for batch in batches.iter().filter(|batch| batch.kind != lane) {
+    for batch in batches.iter().filter(|batch| batch.kind != protocol.lane()) {
         let origin = request_origin(&parts.headers);
         (state.pipeline).admit(&auth.token, batch.kind, origin.as_deref())?;
     }
@@ -236,7 +250,7 @@ async fn run<P: Protocol>(
             return Err(ApiError::Unavailable(failure));
         }
     }
-    Ok((answer, translation.receipt))
+    Ok(answer)
 }
 
 /// The translation step: in place, or on the blocking pool when the protocol says the body is

@@ -246,7 +246,8 @@ mod tests {
     #[tokio::test]
     async fn insights_events_are_items_one_a_line() {
         let sink = Arc::new(MemorySink::accepting());
-        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let state = state(Arc::clone(&sink), |_| {});
+        let router = public_router(state.clone());
         // As honeybadger-python 1.3.0 sends them: no trailing newline, its own header case.
         let body = "{\"event_type\": \"user.signup\", \"ts\": \"2026-12-07T19:20:11.992053Z\"}\n\
                     {\"event_type\": \"order.completed\", \"total\": 49.99}";
@@ -291,6 +292,14 @@ mod tests {
         let answer: Value = serde_json::from_slice(&answer).unwrap();
         assert_eq!(answer["code"], "not_an_object");
         assert_eq!(sink.records().len(), 3);
+        // Each item counted under its own outcome (no other test sends Honeybadger events).
+        let metrics = state.metrics.render();
+        for (outcome, n) in [("accepted", 3), ("invalid", 2)] {
+            let line = format!(
+                "inlet_sdk_items_total{{source=\"honeybadger\",type=\"event\",outcome=\"{outcome}\"}} {n}"
+            );
+            assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
+        }
     }
 
     #[tokio::test]

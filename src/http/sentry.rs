@@ -88,7 +88,7 @@ impl Protocol for Sentry {
                     })
                     .collect::<Result<Vec<_>, ApiError>>()?;
                 let mut items = Items::default();
-                envelope.item_types.iter().for_each(|kind| items.add(kind));
+                envelope.labels().for_each(|kind| items.add(kind));
                 (reports, others, envelope.event_id, items, envelope.dsn_key)
             }
             Sentry::Store => {

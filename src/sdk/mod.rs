@@ -18,10 +18,14 @@ pub mod rollbar;
 pub mod segment;
 pub mod sentry;
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
+use crate::error::ApiError;
 use crate::event::{ObjectText, Source};
 use crate::metrics;
+use crate::pipeline::Answer;
 
 pub use crate::batch::{Translated, Untranslated};
 
@@ -108,31 +112,58 @@ pub fn without_secrets(raw: &str, secrets: Secrets) -> String {
     }
 }
 
-/// The items of one SDK request, by the SDK's name for their type (a closed set per source),
-/// counted in `inlet_sdk_items_total` once the request is authenticated.
+/// The items of one SDK request, each by the SDK's name for its type (a closed set per
+/// source), in the order of the events the request's batches hold (its own lane's, then those
+/// of [`also`](crate::http::adapter::Translation::also)): counted in `inlet_sdk_items_total`
+/// once the request is answered, each with the outcome of its event.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Items(Vec<(&'static str, usize)>);
+pub struct Items(Vec<&'static str>);
 
 impl Items {
     /// One item of `kind`.
     pub fn one(kind: &'static str) -> Items {
-        Items(vec![(kind, 1)])
+        Items(vec![kind])
     }
 
-    /// Adds an item of `kind`.
+    /// Adds an item of `kind`, after the others.
     pub fn add(&mut self, kind: &'static str) {
-        match self.0.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, count)) => *count += 1,
-            None => self.0.push((kind, 1)),
-        }
+        self.0.push(kind);
     }
 
-    /// Counts them as received, produced or not, by an endpoint of `source`
-    /// (`inlet_sdk_items_total`).
-    pub fn count(self, source: Source) {
-        for (kind, count) in self.0 {
-            ::metrics::counter!(metrics::SDK_ITEMS, "source" => source.as_str(), "type" => kind)
-                .increment(count as u64);
+    /// Adds `more`, after these.
+    pub fn extend(&mut self, more: Items) {
+        self.0.extend(more.0);
+    }
+
+    /// Counts them, received by an endpoint of `source` (`inlet_sdk_items_total`), each under
+    /// its event's outcome in the request's `answer` (`accepted`, or the refusal's outcome as
+    /// `inlet_events_total` has it), or the outcome of the error that refused them all.
+    pub fn count(self, source: Source, answer: Result<&Answer, &ApiError>) {
+        let refused = answer.as_ref().err().map(|error| error.outcome());
+        let rejected: HashMap<usize, &'static str> = match answer {
+            Ok(answer) => (answer.rejected.iter())
+                .map(|r| (r.index, r.refusal.outcome()))
+                .collect(),
+            Err(_) => HashMap::new(),
+        };
+        let mut counts: Vec<((&'static str, &'static str), u64)> = Vec::new();
+        for (index, kind) in self.0.into_iter().enumerate() {
+            let outcome = refused
+                .or_else(|| rejected.get(&index).copied())
+                .unwrap_or("accepted");
+            match counts.iter_mut().find(|(key, _)| *key == (kind, outcome)) {
+                Some((_, n)) => *n += 1,
+                None => counts.push(((kind, outcome), 1)),
+            }
+        }
+        for ((kind, outcome), n) in counts {
+            ::metrics::counter!(
+                metrics::SDK_ITEMS,
+                "source" => source.as_str(),
+                "type" => kind,
+                "outcome" => outcome
+            )
+            .increment(n);
         }
     }
 }

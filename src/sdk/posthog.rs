@@ -154,18 +154,21 @@ pub struct Translation {
 
 /// Translates each event in order, refusing those that name a token other than `key` (the
 /// body's); adds each to `items`.
+/// The items are added in the order of the events produced: the beacons, then the exceptions.
 pub fn translate(events: &[&RawValue], key: Option<&str>, items: &mut Items) -> Translation {
     let mut translation = Translation::default();
+    let mut exception_items = Items::default();
     for event in events {
-        let beacon = translate_one(event, key, items);
         match is_exception(event) {
             true => {
+                let beacon = translate_one(event, key, &mut exception_items);
                 translation.exceptions.push(exception(event, key));
                 translation.exceptions_as_beacons.push(beacon);
             }
-            false => translation.beacons.push(beacon),
+            false => translation.beacons.push(translate_one(event, key, items)),
         }
     }
+    items.extend(exception_items);
     translation
 }
 

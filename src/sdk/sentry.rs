@@ -68,8 +68,15 @@ pub struct Envelope<'a> {
     pub events: Vec<&'a [u8]>,
     /// Its other items, in order.
     pub others: Vec<Other<'a>>,
-    /// The type of every item, `event`s included, for the metric.
-    pub item_types: Vec<&'static str>,
+}
+
+impl Envelope<'_> {
+    /// The type label of every item, in the order their events are produced: the `event`s,
+    /// then the others.
+    pub fn labels(&self) -> impl Iterator<Item = &'static str> + '_ {
+        let events = self.events.iter().map(|_| "event");
+        events.chain(self.others.iter().map(|other| item_type(&other.kind)))
+    }
 }
 
 /// The envelope header: the field inlet reads of it (the rest is skipped, not built).
@@ -133,7 +140,6 @@ pub fn envelope(body: &[u8]) -> Result<Envelope<'_>, String> {
         dsn_key: header.dsn.as_deref().and_then(dsn_key),
         events: Vec::new(),
         others: Vec::new(),
-        item_types: Vec::new(),
     };
     while !rest.is_empty() {
         let (header, after) = line(rest);
@@ -141,7 +147,7 @@ pub fn envelope(body: &[u8]) -> Result<Envelope<'_>, String> {
             rest = after;
             continue;
         }
-        let index = envelope.item_types.len();
+        let index = envelope.events.len() + envelope.others.len();
         let head: ItemHeader = serde_json::from_slice(header)
             .map_err(|e| format!("item {index}: its header is not valid: {e}"))?;
         let (payload, after) = match head.length {
@@ -153,7 +159,6 @@ pub fn envelope(body: &[u8]) -> Result<Envelope<'_>, String> {
             Some(length) => (&after[..length], skip_newline(&after[length..])),
             None => line(after),
         };
-        envelope.item_types.push(item_type(&head.kind));
         if head.kind == "event" {
             envelope.events.push(payload);
         } else {
@@ -355,7 +360,7 @@ mod tests {
     #[test]
     fn sentry_python_exception_maps_its_fields() {
         let envelope = envelope(EXCEPTION).unwrap();
-        assert_eq!(envelope.item_types, ["event"]);
+        assert_eq!(envelope.labels().collect::<Vec<_>>(), ["event"]);
         let report = &first_event(&envelope);
         assert_eq!(
             report.id.simple().to_string(),
@@ -411,8 +416,8 @@ mod tests {
             {\"type\":\"client_report\",\"length\":2}\n{}";
         let envelope = envelope(body).unwrap();
         assert_eq!(
-            envelope.item_types,
-            ["session", "attachment", "event", "client_report"]
+            envelope.labels().collect::<Vec<_>>(),
+            ["event", "session", "attachment", "client_report"]
         );
         let o = translated(&first_event(&envelope));
         assert_eq!(o["level"], "critical");

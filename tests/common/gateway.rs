@@ -13,6 +13,8 @@ use inlet::auth::Tokens;
 use inlet::config::{Config, Settings};
 use inlet::proto;
 use inlet::sink::kafka::KafkaSink;
+use inlet::sink::spool::{Options, SpoolSink};
+use inlet::sink::Sink;
 use prost::Message as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -150,7 +152,7 @@ pub struct Gateway {
     /// `http://127.0.0.1:PORT` of the admin listener.
     pub admin: String,
     pub config: Config,
-    /// The producer, for fault injection.
+    /// The producer (behind the spool under `spool` delivery), for fault injection.
     pub sink: Arc<KafkaSink>,
     pub tokens_file: PathBuf,
     pub http: reqwest::Client,
@@ -187,11 +189,18 @@ impl Gateway {
         let admin_url = format!("http://{}", admin.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let sink = Arc::new(KafkaSink::new(&config.kafka, &config.lanes).expect("producer"));
+        // Under `spool`, the spool in front of the producer, as `inlet` builds it.
+        let serving: Arc<dyn Sink> = match &config.spool {
+            Some(spool) => {
+                Arc::new(SpoolSink::open(Options::new(spool), sink.clone()).expect("spool"))
+            }
+            None => sink.clone(),
+        };
         let tokens = Tokens::load(&tokens_file).expect("test registry");
         let task = tokio::spawn(inlet::server::run(
             config.clone(),
             tokens,
-            sink.clone(),
+            serving,
             inlet::server::Listeners { public, admin },
             async move {
                 let _ = rx.await;
