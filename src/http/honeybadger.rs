@@ -12,10 +12,10 @@
 //!   JSON object of its fields; 201 `{}`.
 //!
 //! Each with or without the trailing slash. The key is `X-API-Key`, else (events, deploys,
-//! check-ins) the `api_key` parameter (or a deploy's field); a check-in by slug carries it in its path. A check-in by
-//! id carries none (Honeybadger knows its ids; inlet does not): it needs `X-API-Key` (as
-//! honeybadger-php sends) or `?api_key=`. Errors are `{"error": M, "code": C}` with inlet's
-//! status, `Retry-After` on 429 and 503.
+//! check-ins) the `api_key` parameter (or a deploy's field); a check-in by slug carries it in
+//! its path. A check-in by id carries none (Honeybadger knows its ids; inlet does not): it needs
+//! `X-API-Key` (as honeybadger-php sends) or `?api_key=`. Errors are `{"error": M, "code": C}`
+//! with inlet's status, `Retry-After` on 429 and 503.
 
 use axum::http::request::Parts;
 use axum::http::StatusCode;
