@@ -158,18 +158,13 @@ async fn sentry_node_with_tracing_and_a_session_lands_every_item() {
 }
 
 async fn quickstart_lands_every_item(language: Language) {
-    let kafka = Kafka::start(&format!("sdk-sentry-quickstart-{}", language.name())).await;
-    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
-    gw.wait_ready().await;
     let sdk = Sdk {
         language,
         name: "sentry-quickstart",
         source: "sentry",
     };
-    let url = gw.url.clone();
-    let sent = tokio::task::spawn_blocking(move || run_sdk(sdk, &url, DSN_KEY, "qs", None))
-        .await
-        .expect("SDK thread");
+    let test = format!("sdk-sentry-quickstart-{}", language.name());
+    let (kafka, gw, sent) = run_alone(&test, sdk, DSN_KEY, "qs").await;
     let find = |kind: &str| sent.iter().find(|s| s.kind == kind).expect(kind);
     let (exception, transaction) = (find("exception"), find("transaction"));
 
@@ -265,18 +260,12 @@ async fn quickstart_lands_every_item(language: Language) {
 /// header's `dsn` (whose host is Sentry's, not inlet's), and is taken by it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tunnelled_envelope_is_taken_by_the_key_of_its_dsn() {
-    let kafka = Kafka::start("sdk-sentry-tunnel").await;
-    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
-    gw.wait_ready().await;
     let sdk = Sdk {
         language: Language::Node,
         name: "sentry-tunnel",
         source: "sentry",
     };
-    let url = gw.url.clone();
-    let sent = tokio::task::spawn_blocking(move || run_sdk(sdk, &url, DSN_KEY, "tunnel", None))
-        .await
-        .expect("SDK thread");
+    let (kafka, gw, sent) = run_alone("sdk-sentry-tunnel", sdk, DSN_KEY, "tunnel").await;
     let landed = kafka.occurrences(sent.len(), LINGER).await;
     let ids: Vec<_> = landed.iter().map(|c| c.envelope.event_id.clone()).collect();
     assert_eq!(
@@ -355,18 +344,12 @@ async fn sentry_python_under_spool_loses_nothing_to_a_broker_outage() {
 /// `check_in` item, where inlet used to answer both 404 (which the SDK does not report).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honeybadger_insights_events_and_a_check_in_land_as_items() {
-    let kafka = Kafka::start("sdk-honeybadger-insights").await;
-    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
-    gw.wait_ready().await;
     let sdk = Sdk {
         language: Language::Python,
         name: "honeybadger-insights",
         source: "honeybadger",
     };
-    let url = gw.url.clone();
-    let sent = tokio::task::spawn_blocking(move || run_sdk(sdk, &url, SDK, "hbi", None))
-        .await
-        .expect("SDK thread");
+    let (kafka, _gw, sent) = run_alone("sdk-honeybadger-insights", sdk, SDK, "hbi").await;
     let landed = kafka.items(sent.len(), LINGER).await;
     let mut events = Vec::new();
     let mut check_ins = Vec::new();
@@ -442,6 +425,24 @@ async fn sdks_that_obey_a_rate_limit_stop_sending_after_the_429() {
         }
     }
     assert_no_failures("SDKs", &failures);
+}
+
+/// `sdk` run once (with `key`, marked `run`) against an inlet of its own, on topics of `test`'s:
+/// the topics, the gateway and what the SDK reported sending.
+async fn run_alone(
+    test: &str,
+    sdk: Sdk,
+    key: &'static str,
+    run: &'static str,
+) -> (Kafka, Gateway, Vec<Sent>) {
+    let kafka = Kafka::start(test).await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
+    gw.wait_ready().await;
+    let url = gw.url.clone();
+    let sent = tokio::task::spawn_blocking(move || run_sdk(sdk, &url, key, run, None))
+        .await
+        .expect("SDK thread");
+    (kafka, gw, sent)
 }
 
 /// The requests inlet refused for the token `tight-errors`'s rate limit, so far.

@@ -138,7 +138,8 @@ impl Protocol for Honeybadger {
             }
             Honeybadger::Deploy => {
                 sdk::check_size(limits.max_item, 0, body.len())?;
-                let (deploy, key) = honeybadger::deploy(&body, &head.media_type)?;
+                let (deploy, key) = crate::sdk::deploy::item(&body, &head.media_type, "api_key")
+                    .map_err(ApiError::MalformedBody)?;
                 Ok(Translation::of(items(vec![Ok(deploy)]), None)
                     .with_key(key)
                     .with_items(Items::one("deploy")))

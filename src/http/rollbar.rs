@@ -108,8 +108,8 @@ impl Protocol for Rollbar {
             }
             Rollbar::Deploy => {
                 sdk::check_size(limits.max_item, 0, body.len())?;
-                let (deploy, key) =
-                    rollbar::deploy(&body, &media_type).map_err(ApiError::MalformedBody)?;
+                let (deploy, key) = crate::sdk::deploy::item(&body, &media_type, "access_token")
+                    .map_err(ApiError::MalformedBody)?;
                 let uuid = crate::id::uuid_v7();
                 let batch = Batch::translated(Lane::ITEM, Source::Rollbar, vec![Ok(deploy)]);
                 Ok(Translation::of(batch, uuid)

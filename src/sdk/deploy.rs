@@ -6,6 +6,8 @@
 
 use serde_json::{Map, Value};
 
+use super::Translated;
+
 /// A deploy's fields, read from `body` (sent as `media_type`, the whole `Content-Type`), with
 /// the members of `wrapper` (`deploy`) lifted out of it and `key` (the secret) taken out and
 /// returned beside them. Fails, with why, when the body is none of the shapes above.
@@ -42,6 +44,25 @@ pub fn fields(
         return Err("a deploy is a JSON object or a form of its fields".into());
     }
     Ok((fields, secret))
+}
+
+/// A deploy as one `deploy` item: the JSON object of its [`fields`] (the `key` left out), and
+/// the key it carried.
+pub fn item(
+    body: &[u8],
+    media_type: &str,
+    key: &str,
+) -> Result<(Translated, Option<String>), String> {
+    let (fields, secret) = fields(body, media_type, "deploy", key)?;
+    let payload = Value::Object(fields).to_string();
+    let item = super::verbatim(
+        "deploy",
+        "application/json",
+        payload.as_bytes(),
+        String::new(),
+    )
+    .expect("a valid item type");
+    Ok((item, secret))
 }
 
 /// A JSON deploy: its members, or those of its `wrapper` member, the `key` taken out.

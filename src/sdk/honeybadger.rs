@@ -2,11 +2,9 @@
 //! translated into an occurrence at level `error` (Honeybadger notices have no level).
 
 use serde::de::IgnoredAny;
-use serde_json::Value;
 
 use super::report::{self, take_string, Frame, FrameFields, Innermost, Occurrence, Report, Rest};
 use super::{verbatim, Translated, Untranslated};
-use crate::error::ApiError;
 use crate::event::Invalid;
 
 /// Where a Honeybadger backtrace line keeps inlet's frame fields.
@@ -95,22 +93,6 @@ pub fn check_in(headers: String, body: &[u8]) -> Result<Translated, Untranslated
         "application/json"
     };
     verbatim("check_in", media_type, body, headers)
-}
-
-/// A deploy (`POST /v1/deploys`, as JSON, a form or multipart; see [`super::deploy`]): one
-/// `deploy` item, the JSON object of its fields, and the `api_key` it carried.
-pub fn deploy(body: &[u8], media_type: &str) -> Result<(Translated, Option<String>), ApiError> {
-    let (fields, key) = super::deploy::fields(body, media_type, "deploy", "api_key")
-        .map_err(ApiError::MalformedBody)?;
-    let payload = Value::Object(fields).to_string();
-    let item = verbatim(
-        "deploy",
-        "application/json",
-        payload.as_bytes(),
-        String::new(),
-    )
-    .expect("a valid item type");
-    Ok((item, key))
 }
 
 #[cfg(test)]

@@ -21,12 +21,11 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::analytics::{self, not_an_object, untranslated, Fields, Messages, Object};
-use super::report::{self, take_if, take_string, Frame, FrameFields, Innermost, Occurrence};
-use super::report::{Report, Rest};
+use super::report::{self, take_if, take_string, ExceptionValue, FrameFields, Innermost};
+use super::report::{Occurrence, Report, Rest};
 use super::{Items, Secrets, Translated, Untranslated};
 use crate::decode::{decompress, Encoding};
 use crate::error::ApiError;
@@ -189,21 +188,6 @@ const FRAME: FrameFields = FrameFields {
     method: "function",
 };
 
-/// One exception of `$exception_list`: what inlet maps of it.
-#[derive(Deserialize)]
-struct ListedException {
-    #[serde(rename = "type")]
-    class: Option<Value>,
-    value: Option<Value>,
-    stacktrace: Option<Stacktrace>,
-}
-
-#[derive(Deserialize)]
-struct Stacktrace {
-    #[serde(default)]
-    frames: Vec<Frame>,
-}
-
 /// An `$exception` event as an occurrence: the first of `properties.$exception_list` (the
 /// exception raised; its causes follow it) → `exception`, its frames in Sentry's order (the
 /// innermost last); `$exception_level` → `level`; `$exception_fingerprint` → `fingerprint`;
@@ -247,7 +231,7 @@ pub fn exception(raw: &RawValue, key: Option<&str>) -> Report {
         _ => Vec::new(),
     };
     let raised = (!listed.is_empty())
-        .then(|| serde_json::from_value::<ListedException>(listed[0].clone()).ok())
+        .then(|| serde_json::from_value::<ExceptionValue>(listed[0].clone()).ok())
         .flatten();
     match raised {
         Some(raised) => {

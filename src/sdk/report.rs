@@ -200,6 +200,24 @@ pub struct Raised<'a> {
     pub causes: Vec<&'a RawValue>,
 }
 
+/// One exception as Sentry writes it in `exception.values` (and PostHog after it, in
+/// `$exception_list`): what inlet maps of it (its `mechanism`, `module` and its frames' context
+/// are skipped).
+#[derive(Deserialize)]
+pub struct ExceptionValue {
+    #[serde(rename = "type")]
+    pub class: Option<Value>,
+    pub value: Option<Value>,
+    pub stacktrace: Option<Stacktrace>,
+}
+
+/// An exception's `stacktrace`.
+#[derive(Deserialize)]
+pub struct Stacktrace {
+    #[serde(default)]
+    pub frames: Vec<Frame>,
+}
+
 /// The string of a value read from a report, if it is one.
 pub fn text(value: Option<Value>) -> Option<String> {
     match value {

@@ -10,7 +10,7 @@ use super::object::Object;
 use super::report::{
     self, take_string, Frame, FrameFields, Innermost, Occurrence, Raised, Report, Rest,
 };
-use super::{Secrets, Translated};
+use super::Secrets;
 use crate::event::Invalid;
 
 /// Where a Rollbar stack frame keeps inlet's frame fields (the same names).
@@ -84,23 +84,6 @@ pub fn batched(raw: &RawValue, key: Option<&str>) -> Report {
         Ok(item) => item.report,
         Err(message) => Report::untranslated(Invalid::new("not_an_object", message), text, SECRETS),
     }
-}
-
-/// A deploy (`POST /api/1/deploy/`: JSON whatever its `Content-Type`, a form, or multipart;
-/// see [`super::deploy`]): one `deploy` item, the JSON object of its fields (`environment`,
-/// `revision`, `rollbar_username`, `local_username`, `comment`, `status`), and the
-/// `access_token` it carried.
-pub fn deploy(body: &[u8], media_type: &str) -> Result<(Translated, Option<String>), String> {
-    let (fields, key) = super::deploy::fields(body, media_type, "deploy", "access_token")?;
-    let payload = Value::Object(fields).to_string();
-    let item = super::verbatim(
-        "deploy",
-        "application/json",
-        payload.as_bytes(),
-        String::new(),
-    )
-    .expect("a valid item type");
-    Ok((item, key))
 }
 
 /// An item's `data` as an occurrence (`raw` is the whole item, kept if it is refused).

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::object::Object;
 use super::report::{
-    self, take_string, Frame, FrameFields, Innermost, Occurrence, Raised, Report, Rest,
+    self, take_string, ExceptionValue, FrameFields, Innermost, Occurrence, Raised, Report, Rest,
 };
 use crate::batch::{Translated, Untranslated};
 use crate::event::Invalid;
@@ -270,29 +270,13 @@ struct Values<'a> {
     values: Vec<&'a RawValue>,
 }
 
-/// One exception of `exception.values`: what inlet maps of it (its `mechanism`, `module` and
-/// its frames' context are skipped).
-#[derive(Deserialize)]
-struct SentryException {
-    #[serde(rename = "type")]
-    class: Option<Value>,
-    value: Option<Value>,
-    stacktrace: Option<Stacktrace>,
-}
-
-#[derive(Deserialize)]
-struct Stacktrace {
-    #[serde(default)]
-    frames: Vec<Frame>,
-}
-
 /// The exception raised, from the event's `exception.values` when it has the shape Sentry
 /// writes (the raised one is the last of its `values`); else they go back, for `custom`.
 fn exception<'a>(values: Option<Values<'a>>, rest: &mut Rest<'_>) -> Option<Raised<'a>> {
     let Values { mut values } = values?;
     let last = values
         .last()
-        .and_then(|last| serde_json::from_str::<SentryException>(last.get()).ok());
+        .and_then(|last| serde_json::from_str::<ExceptionValue>(last.get()).ok());
     let Some(last) = last else {
         rest.insert("exception", json!({ "values": report::values_of(&values) }));
         return None;
