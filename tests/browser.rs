@@ -23,8 +23,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::gateway::{temp_dir, tokens_toml, Gateway, Kafka, SDK, WEB};
+use common::gateway::{temp_dir, tokens_toml, Consumed, Gateway, Kafka, SDK, WEB};
 use inlet::proto::envelope::Event;
+use inlet::proto::Beacon;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -590,22 +591,16 @@ async fn posthog_js_in_chromium_delivers_its_events_exactly_once() {
     let landed = kafka.beacons(seen.len(), Duration::from_millis(1500)).await;
     drop(browser);
     assert_eq!(landed.len(), seen.len(), "{landed:#?}");
-    let mut by_id = BTreeMap::new();
-    for c in &landed {
-        let Some(Event::Beacon(b)) = &c.envelope.event else {
-            panic!("not a beacon: {c:?}");
-        };
-        assert_eq!(c.envelope.source, "posthog");
-        assert_eq!(c.envelope.token_id, "page");
-        assert_eq!((c.key.as_str(), b.session_id.as_str()), (session, session));
-        assert_eq!(b.user_id, distinct_id);
-        assert_eq!(b.url, format!("{page_origin}/"));
-        assert!(!b.props_json.contains(PAGE_TOKEN), "the key is not kept");
-        let previous = by_id.insert(c.envelope.event_id.clone(), b.event.clone());
-        assert!(previous.is_none(), "{} landed twice", c.envelope.event_id);
-    }
+    let page = PosthogPage {
+        token: ("page", PAGE_TOKEN),
+        session,
+        distinct_id,
+        url: format!("{page_origin}/"),
+    };
+    let by_id = page.beacons_by_id(&landed);
     for (event, uuid) in &seen {
-        assert_eq!(by_id.get(uuid), Some(event), "{event} {uuid}: {by_id:?}");
+        let landed = by_id.get(uuid).map(|b| &b.event);
+        assert_eq!(landed, Some(event), "{event} {uuid}: {by_id:?}");
     }
     let config_loads = requests_total(&gw, "/array/{token}/config.js", 200).await;
     assert!(
@@ -614,6 +609,38 @@ async fn posthog_js_in_chromium_delivers_its_events_exactly_once() {
     );
     server.abort();
     assert!(gw.stop().await.is_ok());
+}
+
+/// What every beacon posthog-js sent from one page has in common.
+struct PosthogPage<'a> {
+    /// The token's id and secret.
+    token: (&'a str, &'a str),
+    session: &'a str,
+    distinct_id: &'a str,
+    url: String,
+}
+
+impl PosthogPage<'_> {
+    /// The beacons that `landed`, by event id: each from posthog-js on this page (its source,
+    /// token, session as key, distinct id and URL, and not the secret), each once.
+    fn beacons_by_id(&self, landed: &[Consumed]) -> BTreeMap<String, Beacon> {
+        let mut by_id = BTreeMap::new();
+        for c in landed {
+            let Some(Event::Beacon(b)) = &c.envelope.event else {
+                panic!("not a beacon: {c:?}");
+            };
+            assert_eq!(c.envelope.source, "posthog");
+            assert_eq!(c.envelope.token_id, self.token.0);
+            let session = (c.key.as_str(), b.session_id.as_str());
+            assert_eq!(session, (self.session, self.session));
+            assert_eq!(b.user_id, self.distinct_id);
+            assert_eq!(b.url, self.url);
+            assert!(!b.props_json.contains(self.token.1), "the key is not kept");
+            let previous = by_id.insert(c.envelope.event_id.clone(), b.clone());
+            assert!(previous.is_none(), "{} landed twice", c.envelope.event_id);
+        }
+        by_id
+    }
 }
 
 /// posthog-js's `dist/array.js` from the SDKs `tests/sdk/install.sh` installs.
@@ -759,20 +786,13 @@ async fn posthog_snippet_loads_posthog_js_from_inlet_and_its_exception_lands_as_
     let (beacons, occurrences) = kafka.both((2, 1), Duration::from_millis(1500)).await;
     drop(browser);
     assert_eq!(beacons.len(), 2, "{beacons:#?}");
-    let mut by_id = BTreeMap::new();
-    for c in &beacons {
-        let Some(Event::Beacon(b)) = &c.envelope.event else {
-            panic!("not a beacon: {c:?}");
-        };
-        assert_eq!(c.envelope.source, "posthog");
-        assert_eq!(c.envelope.token_id, "sdk");
-        assert_eq!((c.key.as_str(), b.session_id.as_str()), (session, session));
-        assert_eq!(b.user_id, distinct_id);
-        assert_eq!(b.url, format!("{page_origin}/"));
-        assert!(!b.props_json.contains(SDK), "the key is not kept");
-        let previous = by_id.insert(c.envelope.event_id.clone(), b.clone());
-        assert!(previous.is_none(), "{} landed twice", c.envelope.event_id);
-    }
+    let page = PosthogPage {
+        token: ("sdk", SDK),
+        session,
+        distinct_id,
+        url: format!("{page_origin}/"),
+    };
+    let by_id = page.beacons_by_id(&beacons);
     for event in ["$pageview", PLAN_CHOSEN] {
         let uuid = uuid_of(event);
         let landed = by_id.get(&uuid).map(|b| b.event.as_str());
