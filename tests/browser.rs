@@ -611,6 +611,15 @@ async fn posthog_js_in_chromium_delivers_its_events_exactly_once() {
     assert!(gw.stop().await.is_ok());
 }
 
+/// The pages' first script: every console error and uncaught error, kept in `errors` for the
+/// page's report.
+const RECORD_ERRORS: &str = r#"<script>
+const errors = [];
+const consoleError = console.error;
+console.error = (...args) => { errors.push(args.map(String).join(" ")); consoleError(...args); };
+window.addEventListener("error", (e) => errors.push("uncaught: " + e.message));
+</script>"#;
+
 /// What every beacon posthog-js sent from one page has in common.
 struct PosthogPage<'a> {
     /// The token's id and secret.
@@ -684,12 +693,7 @@ fn posthog_page(inlet: &str, posthog_js: &str) -> String {
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>Checkout</title></head>
 <body><p id="status">running</p>
-<script>
-const errors = [];
-const consoleError = console.error;
-console.error = (...args) => {{ errors.push(args.map(String).join(" ")); consoleError(...args); }};
-window.addEventListener("error", (e) => errors.push("uncaught: " + e.message));
-</script>
+{RECORD_ERRORS}
 <script>{posthog_js}</script>
 <script>
 const C = {config};
@@ -833,12 +837,7 @@ fn posthog_snippet_page(inlet: &str, marker: &str) -> String {
     format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>Pricing</title>
-<script>
-const errors = [];
-const consoleError = console.error;
-console.error = (...args) => {{ errors.push(args.map(String).join(" ")); consoleError(...args); }};
-window.addEventListener("error", (e) => errors.push("uncaught: " + e.message));
-</script>
+{RECORD_ERRORS}
 <script>
     {POSTHOG_SNIPPET}
     posthog.init('{SDK}', {{api_host: '{inlet}', person_profiles: 'identified_only', capture_exceptions: true, opt_out_useragent_filter: true}})
@@ -993,12 +992,7 @@ fn analytics_js_page(inlet: &str, analytics_js: &str, marker: &str) -> String {
     format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>Product</title>
-<script>
-const errors = [];
-const consoleError = console.error;
-console.error = (...args) => {{ errors.push(args.map(String).join(" ")); consoleError(...args); }};
-window.addEventListener("error", (e) => errors.push("uncaught: " + e.message));
-</script>
+{RECORD_ERRORS}
 <script>{analytics_js}</script></head>
 <body><p id="status">running</p>
 <script>
