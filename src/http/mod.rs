@@ -20,6 +20,7 @@ pub mod segment;
 pub mod sentry;
 
 use axum::extract::State;
+use axum::handler::Handler;
 use axum::middleware;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
@@ -63,6 +64,15 @@ pub fn public_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `handler` for `GET` (and `HEAD`), with the CORS preflight.
+fn fetched<H, T>(handler: H) -> MethodRouter<AppState>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    get(handler).options(cors::preflight)
+}
+
 /// `protocol`'s handler for `POST`, with the CORS preflight.
 fn posted<P: Protocol>(protocol: P) -> MethodRouter<AppState> {
     post(move |State(state), request| adapter::handle(protocol, state, request))
@@ -91,31 +101,18 @@ fn analytics_routes() -> Router<AppState> {
     router = slashed(
         router,
         "/v1/projects/{write_key}/settings",
-        get(segment::settings).options(cors::preflight),
+        fetched(segment::settings),
     );
     router = slashed(router, "/flags", flags());
     router = slashed(router, "/decide", flags());
     for path in ["/flags/definitions", "/api/feature_flag/local_evaluation"] {
-        let definitions = get(posthog::flag_definitions).options(cors::preflight);
-        router = slashed(router, path, definitions);
+        router = slashed(router, path, fetched(posthog::flag_definitions));
     }
     router
-        .route(
-            "/static/{file}",
-            get(posthog::script).options(cors::preflight),
-        )
-        .route(
-            "/static/{version}/{file}",
-            get(posthog::script).options(cors::preflight),
-        )
-        .route(
-            "/array/{token}/config",
-            get(posthog::config).options(cors::preflight),
-        )
-        .route(
-            "/array/{token}/config.js",
-            get(posthog::config_js).options(cors::preflight),
-        )
+        .route("/static/{file}", fetched(posthog::script))
+        .route("/static/{version}/{file}", fetched(posthog::script))
+        .route("/array/{token}/config", fetched(posthog::config))
+        .route("/array/{token}/config.js", fetched(posthog::config_js))
 }
 
 /// The drop-in endpoints of the error trackers' SDKs (Rollbar, Sentry, Honeybadger), each path
