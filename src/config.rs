@@ -151,6 +151,8 @@ pub struct LaneConfig {
 pub struct IngestConfig {
     pub delivery: Delivery,
     pub client_ip_truncation: Truncation,
+    /// The largest chunk of a recording (`recordings_chunk_bytes`).
+    pub recording_chunk_bytes: usize,
 }
 
 /// The settings of the Kafka producer.
@@ -250,6 +252,7 @@ impl Config {
             ingest: IngestConfig {
                 delivery,
                 client_ip_truncation: pick!(given, client_ip_truncation, Truncation::Beacons),
+                recording_chunk_bytes: lanes[Lane::RECORDING].limits.max_event,
             },
             kafka,
             lanes,
@@ -273,6 +276,10 @@ impl Config {
         self.lanes.iter().map(|(_, lane)| lane.topic.as_str())
     }
 }
+
+/// The bounds of `recordings_chunk_bytes`.
+const MIN_CHUNK: usize = 1 << 10;
+const MAX_CHUNK: usize = 16 << 20;
 
 /// Each lane's settings, from the names in its entry of the lane table.
 fn resolve_lanes(given: Given) -> anyhow::Result<PerLane<LaneConfig>> {
@@ -312,6 +319,12 @@ fn resolve_lanes(given: Given) -> anyhow::Result<PerLane<LaneConfig>> {
         if limits.max_decoded < limits.max_body {
             bail!("{prefix}_max_decoded_bytes: must be at least {prefix}_max_body_bytes");
         }
+    }
+    // A chunk is one Kafka message and one spool record: small enough for both, and large
+    // enough that a recording is not millions of messages.
+    let chunk = lanes[Lane::RECORDING].limits.max_event;
+    if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk) {
+        bail!("recordings_chunk_bytes: must be between {MIN_CHUNK} and {MAX_CHUNK}");
     }
     Ok(lanes)
 }

@@ -39,7 +39,8 @@ impl Encoding {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// Its `Content-Encoding` token.
+    pub fn name(self) -> &'static str {
         match self {
             Encoding::Identity => "identity",
             Encoding::Gzip => "gzip",

@@ -19,6 +19,7 @@ pub fn shard_key<'a>(
 ) -> &'a str {
     match (lane.spec().key, event) {
         (KeyRule::Session, Event::Beacon(b)) => &b.session_id,
+        (KeyRule::Session, Event::Recording(r)) => &r.session_id,
         (KeyRule::Token, _) => token_id,
         _ => account_id,
     }

@@ -121,6 +121,34 @@ pub static LANES: &[Spec] = &[
             ..Given::default()
         },
     },
+    // Session recordings: opaque payloads up to 100 MiB a request, never held whole, cut into
+    // chunks as they arrive (`crate::recording`). A recording is one event; its "event" cap is
+    // the chunk's size, and nothing is decoded, so the decoded cap is the body's.
+    Spec {
+        name: "recording",
+        key: KeyRule::Session,
+        listed: true,
+        analytics: true,
+        posted: false,
+        schema: "inlet.v1.Envelope",
+        topic: "inlet.recordings",
+        limits: BodyLimits {
+            max_body: 100 << 20,
+            max_decoded: 100 << 20,
+            max_event: 512 << 10,
+        },
+        names: Names {
+            topic: "topic_recordings",
+            limits: "recordings",
+        },
+        settings: |s| Given {
+            topic: s.topic_recordings.clone(),
+            max_body: s.recordings_max_bytes,
+            max_decoded: s.recordings_max_bytes,
+            max_event: s.recordings_chunk_bytes,
+            on: None,
+        },
+    },
 ];
 
 /// What one lane is: everything in which it differs from the others.
@@ -187,7 +215,7 @@ pub struct BodyLimits {
     pub max_body: usize,
     /// Largest body once decoded.
     pub max_decoded: usize,
-    /// Largest single event (its JSON text).
+    /// Largest single event (its JSON text); for recordings, the largest chunk.
     pub max_event: usize,
 }
 
@@ -204,6 +232,8 @@ impl Lane {
     pub const DEAD_LETTER: Lane = Lane(2);
     /// An SDK's other items, verbatim, keyed by account.
     pub const ITEM: Lane = Lane(3);
+    /// Session recordings, in chunks, keyed by session.
+    pub const RECORDING: Lane = Lane(4);
 
     /// What the lane is.
     pub fn spec(self) -> &'static Spec {

@@ -43,6 +43,7 @@ pub mod decode;
 pub mod sdk;
 pub mod batch;
 pub mod pipeline;
+pub mod recording;
 pub mod limit;
 pub mod fleet;
 pub mod event;

@@ -31,7 +31,8 @@ use crate::key::shard_key;
 use crate::lane::Lane;
 use crate::limit::Decision;
 use crate::metrics::{self, count_events};
-use crate::proto::DeadLetter;
+use crate::proto::{envelope::Event, DeadLetter, Recording};
+use crate::recording::{Chunker, Upload};
 use crate::shutdown::Shutdown;
 use crate::sink::{Failure, Outcome, Record, Sink};
 
@@ -209,6 +210,24 @@ impl Pipeline {
         Ok(answer)
     }
 
+    /// Starts producing a recording of `recording` (its session, type, media type and
+    /// encoding) as its payload arrives: the token is charged one event for it, whatever its
+    /// size, and the [`Upload`] takes the payload (see [`crate::recording`]).
+    pub async fn upload(
+        &self,
+        token: &Token,
+        client: Client,
+        source: Source,
+        recording: Recording,
+    ) -> Result<Upload, ApiError> {
+        self.charge(Lane::RECORDING, token, 1).await?;
+        let meta = self.meta(Lane::RECORDING, source, token, client);
+        let wait = self.config.delivery == Delivery::Ack;
+        let chunks = self.config.recording_chunk_bytes;
+        let chunker = Chunker::new(&meta, recording);
+        Ok(Upload::new(chunker, chunks, Arc::clone(&self.sink), wait))
+    }
+
     /// Charges the token for `batch`'s events and validates, converts and keys them (on the
     /// blocking pool when the batch is large): everything but producing them.
     async fn prepare(
@@ -225,8 +244,11 @@ impl Pipeline {
             letters: self.fleet.dead_letters.is_some(),
             ids: self.fleet.dedupe.is_some(),
         };
-        let converted =
-            off_the_runtime_if(large, "parsed", move || convert(batch, &meta, keep)).await?;
+        let chunk_bytes = self.config.recording_chunk_bytes;
+        let converted = off_the_runtime_if(large, "parsed", move || {
+            convert(batch, &meta, keep, chunk_bytes)
+        })
+        .await?;
         Ok((kind, converted))
     }
 
@@ -370,8 +392,14 @@ impl Pipeline {
         let mut accepted = duplicates;
         let (mut confirmed, mut released) = (Vec::new(), Vec::new());
         let mut claimed = claimed.into_iter();
-        for (index, outcome) in indices.into_iter().zip(outcomes) {
-            let claim = claimed.next().flatten();
+        let mut records = indices.into_iter().zip(outcomes).peekable();
+        while let Some((index, mut outcome)) = records.next() {
+            let mut claim = claimed.next().flatten();
+            // A recording's chunks are one event: accepted when every chunk was.
+            while let Some((_, more)) = records.next_if(|(next, _)| *next == index) {
+                outcome = outcome.and(more);
+                claim = claim.or(claimed.next().flatten());
+            }
             match outcome {
                 Ok(()) => {
                     accepted += 1;
@@ -439,7 +467,7 @@ async fn drop_duplicates(
 
 /// Validates each event of `batch`, and converts and keys the valid ones into records (with
 /// their client ids and the invalid ones' dead letters, as `keep` asks).
-fn convert(batch: Batch, meta: &Meta, keep: Keep) -> Converted {
+fn convert(batch: Batch, meta: &Meta, keep: Keep, chunk_bytes: usize) -> Converted {
     let Batch {
         kind,
         text,
@@ -468,6 +496,20 @@ fn convert(batch: Batch, meta: &Meta, keep: Keep) -> Converted {
                     let id = valid.client_id.as_deref();
                     let key = id.map(|id| dedupe::key(&meta.project_id, kind.as_str(), id));
                     converted.ids.push(key);
+                }
+                if let Event::Recording(recording) = valid.body {
+                    // One event, its chunks one record each.
+                    let chunks = crate::recording::chunks(meta, recording, chunk_bytes);
+                    converted
+                        .indices
+                        .extend(std::iter::repeat_n(index, chunks.len()));
+                    if keep.ids {
+                        converted
+                            .ids
+                            .extend(std::iter::repeat_n(None, chunks.len()));
+                    }
+                    converted.records.extend(chunks);
+                    continue;
                 }
                 let key = shard_key(kind, &valid.body, &meta.account_id, &meta.token_id).to_owned();
                 let mut envelope = event::envelope(valid, meta);
@@ -649,7 +691,7 @@ mod tests {
             letters: true,
             ids: false,
         };
-        let converted = convert(Batch::query("token=secret&session_id=s"), &meta, keep);
+        let converted = convert(Batch::query("token=secret&session_id=s"), &meta, keep, 1024);
         let letter = &converted.letters[0];
         assert_eq!(
             (letter.code.as_str(), letter.raw.as_str()),
@@ -657,7 +699,7 @@ mod tests {
         );
         let body = Bytes::from(r#"[{"session_id":"s","event":"e"},{"event":"e"}]"#);
         let batch = Batch::split(Lane::BEACON, body, 10, 1024).unwrap();
-        let converted = convert(batch, &meta, keep);
+        let converted = convert(batch, &meta, keep, 1024);
         let letters: Vec<_> = converted
             .letters
             .iter()

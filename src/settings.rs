@@ -104,6 +104,9 @@ pub struct Settings {
     /// [default: inlet.items]
     #[arg(long, env = "INLET_TOPIC_ITEMS")]
     pub topic_items: Option<String>,
+    /// Topic for session recordings, in chunks [default: inlet.recordings]
+    #[arg(long, env = "INLET_TOPIC_RECORDINGS")]
+    pub topic_recordings: Option<String>,
     /// When to answer: after the broker's ack (200), or once queued (202) [default: ack]
     #[arg(long, env = "INLET_DELIVERY", value_enum)]
     pub delivery: Option<Delivery>,
@@ -163,6 +166,13 @@ pub struct Settings {
     /// broker's message.max.bytes [default: 1000000]
     #[arg(long, env = "INLET_ITEMS_MAX_EVENT_BYTES")]
     pub items_max_event_bytes: Option<usize>,
+    /// Largest session recording one request may carry, in bytes as sent [default: 104857600]
+    #[arg(long, env = "INLET_RECORDINGS_MAX_BYTES")]
+    pub recordings_max_bytes: Option<usize>,
+    /// Largest chunk of a recording, each one Kafka message; keep under the broker's
+    /// message.max.bytes [default: 524288]
+    #[arg(long, env = "INLET_RECORDINGS_CHUNK_BYTES")]
+    pub recordings_chunk_bytes: Option<usize>,
     /// Most events in one request [default: 1000]
     #[arg(long, env = "INLET_MAX_EVENTS_PER_REQUEST")]
     pub max_events_per_request: Option<usize>,

@@ -164,6 +164,13 @@ pub fn envelope_json(e: &proto::Envelope) -> Value {
                 .unwrap_or_else(|e| json!({ "bytes": e.into_bytes().len() })),
             "headers": embedded(&i.headers_json),
         }}),
+        Some(Event::Recording(r)) => json!({ "recording": {
+            "session_id": r.session_id, "recording_id": r.recording_id, "index": r.index,
+            "bytes": r.data.len(), "media_type": r.media_type,
+            "content_encoding": r.content_encoding, "last": r.last, "count": r.count,
+            "size": r.size, "sha256": r.sha256, "type": r.r#type,
+            "headers": embedded(&r.headers_json),
+        }}),
         None => Value::Null,
     };
     json!({

@@ -8,8 +8,10 @@ use crate::config::{Config, Settings};
 use crate::sink::memory::MemorySink;
 use crate::state::AppState;
 
-/// The secret of the one token of [`tokens`]: beacons and occurrences, any origin.
+/// The secret of the first token of [`tokens`]: beacons and occurrences, any origin.
 pub const SECRET: &str = "unit-secret";
+/// The secret of the second token of [`tokens`]: recordings alone.
+pub const RECORDER: &str = "unit-recorder";
 
 /// The default configuration, adjusted by `tweak`.
 pub fn config(tweak: impl FnOnce(&mut Settings)) -> Config {
@@ -24,13 +26,15 @@ pub fn config(tweak: impl FnOnce(&mut Settings)) -> Config {
     Config::resolve(settings, Settings::default(), false).unwrap()
 }
 
-/// A registry holding one token, [`SECRET`].
+/// A registry holding two tokens, [`SECRET`] and [`RECORDER`].
 pub fn tokens() -> Tokens {
     let registry = Registry::parse(
         &format!(
             "[[token]]\nid = \"unit\"\ntoken = \"{SECRET}\"\nproject_id = \"p\"\n\
              account_id = \"a\"\nkinds = [\"beacon\", \"occurrence\"]\n\
-             rate_per_sec = 100000\nburst = 100000\n"
+             rate_per_sec = 100000\nburst = 100000\n\
+             [[token]]\nid = \"recorder\"\ntoken = \"{RECORDER}\"\nproject_id = \"p\"\n\
+             account_id = \"a\"\nkinds = [\"recording\"]\nrate_per_sec = 1000\nburst = 1000\n"
         ),
         None,
     )

@@ -196,7 +196,55 @@ pub fn item(
     })
 }
 
-/// A lane whose payloads are not events read field by field (none is, yet).
+/// The longest session id a recording is keyed by, as a beacon's.
+pub const MAX_SESSION_ID: usize = 128;
+
+/// A session id as a recording's key: 1..=128 bytes, without control characters (it names
+/// files and appears in logs).
+pub fn session_id(session_id: &str) -> Result<(), Invalid> {
+    if session_id.is_empty() {
+        return Err(Invalid::missing("session_id"));
+    }
+    if session_id.len() > MAX_SESSION_ID {
+        let len = session_id.len();
+        return Err(Invalid::too_long("session_id", len, "", MAX_SESSION_ID));
+    }
+    if session_id.chars().any(char::is_control) {
+        return Err(Invalid::bad("session_id", "holds a control character"));
+    }
+    Ok(())
+}
+
+/// A whole session recording an SDK sent in its request (lane `recording`): keyed by its
+/// `session_id` (see [`session_id`]), of the SDK's `kind`, with its payload's `media_type`
+/// (`application/octet-stream` when empty), bytes and the SDK's own headers as JSON text. The
+/// pipeline cuts it into chunks ([`crate::recording::chunks`]).
+pub fn recording(
+    session_id: &str,
+    kind: &str,
+    media_type: &str,
+    data: Vec<u8>,
+    headers_json: String,
+) -> Result<Validated, Invalid> {
+    self::session_id(session_id)?;
+    let media_type = match media_type {
+        "" => "application/octet-stream",
+        given => given,
+    };
+    Ok(Validated {
+        client_id: None,
+        body: proto::envelope::Event::Recording(proto::Recording {
+            session_id: session_id.to_owned(),
+            r#type: kind.to_owned(),
+            media_type: media_type.to_owned(),
+            data,
+            headers_json,
+            ..Default::default()
+        }),
+    })
+}
+
+/// A lane whose payloads are not events read field by field.
 fn not_json_events(lane: Lane) -> Invalid {
     Invalid::new(
         "unsupported_lane",
@@ -306,6 +354,7 @@ impl Validated {
                 ("custom", &o.custom_json)
             }
             proto::envelope::Event::Item(i) => panic!("an item has no native JSON: {}", i.r#type),
+            proto::envelope::Event::Recording(_) => panic!("a recording has no native JSON"),
         };
         let mut json = Value::Object(out).to_string();
         let (name, text) = object;

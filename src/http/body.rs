@@ -158,25 +158,92 @@ pub async fn read_body(
     limit: usize,
     rate: MinRate,
 ) -> Result<Bytes, ApiError> {
-    let started = Instant::now();
-    let limit_bytes = limit as u64;
-    if let Some(declared) = declared_length(headers).filter(|&n| n > limit_bytes) {
-        if !expects_continue(headers) && declared <= limit_bytes.saturating_add(DISCARD_BYTES) {
-            discard(body, started, 0, limit, rate).await;
-        }
-        return Err(ApiError::BodyTooLarge { limit });
-    }
-    let mut body = body;
+    let mut incoming = Incoming::open(body, headers, limit, rate).await?;
     let mut out = BytesMut::new();
-    while let Some(data) = next_data(&mut body, rate.deadline(started, out.len() as u64)).await? {
-        let received = out.len() + data.len();
-        if received > limit {
-            discard(body, started, received as u64, limit, rate).await;
-            return Err(ApiError::BodyTooLarge { limit });
-        }
+    while let Some(data) = incoming.next().await? {
         out.extend_from_slice(&data);
     }
     Ok(out.freeze())
+}
+
+/// A body read piece by piece as it arrives, within its cap as sent and its minimum rate, as
+/// [`read_body`] reads a whole one: what streams a body elsewhere (a recording, to Kafka)
+/// rather than holding it.
+pub struct Incoming {
+    body: Body,
+    /// When the body started, moved later by the time inlet itself did not read.
+    started: Instant,
+    received: u64,
+    limit: usize,
+    rate: MinRate,
+}
+
+impl Incoming {
+    /// The body of a request with `headers`, to be read within `limit` bytes as sent and at
+    /// `rate`: 413 at once for a declared length over the cap (the body discarded first, as
+    /// [`read_body`] does).
+    pub async fn open(
+        body: Body,
+        headers: &HeaderMap,
+        limit: usize,
+        rate: MinRate,
+    ) -> Result<Incoming, ApiError> {
+        let started = Instant::now();
+        let limit_bytes = limit as u64;
+        if let Some(declared) = declared_length(headers).filter(|&n| n > limit_bytes) {
+            if !expects_continue(headers) && declared <= limit_bytes.saturating_add(DISCARD_BYTES) {
+                discard(body, started, 0, limit, rate).await;
+            }
+            return Err(ApiError::BodyTooLarge { limit });
+        }
+        Ok(Incoming {
+            body,
+            started,
+            received: 0,
+            limit,
+            rate,
+        })
+    }
+
+    /// The next piece of the body, `None` at its end: 408 once it falls behind the rate, 413
+    /// once it passes the cap (the rest read and thrown away first).
+    pub async fn next(&mut self) -> Result<Option<Bytes>, ApiError> {
+        let deadline = self.rate.deadline(self.started, self.received);
+        let Some(data) = next_data(&mut self.body, deadline).await? else {
+            return Ok(None);
+        };
+        self.received += data.len() as u64;
+        if self.received > self.limit as u64 {
+            let body = std::mem::take(&mut self.body);
+            discard(body, self.started, self.received, self.limit, self.rate).await;
+            return Err(ApiError::BodyTooLarge { limit: self.limit });
+        }
+        Ok(Some(data))
+    }
+
+    /// Bytes of body received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Excuses `paused` from the rate: time inlet did not read the body (waiting for Kafka to
+    /// take what arrived) is not the client's.
+    pub fn excuse(&mut self, paused: Duration) {
+        self.started += paused;
+    }
+
+    /// Reads and throws away the rest of the body, within the bounds an over-cap body is
+    /// discarded in, so that the client reads the answer to a request that failed half-way.
+    pub async fn discard(self) -> bool {
+        discard(
+            self.body,
+            self.started,
+            self.received,
+            self.limit,
+            self.rate,
+        )
+        .await
+    }
 }
 
 /// The length the client declares, if it declares one.

@@ -13,6 +13,7 @@ pub mod listen;
 pub mod ops;
 pub mod pixel;
 pub mod posthog;
+pub mod recording;
 pub mod reply;
 pub mod rollbar;
 pub mod sdk;
@@ -53,6 +54,10 @@ pub fn public_router(state: AppState) -> Router {
             get(|State(state), request| adapter::handle(Pixel, state, request))
                 .head(pixel::head)
                 .options(cors::preflight),
+        )
+        .route(
+            "/v1/recordings/{session_id}",
+            post(recording::upload).options(cors::preflight),
         )
         .merge(analytics_routes())
         .merge(error_trackers())
