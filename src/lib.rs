@@ -59,6 +59,7 @@ pub mod dev;
 pub mod id;
 pub mod metrics;
 pub mod tail;
+pub mod reassemble;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -13,7 +13,10 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
+use prost::Message as _;
+
 use crate::proto::{self, envelope::Event};
+use crate::reassemble::Reassembler;
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
@@ -32,6 +35,11 @@ pub struct TailArgs {
     /// Exit after this many milliseconds without a message (default: wait forever)
     #[arg(long)]
     pub idle_exit_ms: Option<u64>,
+    /// Put session recordings back together from their chunks into DIR/<session>/<recording>,
+    /// each checked against its sha256, and print one line per recording (complete, corrupt,
+    /// or, at exit, incomplete) instead of one per message
+    #[arg(long, value_name = "DIR")]
+    pub reassemble: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -69,21 +77,45 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
     }
     consumer.assign(&assignment)?;
     let stdout = std::io::stdout();
+    let mut reassembler = match &args.reassemble {
+        Some(dir) => Some(Reassembler::new(dir)?),
+        None => None,
+    };
     let (mut printed, mut last) = (0usize, Instant::now());
+    // From the first message to the last: the reassembly's own time, not the idle wait.
+    let mut first: Option<Instant> = None;
     loop {
-        if args.count.is_some_and(|n| printed >= n) {
-            return Ok(());
-        }
-        if args
-            .idle_exit_ms
-            .is_some_and(|ms| last.elapsed() >= Duration::from_millis(ms))
-        {
+        let idle =
+            (args.idle_exit_ms).is_some_and(|ms| last.elapsed() >= Duration::from_millis(ms));
+        if idle || args.count.is_some_and(|n| printed >= n) {
+            if let Some(reassembler) = reassembler {
+                let took = first.map_or(Duration::ZERO, |first| last - first);
+                finish(reassembler, took)?;
+            }
             return Ok(());
         }
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
         let message = message.context("consume")?;
+        if let Some(reassembler) = reassembler.as_mut() {
+            first.get_or_insert_with(Instant::now);
+            let payload = message.payload().unwrap_or_default();
+            if let Ok(proto::Envelope {
+                event: Some(Event::Recording(chunk)),
+                ..
+            }) = proto::Envelope::decode(payload)
+            {
+                if let Some(line) = reassembler.chunk(chunk)? {
+                    let mut out = stdout.lock();
+                    writeln!(out, "{line}")?;
+                    out.flush()?;
+                }
+            }
+            printed += 1;
+            last = Instant::now();
+            continue;
+        }
         let mut headers = serde_json::Map::new();
         if let Some(h) = message.headers() {
             for header in h.iter() {
@@ -115,6 +147,21 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
         printed += 1;
         last = Instant::now();
     }
+}
+
+/// Reports the recordings left incomplete, then what the reassembly came to: one line each.
+fn finish(reassembler: Reassembler, took: Duration) -> anyhow::Result<()> {
+    let bytes = reassembler.bytes;
+    let mut out = std::io::stdout().lock();
+    for line in reassembler.finish() {
+        writeln!(out, "{line}")?;
+    }
+    let (mib, secs) = (bytes as f64 / f64::from(1 << 20), took.as_secs_f64());
+    let summary = json!({ "reassembled": {
+        "bytes": bytes, "seconds": secs, "mib_per_s": if secs > 0.0 { mib / secs } else { 0.0 },
+    }});
+    writeln!(out, "{summary}")?;
+    Ok(())
 }
 
 /// `payload` decoded as `M` and shown as JSON by `show`, or why it could not be decoded.
