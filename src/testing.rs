@@ -10,7 +10,7 @@ use crate::state::AppState;
 
 /// The secret of the first token of [`tokens`]: beacons and occurrences, any origin.
 pub const SECRET: &str = "unit-secret";
-/// The secret of the second token of [`tokens`]: recordings alone.
+/// The secret of the second token of [`tokens`]: occurrences and recordings.
 pub const RECORDER: &str = "unit-recorder";
 
 /// The default configuration, adjusted by `tweak`.
@@ -34,7 +34,7 @@ pub fn tokens() -> Tokens {
              account_id = \"a\"\nkinds = [\"beacon\", \"occurrence\"]\n\
              rate_per_sec = 100000\nburst = 100000\n\
              [[token]]\nid = \"recorder\"\ntoken = \"{RECORDER}\"\nproject_id = \"p\"\n\
-             account_id = \"a\"\nkinds = [\"recording\"]\nrate_per_sec = 1000\nburst = 1000\n"
+             account_id = \"a\"\nkinds = [\"occurrence\", \"recording\"]\nrate_per_sec = 1000\nburst = 1000\n"
         ),
         None,
     )

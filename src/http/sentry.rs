@@ -28,8 +28,8 @@ use crate::sdk::{sentry, Items};
 /// Sentry's endpoints: an envelope, or one event as older SDKs `/store/` it.
 #[derive(Debug, Clone, Copy)]
 pub enum Sentry {
-    /// `POST /api/{project}/envelope/`: its `event` items become occurrences, its other items
-    /// go to the `item` lane as written.
+    /// `POST /api/{project}/envelope/`: its `event` items become occurrences, its replay
+    /// items recordings, its other items go to the `item` lane as written.
     Envelope,
     /// `POST /api/{project}/store/`: one event.
     Store,
@@ -81,14 +81,19 @@ impl Protocol for Sentry {
                         Ok(sentry::event(raw, envelope.event_id))
                     })
                     .collect::<Result<Vec<Report>, ApiError>>()?;
-                let others = (envelope.others.iter().enumerate())
+                let others = (envelope.items().enumerate())
                     .map(|(index, other)| {
                         sdk::check_size(limits.max_item, index, other.payload.len())?;
                         Ok(sentry::item(other))
                     })
                     .collect::<Result<Vec<_>, ApiError>>()?;
+                // Bounded by the envelope's own cap, and cut into chunks: no item cap.
+                let replays: Vec<_> = (envelope.replays())
+                    .map(|other| sentry::replay(other, envelope.event_id))
+                    .collect();
                 let mut items = Items::default();
                 envelope.labels().for_each(|kind| items.add(kind));
+                let others = vec![(Lane::ITEM, others), (Lane::RECORDING, replays)];
                 (reports, others, envelope.event_id, items, envelope.dsn_key)
             }
             Sentry::Store => {
@@ -105,10 +110,10 @@ impl Protocol for Sentry {
             }
         };
         let id = reports.first().map(|r| r.id).or(envelope_id);
-        let also = match others.is_empty() {
-            true => Vec::new(),
-            false => vec![Batch::translated(Lane::ITEM, Source::Sentry, others)],
-        };
+        let also = (others.into_iter())
+            .filter(|(_, items)| !items.is_empty())
+            .map(|(lane, items)| Batch::translated(lane, Source::Sentry, items))
+            .collect();
         Ok(Translation {
             also,
             ..Translation::of(sdk::reports(Source::Sentry, reports), id)
@@ -180,7 +185,7 @@ mod tests {
     use crate::http::testing::send;
     use crate::lane::Lane;
     use crate::sink::memory::MemorySink;
-    use crate::testing::{state, SECRET};
+    use crate::testing::{envelope, state, RECORDER, SECRET};
 
     const EXCEPTION: &[u8] =
         include_bytes!("../../tests/sdk/payloads/sentry/python-exception.envelope");
@@ -357,6 +362,73 @@ mod tests {
             records[1..].iter().all(|r| r.key == "a"),
             "keyed by account"
         );
+    }
+
+    #[tokio::test]
+    async fn replay_items_are_recordings_of_the_replay_and_need_the_lane() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |s| {
+            s.recordings_chunk_bytes = Some(1024)
+        }));
+        let replay_event = br#"{"type":"replay_event","replay_id":"0123456789abcdef0123456789abcdef","segment_id":0}"#;
+        let mut segment = b"{\"segment_id\":0}\n".to_vec();
+        segment.extend((0..3000u32).map(|i| (i % 256) as u8));
+        let mut body = br#"{"event_id":"0123456789abcdef0123456789abcdef"}"#.to_vec();
+        body.extend_from_slice(b"\n{\"type\":\"replay_event\"}\n");
+        body.extend_from_slice(replay_event);
+        body.extend_from_slice(
+            format!(
+                "\n{{\"type\":\"replay_recording\",\"length\":{}}}\n",
+                segment.len()
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&segment);
+        body.extend_from_slice(b"\n{\"type\":\"client_report\"}\n{}\n");
+        // A token without `recording` is refused the envelope: recordings are opt-in.
+        let uri = |key: &str| format!("/api/1/envelope/?sentry_key={key}");
+        let (status, _, _) = send(&router, post(&uri(SECRET), None, &body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(sink.records().is_empty());
+        let (status, _, answer) = send(&router, post(&uri(RECORDER), None, &body)).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        let records = sink.records();
+        assert_eq!(records[0].kind, Lane::ITEM, "the client report");
+        let chunks: Vec<_> = (records[1..].iter())
+            .map(|record| {
+                assert_eq!(
+                    (record.kind, record.key.as_str()),
+                    (Lane::RECORDING, "0123456789abcdef0123456789abcdef")
+                );
+                match envelope(record).event {
+                    Some(crate::proto::envelope::Event::Recording(r)) => r,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        let kinds: Vec<_> = chunks
+            .iter()
+            .map(|c| (c.r#type.as_str(), c.index, c.last))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("replay_event", 0, true),
+                ("replay_recording", 0, false),
+                ("replay_recording", 1, false),
+                ("replay_recording", 2, true),
+            ]
+        );
+        assert_eq!(chunks[0].data, replay_event);
+        let data: Vec<u8> = chunks[1..].iter().flat_map(|c| c.data.clone()).collect();
+        assert_eq!(data, segment);
+        assert_eq!(chunks[1].media_type, "application/octet-stream");
+        assert!(chunks[1].headers_json.contains("replay_recording"));
     }
 
     #[tokio::test]

@@ -70,12 +70,65 @@ pub struct Envelope<'a> {
     pub others: Vec<Other<'a>>,
 }
 
-impl Envelope<'_> {
+impl<'a> Envelope<'a> {
     /// The type label of every item, in the order their events are produced: the `event`s,
-    /// then the others.
+    /// then the others for the `item` lane, then the replays.
     pub fn labels(&self) -> impl Iterator<Item = &'static str> + '_ {
         let events = self.events.iter().map(|_| "event");
-        events.chain(self.others.iter().map(|other| item_type(&other.kind)))
+        let (replays, items) = self.others.iter().partition::<Vec<_>, _>(|o| is_replay(o));
+        let others = items.into_iter().chain(replays);
+        events.chain(others.map(|other| item_type(&other.kind)))
+    }
+
+    /// Its other items for the `item` lane, in order.
+    pub fn items(&self) -> impl Iterator<Item = &Other<'a>> {
+        self.others.iter().filter(|other| !is_replay(other))
+    }
+
+    /// Its replay items (`replay_event`, `replay_recording`, `replay_video`) for the
+    /// `recording` lane, in order.
+    pub fn replays(&self) -> impl Iterator<Item = &Other<'a>> {
+        self.others.iter().filter(|other| is_replay(other))
+    }
+}
+
+/// Whether an item is part of a session replay, which travels in the `recording` lane.
+fn is_replay(other: &Other<'_>) -> bool {
+    matches!(
+        &*other.kind,
+        "replay_event" | "replay_recording" | "replay_video"
+    )
+}
+
+/// A replay item as a recording of the replay `replay_id` (the envelope header's `event_id`,
+/// which the SDKs set to the replay's id): its payload as the SDK wrote it (a
+/// `replay_recording`'s is its `{"segment_id":N}` line, then the segment, zlib-compressed or
+/// not), with its type, media type and header line. Refused (a dead letter) when the
+/// envelope names no replay.
+pub fn replay(
+    other: &Other<'_>,
+    replay_id: Option<uuid::Uuid>,
+) -> Result<Translated, Untranslated> {
+    let header = String::from_utf8_lossy(other.header).into_owned();
+    let session = replay_id
+        .map(|id| id.simple().to_string())
+        .unwrap_or_default();
+    let payload = other.payload.to_vec();
+    match crate::event::recording(&session, &other.kind, &other.media_type, payload, header) {
+        Ok(event) => Ok(Translated {
+            event,
+            trimmed: Vec::new(),
+        }),
+        Err(invalid) => Err(Untranslated {
+            invalid: Invalid::new(
+                invalid.code,
+                format!(
+                    "a replay item needs the envelope header's event_id: {}",
+                    invalid.message
+                ),
+            ),
+            raw: String::from_utf8_lossy(other.header).into_owned(),
+        }),
     }
 }
 

@@ -4,6 +4,7 @@
 //! inlet-naive serve --listen 127.0.0.1:8082 --brokers 127.0.0.1:9092 --topic T
 //! inlet-naive create-topic --brokers B --topic T [--partitions 512]
 //! inlet-naive direct --brokers B --topic T --bodies FILE [--concurrency 64] [--seconds 10]
+//!                    [--raw [--chunk-bytes N] [--sessions N]]
 //! ```
 //!
 //! `serve`: `POST /v1/beacons` takes one beacon JSON object (or an array of them), parses it
@@ -17,6 +18,14 @@
 //! stdin, then runs `concurrency` tasks that each send one batch's messages and await all of
 //! their delivery futures, for `seconds`. Prints one JSON line of results, then waits for stdin
 //! to close before exiting (so the bench can read /proc after the run).
+//!
+//! `direct --raw`: the same for session recordings. Every line of FILE is one opaque payload
+//! (one recording, its bytes as they are, e.g. base64 text), cut up front into messages of at
+//! most `--chunk-bytes` (default: the whole line as one message), as inlet cuts a recording into
+//! chunks; each request sends one payload's messages, all keyed by one session drawn at random
+//! per request from `--sessions` (default 100000) as `sess-NNNNNNNN`, and awaits them all. The
+//! results also give the payload bytes delivered (`bytes`) and the requests of which a message
+//! failed (`failed_requests`).
 //!
 //! The producer settings are inlet's defaults (src/sink/kafka/properties.rs `producer_properties`).
 
@@ -90,17 +99,48 @@ fn message(event: &Value) -> (String, Vec<u8>) {
 
 /// Sends every message and awaits every delivery; the number delivered.
 async fn produce_all(producer: &FutureProducer, topic: &str, messages: &[(String, Vec<u8>)]) -> usize {
-    let sends = messages.iter().map(|(key, value)| {
+    produce_keyed(producer, topic, messages, None).await.0
+}
+
+/// Sends every message (each under `key` when given, else its own) and awaits every delivery;
+/// the number delivered and their payload bytes.
+async fn produce_keyed(
+    producer: &FutureProducer,
+    topic: &str,
+    messages: &[(String, Vec<u8>)],
+    key: Option<&str>,
+) -> (usize, usize) {
+    let sends = messages.iter().map(|(own, value)| {
         producer.send(
-            FutureRecord::to(topic).key(key.as_str()).payload(value.as_slice()),
+            FutureRecord::to(topic)
+                .key(key.unwrap_or(own.as_str()))
+                .payload(value.as_slice()),
             Duration::from_secs(1),
         )
     });
     futures::future::join_all(sends)
         .await
         .iter()
-        .filter(|r| r.is_ok())
-        .count()
+        .zip(messages)
+        .filter(|(r, _)| r.is_ok())
+        .fold((0, 0), |(n, bytes), (_, (_, value))| (n + 1, bytes + value.len()))
+}
+
+/// A recording's messages: `payload` cut into chunks of at most `chunk_bytes` (the key is given
+/// per request).
+fn chunked(payload: &[u8], chunk_bytes: usize) -> Vec<(String, Vec<u8>)> {
+    payload
+        .chunks(chunk_bytes.max(1))
+        .map(|chunk| (String::new(), chunk.to_vec()))
+        .collect()
+}
+
+/// xorshift64*: a session per request, with no dependency for it.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
 struct App {
@@ -222,21 +262,34 @@ fn direct(args: &[String]) {
     let seconds: f64 = arg(args, "--seconds")
         .map(|s| s.parse().expect("--seconds"))
         .unwrap_or(10.0);
-    let batches: Vec<Vec<(String, Vec<u8>)>> = std::fs::read_to_string(&bodies)
-        .expect("--bodies")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| match serde_json::from_str::<Value>(line).expect("JSON line") {
-            Value::Array(events) => events.iter().map(message).collect(),
-            event => vec![message(&event)],
-        })
-        .collect();
+    let raw = args.iter().any(|a| a == "--raw");
+    let chunk_bytes: usize = arg(args, "--chunk-bytes")
+        .map(|c| c.parse().expect("--chunk-bytes"))
+        .unwrap_or(usize::MAX);
+    let sessions: u64 = arg(args, "--sessions")
+        .map(|s| s.parse().expect("--sessions"))
+        .unwrap_or(100_000)
+        .max(1);
+    let text = std::fs::read_to_string(&bodies).expect("--bodies");
+    let lines = text.lines().filter(|l| !l.trim().is_empty());
+    let batches: Vec<Vec<(String, Vec<u8>)>> = if raw {
+        lines.map(|line| chunked(line.as_bytes(), chunk_bytes)).collect()
+    } else {
+        lines
+            .map(|line| match serde_json::from_str::<Value>(line).expect("JSON line") {
+                Value::Array(events) => events.iter().map(message).collect(),
+                event => vec![message(&event)],
+            })
+            .collect()
+    };
+    drop(text);
     let batches = Arc::new(batches);
     let rt = runtime("direct-worker");
     let producer = Arc::new(producer(&brokers));
     // Warm up: metadata for the topic, so the first batches do not wait on it.
     rt.block_on(async {
-        produce_all(&producer, &topic, &batches[0]).await;
+        let key = raw.then_some("sess-00000000");
+        produce_keyed(&producer, &topic, &batches[0], key).await;
     });
     println!("READY");
     let mut line = String::new();
@@ -252,38 +305,50 @@ fn direct(args: &[String]) {
                 let batches = batches.clone();
                 let topic = topic.clone();
                 tokio::spawn(async move {
-                    let (mut lat, mut events, mut failed) = (Vec::new(), 0usize, 0usize);
+                    let mut lat = Vec::new();
+                    let (mut events, mut failed, mut bytes, mut failed_requests) = (0, 0, 0, 0);
+                    let mut random = 0x9e37_79b9_7f4a_7c15u64 ^ (t as u64 + 1) * 7919;
                     let mut i = t;
                     while Instant::now() < deadline {
                         let batch = &batches[i % batches.len()];
                         i += concurrency;
+                        let session = raw.then(|| {
+                            format!("sess-{:08}", next_random(&mut random) % sessions)
+                        });
                         let t0 = Instant::now();
-                        let ok = produce_all(&producer, &topic, batch).await;
+                        let (ok, sent) =
+                            produce_keyed(&producer, &topic, batch, session.as_deref()).await;
                         lat.push(t0.elapsed().as_micros() as u64);
                         events += ok;
+                        bytes += sent;
                         failed += batch.len() - ok;
+                        failed_requests += usize::from(ok < batch.len());
                     }
-                    (lat, events, failed)
+                    (lat, events, failed, bytes, failed_requests)
                 })
             })
             .collect();
-        let mut all = (Vec::new(), 0, 0);
+        let mut all = (Vec::new(), 0, 0, 0, 0);
         for t in tasks {
-            let (lat, e, f) = t.await.expect("task");
+            let (lat, e, f, b, fr) = t.await.expect("task");
             all.0.extend(lat);
             all.1 += e;
             all.2 += f;
+            all.3 += b;
+            all.4 += fr;
         }
         all
     });
     let elapsed = started.elapsed().as_secs_f64();
-    let (mut lat, events, failed) = results;
+    let (mut lat, events, failed, bytes, failed_requests) = results;
     lat.sort_unstable();
     println!(
-        "{{\"requests\":{},\"events\":{},\"failed_events\":{},\"elapsed_s\":{:.3},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3}}}",
+        "{{\"requests\":{},\"events\":{},\"failed_events\":{},\"failed_requests\":{},\"bytes\":{},\"elapsed_s\":{:.3},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3}}}",
         lat.len(),
         events,
         failed,
+        failed_requests,
+        bytes,
         elapsed,
         percentile(&lat, 50.0),
         percentile(&lat, 99.0),
