@@ -101,8 +101,9 @@ fn analytics_routes() -> Router<AppState> {
         router = slashed(router, &format!("/v1/{short}"), posted(Segment::Call(call)));
     }
     for path in ["/e", "/i/v0/e", "/capture", "/batch", "/track", "/engage"] {
-        router = slashed(router, path, posted(Capture));
+        router = slashed(router, path, posted(Capture::Events));
     }
+    router = slashed(router, "/s", posted(Capture::Snapshots));
     router = slashed(
         router,
         "/v1/projects/{write_key}/settings",

@@ -8,10 +8,14 @@
 //! 503. Partly invalid batches are answered as on Segment's endpoint (see `http::segment`):
 //! 200, the invalid events counted, and a 503 only for a refusal a retry may overcome.
 //!
+//! `POST /s/` takes posthog-js's session recording: its `$snapshot` events, one recording per
+//! session, into the `recording` lane.
+//!
 //! posthog-js also asks its host for a remote configuration and for feature flags. inlet is no
 //! flags service: it answers both with an empty, valid configuration (no flags, no surveys,
-//! session recording, heatmaps and autocaptured exceptions off), so posthog-js starts, sends
-//! its events, and logs no errors.
+//! heatmaps and autocaptured exceptions off), so posthog-js starts, sends its events, and logs
+//! no errors. Session recording is on for a token whose `kinds` include `recording`, off for
+//! any other.
 
 use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
@@ -38,9 +42,15 @@ use crate::state::AppState;
 /// larger.
 pub const MAX_BODY: usize = 20 << 20;
 
-/// PostHog's capture API: `POST /e/`, `/i/v0/e/`, `/capture/`, `/batch/`.
+/// PostHog's capture API.
 #[derive(Debug, Clone, Copy)]
-pub struct Capture;
+pub enum Capture {
+    /// `POST /e/`, `/i/v0/e/`, `/capture/`, `/batch/`, `/track/`, `/engage/`: events, as beacons
+    /// (and `$exception` events as occurrences).
+    Events,
+    /// `POST /s/`: posthog-js's session recording, `$snapshot` events, as recordings.
+    Snapshots,
+}
 
 /// What the body's wire format is, from the request's head.
 pub struct Head {
@@ -64,7 +74,10 @@ impl Protocol for Capture {
     type Receipt = ();
 
     fn lane(self) -> Lane {
-        Lane::BEACON
+        match self {
+            Capture::Events => Lane::BEACON,
+            Capture::Snapshots => Lane::RECORDING,
+        }
     }
 
     /// The key is in the body, so it is checked once the body is read.
@@ -117,6 +130,13 @@ impl Protocol for Capture {
         let body = posthog::decode(body, head.wire(), limits.lane.max_decoded)?;
         let read = posthog::read(&body, limits.max_events)?;
         let mut items = Items::default();
+        if let Capture::Snapshots = self {
+            let recordings = posthog::snapshots(&read.messages, read.key.as_deref(), &mut items);
+            let batch = Batch::translated(Lane::RECORDING, Source::Posthog, recordings);
+            return Ok(Translation::of(batch, ())
+                .with_key(read.key)
+                .with_items(items));
+        }
         let events = posthog::translate(&read.messages, read.key.as_deref(), &mut items);
         let batch = Batch::translated(Lane::BEACON, Source::Posthog, events.beacons);
         let translation = Translation::of(batch, ())
@@ -164,9 +184,26 @@ fn error_type(error: &ApiError) -> &'static str {
     }
 }
 
-/// The configuration posthog-js asks for: nothing to load, no flags to ask for. It names no
-/// `surveys` at all: posthog-js 1.449 loads `surveys.js` for `"surveys": false` too.
-fn remote_config(token: &str) -> Value {
+/// The configuration posthog-js asks for: nothing to load, no flags to ask for, and session
+/// recording on when the token may send recordings (to `/s/`, its default settings). It names
+/// no `surveys` at all: posthog-js 1.449 loads `surveys.js` for `"surveys": false` too.
+fn remote_config(token: &str, recording: bool) -> Value {
+    let session_recording = match recording {
+        true => json!({
+            "endpoint": "/s/",
+            "consoleLogRecordingEnabled": true,
+            "recorderVersion": "v2",
+            "sampleRate": null,
+            "linkedFlag": null,
+            "networkPayloadCapture": null,
+            "masking": null,
+            "urlTriggers": [],
+            "urlBlocklist": [],
+            "eventTriggers": [],
+            "scriptConfig": null,
+        }),
+        false => json!(false),
+    };
     json!({
         "token": token,
         "supportedCompression": ["gzip", "gzip-js"],
@@ -176,27 +213,33 @@ fn remote_config(token: &str) -> Value {
         "captureDeadClicks": false,
         "capturePerformance": false,
         "heatmaps": false,
-        "sessionRecording": false,
+        "sessionRecording": session_recording,
         "productTours": false,
         "defaultIdentifiedOnly": true,
         "siteApps": [],
     })
 }
 
+/// Whether `token` is a token that may send recordings: the remote configuration then turns
+/// posthog-js's session recording on. (posthog-js's token is public: it is in every page.)
+fn records(state: &AppState, token: &str) -> bool {
+    (state.tokens.lookup(token)).is_some_and(|token| token.allows(Lane::RECORDING))
+}
+
 /// `GET /array/{token}/config`: the remote configuration as JSON.
-pub async fn config(Path(token): Path<String>) -> Response {
-    Json(remote_config(&token)).into_response()
+pub async fn config(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    Json(remote_config(&token, records(&state, &token))).into_response()
 }
 
 /// `GET /array/{token}/config.js`: the remote configuration as the script posthog-js loads,
 /// which leaves it in `window._POSTHOG_REMOTE_CONFIG[token]`.
-pub async fn config_js(Path(token): Path<String>) -> Response {
+pub async fn config_js(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     // JSON text is a JavaScript expression: the token is a string literal, escaped.
     let script = format!(
         "(function() {{\n  window._POSTHOG_REMOTE_CONFIG = window._POSTHOG_REMOTE_CONFIG || {{}};\n  \
          window._POSTHOG_REMOTE_CONFIG[{token}] = {{ config: {config}, siteApps: [] }};\n}})();\n",
         token = Value::from(token.as_str()),
-        config = remote_config(&token),
+        config = remote_config(&token, records(&state, &token)),
     );
     let mut response = script.into_response();
     response.headers_mut().insert(
@@ -214,10 +257,12 @@ pub async fn config_js(Path(token): Path<String>) -> Response {
 pub async fn flags(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let limit = state.limits(Lane::BEACON).max_body;
-    if let Err(error) = read_capped(body, &parts.headers, limit, MinRate::of(&state.edge)).await {
-        return error.into_response();
-    }
-    let mut answer = remote_config("");
+    let body = match read_capped(body, &parts.headers, limit, MinRate::of(&state.edge)).await {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    let recording = asking_token(&parts, body, limit).is_some_and(|t| records(&state, &t));
+    let mut answer = remote_config("", recording);
     let fields = answer.as_object_mut().expect("an object");
     fields.remove("token");
     fields.extend(
@@ -239,6 +284,16 @@ pub async fn flags(State(state): State<AppState>, request: Request) -> Response 
         .map(|(name, value)| (name.to_owned(), value)),
     );
     Json(answer).into_response()
+}
+
+/// The token a flags request names in its body (`token`, or `api_key`), however posthog-js
+/// encoded it.
+fn asking_token(parts: &Parts, body: Bytes, limit: usize) -> Option<String> {
+    let head = Capture::Events.head(parts).ok()?;
+    let body = posthog::decode(body, head.wire(), limit).ok()?;
+    let asking: Value = serde_json::from_slice(&body).ok()?;
+    let token = asking.get("token").or_else(|| asking.get(posthog::KEY))?;
+    token.as_str().map(str::to_owned)
 }
 
 /// `GET /flags/definitions` (posthog-python 7.11.2 and later, posthog-node 5.29.4 and later)
@@ -303,7 +358,7 @@ mod tests {
     use crate::http::testing::send;
     use crate::sink::memory::MemorySink;
     use crate::state::AppState;
-    use crate::testing::{state, SECRET};
+    use crate::testing::{envelope, state, RECORDER, SECRET};
 
     async fn post(
         sink: Arc<MemorySink>,
@@ -404,6 +459,79 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         let flags: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(flags["flags"], json!({}));
+    }
+
+    #[tokio::test]
+    async fn snapshots_are_a_recording_per_session_and_recording_is_on_for_its_tokens() {
+        let sink = Arc::new(MemorySink::accepting());
+        let snapshot = |session: &str, n: u32| {
+            json!({"event": "$snapshot", "properties": {
+                "token": RECORDER, "distinct_id": "d", "$session_id": session,
+                "$window_id": "w", "$snapshot_data": [{"type": 2, "data": {"n": n}}],
+            }})
+        };
+        let batch = json!([snapshot("s1", 1), snapshot("s2", 2), snapshot("s1", 3)]);
+        let mut gzipped = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzipped.write_all(batch.to_string().as_bytes()).unwrap();
+        let uri = "/s/?compression=gzip-js&ver=1.449.2";
+        let body = gzipped.finish().unwrap();
+        let (status, answer) = post(Arc::clone(&sink), uri, "text/plain", body.clone()).await;
+        assert_eq!((status, answer), (StatusCode::OK, json!({"status": 1})));
+        let recordings: Vec<_> = (sink.records().iter())
+            .map(|record| match envelope(record).event {
+                Some(crate::proto::envelope::Event::Recording(r)) => (record.key.clone(), r),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            recordings.len(),
+            2,
+            "one recording (of one chunk) a session"
+        );
+        let (key, s1) = &recordings[0];
+        assert_eq!(
+            (key.as_str(), s1.r#type.as_str(), s1.last),
+            ("s1", "$snapshot", true)
+        );
+        let events: Value = serde_json::from_slice(&s1.data).unwrap();
+        let ns: Vec<_> = (events.as_array().unwrap().iter())
+            .map(|e| e["properties"]["$snapshot_data"][0]["data"]["n"].clone())
+            .collect();
+        assert_eq!(ns, [json!(1), json!(3)]);
+        assert!(
+            events[0]["properties"].get("token").is_none(),
+            "the token is taken out"
+        );
+        // A token without `recording` is refused them.
+        let other =
+            json!([{"event": "$snapshot", "properties": {"token": SECRET, "$session_id": "s"}}]);
+        let (status, _) = post(
+            sink,
+            "/s/",
+            "application/json",
+            other.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        // Recording is on for the token that may send them, off for the others.
+        let router = public_router(state(Arc::new(MemorySink::accepting()), |_| {}));
+        for (token, on) in [(RECORDER, true), (SECRET, false), ("unknown", false)] {
+            let get = Request::get(format!("/array/{token}/config"))
+                .body(Body::empty())
+                .unwrap();
+            let config: Value = serde_json::from_slice(&send(&router, get).await.2).unwrap();
+            assert_eq!(config["sessionRecording"].is_object(), on, "{token}");
+            let asking = json!({"token": token, "distinct_id": "d"}).to_string();
+            let flags = Request::post("/flags/?v=2&config=true")
+                .body(Body::from(asking))
+                .unwrap();
+            let flags: Value = serde_json::from_slice(&send(&router, flags).await.2).unwrap();
+            assert_eq!(
+                flags["sessionRecording"]["endpoint"] == "/s/",
+                on,
+                "{token}"
+            );
+        }
     }
 
     /// A posthog-js `$exception` event (posthog-js 1.449's shape: the raised exception first,

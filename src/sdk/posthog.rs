@@ -171,6 +171,88 @@ pub fn translate(events: &[&RawValue], key: Option<&str>, items: &mut Items) -> 
     translation
 }
 
+/// A `/s/` body's `$snapshot` events (posthog-js's session recording) as recordings: each
+/// session's events (by `properties.$session_id`), in their order, one recording of that
+/// session whose data is a JSON array of them as posthog-js wrote them, the token taken out.
+/// An event that is no `$snapshot`, names no session, or names a token other than `key` is
+/// refused. Each recording is one item (`snapshot`), and each refused event one.
+pub fn snapshots(
+    events: &[&RawValue],
+    key: Option<&str>,
+    items: &mut Items,
+) -> Vec<Result<Translated, Untranslated>> {
+    let mut sessions: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut refused = Vec::new();
+    for raw in events {
+        let session = match snapshot_session(raw, key) {
+            Ok(session) => session,
+            Err(invalid) => {
+                items.add(label(None));
+                refused.push(Err(untranslated(invalid, raw, SECRETS)));
+                continue;
+            }
+        };
+        let at = match sessions.iter().position(|(s, _)| *s == session) {
+            Some(at) => at,
+            None => {
+                sessions.push((session, b"[".to_vec()));
+                sessions.len() - 1
+            }
+        };
+        let data = &mut sessions[at].1;
+        if data.len() > 1 {
+            data.push(b',');
+        }
+        data.extend_from_slice(super::without_secrets(raw.get(), SECRETS).as_bytes());
+    }
+    let mut recordings: Vec<_> = (sessions.into_iter())
+        .map(|(session, mut data)| {
+            data.push(b']');
+            items.add("snapshot");
+            let recording = crate::event::recording(
+                &session,
+                "$snapshot",
+                "application/json",
+                data,
+                String::new(),
+            );
+            recording
+                .map(|event| Translated {
+                    event,
+                    trimmed: Vec::new(),
+                })
+                .map_err(|invalid| Untranslated {
+                    invalid,
+                    raw: session,
+                })
+        })
+        .collect();
+    recordings.extend(refused);
+    recordings
+}
+
+/// The session of a `$snapshot` event, or why it is refused.
+fn snapshot_session(raw: &RawValue, key: Option<&str>) -> Result<String, Invalid> {
+    let Ok((event, properties)) = Object::parse_apart::<Object>(raw.get(), "properties") else {
+        return Err(Invalid::not_an_object());
+    };
+    if event_name(&event).as_deref() != Some("$snapshot") {
+        return Err(Invalid::new(
+            "unsupported_message",
+            "`/s/` takes `$snapshot` events only",
+        ));
+    }
+    if event_token(&event, properties.as_ref()).is_some_and(|token| Some(token.as_str()) != key) {
+        return Err(Invalid::new(
+            "token_mismatch",
+            "the event's `token` is not the request's key: it belongs to another project",
+        ));
+    }
+    properties
+        .and_then(|p| p.text("$session_id"))
+        .ok_or_else(|| Invalid::missing("properties.$session_id"))
+}
+
 /// Whether `raw` is an `$exception` event, by a look at its text first (most events are not).
 fn is_exception(raw: &RawValue) -> bool {
     raw.get().contains("\"$exception\"")

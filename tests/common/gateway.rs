@@ -42,8 +42,10 @@ pub const TIGHT: &str = "tight-secret";
 /// trackers' SDKs back off on its 429s).
 /// Made of word characters only, as the Sentry JavaScript SDKs require of a DSN's key.
 pub const TIGHT_ERRORS: &str = "tight_errors_secret";
-/// Secret of an occurrences token shaped like a Sentry DSN's public key (32 hex digits: the
-/// JavaScript SDKs refuse a DSN whose key is not made of word characters).
+/// Secret of a token for recordings (with beacons and occurrences).
+pub const RECORDER: &str = "recorder-secret";
+/// Secret of an occurrences and recordings token shaped like a Sentry DSN's public key (32 hex
+/// digits: the JavaScript SDKs refuse a DSN whose key is not made of word characters).
 pub const DSN_KEY: &str = "0123456789abcdef0123456789abcdef";
 pub const PROJECT: &str = "proj-7";
 pub const ACCOUNT: &str = "acct-42";
@@ -96,7 +98,16 @@ id = "dsn"
 token = "{DSN_KEY}"
 project_id = "{PROJECT}"
 account_id = "{ACCOUNT}"
-kinds = ["occurrence"]
+kinds = ["occurrence", "recording"]
+rate_per_sec = 100000
+burst = 100000
+
+[[token]]
+id = "recorder"
+token = "{RECORDER}"
+project_id = "{PROJECT}"
+account_id = "{ACCOUNT}"
+kinds = ["beacon", "occurrence", "recording"]
 rate_per_sec = 100000
 burst = 100000
 
@@ -131,6 +142,15 @@ pub fn items_topic(topics: &(String, String)) -> String {
     )
 }
 
+/// The recordings topic of a test whose topics are `topics` (see [`items_topic`]).
+pub fn recordings_topic(topics: &(String, String)) -> String {
+    let beacons = &topics.0;
+    format!(
+        "{}.recordings",
+        beacons.strip_suffix(".beacons").unwrap_or(beacons)
+    )
+}
+
 /// Settings for a gateway against `brokers` producing to `topics`.
 pub fn settings(brokers: &str, topics: &(String, String), tokens_file: PathBuf) -> Settings {
     Settings {
@@ -139,6 +159,7 @@ pub fn settings(brokers: &str, topics: &(String, String), tokens_file: PathBuf) 
         topic_beacons: Some(topics.0.clone()),
         topic_occurrences: Some(topics.1.clone()),
         topic_items: Some(items_topic(topics)),
+        topic_recordings: Some(recordings_topic(topics)),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         admin_listen: Some("127.0.0.1:0".parse().unwrap()),
         ..Default::default()
@@ -323,8 +344,9 @@ impl Kafka {
     pub async fn start(test: &str) -> Kafka {
         let broker = Broker::shared();
         let topics = topics(test);
-        let items = items_topic(&topics);
-        create_topics(&broker.bootstrap(), &[&topics.0, &topics.1, &items]).await;
+        let (items, recordings) = (items_topic(&topics), recordings_topic(&topics));
+        let created = [&topics.0, &topics.1, &items, &recordings];
+        create_topics(&broker.bootstrap(), &created.map(String::as_str)).await;
         Kafka { broker, topics }
     }
 
@@ -352,6 +374,12 @@ impl Kafka {
             linger,
         )
         .await
+    }
+
+    /// The recordings topic read back (see [`consume`]): `expected` chunks.
+    pub async fn recordings(&self, expected: usize, linger: Duration) -> Vec<Consumed> {
+        let topic = recordings_topic(&self.topics);
+        landed(&self.brokers(), &topic, expected, linger).await
     }
 
     /// Both topics read back at once: `expected` (beacons, occurrences).

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod load;
 pub mod process;
 pub mod raw;
+pub mod recordings;
 pub mod redis;
 pub mod request;
 
