@@ -153,6 +153,10 @@ impl InletProcess {
             .env("INLET_TOPIC_BEACONS", &topics.0)
             .env("INLET_TOPIC_OCCURRENCES", &topics.1)
             .env("INLET_TOPIC_ITEMS", super::gateway::items_topic(topics))
+            .env(
+                "INLET_TOPIC_RECORDINGS",
+                super::gateway::recordings_topic(topics),
+            )
             .env("INLET_LOG", "info,librdkafka=warn")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -192,6 +196,17 @@ impl InletProcess {
     pub fn wait(&mut self, limit: Duration) -> ExitStatus {
         let log = self.stderr_path.clone();
         wait_exit(&mut self.child, limit, || read_log(&log))
+    }
+
+    /// The process's peak resident memory so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc/PID/status");
+        let line = (status.lines())
+            .find(|line| line.starts_with("VmHWM:"))
+            .expect("VmHWM");
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
     }
 
     /// What inlet logged.

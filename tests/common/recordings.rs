@@ -100,3 +100,162 @@ fn take(entry: &mut Reassembled, chunk: &Recording, message: &Consumed) {
         std::cmp::Ordering::Equal => {}
     }
 }
+
+/// The recordings topic of `kafka` read back from the beginning until `done` holds of the
+/// recordings read so far (or 60 s passed, as [`consume`](super::gateway::consume) waits), then
+/// for `linger` more to catch duplicates: for clients (the browser SDKs) whose recordings are cut
+/// into chunks as inlet chooses, so no count of chunks can be expected beforehand.
+pub async fn landed_until(
+    kafka: &super::gateway::Kafka,
+    linger: std::time::Duration,
+    done: impl Fn(&BTreeMap<String, Reassembled>) -> bool + Send + 'static,
+) -> Vec<Consumed> {
+    use prost::Message as _;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use std::time::{Duration, Instant};
+
+    let (brokers, topic) = (
+        kafka.brokers(),
+        super::gateway::recordings_topic(&kafka.topics),
+    );
+    let read = move || {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", format!("test-{}", uuid::Uuid::now_v7()))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "50")
+            .create()
+            .expect("consumer");
+        let md = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("metadata");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in md.topics()[0].partitions() {
+            tpl.add_partition_offset(&topic, p.id(), rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut out: Vec<Consumed> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut linger_until: Option<Instant> = None;
+        loop {
+            if linger_until.is_some_and(|t| Instant::now() >= t) || Instant::now() >= deadline {
+                return out;
+            }
+            let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let msg = msg.expect("consume");
+            let headers = (msg.headers().into_iter())
+                .flat_map(|h| h.iter())
+                .map(|h| {
+                    let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                    (h.key.to_owned(), value.into_owned())
+                })
+                .collect();
+            out.push(Consumed {
+                partition: msg.partition(),
+                offset: msg.offset(),
+                key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
+                headers,
+                envelope: inlet::proto::Envelope::decode(msg.payload().unwrap_or_default())
+                    .expect("envelope decodes"),
+            });
+            if linger_until.is_none() && done(&reassemble(&out)) {
+                linger_until = Some(Instant::now() + linger);
+            }
+        }
+    };
+    tokio::task::spawn_blocking(read)
+        .await
+        .expect("consumer thread")
+}
+
+/// Deterministic bytes that do not compress (xorshift64), as recordings usually arrive
+/// (compressed by the client already).
+pub struct Noise(u64);
+
+impl Noise {
+    pub fn new(seed: u64) -> Noise {
+        Noise(seed.max(1))
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for piece in buf.chunks_mut(8) {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            piece.copy_from_slice(&self.0.to_le_bytes()[..piece.len()]);
+        }
+    }
+}
+
+/// What an upload came to.
+#[derive(Debug)]
+pub struct Uploaded {
+    /// The status, `None` when the connection ended without an answer.
+    pub status: Option<u16>,
+    /// The answer's JSON body (`Null` without one).
+    pub body: serde_json::Value,
+    /// The SHA-256 of what was sent, when all of it was.
+    pub sha256: Option<String>,
+    pub sent: u64,
+}
+
+/// `POST /v1/recordings/{session}` of `size` bytes of [`Noise`] from `seed`, over a raw
+/// connection, as a client streams a file: `Content-Length` given, 64 KiB written at a time.
+/// With `cut_at`, the connection is closed once that many bytes are written (a client gone
+/// half-way). Reads the answer to the end (`Connection: close`).
+pub async fn upload(
+    addr: &str,
+    session: &str,
+    token: &str,
+    size: u64,
+    seed: u64,
+    cut_at: Option<u64>,
+) -> Uploaded {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/recordings/{session} HTTP/1.1\r\nHost: {addr}\r\nX-Inlet-Token: {token}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let (mut noise, mut digest) = (Noise::new(seed), Sha256::new());
+    let mut buf = vec![0u8; 64 << 10];
+    let mut sent = 0u64;
+    while sent < size {
+        let n = (size - sent).min(buf.len() as u64) as usize;
+        noise.fill(&mut buf[..n]);
+        if stream.write_all(&buf[..n]).await.is_err() {
+            // Answered early (and the connection closed): read the answer below.
+            break;
+        }
+        digest.update(&buf[..n]);
+        sent += n as u64;
+        if cut_at.is_some_and(|cut| sent >= cut) {
+            drop(stream);
+            return Uploaded {
+                status: None,
+                body: serde_json::Value::Null,
+                sha256: None,
+                sent,
+            };
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer);
+    let status = (text.split_whitespace().nth(1)).and_then(|code| code.parse().ok());
+    let body = (text.split_once("\r\n\r\n"))
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or(serde_json::Value::Null);
+    Uploaded {
+        status,
+        body,
+        sha256: (sent == size).then(|| hex::encode(digest.finalize())),
+        sent,
+    }
+}
