@@ -50,11 +50,21 @@ pub enum From {
 
 /// Runs `inlet tail` until `--count` messages, `--idle-exit-ms` of silence, or Ctrl-C.
 pub fn run(args: TailArgs) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &args.brokers)
         .set("group.id", format!("inlet-tail-{}", uuid::Uuid::now_v7()))
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
+        .set("enable.partition.eof", "false");
+    if args.reassemble.is_some() {
+        // A recording is on one partition: fetch more than librdkafka's 1 MiB of it at a time,
+        // and do not let the many empty partitions hold each fetch for librdkafka's 500 ms.
+        config
+            .set("fetch.wait.max.ms", "50")
+            .set("max.partition.fetch.bytes", (16 << 20).to_string())
+            .set("fetch.max.bytes", (64 << 20).to_string());
+    }
+    let consumer: BaseConsumer = config
         .create()
         .context("cannot create the Kafka consumer")?;
     let metadata = consumer
