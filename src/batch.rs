@@ -169,6 +169,19 @@ impl Batch {
         self.events.len()
     }
 
+    /// The bytes converting the batch goes through: its text, and the data of the recordings
+    /// it holds (hashed and cut into chunks).
+    pub fn weight(&self) -> usize {
+        let recordings = self.events.iter().map(|event| match event {
+            Ok(Raw::Translated(valid)) => match &valid.body {
+                crate::proto::envelope::Event::Recording(recording) => recording.data.len(),
+                _ => 0,
+            },
+            _ => 0,
+        });
+        self.text.len() + recordings.sum::<usize>()
+    }
+
     /// Whether the batch holds no event.
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()

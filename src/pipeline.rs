@@ -239,7 +239,7 @@ impl Pipeline {
         let kind = batch.kind;
         self.charge(kind, token, batch.len()).await?;
         let meta = self.meta(kind, batch.source, token, client);
-        let large = batch.text.len() >= BLOCKING_PARSE_BYTES;
+        let large = batch.weight() >= BLOCKING_PARSE_BYTES;
         let keep = Keep {
             letters: self.fleet.dead_letters.is_some(),
             ids: self.fleet.dedupe.is_some(),

@@ -308,6 +308,40 @@ mod tests {
         assert!(sink.records().is_empty());
     }
 
+    /// A body that sends one piece, then nothing.
+    struct Stalls(bool);
+
+    impl hyper::body::Body for Stalls {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            if std::mem::replace(&mut self.0, true) {
+                return std::task::Poll::Pending;
+            }
+            let piece = Bytes::from(vec![b'x'; 3 * CHUNK]);
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_upload_is_cut_off_like_any_slow_body() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = crate::http::public_router(state(Arc::clone(&sink), |s| {
+            s.recordings_chunk_bytes = Some(CHUNK);
+            s.body_timeout_ms = Some(200);
+        }));
+        let (status, _, answer) = send(&router, post(RECORDER, Body::new(Stalls(false)))).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert!(String::from_utf8_lossy(&answer).contains("body_timeout"));
+        let chunks = recordings(&sink);
+        assert_eq!(chunks.len(), 2, "the chunks before the stall");
+        assert!(chunks.iter().all(|c| !c.last));
+    }
+
     #[tokio::test]
     async fn a_body_that_fails_half_way_leaves_an_incomplete_recording() {
         // Streamed past the cap: the chunks before it are produced, and none is the last.
