@@ -681,10 +681,12 @@ mod tests {
             format!("{:?}", c.limits(Lane::BEACON)),
             format!("{:?}", defaults.limits(Lane::BEACON))
         );
-        assert_eq!(
-            format!("{:?}", c.limits(Lane::OCCURRENCE)),
-            format!("{:?}", defaults.limits(Lane::OCCURRENCE))
-        );
+        for lane in [Lane::OCCURRENCE, Lane::ITEM, Lane::RECORDING] {
+            assert_eq!(
+                format!("{:?}", c.limits(lane)),
+                format!("{:?}", defaults.limits(lane))
+            );
+        }
         assert_eq!(
             (
                 c.edge.listen,
