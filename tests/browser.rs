@@ -11,6 +11,10 @@
 //! from the npm packages `tests/sdk/install.sh` installs: rollbar.js, posthog-js (inline, and
 //! loaded from inlet's `/static/array.js` by PostHog's snippet) and Segment's analytics.js
 //! (its settings loaded from inlet as its CDN). What each sends must land in Kafka exactly once.
+//! Two record the page's session: posthog-js's session recording (its recorder loaded from
+//! inlet, turned on by inlet's remote configuration) and @sentry/browser's Session Replay (its
+//! npm ES modules loaded through an import map from the page's server); their recordings must
+//! land complete, each once.
 //!
 //! Chromium: `$CHROMIUM_BIN`, else `/usr/bin/chromium` (`apt-get install -y chromium`;
 //! `tests/run.sh` installs it when missing).
@@ -23,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::gateway::{temp_dir, tokens_toml, Consumed, Gateway, Kafka, SDK, WEB};
+use common::gateway::{temp_dir, tokens_toml, Consumed, Gateway, Kafka, DSN_KEY, SDK, WEB};
 use inlet::proto::envelope::Event;
 use inlet::proto::Beacon;
 use serde_json::{json, Value};
@@ -402,13 +406,39 @@ async fn serve_page(
     html: Arc<String>,
     reports: mpsc::UnboundedSender<String>,
 ) {
+    serve(listener, html, reports, None).await
+}
+
+/// [`serve_page`], and `GET /node_modules/{path}` from the `node_modules` of the SDKs
+/// `tests/sdk/install.sh` installs: a page loads an npm package's ES modules from its own
+/// origin, through an import map, as a bundler would have put them together.
+async fn serve_page_and_modules(
+    listener: TcpListener,
+    html: Arc<String>,
+    reports: mpsc::UnboundedSender<String>,
+) {
+    serve(listener, html, reports, Some(Arc::new(node_modules()))).await
+}
+
+async fn serve(
+    listener: TcpListener,
+    html: Arc<String>,
+    reports: mpsc::UnboundedSender<String>,
+    modules: Option<Arc<PathBuf>>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
-        let (html, reports) = (html.clone(), reports.clone());
+        let (html, reports, modules) = (html.clone(), reports.clone(), modules.clone());
         tokio::spawn(async move {
-            let _ = answer(stream, &html, &reports).await;
+            let _ = answer(
+                stream,
+                &html,
+                &reports,
+                modules.as_deref().map(PathBuf::as_path),
+            )
+            .await;
         });
     }
 }
@@ -417,6 +447,7 @@ async fn answer(
     mut stream: TcpStream,
     html: &str,
     reports: &mpsc::UnboundedSender<String>,
+    modules: Option<&Path>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -449,13 +480,24 @@ async fn answer(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let (status, content_type, body) = match (method, path) {
-        ("GET", "/") => ("200 OK", "text/html; charset=utf-8", html.as_bytes()),
-        ("POST", "/report") => {
+    let module = path
+        .strip_prefix("/node_modules/")
+        .map(|p| p.split('?').next().unwrap_or(p));
+    let module = match (method, module, modules) {
+        ("GET", Some(file), Some(root)) if !file.split('/').any(|part| part == "..") => {
+            tokio::fs::read(root.join(file)).await.ok()
+        }
+        _ => None,
+    };
+    let (status, content_type, body) = match (method, path, &module) {
+        ("GET", "/", _) => ("200 OK", "text/html; charset=utf-8", html.as_bytes()),
+        ("POST", "/report", _) => {
             let report = &buf[head_end..head_end + length];
             let _ = reports.send(String::from_utf8_lossy(report).into_owned());
             ("204 No Content", "text/plain", &b""[..])
         }
+        // Chromium runs a module only when served as JavaScript.
+        (_, _, Some(module)) => ("200 OK", "text/javascript; charset=utf-8", &module[..]),
         _ => ("404 Not Found", "text/plain", &b"not found"[..]),
     };
     let response = format!(
@@ -657,13 +699,18 @@ fn posthog_js() -> String {
     read_node_module("posthog-js/dist/array.js")
 }
 
-/// `path` in the `node_modules` of the SDKs `tests/sdk/install.sh` installs (under
-/// `$CARGO_TARGET_DIR`, else `target`), or a failure that says to install them.
-fn node_module(path: &str) -> PathBuf {
+/// The `node_modules` of the SDKs `tests/sdk/install.sh` installs (under `$CARGO_TARGET_DIR`,
+/// else `target`).
+fn node_modules() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = target.join("sdk/node/node_modules").join(path);
+    target.join("sdk/node/node_modules")
+}
+
+/// `path` in [`node_modules`], or a failure that says to install them.
+fn node_module(path: &str) -> PathBuf {
+    let path = node_modules().join(path);
     assert!(
         path.exists(),
         "{} is missing: run tests/sdk/install.sh",
@@ -1035,4 +1082,596 @@ async fn page_report(browser: &Chromium, reports: &mut mpsc::UnboundedReceiver<S
         ),
     };
     serde_json::from_str(&report).expect("the report is JSON")
+}
+
+/// @sentry/browser's ES modules (its npm package has no CDN bundle) as the page's import map
+/// resolves them: every bare specifier of the module graph from `@sentry/browser` (walked once
+/// with Node's resolver), to the file its package's `exports` give for `import` in a browser, under
+/// the page server's `/node_modules/`. A specifier missing here fails the page's module load
+/// (Chromium logs which).
+const SENTRY_BROWSER_MODULES: [(&str, &str); 11] = [
+    (
+        "@sentry/browser",
+        "@sentry/browser/build/npm/esm/prod/index.js",
+    ),
+    ("@sentry/core", "@sentry/core/build/esm/index.js"),
+    ("@sentry/core/browser", "@sentry/core/build/esm/browser.js"),
+    (
+        "@sentry/browser-utils",
+        "@sentry/browser-utils/build/esm/index.js",
+    ),
+    ("@sentry/replay", "@sentry/replay/build/npm/esm/index.js"),
+    (
+        "@sentry/replay-canvas",
+        "@sentry/replay-canvas/build/npm/esm/index.js",
+    ),
+    (
+        "@sentry/feedback",
+        "@sentry/feedback/build/npm/esm/index.js",
+    ),
+    (
+        "@sentry/conventions/attributes",
+        "@sentry/conventions/dist/attributes.mjs",
+    ),
+    ("@sentry/conventions/op", "@sentry/conventions/dist/op.mjs"),
+    (
+        "@sentry/conventions/metrics",
+        "@sentry/conventions/dist/metrics.mjs",
+    ),
+    ("web-vitals", "web-vitals/dist/web-vitals.js"),
+];
+
+/// The ids of the recorded pages' input and button: attributes, which the recorders keep in
+/// their snapshots whatever text they mask.
+const REPLAY_INPUT: &str = "inlet-replay-email";
+const REPLAY_BUTTON: &str = "inlet-replay-pay";
+/// What the recorded pages type into their input, a key at a time.
+const REPLAY_TYPED: &str = "buyer@example.com";
+/// rrweb's event types and incremental sources, as both recorders write them.
+const RRWEB_FULL_SNAPSHOT: u64 = 2;
+const RRWEB_INCREMENTAL: u64 = 3;
+const RRWEB_META: u64 = 4;
+const RRWEB_MOUSE_INTERACTION: u64 = 2;
+const RRWEB_CLICK: u64 = 2;
+const RRWEB_INPUT: u64 = 5;
+/// How long a recordings topic is read on once what a test waits for has landed, for
+/// duplicates.
+const RECORDINGS_LINGER: Duration = Duration::from_millis(1500);
+
+/// @sentry/browser 11.12.0 in Chromium, its npm ES modules loaded through an import map from the
+/// page's own server, initialised as Sentry's Session Replay quickstart writes it
+/// (`replayIntegration()`, every session sampled) with its DSN at inlet. The page types into an
+/// input and clicks; Session Replay sends its segments (a `replay_event` and a
+/// `replay_recording` an envelope, the envelope header's `event_id` the replay id) when it
+/// flushes, some seconds later, and inlet answers each 200. Each item lands once as a complete
+/// recording keyed by the replay id, on one partition: the `replay_recording` as the SDK wrote
+/// it, its `{"segment_id":0}` line then the segment (rrweb's events, zlib-compressed by Sentry's
+/// worker), whose full snapshot holds the page and whose incremental events the typing and the
+/// click.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentry_browser_replay_in_chromium_lands_as_recordings() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let chromium = chromium_bin();
+    for (_, file) in SENTRY_BROWSER_MODULES {
+        node_module(file);
+    }
+    let kafka = Kafka::start("sentry_replay").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
+    gw.wait_ready().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_origin = format!("http://{}", listener.local_addr().unwrap());
+    let dsn = format!(
+        "{}/1",
+        gw.url.replacen("http://", &format!("http://{DSN_KEY}@"), 1)
+    );
+    let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let html = Arc::new(sentry_replay_page(&dsn));
+    let server = tokio::spawn(serve_page_and_modules(listener, html, report_tx));
+
+    let browser = Chromium::start(&chromium, &format!("{page_origin}/"));
+    let report = page_report(&browser, &mut reports).await;
+    // No segment after the ones the page saw answered.
+    drop(browser);
+    println!("@sentry/browser reported:\n{report:#}");
+    assert_eq!(report["version"], "11.12.0", "the @sentry/browser served");
+    assert_eq!(report["errors"], json!([]), "the page logged errors");
+    let replay_id = report["replay_id"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        replay_id.len() == 32 && replay_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a replay id of 32 hex digits: {report}"
+    );
+    // Every envelope the page sent was answered 200; the replay's segments.
+    let sent = report["sent"].as_array().expect("the envelopes sent");
+    let mut segments = Vec::new();
+    for envelope in sent {
+        assert_eq!(envelope["status"], 200, "inlet's answer: {envelope}");
+        if let Some(segment) = envelope["segment_id"].as_u64() {
+            let types = &envelope["types"];
+            assert_eq!(
+                types,
+                &json!(["replay_event", "replay_recording"]),
+                "{envelope}"
+            );
+            segments.push(segment);
+        }
+    }
+    assert_eq!(segments.first(), Some(&0), "the first segment: {report}");
+
+    let (id, wanted) = (replay_id.clone(), segments.clone());
+    let landed = common::recordings::landed_until(&kafka, RECORDINGS_LINGER, move |r| {
+        let have = sentry_segments(r.values().filter(|r| r.session_id == id));
+        wanted.iter().all(|segment| {
+            have.contains(&("replay_event", *segment))
+                && have.contains(&("replay_recording", *segment))
+        })
+    })
+    .await;
+    for c in &landed {
+        assert_eq!(c.key, replay_id, "every chunk keyed by the replay id");
+        assert_eq!(c.envelope.source, "sentry");
+        assert_eq!(c.envelope.token_id, "dsn");
+    }
+    let recordings = common::recordings::reassemble(&landed);
+    let mut by_segment = BTreeMap::new();
+    for r in recordings.values() {
+        assert!(r.complete(), "{r:?}");
+        assert_eq!(r.session_id, replay_id, "{r:?}");
+        assert_eq!(r.keys, [replay_id.as_str()], "{r:?}");
+        assert_eq!(r.partitions.len(), 1, "one partition: {r:?}");
+        assert_eq!(r.duplicates, 0, "chunks read twice: {r:?}");
+        let header: Value = serde_json::from_str(&r.headers_json).expect("the item header");
+        assert_eq!(header["type"], r.kind.as_str(), "{}", r.headers_json);
+        let segment = sentry_segment(r).unwrap_or_else(|| panic!("no segment id: {r:?}"));
+        println!(
+            "{} {segment}: {} bytes in {} chunks, {:?}, header {}",
+            r.kind,
+            r.data.len(),
+            r.chunks,
+            r.media_type,
+            r.headers_json
+        );
+        let previous = by_segment.insert((r.kind.clone(), segment), r);
+        assert!(previous.is_none(), "{} {segment} landed twice", r.kind);
+    }
+    for segment in &segments {
+        for kind in ["replay_event", "replay_recording"] {
+            let key = (kind.to_owned(), *segment);
+            assert!(
+                by_segment.contains_key(&key),
+                "{kind} {segment} did not land"
+            );
+        }
+    }
+    let kinds: Vec<&str> = by_segment.keys().map(|(kind, _)| kind.as_str()).collect();
+    assert!(
+        kinds
+            .iter()
+            .all(|k| ["replay_event", "replay_recording"].contains(k)),
+        "{kinds:?}"
+    );
+
+    // The replay event, as the SDK wrote it.
+    let event = &by_segment[&("replay_event".to_owned(), 0)];
+    let event: Value = serde_json::from_slice(&event.data).expect("the replay event is JSON");
+    assert_eq!(event["type"], "replay_event");
+    assert_eq!(event["replay_id"], replay_id.as_str());
+    assert_eq!(event["replay_type"], "session");
+    assert_eq!(
+        event["urls"],
+        json!([format!("{page_origin}/")]),
+        "{event:#}"
+    );
+
+    // The first segment: its line, then rrweb's events; and what the page did, in its segments.
+    let first = &by_segment[&("replay_recording".to_owned(), 0)];
+    let line = b"{\"segment_id\":0}\n";
+    assert!(
+        first.data.starts_with(line),
+        "{:?}",
+        String::from_utf8_lossy(&first.data[..first.data.len().min(80)])
+    );
+    let header: Value = serde_json::from_str(&first.headers_json).unwrap();
+    assert_eq!(header["length"], first.data.len(), "{}", first.headers_json);
+    let events = sentry_segment_events(&first.data);
+    println!("segment 0: {} rrweb events", events.len());
+    // Compressed by Sentry's worker: bytes that are no UTF-8, which inlet passed on as they were.
+    assert_eq!(first.data[line.len()], 0x78, "zlib's first byte");
+    let meta = events.iter().find(|e| e["type"] == RRWEB_META);
+    let meta = meta.unwrap_or_else(|| panic!("no meta event: {events:#?}"));
+    assert_eq!(meta["data"]["href"], format!("{page_origin}/"));
+    let full = events.iter().find(|e| e["type"] == RRWEB_FULL_SNAPSHOT);
+    let full = full.unwrap_or_else(|| panic!("no full snapshot: {events:#?}"));
+    let dom = full["data"]["node"].to_string();
+    for id in [REPLAY_INPUT, REPLAY_BUTTON] {
+        assert!(
+            dom.contains(&format!("\"id\":\"{id}\"")),
+            "#{id} not in {dom}"
+        );
+    }
+    let all: Vec<Value> = (by_segment.iter())
+        .filter(|((kind, _), _)| kind == "replay_recording")
+        .flat_map(|(_, r)| sentry_segment_events(&r.data))
+        .collect();
+    assert_recorded_interactions(&all);
+
+    server.abort();
+    assert!(gw.stop().await.is_ok());
+}
+
+/// The (type, segment id) of each complete Sentry replay recording of `recordings`.
+fn sentry_segments<'a>(
+    recordings: impl Iterator<Item = &'a common::recordings::Reassembled>,
+) -> Vec<(&'a str, u64)> {
+    (recordings.filter(|r| r.complete()))
+        .filter_map(|r| Some((r.kind.as_str(), sentry_segment(r)?)))
+        .collect()
+}
+
+/// The segment id of a Sentry replay item: a `replay_event`'s `segment_id`, or the one of a
+/// `replay_recording`'s first line.
+fn sentry_segment(r: &common::recordings::Reassembled) -> Option<u64> {
+    let json = match r.kind.as_str() {
+        "replay_event" => &r.data[..],
+        "replay_recording" => r.data.split(|&b| b == b'\n').next()?,
+        _ => return None,
+    };
+    serde_json::from_slice::<Value>(json).ok()?["segment_id"].as_u64()
+}
+
+/// The rrweb events of a `replay_recording` payload: after its `{"segment_id":N}` line, a
+/// JSON array, zlib-compressed when Sentry's compression worker ran (it does in Chromium).
+fn sentry_segment_events(payload: &[u8]) -> Vec<Value> {
+    use std::io::Read;
+    let newline = payload
+        .iter()
+        .position(|&b| b == b'\n')
+        .expect("a header line");
+    let segment = &payload[newline + 1..];
+    let mut json = Vec::new();
+    match segment.first() {
+        Some(b'[') => json.extend_from_slice(segment),
+        _ => {
+            flate2::read::ZlibDecoder::new(segment)
+                .read_to_end(&mut json)
+                .expect("the segment is zlib-compressed");
+        }
+    }
+    serde_json::from_slice(&json).expect("the segment is a JSON array of rrweb events")
+}
+
+/// rrweb recorded what the recorded pages do: input into [`REPLAY_INPUT`] and a click.
+fn assert_recorded_interactions(events: &[Value]) {
+    let incremental = |source: u64| {
+        (events.iter())
+            .filter(move |e| e["type"] == RRWEB_INCREMENTAL && e["data"]["source"] == source)
+    };
+    assert!(
+        incremental(RRWEB_INPUT).next().is_some(),
+        "no input recorded: {events:#?}"
+    );
+    assert!(
+        incremental(RRWEB_MOUSE_INTERACTION).any(|e| e["data"]["type"] == RRWEB_CLICK),
+        "no click recorded: {events:#?}"
+    );
+}
+
+/// The page: @sentry/browser through an import map of [`SENTRY_BROWSER_MODULES`], initialised
+/// as Sentry's Session Replay quickstart writes it, every session sampled (`dsn` at inlet), its
+/// own fetch transport watched (what each envelope held, how inlet answered). Once Session
+/// Replay has a replay id, the page types into its input and clicks its button; once an
+/// envelope of the replay's items has been answered, it reports.
+fn sentry_replay_page(dsn: &str) -> String {
+    let imports: serde_json::Map<String, Value> = (SENTRY_BROWSER_MODULES.iter())
+        .map(|(name, file)| (name.to_string(), json!(format!("/node_modules/{file}"))))
+        .collect();
+    let import_map = json!({ "imports": imports });
+    let config = json!({
+        "dsn": dsn,
+        "input": REPLAY_INPUT,
+        "button": REPLAY_BUTTON,
+        "typed": REPLAY_TYPED,
+    });
+    format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Checkout</title>
+{RECORD_ERRORS}
+<script type="importmap">{import_map}</script>
+</head>
+<body>
+<h1>Checkout</h1>
+<form onsubmit="return false">
+  <label>Email <input id="{REPLAY_INPUT}" type="email" name="email"></label>
+  <button id="{REPLAY_BUTTON}" type="button">Pay</button>
+</form>
+<script type="module">
+import * as Sentry from "@sentry/browser";
+const C = {config};
+const sent = [];
+Sentry.init({{
+  dsn: C.dsn,
+  integrations: [Sentry.replayIntegration()],
+  replaysSessionSampleRate: 1.0,
+  replaysOnErrorSampleRate: 1.0,
+  transport: (options) => {{
+    const transport = Sentry.makeFetchTransport(options);
+    return {{...transport, send: async (envelope) => {{
+      const items = envelope[1];
+      const replay = items.find(([header]) => header.type === "replay_event");
+      const seen = {{types: items.map(([header]) => header.type),
+                    segment_id: replay ? replay[1].segment_id : null}};
+      try {{
+        const response = await transport.send(envelope);
+        sent.push({{...seen, status: response.statusCode}});
+        return response;
+      }} catch (e) {{
+        sent.push({{...seen, error: String(e)}});
+        throw e;
+      }}
+    }}}};
+  }},
+}});
+const waitForReplay = setInterval(() => {{
+  if (!Sentry.getReplay()?.getReplayId()) return;
+  clearInterval(waitForReplay);
+  const input = document.getElementById(C.input);
+  input.focus();
+  for (const key of C.typed) {{
+    input.value += key;
+    input.dispatchEvent(new Event("input", {{bubbles: true}}));
+  }}
+  document.getElementById(C.button).click();
+}}, 50);
+const waitForSegment = setInterval(async () => {{
+  if (!sent.some((envelope) => envelope.types.includes("replay_recording"))) return;
+  clearInterval(waitForSegment);
+  const report = {{version: Sentry.SDK_VERSION, errors, sent,
+                  replay_id: Sentry.getReplay().getReplayId()}};
+  await fetch("/report", {{method: "POST", body: JSON.stringify(report)}});
+}}, 100);
+</script></body></html>
+"#
+    )
+}
+
+/// posthog-js 1.449.2 set up for session replay as PostHog's docs have it: the snippet,
+/// `api_host` at inlet (which serves posthog-js's `dist/`), nothing about recording in
+/// `posthog.init` (but `opt_out_useragent_filter`, for a headless browser), and recording turned
+/// on by the remote configuration inlet serves a token that may send recordings. posthog-js loads
+/// its recorder (`lazy-recorder.js`) from inlet, rrweb records the page, and once the page has
+/// been typed into and clicked (posthog-js holds a recording nobody interacted with) posthog-js
+/// sends its `$snapshot` events to `/s/`. Each lands once, in a complete recording of the
+/// page's session (its key, one partition, type `$snapshot`), whose data is the JSON array of
+/// the session's `$snapshot` events as posthog-js sent them (without the token): rrweb's meta
+/// event, its full snapshot (gzipped into a string by posthog-js, `cv` 2024-10) holding the page,
+/// and the input and the click. posthog-js logs no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posthog_js_in_chromium_records_the_session_and_it_lands_as_a_recording() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let chromium = chromium_bin();
+    let dist = node_module("posthog-js/dist/lazy-recorder.js")
+        .parent()
+        .unwrap()
+        .to_owned();
+    let marker = format!("replay-{}", uuid::Uuid::now_v7().simple());
+    let kafka = Kafka::start("posthog_replay").await;
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |s| {
+        s.posthog_static_dir = Some(dist);
+    })
+    .await;
+    gw.wait_ready().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_origin = format!("http://{}", listener.local_addr().unwrap());
+    let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let html = Arc::new(posthog_replay_page(&gw.url, &marker));
+    let server = tokio::spawn(serve_page(listener, html, report_tx));
+
+    let extensions_before = requests_total(&gw, "/static/{version}/{file}", 200).await;
+    let browser = Chromium::start(&chromium, &format!("{page_origin}/"));
+    let report = page_report(&browser, &mut reports).await;
+    // Nothing sent after what the page reported.
+    drop(browser);
+    println!("posthog-js, recording, reported:\n{report:#}");
+    assert_eq!(report["version"], "1.449.2", "the posthog-js inlet served");
+    assert_eq!(report["errors"], json!([]), "the page logged errors");
+    assert_eq!(report["recording"], true, "posthog-js started recording");
+    let extensions = requests_total(&gw, "/static/{version}/{file}", 200).await;
+    assert!(
+        extensions > extensions_before,
+        "posthog-js loaded its recorder from inlet"
+    );
+    let posted = requests_total(&gw, "/s/", 200).await;
+    assert!(posted >= 1, "inlet answered no /s/ with 200");
+    let session = report["session_id"].as_str().unwrap().to_owned();
+    let distinct_id = report["distinct_id"].as_str().unwrap();
+    let sent: Vec<String> = serde_json::from_value(report["sent"].clone()).unwrap();
+    assert!(!sent.is_empty(), "no $snapshot sent: {report}");
+
+    let (id, wanted) = (session.clone(), sent.clone());
+    let landed = common::recordings::landed_until(&kafka, RECORDINGS_LINGER, move |r| {
+        let landed: Vec<String> = (r.values())
+            .filter(|r| r.session_id == id && r.complete())
+            .flat_map(|r| posthog_snapshots(r).into_iter())
+            .filter_map(|e| Some(e["uuid"].as_str()?.to_owned()))
+            .collect();
+        wanted.iter().all(|uuid| landed.contains(uuid))
+    })
+    .await;
+    for c in &landed {
+        assert_eq!(c.key, session, "every chunk keyed by the session");
+        assert_eq!(c.envelope.source, "posthog");
+        assert_eq!(c.envelope.token_id, "recorder");
+    }
+    let recordings = common::recordings::reassemble(&landed);
+    let mut by_uuid = BTreeMap::new();
+    let mut rrweb = Vec::new();
+    for r in recordings.values() {
+        println!(
+            "{} {}: {} bytes in {} chunks",
+            r.kind,
+            r.recording_id,
+            r.data.len(),
+            r.chunks
+        );
+        assert!(r.complete(), "{r:?}");
+        assert_eq!(r.session_id, session, "{r:?}");
+        assert_eq!(r.kind, "$snapshot", "{r:?}");
+        assert_eq!(r.media_type, "application/json", "{r:?}");
+        assert_eq!(r.keys, [session.as_str()], "{r:?}");
+        assert_eq!(r.partitions.len(), 1, "one partition: {r:?}");
+        assert_eq!(r.duplicates, 0, "chunks read twice: {r:?}");
+        for event in posthog_snapshots(r) {
+            assert_eq!(event["event"], "$snapshot", "{event:#}");
+            let properties = &event["properties"];
+            assert_eq!(properties["$session_id"], session.as_str(), "{event:#}");
+            assert_eq!(properties["distinct_id"], distinct_id, "{event:#}");
+            assert_eq!(properties["$lib"], "web", "{event:#}");
+            assert_eq!(properties["$lib_version"], "1.449.2", "{event:#}");
+            assert!(properties["$window_id"].is_string(), "{event:#}");
+            // inlet takes the token out of the event, and out of the custom events posthog-js
+            // records its configuration in (`$posthog_config`, `$remote_config_received`).
+            assert_eq!(properties.get("token"), None, "the token is kept");
+            let text = event.to_string();
+            assert!(
+                !text.contains(common::gateway::RECORDER),
+                "the token is kept: {text}"
+            );
+            let data = properties["$snapshot_data"].as_array();
+            let data = data.unwrap_or_else(|| panic!("no $snapshot_data: {event:#}"));
+            rrweb.extend(data.iter().cloned());
+            let uuid = event["uuid"].as_str().expect("a uuid").to_owned();
+            let previous = by_uuid.insert(uuid.clone(), event.clone());
+            assert!(previous.is_none(), "$snapshot {uuid} landed twice");
+        }
+    }
+    for uuid in &sent {
+        assert!(by_uuid.contains_key(uuid), "$snapshot {uuid} did not land");
+    }
+
+    // What rrweb recorded: the page, in the meta event and the full snapshot, then the input
+    // and the click.
+    let meta = rrweb.iter().find(|e| e["type"] == RRWEB_META);
+    let meta = meta.unwrap_or_else(|| panic!("no meta event: {rrweb:#?}"));
+    assert_eq!(meta["data"]["href"], format!("{page_origin}/"));
+    let full = rrweb.iter().find(|e| e["type"] == RRWEB_FULL_SNAPSHOT);
+    let full = full.unwrap_or_else(|| panic!("no full snapshot: {rrweb:#?}"));
+    assert_eq!(full["cv"], POSTHOG_COMPRESSION_VERSION, "{full:#}");
+    let snapshot = posthog_gunzip(&full["data"]);
+    let dom = snapshot["node"].to_string();
+    for id in [REPLAY_INPUT, REPLAY_BUTTON] {
+        assert!(
+            dom.contains(&format!("\"id\":\"{id}\"")),
+            "#{id} not in {dom}"
+        );
+    }
+    assert!(dom.contains(&marker), "the page's heading not in {dom}");
+    assert_recorded_interactions(&rrweb);
+
+    server.abort();
+    assert!(gw.stop().await.is_ok());
+}
+
+/// The version of posthog-js's compression of rrweb events (`cv`): a full snapshot's `data`,
+/// and some fields of mutations, are the JSON text gzipped, each byte a character.
+const POSTHOG_COMPRESSION_VERSION: &str = "2024-10";
+
+/// The `$snapshot` events of a PostHog recording: its data is their JSON array.
+fn posthog_snapshots(r: &common::recordings::Reassembled) -> Vec<Value> {
+    serde_json::from_slice(&r.data)
+        .unwrap_or_else(|e| panic!("{e}: not a JSON array of events: {r:?}"))
+}
+
+/// A field posthog-js compressed ([`POSTHOG_COMPRESSION_VERSION`]): a string of the gzip's bytes,
+/// one character a byte (fflate's `strFromU8(bytes, true)`), of JSON text.
+fn posthog_gunzip(field: &Value) -> Value {
+    use std::io::Read;
+    let text = field
+        .as_str()
+        .unwrap_or_else(|| panic!("not compressed: {field}"));
+    let bytes: Vec<u8> = (text.chars())
+        .map(|c| u8::try_from(u32::from(c)).expect("one byte a character"))
+        .collect();
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_end(&mut json)
+        .expect("gzip");
+    serde_json::from_slice(&json).expect("JSON text")
+}
+
+/// The page: PostHog's snippet, initialised against `inlet` with the recordings token as
+/// PostHog's session replay docs have it (recording is the remote configuration's to turn on),
+/// recording each `$snapshot` posthog-js captures (`eventCaptured`: its uuid, when, and the
+/// rrweb events it holds). Once posthog-js records, the page types into its input and clicks its
+/// button; once the `$snapshot`s holding the full snapshot, the input and the click are
+/// captured and a `/s/` request started after them has been answered (the Resource Timing
+/// entry), it reports the `$snapshot`s captured before that request started, which must land.
+fn posthog_replay_page(inlet: &str, marker: &str) -> String {
+    let config = json!({
+        "input": REPLAY_INPUT,
+        "button": REPLAY_BUTTON,
+        "typed": REPLAY_TYPED,
+        "full": RRWEB_FULL_SNAPSHOT,
+        "incremental": RRWEB_INCREMENTAL,
+        "input_source": RRWEB_INPUT,
+        "mouse": RRWEB_MOUSE_INTERACTION,
+        "click": RRWEB_CLICK,
+    });
+    let token = common::gateway::RECORDER;
+    format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>Sign up</title>
+{RECORD_ERRORS}
+<script>
+    {POSTHOG_SNIPPET}
+    posthog.init('{token}', {{api_host: '{inlet}', person_profiles: 'identified_only', opt_out_useragent_filter: true}})
+</script>
+</head>
+<body>
+<h1>Sign up {marker}</h1>
+<form onsubmit="return false">
+  <label>Email <input id="{REPLAY_INPUT}" type="email" name="email"></label>
+  <button id="{REPLAY_BUTTON}" type="button">Sign up</button>
+</form>
+<script>
+const C = {config};
+const snapshots = [];
+posthog.on("eventCaptured", (event) => {{
+  if (event.event !== "$snapshot") return;
+  snapshots.push({{uuid: event.uuid, at: performance.now(),
+                  rrweb: event.properties.$snapshot_data.map((e) => e || {{}})}});
+}});
+const holding = (test) => snapshots.find((s) => s.rrweb.some(test));
+const wanted = [
+  (e) => e.type === C.full,
+  (e) => e.type === C.incremental && e.data.source === C.input_source,
+  (e) => e.type === C.incremental && e.data.source === C.mouse && e.data.type === C.click,
+];
+const waitForRecorder = setInterval(() => {{
+  if (!posthog.__loaded || !posthog.sessionRecordingStarted()) return;
+  clearInterval(waitForRecorder);
+  const input = document.getElementById(C.input);
+  input.focus();
+  for (const key of C.typed) {{
+    input.value += key;
+    input.dispatchEvent(new Event("input", {{bubbles: true}}));
+  }}
+  document.getElementById(C.button).click();
+}}, 50);
+const waitForUpload = setInterval(async () => {{
+  const captured = wanted.map(holding);
+  if (captured.some((s) => !s)) return;
+  const after = Math.max(...captured.map((s) => s.at));
+  const upload = performance.getEntriesByType("resource")
+    .find((r) => new URL(r.name).pathname === "/s/" && r.startTime > after);
+  if (!upload) return;
+  clearInterval(waitForUpload);
+  const report = {{version: posthog.version, errors, recording: posthog.sessionRecordingStarted(),
+                  session_id: posthog.get_session_id(), distinct_id: posthog.get_distinct_id(),
+                  sent: snapshots.filter((s) => s.at < upload.startTime).map((s) => s.uuid),
+                  uploads: performance.getEntriesByType("resource")
+                    .filter((r) => new URL(r.name).pathname === "/s/").length}};
+  await fetch("/report", {{method: "POST", body: JSON.stringify(report)}});
+}}, 100);
+</script></body></html>
+"#
+    )
 }

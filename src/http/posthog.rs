@@ -467,7 +467,10 @@ mod tests {
         let snapshot = |session: &str, n: u32| {
             json!({"event": "$snapshot", "properties": {
                 "token": RECORDER, "distinct_id": "d", "$session_id": session,
-                "$window_id": "w", "$snapshot_data": [{"type": 2, "data": {"n": n}}],
+                "$window_id": "w", "$snapshot_data": [
+                    {"type": 2, "data": {"n": n}},
+                    {"type": 5, "data": {"tag": "$posthog_config", "payload": {"config": {"token": RECORDER}}}},
+                ],
             }})
         };
         let batch = json!([snapshot("s1", 1), snapshot("s2", 2), snapshot("s1", 3)]);

@@ -203,7 +203,7 @@ pub fn snapshots(
         if data.len() > 1 {
             data.push(b',');
         }
-        data.extend_from_slice(super::without_secrets(raw.get(), SECRETS).as_bytes());
+        data.extend_from_slice(snapshot_without_key(raw.get(), key).as_bytes());
     }
     let mut recordings: Vec<_> = (sessions.into_iter())
         .map(|(session, mut data)| {
@@ -229,6 +229,49 @@ pub fn snapshots(
         .collect();
     recordings.extend(refused);
     recordings
+}
+
+/// A `$snapshot` event without the request's key: its own `token` members, and wherever
+/// posthog-js copied it into the recording's custom events (rrweb type 5: `$posthog_config`
+/// holds posthog-js's whole configuration, `$remote_config_received` the remote one), any
+/// member whose value is the key.
+fn snapshot_without_key(raw: &str, key: Option<&str>) -> String {
+    let Ok(Value::Object(mut event)) = serde_json::from_str::<Value>(raw) else {
+        return raw.to_owned();
+    };
+    for path in SECRETS {
+        if let Some((last, outer)) = path.split_last() {
+            let inner = outer.iter().try_fold(&mut event, |map, name| {
+                map.get_mut(*name).and_then(Value::as_object_mut)
+            });
+            inner.map(|map| map.remove(*last));
+        }
+    }
+    let custom = (event.get_mut("properties"))
+        .and_then(|properties| properties.get_mut("$snapshot_data"))
+        .and_then(Value::as_array_mut);
+    if let (Some(snapshots), Some(key)) = (custom, key) {
+        for snapshot in snapshots.iter_mut().filter(|s| s["type"] == 5) {
+            if let Some(data) = snapshot.get_mut("data") {
+                remove_value(data, key);
+            }
+        }
+    }
+    Value::Object(event).to_string()
+}
+
+/// Takes every member whose value is the string `key` out of `value`, at any depth.
+fn remove_value(value: &mut Value, key: &str) {
+    match value {
+        Value::Object(members) => {
+            members.retain(|_, member| member.as_str() != Some(key));
+            members
+                .values_mut()
+                .for_each(|member| remove_value(member, key));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| remove_value(item, key)),
+        _ => {}
+    }
 }
 
 /// The session of a `$snapshot` event, or why it is refused.
