@@ -194,12 +194,18 @@ mod tests {
 
     /// A streamed body (no `Content-Length`) of `body` in pieces of 100 bytes.
     fn streamed(body: &[u8]) -> Body {
-        Body::new(Pieces(
-            body.chunks(100).map(Bytes::copy_from_slice).collect(),
-        ))
+        let pieces = body.chunks(100).map(Bytes::copy_from_slice).collect();
+        Body::new(Pieces {
+            pieces,
+            stall: false,
+        })
     }
 
-    struct Pieces(std::collections::VecDeque<Bytes>);
+    /// A body of `pieces`, then its end, or (`stall`) nothing more, ever.
+    struct Pieces {
+        pieces: std::collections::VecDeque<Bytes>,
+        stall: bool,
+    }
 
     impl hyper::body::Body for Pieces {
         type Data = Bytes;
@@ -209,11 +215,11 @@ mod tests {
             mut self: std::pin::Pin<&mut Self>,
             _: &mut std::task::Context<'_>,
         ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-            let next = self
-                .0
-                .pop_front()
-                .map(|piece| Ok(hyper::body::Frame::data(piece)));
-            std::task::Poll::Ready(next)
+            match self.pieces.pop_front() {
+                Some(piece) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(piece)))),
+                None if self.stall => std::task::Poll::Pending,
+                None => std::task::Poll::Ready(None),
+            }
         }
     }
 
@@ -308,25 +314,6 @@ mod tests {
         assert!(sink.records().is_empty());
     }
 
-    /// A body that sends one piece, then nothing.
-    struct Stalls(bool);
-
-    impl hyper::body::Body for Stalls {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-
-        fn poll_frame(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-            if std::mem::replace(&mut self.0, true) {
-                return std::task::Poll::Pending;
-            }
-            let piece = Bytes::from(vec![b'x'; 3 * CHUNK]);
-            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))))
-        }
-    }
-
     #[tokio::test]
     async fn a_stalled_upload_is_cut_off_like_any_slow_body() {
         let sink = Arc::new(MemorySink::accepting());
@@ -334,7 +321,12 @@ mod tests {
             s.recordings_chunk_bytes = Some(CHUNK);
             s.body_timeout_ms = Some(200);
         }));
-        let (status, _, answer) = send(&router, post(RECORDER, Body::new(Stalls(false)))).await;
+        let pieces = [Bytes::from(vec![b'x'; 3 * CHUNK])].into();
+        let stalls = Body::new(Pieces {
+            pieces,
+            stall: true,
+        });
+        let (status, _, answer) = send(&router, post(RECORDER, stalls)).await;
         assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
         assert!(String::from_utf8_lossy(&answer).contains("body_timeout"));
         let chunks = recordings(&sink);

@@ -471,18 +471,34 @@ pub struct Consumed {
 /// Reads `topic` from the beginning until `expected` messages arrived (or 60 s passed), then
 /// keeps reading for `linger` more to catch duplicates.
 pub fn consume(brokers: &str, topic: &str, expected: usize, linger: Duration) -> Vec<Consumed> {
-    consume_as(brokers, topic, expected, linger, |payload| {
-        proto::Envelope::decode(payload).expect("envelope decodes")
-    })
-    .into_iter()
-    .map(|(m, envelope)| Consumed {
-        partition: m.partition,
-        offset: m.offset,
-        key: m.key,
-        headers: m.headers,
-        envelope,
-    })
-    .collect()
+    consume_envelopes(brokers, topic, linger, |read| read.len() >= expected)
+}
+
+/// [`consume`] until `done` holds of what was read (or 60 s passed), then for `linger` more.
+pub fn consume_envelopes(
+    brokers: &str,
+    topic: &str,
+    linger: Duration,
+    done: impl FnMut(&[(Place, proto::Envelope)]) -> bool,
+) -> Vec<Consumed> {
+    let decode = |payload: &[u8]| proto::Envelope::decode(payload).expect("envelope decodes");
+    consume_until(brokers, topic, linger, decode, done)
+        .into_iter()
+        .map(|(place, envelope)| Consumed::at(place, envelope))
+        .collect()
+}
+
+impl Consumed {
+    /// The message read at `place`, its value `envelope`.
+    pub fn at(place: Place, envelope: proto::Envelope) -> Consumed {
+        Consumed {
+            partition: place.partition,
+            offset: place.offset,
+            key: place.key,
+            headers: place.headers,
+            envelope,
+        }
+    }
 }
 
 /// Where a message read back was, and its headers, whatever its value.
@@ -501,6 +517,20 @@ pub fn consume_as<T>(
     expected: usize,
     linger: Duration,
     decode: impl Fn(&[u8]) -> T,
+) -> Vec<(Place, T)> {
+    consume_until(brokers, topic, linger, decode, |read| {
+        read.len() >= expected
+    })
+}
+
+/// Reads `topic` from the beginning, each message's place and its payload as `decode` reads
+/// it, until `done` holds of what was read (or 60 s passed), then for `linger` more.
+pub fn consume_until<T>(
+    brokers: &str,
+    topic: &str,
+    linger: Duration,
+    decode: impl Fn(&[u8]) -> T,
+    mut done: impl FnMut(&[(Place, T)]) -> bool,
 ) -> Vec<(Place, T)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -524,7 +554,7 @@ pub fn consume_as<T>(
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut linger_until: Option<Instant> = None;
     loop {
-        if out.len() >= expected && linger_until.is_none() {
+        if linger_until.is_none() && done(&out) {
             linger_until = Some(Instant::now() + linger);
         }
         if linger_until.is_some_and(|t| Instant::now() >= t) || Instant::now() >= deadline {

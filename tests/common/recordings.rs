@@ -110,62 +110,25 @@ pub async fn landed_until(
     linger: std::time::Duration,
     done: impl Fn(&BTreeMap<String, Reassembled>) -> bool + Send + 'static,
 ) -> Vec<Consumed> {
-    use prost::Message as _;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Headers, Message};
-    use std::time::{Duration, Instant};
-
     let (brokers, topic) = (
         kafka.brokers(),
         super::gateway::recordings_topic(&kafka.topics),
     );
     let read = move || {
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", format!("test-{}", uuid::Uuid::now_v7()))
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "50")
-            .create()
-            .expect("consumer");
-        let md = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .expect("metadata");
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for p in md.topics()[0].partitions() {
-            tpl.add_partition_offset(&topic, p.id(), rdkafka::Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).expect("assign");
-        let mut out: Vec<Consumed> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut linger_until: Option<Instant> = None;
-        loop {
-            if linger_until.is_some_and(|t| Instant::now() >= t) || Instant::now() >= deadline {
-                return out;
-            }
-            let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
-                continue;
-            };
-            let msg = msg.expect("consume");
-            let headers = (msg.headers().into_iter())
-                .flat_map(|h| h.iter())
-                .map(|h| {
-                    let value = String::from_utf8_lossy(h.value.unwrap_or_default());
-                    (h.key.to_owned(), value.into_owned())
-                })
-                .collect();
-            out.push(Consumed {
-                partition: msg.partition(),
-                offset: msg.offset(),
-                key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
-                headers,
-                envelope: inlet::proto::Envelope::decode(msg.payload().unwrap_or_default())
-                    .expect("envelope decodes"),
+        super::gateway::consume_envelopes(&brokers, &topic, linger, |read| {
+            // Only a last chunk can complete a recording: look then.
+            let last = read.last().and_then(|(_, envelope)| match &envelope.event {
+                Some(Event::Recording(chunk)) => Some(chunk.last),
+                _ => None,
             });
-            if linger_until.is_none() && done(&reassemble(&out)) {
-                linger_until = Some(Instant::now() + linger);
-            }
-        }
+            let landed: Vec<Consumed> = match last {
+                Some(true) => (read.iter())
+                    .map(|(place, envelope)| Consumed::at(place.clone(), envelope.clone()))
+                    .collect(),
+                _ => return false,
+            };
+            done(&reassemble(&landed))
+        })
     };
     tokio::task::spawn_blocking(read)
         .await
