@@ -9,6 +9,8 @@
 #   TOPIC_BEACONS            default inlet.beacons (inlet's INLET_TOPIC_BEACONS)
 #   TOPIC_OCCURRENCES        default inlet.occurrences (inlet's INLET_TOPIC_OCCURRENCES)
 #   TOPIC_ITEMS              default inlet.items (inlet's INLET_TOPIC_ITEMS: the SDKs' other items)
+#   TOPIC_RECORDINGS         default inlet.recordings (inlet's INLET_TOPIC_RECORDINGS: session
+#                            recordings in chunks of INLET_RECORDINGS_CHUNK_BYTES, 512 KiB)
 #   TOPIC_DEAD_LETTERS       default inlet.dead-letters (inlet's INLET_TOPIC_DEAD_LETTERS); set
 #                            it empty to create none (INLET_DEAD_LETTERS=off)
 #   PARTITIONS               default 512
@@ -42,6 +44,7 @@ set -euo pipefail
 TOPIC_BEACONS="${TOPIC_BEACONS:-inlet.beacons}"
 TOPIC_OCCURRENCES="${TOPIC_OCCURRENCES:-inlet.occurrences}"
 TOPIC_ITEMS="${TOPIC_ITEMS:-inlet.items}"
+TOPIC_RECORDINGS="${TOPIC_RECORDINGS:-inlet.recordings}"
 TOPIC_DEAD_LETTERS="${TOPIC_DEAD_LETTERS-inlet.dead-letters}"
 PARTITIONS="${PARTITIONS:-512}"
 REPLICATION_FACTOR="${REPLICATION_FACTOR:-3}"
@@ -85,7 +88,7 @@ done
 
 # Items are keyed by account id, dead letters (events refused as invalid) by token id: the same
 # policy holds.
-for topic in "$TOPIC_BEACONS" "$TOPIC_OCCURRENCES" "$TOPIC_ITEMS" ${TOPIC_DEAD_LETTERS:+"$TOPIC_DEAD_LETTERS"}; do
+for topic in "$TOPIC_BEACONS" "$TOPIC_OCCURRENCES" "$TOPIC_ITEMS" "$TOPIC_RECORDINGS" ${TOPIC_DEAD_LETTERS:+"$TOPIC_DEAD_LETTERS"}; do
     echo "create-topics: $topic (partitions=$PARTITIONS, replication-factor=$REPLICATION_FACTOR)"
     "$kafka_topics" "${common[@]}" --create --if-not-exists \
         --topic "$topic" \
