@@ -13,7 +13,6 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -29,9 +28,16 @@ pub const WINDOW: usize = 4;
 
 /// Cuts one recording into chunk records: each chunk's envelope carries the gateway's metadata,
 /// the recording's names and its place; the last, the whole payload's size and digest.
+///
+/// A chunk's value is written once: [`open`](Chunker::open) encodes everything before its
+/// data (the envelope, then the recording, its `data` field last, as protobuf allows), the
+/// caller appends the data as it arrives, and [`close`](Chunker::close) makes it a record, so
+/// a chunk's bytes are copied into its message once.
 pub struct Chunker {
-    /// The envelope every chunk copies, its recording's `data` empty.
-    template: Envelope,
+    /// The envelope every chunk copies, without its event.
+    envelope: Envelope,
+    /// The recording every chunk copies, without its data.
+    recording: Recording,
     key: String,
     index: u32,
     size: u64,
@@ -45,12 +51,17 @@ impl Chunker {
         recording.recording_id = crate::id::uuid_v7().hyphenated().to_string();
         recording.data = Vec::new();
         let key = recording.session_id.clone();
-        let validated = crate::event::Validated {
-            client_id: Some(String::new()),
-            body: Event::Recording(recording),
-        };
+        let mut envelope = crate::event::envelope(
+            crate::event::Validated {
+                client_id: Some(String::new()),
+                body: Event::Recording(Recording::default()),
+            },
+            meta,
+        );
+        envelope.event = None;
         Chunker {
-            template: crate::event::envelope(validated, meta),
+            envelope,
+            recording,
             key,
             index: 0,
             size: 0,
@@ -60,60 +71,92 @@ impl Chunker {
 
     /// The recording's id.
     pub fn recording_id(&self) -> &str {
-        &self.recording().recording_id
+        &self.recording.recording_id
     }
 
-    fn recording(&self) -> &Recording {
-        match &self.template.event {
-            Some(Event::Recording(recording)) => recording,
-            _ => unreachable!("a chunker's template holds a recording"),
+    /// The next chunk's envelope (without its event) and recording (without its data).
+    fn parts(&self) -> (Envelope, Recording) {
+        let mut envelope = self.envelope.clone();
+        envelope.event_id = format!("{}/{}", self.recording.recording_id, self.index);
+        let mut recording = self.recording.clone();
+        recording.index = self.index;
+        if self.index > 0 {
+            recording.headers_json = String::new();
+        }
+        (envelope, recording)
+    }
+
+    /// The next chunk's value up to its data, of `len` bytes, which the caller appends (and
+    /// hands to [`hash`](Chunker::hash)) before [`close`](Chunker::close).
+    pub fn open(&self, len: usize) -> Vec<u8> {
+        use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+        let (envelope, recording) = self.parts();
+        let data = key_len(4) + encoded_len_varint(len as u64) + len;
+        let inner = recording.encoded_len() + data;
+        let total = envelope.encoded_len() + key_len(13) + encoded_len_varint(inner as u64) + inner;
+        let mut value = Vec::with_capacity(total);
+        envelope.encode_raw(&mut value);
+        encode_key(13, WireType::LengthDelimited, &mut value);
+        encode_varint(inner as u64, &mut value);
+        recording.encode_raw(&mut value);
+        encode_key(4, WireType::LengthDelimited, &mut value);
+        encode_varint(len as u64, &mut value);
+        value
+    }
+
+    /// Takes `data` into the recording's size and digest.
+    pub fn hash(&mut self, data: &[u8]) {
+        self.digest.update(data);
+        self.size += data.len() as u64;
+    }
+
+    /// The chunk whose value was [`open`](Chunker::open)ed and filled.
+    pub fn close(&mut self, value: Vec<u8>) -> Record {
+        debug_assert_eq!(value.len(), value.capacity(), "a chunk filled as opened");
+        self.index += 1;
+        Record {
+            kind: Lane::RECORDING,
+            key: self.key.clone(),
+            value,
         }
     }
 
     /// The next chunk, of `data`.
     pub fn chunk(&mut self, data: &[u8]) -> Record {
-        self.digest.update(data);
-        self.size += data.len() as u64;
-        self.record(data, |_| {})
+        let mut value = self.open(data.len());
+        value.extend_from_slice(data);
+        self.hash(data);
+        self.close(value)
     }
 
     /// The last chunk, of `data` (which may be empty): it closes the recording.
     pub fn last(&mut self, data: &[u8]) -> (Record, Receipt) {
-        self.digest.update(data);
-        self.size += data.len() as u64;
+        self.hash(data);
+        self.end(data)
+    }
+
+    /// [`last`](Chunker::last) of `data` whose [`hash`](Chunker::hash) was taken already.
+    fn end(&mut self, data: &[u8]) -> (Record, Receipt) {
         let receipt = Receipt {
             recording_id: self.recording_id().to_owned(),
             chunks: self.index + 1,
             bytes: self.size,
             sha256: hex::encode(self.digest.clone().finalize()),
         };
-        let record = self.record(data, |recording| {
-            recording.last = true;
-            recording.count = receipt.chunks;
-            recording.size = receipt.bytes;
-            recording.sha256 = receipt.sha256.clone();
-        });
-        (record, receipt)
-    }
-
-    fn record(&mut self, data: &[u8], close: impl FnOnce(&mut Recording)) -> Record {
-        let mut envelope = self.template.clone();
-        let Some(Event::Recording(recording)) = &mut envelope.event else {
-            unreachable!("a chunker's template holds a recording")
-        };
-        envelope.event_id = format!("{}/{}", recording.recording_id, self.index);
-        recording.index = self.index;
+        let (mut envelope, mut recording) = self.parts();
         recording.data = data.to_vec();
-        if self.index > 0 {
-            recording.headers_json = String::new();
-        }
-        close(recording);
+        recording.last = true;
+        recording.count = receipt.chunks;
+        recording.size = receipt.bytes;
+        recording.sha256 = receipt.sha256.clone();
+        envelope.event = Some(Event::Recording(recording));
         self.index += 1;
-        Record {
+        let record = Record {
             kind: Lane::RECORDING,
             key: self.key.clone(),
             value: envelope.encode_to_vec(),
-        }
+        };
+        (record, receipt)
     }
 }
 
@@ -156,8 +199,8 @@ pub fn chunks(meta: &Meta, mut recording: Recording, chunk_bytes: usize) -> Vec<
 pub struct Upload {
     chunker: Chunker,
     chunk_bytes: usize,
-    /// What has arrived and is not yet a chunk.
-    buffer: BytesMut,
+    /// The chunk being filled: its value so far, and how much data it holds.
+    filling: Option<(Vec<u8>, usize)>,
     /// Chunks cut and not yet handed over.
     waiting: Vec<Record>,
     /// The chunks handed over and not yet answered.
@@ -178,7 +221,7 @@ impl Upload {
         Upload {
             chunker,
             chunk_bytes: chunk_bytes.max(1),
-            buffer: BytesMut::new(),
+            filling: None,
             waiting: Vec::new(),
             flight: None,
             failed: None,
@@ -192,18 +235,26 @@ impl Upload {
         self.chunker.recording_id()
     }
 
-    /// Takes the next piece of the payload. A full chunk is cut once a byte follows it, so
-    /// that the last chunk, cut by [`finish`](Upload::finish), is never empty unless the
-    /// payload is.
-    pub fn write(&mut self, data: &[u8]) {
+    /// Takes the next piece of the payload, straight into the chunk being filled; a full
+    /// chunk is handed over (so a payload of whole chunks ends with an empty last one).
+    pub fn write(&mut self, mut data: &[u8]) {
         if self.failed.is_some() {
             return;
         }
-        self.buffer.extend_from_slice(data);
-        while self.buffer.len() > self.chunk_bytes {
-            let chunk = self.buffer.split_to(self.chunk_bytes);
-            let record = self.chunker.chunk(&chunk);
-            self.waiting.push(record);
+        while !data.is_empty() {
+            let chunk_bytes = self.chunk_bytes;
+            let (value, filled) =
+                (self.filling).get_or_insert_with(|| (self.chunker.open(chunk_bytes), 0));
+            let (now, later) = data.split_at((chunk_bytes - *filled).min(data.len()));
+            value.extend_from_slice(now);
+            *filled += now.len();
+            self.chunker.hash(now);
+            if *filled == chunk_bytes {
+                let (value, _) = self.filling.take().expect("filling");
+                let record = self.chunker.close(value);
+                self.waiting.push(record);
+            }
+            data = later;
         }
         self.send_waiting();
     }
@@ -255,7 +306,10 @@ impl Upload {
         if let Some(failure) = self.failed {
             return Err(failure);
         }
-        let (last, receipt) = self.chunker.last(&self.buffer);
+        // The data of the chunk being filled, if any, goes into the last one (which says how
+        // many chunks, bytes and which digest): its hash is taken already.
+        let (value, filled) = self.filling.take().unwrap_or_default();
+        let (last, receipt) = self.chunker.end(&value[value.len() - filled..]);
         self.waiting.push(last);
         self.send_waiting();
         while self.flight.is_some() {

@@ -20,9 +20,10 @@ const MIB: u64 = 1 << 20;
 /// The default chunk: 512 KiB.
 const CHUNK: u64 = 512 << 10;
 
-/// The chunks of a recording of `size` bytes.
+/// The chunks of a recording of `size` bytes streamed: whole chunks, then the last with the
+/// rest (empty for a body of whole chunks).
 fn chunks_of(size: u64) -> usize {
-    size.div_ceil(CHUNK).max(1) as usize
+    (size / CHUNK + 1) as usize
 }
 
 /// Checks an upload answered `status` with the recording it sent.
