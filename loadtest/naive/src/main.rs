@@ -307,7 +307,7 @@ fn direct(args: &[String]) {
                 tokio::spawn(async move {
                     let mut lat = Vec::new();
                     let (mut events, mut failed, mut bytes, mut failed_requests) = (0, 0, 0, 0);
-                    let mut random = 0x9e37_79b9_7f4a_7c15u64 ^ (t as u64 + 1) * 7919;
+                    let mut random = 0x9e37_79b9_7f4a_7c15u64 ^ ((t as u64 + 1) * 7919);
                     let mut i = t;
                     while Instant::now() < deadline {
                         let batch = &batches[i % batches.len()];
