@@ -14,7 +14,7 @@ use common::gateway::{
     DSN_KEY, RECORDER, SDK,
 };
 use common::process::InletProcess;
-use common::recordings::{reassemble, upload, Uploaded};
+use common::recordings::{reassemble, upload, Short, Uploaded};
 
 const MIB: u64 = 1 << 20;
 /// The default chunk: 512 KiB.
@@ -146,7 +146,8 @@ async fn failed_uploads_leave_no_complete_recording() {
     gw.wait_ready().await;
     let addr = gw.url.trim_start_matches("http://").to_owned();
     // Cut off after 3 MiB of 6: the five chunks before the last full one were produced.
-    let cut = upload(&addr, "session-cut", RECORDER, 6 * MIB, 1, Some(3 * MIB)).await;
+    let short = Some(Short::Cut(3 * MIB));
+    let cut = upload(&addr, "session-cut", RECORDER, 6 * MIB, 1, short).await;
     assert_eq!(cut.status, None);
     // Declared over the cap (one streamed past it without a length is a unit test's).
     let declared = upload(&addr, "session-big", RECORDER, max + 1, 2, None).await;
@@ -181,7 +182,7 @@ async fn failed_uploads_leave_no_complete_recording() {
 
 /// Under `spool`, recordings answered 202 while the broker is down survive a SIGKILL of inlet
 /// and land whole once it is back: none lost, none corrupt (a crash may repeat chunks, which a
-/// consumer skips by index).
+/// consumer skips by index); the upload the kill cut short lands as an incomplete recording.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_spool_keeps_recordings_through_an_outage_and_a_sigkill() {
     let dir = temp_dir("rec-spool");
@@ -206,13 +207,26 @@ async fn the_spool_keeps_recordings_through_an_outage_and_a_sigkill() {
         let uploaded = upload(&inlet.addr(), &session, RECORDER, *size, n as u64 + 9, None).await;
         answered.push((assert_answered(&uploaded, 202), uploaded.sha256.unwrap()));
     }
+    // One more, killed half-way (8 MiB of 64 sent, the rest held back): its chunks spooled so
+    // far are an incomplete recording.
+    let before = spooled(&inlet).await;
+    let addr = inlet.addr();
+    let stalled = Some(Short::Stall(8 * MIB));
+    let cut = tokio::spawn(async move {
+        upload(&addr, "session-killed", RECORDER, 64 * MIB, 99, stalled).await
+    });
+    while spooled(&inlet).await < before + 16.0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     inlet.signal("KILL");
     let _ = inlet.wait(Duration::from_secs(10));
+    assert_eq!(cut.await.unwrap().status, None, "killed before its answer");
     broker.restart();
     let inlet = InletProcess::start(&broker.bootstrap(), &topics, &env);
     inlet.wait_ready().await;
 
-    let expected: usize = sizes.iter().map(|s| chunks_of(*s)).sum();
+    // The answered recordings' chunks, and the killed one's 16 (8 MiB).
+    let expected: usize = sizes.iter().map(|s| chunks_of(*s)).sum::<usize>() + 16;
     let landed = landed(
         &broker.bootstrap(),
         &recordings,
@@ -223,7 +237,7 @@ async fn the_spool_keeps_recordings_through_an_outage_and_a_sigkill() {
     let reassembled = reassemble(&landed);
     let duplicates: usize = reassembled.values().map(|r| r.duplicates).sum();
     println!(
-        "recordings under spool: {} chunks read for {expected} sent, {duplicates} repeated",
+        "recordings under spool: {} chunks read for {expected} spooled, {duplicates} repeated",
         landed.len()
     );
     for (id, sha256) in &answered {
@@ -232,5 +246,22 @@ async fn the_spool_keeps_recordings_through_an_outage_and_a_sigkill() {
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&recording.data));
         assert_eq!(&digest, sha256);
     }
+    let killed: Vec<_> = (reassembled.values())
+        .filter(|r| r.session_id == "session-killed")
+        .collect();
+    assert_eq!(killed.len(), 1, "its spooled chunks landed");
+    assert!(
+        !killed[0].complete() && killed[0].chunks == 16,
+        "{:?}",
+        killed[0].chunks
+    );
     drop(inlet);
+}
+
+/// The records in inlet's spool (`inlet_spool_records`).
+async fn spooled(inlet: &InletProcess) -> f64 {
+    let metrics = inlet.metrics().await;
+    (metrics.lines())
+        .find_map(|line| line.strip_prefix("inlet_spool_records "))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
 }

@@ -166,17 +166,26 @@ pub struct Uploaded {
     pub sent: u64,
 }
 
+/// Where an upload stops short of its body's end.
+#[derive(Debug, Clone, Copy)]
+pub enum Short {
+    /// The connection is closed once this many bytes are written: a client gone half-way.
+    Cut(u64),
+    /// Nothing more is written after this many bytes, the connection held open (until the
+    /// task is dropped, or the server gives up on it).
+    Stall(u64),
+}
+
 /// `POST /v1/recordings/{session}` of `size` bytes of [`Noise`] from `seed`, over a raw
-/// connection, as a client streams a file: `Content-Length` given, 64 KiB written at a time.
-/// With `cut_at`, the connection is closed once that many bytes are written (a client gone
-/// half-way). Reads the answer to the end (`Connection: close`).
+/// connection, as a client streams a file: `Content-Length` given, 64 KiB written at a time,
+/// or stopping `short` of its end. Reads the answer to the end (`Connection: close`).
 pub async fn upload(
     addr: &str,
     session: &str,
     token: &str,
     size: u64,
     seed: u64,
-    cut_at: Option<u64>,
+    short: Option<Short>,
 ) -> Uploaded {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -198,14 +207,18 @@ pub async fn upload(
         }
         digest.update(&buf[..n]);
         sent += n as u64;
-        if cut_at.is_some_and(|cut| sent >= cut) {
-            drop(stream);
-            return Uploaded {
-                status: None,
-                body: serde_json::Value::Null,
-                sha256: None,
-                sent,
-            };
+        match short {
+            Some(Short::Cut(at)) if sent >= at => {
+                drop(stream);
+                return Uploaded {
+                    status: None,
+                    body: serde_json::Value::Null,
+                    sha256: None,
+                    sent,
+                };
+            }
+            Some(Short::Stall(at)) if sent >= at => break,
+            _ => {}
         }
     }
     let mut answer = Vec::new();
