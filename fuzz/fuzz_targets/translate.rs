@@ -4,7 +4,8 @@
 //! Input: byte 0 picks the protocol (modulo 6: PostHog, Segment, a Sentry envelope, a Sentry
 //! `/store/` event, a Rollbar item, a Honeybadger notice); the rest is the decoded body.
 //! Checks: no panic; every translated event is of its endpoint's kind (a Sentry envelope's other
-//! items of the item lane, carried as written), and its `props` /
+//! items of the item lane and its replays of the recording lane, carried as written; PostHog's
+//! `$snapshot`s recordings of JSON arrays of events without the key), and its `props` /
 //! `custom` (built from the SDK's text without being read again by the pipeline) is exactly
 //! what the native parser keeps of that text: a JSON object a `Value` reads, no key repeated at
 //! any depth; every refused message carries a known code, and its text kept for the dead
@@ -25,6 +26,7 @@ const CODES: &[&str] = &[
     "invalid_field",
     "field_too_long",
     "token_mismatch",
+    "unsupported_message",
 ];
 
 /// An event's object field: a beacon's `props`, an occurrence's `custom`; an item has none.
@@ -32,7 +34,7 @@ fn object_of(event: &Event) -> &str {
     match event {
         Event::Beacon(b) => &b.props_json,
         Event::Occurrence(o) => &o.custom_json,
-        Event::Item(_) => "",
+        Event::Item(_) | Event::Recording(_) => "",
     }
 }
 
@@ -47,6 +49,7 @@ fn check(kind: Lane, event: &Result<Translated, Untranslated>, secrets: &[&[&str
                     r#"{"level":"error","message":"m","custom":"#,
                 ),
                 Event::Item(_) => (Lane::ITEM, ""),
+                Event::Recording(_) => (Lane::RECORDING, ""),
             };
             assert_eq!(its_kind, kind);
             let object = object_of(&event.body);
@@ -61,18 +64,23 @@ fn check(kind: Lane, event: &Result<Translated, Untranslated>, secrets: &[&[&str
                 "unknown code {}",
                 invalid.code
             );
-            if let Ok(Value::Object(message)) = serde_json::from_str::<Value>(raw) {
-                for path in secrets {
-                    let (last, outer) = path.split_last().unwrap();
-                    let inner = outer
-                        .iter()
-                        .try_fold(&message, |m, name| m.get(*name).and_then(Value::as_object));
-                    assert!(
-                        inner.is_none_or(|m| !m.contains_key(*last)),
-                        "{path:?} kept in {raw}"
-                    );
-                }
-            }
+            holds_no_secret(raw, secrets);
+        }
+    }
+}
+
+/// Checks that `raw`, when a JSON object, holds none of the members at `secrets`.
+fn holds_no_secret(raw: &str, secrets: &[&[&str]]) {
+    if let Ok(Value::Object(message)) = serde_json::from_str::<Value>(raw) {
+        for path in secrets {
+            let (last, outer) = path.split_last().unwrap();
+            let inner = outer
+                .iter()
+                .try_fold(&message, |m, name| m.get(*name).and_then(Value::as_object));
+            assert!(
+                inner.is_none_or(|m| !m.contains_key(*last)),
+                "{path:?} kept in {raw}"
+            );
         }
     }
 }
@@ -92,6 +100,22 @@ fuzz_target!(|data: &[u8]| {
                 for report in &translated.exceptions {
                     check(Lane::OCCURRENCE, &report.event, secrets);
                 }
+                // The same body as `/s/` takes it: each session's `$snapshot`s, a JSON array of
+                // the events, none holding a member that carries the key.
+                let key = read.key.as_deref();
+                for recording in posthog::snapshots(&read.messages, key, &mut Items::default()) {
+                    check(Lane::RECORDING, &recording, secrets);
+                    if let Ok(Translated { event, .. }) = &recording {
+                        let Event::Recording(carried) = &event.body else {
+                            panic!("not a recording");
+                        };
+                        let events: Vec<Value> = serde_json::from_slice(&carried.data)
+                            .expect("a JSON array of events");
+                        for event in events {
+                            holds_no_secret(&event.to_string(), secrets);
+                        }
+                    }
+                }
             }
         }
         1 => {
@@ -110,8 +134,20 @@ fuzz_target!(|data: &[u8]| {
                         &[],
                     );
                 }
+                // Replays are recordings of the replay, carried as written.
+                for other in envelope.replays() {
+                    let replay = sentry::replay(other, envelope.event_id);
+                    if let Ok(Translated { event, .. }) = &replay {
+                        let Event::Recording(carried) = &event.body else {
+                            panic!("not a recording");
+                        };
+                        assert_eq!(carried.data, other.payload);
+                        assert_eq!(carried.r#type, other.kind);
+                    }
+                    check(Lane::RECORDING, &replay, &[]);
+                }
                 // Every other item is carried as written.
-                for other in &envelope.others {
+                for other in envelope.items() {
                     let item = sentry::item(other);
                     if let Ok(Translated { event, .. }) = &item {
                         let Event::Item(carried) = &event.body else {
