@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::answer::{Answer, Expected};
 use common::assert_no_failures;
 use common::encode::gzip;
-use common::gateway::{event_ids, ACCOUNT, SDK, WEB};
+use common::gateway::{event_ids, ACCOUNT, RECORDER, SDK, WEB};
 use common::process::{kafka_and_process, InletProcess};
 use common::raw;
 use common::request::Request;
@@ -251,6 +251,8 @@ fn http_cases() -> Vec<Case> {
         Case::http("zstd: 1 GiB", encoded("/v1/occurrences", "zstd", zstd_bomb(1024)), 413, "decoded_body_too_large"),
         Case::http("br: 1 GiB", encoded("/v1/occurrences", "br", brotli_bomb(1024)), 413, "decoded_body_too_large"),
         Case::http("body over 1 MiB", beacons(vec![b'x'; (1 << 20) + 1]), 413, "body_too_large"),
+        Case::http("recording for a token without the lane", Request::post("/v1/recordings/s", SDK, vec![1, 2, 3]), 403, "kind_not_allowed"),
+        Case::http("recording in an unknown encoding", Request::post("/v1/recordings/s", RECORDER, vec![1, 2, 3]).header("content-encoding", "compress"), 415, "unsupported_content_encoding"),
     ]
 }
 
@@ -274,6 +276,7 @@ fn raw_cases() -> Vec<Case> {
         "a".repeat(1 << 20)
     );
     let head = |rest: &str| post_head("/v1/beacons", rest);
+    let recording = |path: &str, rest: &str| raw::post_head(path, RECORDER, rest);
     vec![
         Case::raw("chunked body over 1 MiB", chunked_big, 413, Some("body_too_large")),
         Case::raw("bad chunk size", head("transfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"), 400, None),
@@ -288,6 +291,9 @@ fn raw_cases() -> Vec<Case> {
             400,
             Some("invalid_events"),
         ),
+        Case::raw("recording: a NUL in its session", recording("/v1/recordings/a%00b", "content-length: 1\r\n\r\nx"), 400, Some("invalid_events")),
+        Case::raw("recording: Content-Length over 100 MiB", recording("/v1/recordings/s", "content-length: 99999999999\r\n\r\n"), 413, Some("body_too_large")),
+        Case::raw("recording: Content-Length larger than the body", recording("/v1/recordings/s", "content-length: 1000\r\n\r\nabc"), 408, Some("body_timeout")),
         Case::raw("garbage request line", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(), 400, None),
     ]
 }
@@ -479,6 +485,8 @@ async fn the_bad_input_corpus_gets_clear_answers_and_produces_nothing() {
         Vec::<&str>::new(),
         "nothing from the corpus reached the occurrences"
     );
+    let recordings = kafka.recordings(0, Duration::from_secs(1)).await;
+    assert!(recordings.is_empty(), "a recording from the corpus landed");
     let log = inlet.log();
     assert!(!log.contains("panicked"), "inlet panicked:\n{log}");
 }
