@@ -65,13 +65,11 @@ async fn chromium_sends_beacons_across_origins_and_cors_refuses_a_foreign_origin
     gw.wait_ready().await;
 
     // The page's server: its own port, so its origin differs from inlet's.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let page_origin = format!("http://{}", listener.local_addr().unwrap());
+    let mut page = PageServer::bind().await;
+    let page_origin = page.origin.clone();
     assert_ne!(page_origin, gw.url, "page and inlet share an origin");
     add_page_token(&gw, &page_origin).await;
-    let (report_tx, mut reports) = mpsc::unbounded_channel();
-    let html = Arc::new(page(&gw.url));
-    let server = tokio::spawn(serve_page(listener, html, report_tx));
+    page.serve(beacons_page(&gw.url), Modules::No);
 
     let preflights_before = requests_total(&gw, "/v1/beacons", 204).await;
     let refused_before = (
@@ -79,15 +77,7 @@ async fn chromium_sends_beacons_across_origins_and_cors_refuses_a_foreign_origin
         requests_total(&gw, "/v1/pixel.gif", 403).await,
     );
     let browser = Chromium::start(&chromium, &format!("{page_origin}/"));
-    let report = match tokio::time::timeout(REPORT_TIMEOUT, reports.recv()).await {
-        Ok(Some(r)) => r,
-        _ => panic!(
-            "the page did not report within {REPORT_TIMEOUT:?}; Chromium's log: {}\n{}",
-            browser.log.display(),
-            browser.log_tail()
-        ),
-    };
-    let report: Value = serde_json::from_str(&report).expect("the report is JSON");
+    let report = page.report(&browser).await;
     println!(
         "page {page_origin} -> inlet {} reported:\n{report:#}",
         gw.url
@@ -180,7 +170,6 @@ async fn chromium_sends_beacons_across_origins_and_cors_refuses_a_foreign_origin
     }
     assert_eq!(by_id[SENT_BEACON].url, format!("{page_origin}/"));
 
-    server.abort();
     assert!(gw.stop().await.is_ok());
 }
 
@@ -199,20 +188,11 @@ async fn rollbar_js_in_chromium_reports_an_uncaught_error() {
     let kafka = Kafka::start("browser-rollbar").await;
     let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
     gw.wait_ready().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let page_origin = format!("http://{}", listener.local_addr().unwrap());
-    let (report_tx, mut reports) = mpsc::unbounded_channel();
-    let html = Arc::new(rollbar_page(&gw.url, &rollbar_js));
-    let server = tokio::spawn(serve_page(listener, html, report_tx));
+    let mut page = PageServer::bind().await;
+    let page_origin = page.origin.clone();
+    page.serve(rollbar_page(&gw.url, &rollbar_js), Modules::No);
     let browser = Chromium::start(&chromium, &format!("{page_origin}/"));
-    let report = match tokio::time::timeout(REPORT_TIMEOUT, reports.recv()).await {
-        Ok(Some(r)) => r,
-        _ => panic!(
-            "the page did not report within {REPORT_TIMEOUT:?}; Chromium's log:\n{}",
-            browser.log_tail()
-        ),
-    };
-    let report: Value = serde_json::from_str(&report).expect("the report is JSON");
+    let report = page.report(&browser).await;
     let uuid = report["uuid"]
         .as_str()
         .unwrap_or_else(|| panic!("no uuid: {report}"));
@@ -238,7 +218,6 @@ async fn rollbar_js_in_chromium_reports_an_uncaught_error() {
             .any(|f| f.method == "parse" && f.lineno > 0 && f.filename.starts_with(&page_origin)),
         "{e:?}"
     );
-    server.abort();
     assert!(gw.stop().await.is_ok());
 }
 
@@ -339,7 +318,7 @@ async fn requests_total(gw: &Gateway, route: &str, status: u16) -> u64 {
 }
 
 /// The page: sends the six beacons one after the other, then posts what it saw to `/report`.
-fn page(inlet: &str) -> String {
+fn beacons_page(inlet: &str) -> String {
     let config = json!({
         "inlet": inlet,
         "token": PAGE_TOKEN,
@@ -399,25 +378,76 @@ function pixel(token, id) {{
     )
 }
 
-/// Serves `GET /` (the page) and `POST /report` (sent on to `reports`), one request per
-/// connection.
-async fn serve_page(
-    listener: TcpListener,
-    html: Arc<String>,
-    reports: mpsc::UnboundedSender<String>,
-) {
-    serve(listener, html, reports, None).await
+/// A page's server on a fresh loopback port: bound first (its origin may go into a token
+/// before the page is written), then [`serve`](PageServer::serve)ing one page; it stops when
+/// dropped.
+struct PageServer {
+    /// `http://127.0.0.1:PORT`.
+    origin: String,
+    listener: Option<TcpListener>,
+    /// What the page posts to `/report`.
+    reports: mpsc::UnboundedReceiver<String>,
+    report_tx: mpsc::UnboundedSender<String>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// [`serve_page`], and `GET /node_modules/{path}` from the `node_modules` of the SDKs
-/// `tests/sdk/install.sh` installs: a page loads an npm package's ES modules from its own
-/// origin, through an import map, as a bundler would have put them together.
-async fn serve_page_and_modules(
-    listener: TcpListener,
-    html: Arc<String>,
-    reports: mpsc::UnboundedSender<String>,
-) {
-    serve(listener, html, reports, Some(Arc::new(node_modules()))).await
+/// Whether a page's server also serves the SDKs' `node_modules`.
+#[derive(Clone, Copy, PartialEq)]
+enum Modules {
+    No,
+    /// `GET /node_modules/{path}` from the `node_modules` of the SDKs `tests/sdk/install.sh`
+    /// installs: a page loads an npm package's ES modules from its own origin, through an
+    /// import map, as a bundler would have put them together.
+    Served,
+}
+
+impl PageServer {
+    async fn bind() -> PageServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let (report_tx, reports) = mpsc::unbounded_channel();
+        PageServer {
+            origin,
+            listener: Some(listener),
+            reports,
+            report_tx,
+            task: None,
+        }
+    }
+
+    /// Serves `GET /` (`html`) and `POST /report` (sent on to `reports`), one request per
+    /// connection, and the SDKs' modules if asked.
+    fn serve(&mut self, html: String, modules: Modules) {
+        let listener = self.listener.take().expect("served once");
+        let modules = (modules == Modules::Served).then(|| Arc::new(node_modules()));
+        let reports = self.report_tx.clone();
+        let task = serve(listener, Arc::new(html), reports, modules);
+        self.task = Some(tokio::spawn(task));
+    }
+}
+
+impl PageServer {
+    /// The report the page in `browser` posts to `/report`, as JSON, waiting up to
+    /// [`REPORT_TIMEOUT`] for it.
+    async fn report(&mut self, browser: &Chromium) -> Value {
+        let report = match tokio::time::timeout(REPORT_TIMEOUT, self.reports.recv()).await {
+            Ok(Some(r)) => r,
+            _ => panic!(
+                "the page did not report within {REPORT_TIMEOUT:?}; Chromium's log: {}\n{}",
+                browser.log.display(),
+                browser.log_tail()
+            ),
+        };
+        serde_json::from_str(&report).expect("the report is JSON")
+    }
+}
+
+impl Drop for PageServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
 }
 
 async fn serve(
@@ -605,22 +635,13 @@ async fn posthog_js_in_chromium_delivers_its_events_exactly_once() {
     let kafka = Kafka::start("posthog_js").await;
     let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
     gw.wait_ready().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let page_origin = format!("http://{}", listener.local_addr().unwrap());
+    let mut page = PageServer::bind().await;
+    let page_origin = page.origin.clone();
     add_page_token(&gw, &page_origin).await;
-    let (report_tx, mut reports) = mpsc::unbounded_channel();
-    let html = Arc::new(posthog_page(&gw.url, &posthog_js));
-    let server = tokio::spawn(serve_page(listener, html, report_tx));
+    page.serve(posthog_page(&gw.url, &posthog_js), Modules::No);
 
     let browser = Chromium::start(&chromium, &format!("{page_origin}/"));
-    let report = match tokio::time::timeout(REPORT_TIMEOUT, reports.recv()).await {
-        Ok(Some(r)) => r,
-        _ => panic!(
-            "the page did not report within {REPORT_TIMEOUT:?}; Chromium's log:\n{}",
-            browser.log_tail()
-        ),
-    };
-    let report: Value = serde_json::from_str(&report).expect("the report is JSON");
+    let report = page.report(&browser).await;
     println!("posthog-js reported:\n{report:#}");
     assert_eq!(report["errors"], json!([]), "posthog-js logged errors");
     let seen: Vec<(String, String)> = serde_json::from_value(report["seen"].clone()).unwrap();
@@ -649,7 +670,6 @@ async fn posthog_js_in_chromium_delivers_its_events_exactly_once() {
         config_loads >= 1,
         "posthog-js never asked inlet for its configuration"
     );
-    server.abort();
     assert!(gw.stop().await.is_ok());
 }
 
@@ -706,6 +726,18 @@ fn node_modules() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     target.join("sdk/node/node_modules")
+}
+
+/// inlet on `kafka`'s topics serving posthog-js's npm `dist/` (`posthog_static_dir`), ready.
+async fn serving_posthog_js(kafka: &Kafka) -> Gateway {
+    let dist = node_module("posthog-js/dist/array.js");
+    let dist = dist.parent().unwrap().to_owned();
+    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |s| {
+        s.posthog_static_dir = Some(dist);
+    })
+    .await;
+    gw.wait_ready().await;
+    gw
 }
 
 /// `path` in [`node_modules`], or a failure that says to install them.
@@ -784,29 +816,19 @@ const PLAN_CHOSEN: &str = "plan_chosen";
 async fn posthog_snippet_loads_posthog_js_from_inlet_and_its_exception_lands_as_an_occurrence() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let chromium = chromium_bin();
-    let dist = node_module("posthog-js/dist/array.js")
-        .parent()
-        .unwrap()
-        .to_owned();
     let marker = format!("snippet-{}", uuid::Uuid::now_v7().simple());
     let kafka = Kafka::start("posthog_snippet").await;
-    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |s| {
-        s.posthog_static_dir = Some(dist);
-    })
-    .await;
-    gw.wait_ready().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let page_origin = format!("http://{}", listener.local_addr().unwrap());
-    let (report_tx, mut reports) = mpsc::unbounded_channel();
-    let html = Arc::new(posthog_snippet_page(&gw.url, &marker));
-    let server = tokio::spawn(serve_page(listener, html, report_tx));
+    let gw = serving_posthog_js(&kafka).await;
+    let mut page = PageServer::bind().await;
+    let page_origin = page.origin.clone();
+    page.serve(posthog_snippet_page(&gw.url, &marker), Modules::No);
 
     let scripts_before = (
         requests_total(&gw, "/static/{file}", 200).await,
         requests_total(&gw, "/static/{version}/{file}", 200).await,
     );
     let browser = Chromium::start(&chromium, &format!("{page_origin}/"));
-    let report = page_report(&browser, &mut reports).await;
+    let report = page.report(&browser).await;
     println!("posthog-js, loaded by the snippet, reported:\n{report:#}");
     assert_eq!(report["loaded"], true, "posthog-js replaced the stub");
     assert_eq!(report["version"], "1.449.2", "the posthog-js inlet served");
@@ -870,7 +892,6 @@ async fn posthog_snippet_loads_posthog_js_from_inlet_and_its_exception_lands_as_
             .any(|f| f.lineno > 0 && f.filename.starts_with(&page_origin)),
         "a frame of the page: {e:?}"
     );
-    server.abort();
     assert!(gw.stop().await.is_ok());
 }
 
@@ -928,12 +949,13 @@ async fn analytics_js_in_chromium_loads_its_settings_from_inlet_and_delivers_eac
     let kafka = Kafka::start("analytics_js").await;
     let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
     gw.wait_ready().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let page_origin = format!("http://{}", listener.local_addr().unwrap());
+    let mut page = PageServer::bind().await;
+    let page_origin = page.origin.clone();
     add_page_token(&gw, &page_origin).await;
-    let (report_tx, mut reports) = mpsc::unbounded_channel();
-    let html = Arc::new(analytics_js_page(&gw.url, &analytics_js, &marker));
-    let server = tokio::spawn(serve_page(listener, html, report_tx));
+    page.serve(
+        analytics_js_page(&gw.url, &analytics_js, &marker),
+        Modules::No,
+    );
 
     const ROUTES: [(&str, u16); 7] = [
         ("/v1/projects/{write_key}/settings", 200),
@@ -954,7 +976,7 @@ async fn analytics_js_in_chromium_loads_its_settings_from_inlet_and_delivers_eac
     let mut runs = Vec::new();
     for mode in ["standard", "batching"] {
         let browser = Chromium::start(&chromium, &format!("{page_origin}/#{mode}"));
-        let report = page_report(&browser, &mut reports).await;
+        let report = page.report(&browser).await;
         println!("analytics.js ({mode}) reported:\n{report:#}");
         assert_eq!(report["mode"], mode);
         assert_eq!(report["errors"], json!([]), "analytics.js logged errors");
@@ -1017,7 +1039,6 @@ async fn analytics_js_in_chromium_loads_its_settings_from_inlet_and_delivers_eac
         .zip([2, 1, 1, 1, 1, 2, 1])
         .collect();
     assert_eq!(served, expected, "requests inlet answered");
-    server.abort();
     assert!(gw.stop().await.is_ok());
 }
 
@@ -1069,19 +1090,6 @@ const batching = {{"Segment.io": {{deliveryStrategy: {{strategy: "batching",
 </script></body></html>
 "#
     )
-}
-
-/// The report the page in `browser` posts to `/report`, as JSON, waiting up to
-/// [`REPORT_TIMEOUT`] for it.
-async fn page_report(browser: &Chromium, reports: &mut mpsc::UnboundedReceiver<String>) -> Value {
-    let report = match tokio::time::timeout(REPORT_TIMEOUT, reports.recv()).await {
-        Ok(Some(r)) => r,
-        _ => panic!(
-            "the page did not report within {REPORT_TIMEOUT:?}; Chromium's log:\n{}",
-            browser.log_tail()
-        ),
-    };
-    serde_json::from_str(&report).expect("the report is JSON")
 }
 
 /// @sentry/browser's ES modules (its npm package has no CDN bundle) as the page's import map
@@ -1158,18 +1166,16 @@ async fn sentry_browser_replay_in_chromium_lands_as_recordings() {
     let kafka = Kafka::start("sentry_replay").await;
     let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |_| {}).await;
     gw.wait_ready().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let page_origin = format!("http://{}", listener.local_addr().unwrap());
+    let mut page = PageServer::bind().await;
+    let page_origin = page.origin.clone();
     let dsn = format!(
         "{}/1",
         gw.url.replacen("http://", &format!("http://{DSN_KEY}@"), 1)
     );
-    let (report_tx, mut reports) = mpsc::unbounded_channel();
-    let html = Arc::new(sentry_replay_page(&dsn));
-    let server = tokio::spawn(serve_page_and_modules(listener, html, report_tx));
+    page.serve(sentry_replay_page(&dsn), Modules::Served);
 
     let browser = Chromium::start(&chromium, &format!("{page_origin}/"));
-    let report = page_report(&browser, &mut reports).await;
+    let report = page.report(&browser).await;
     // No segment after the ones the page saw answered.
     drop(browser);
     println!("@sentry/browser reported:\n{report:#}");
@@ -1294,7 +1300,6 @@ async fn sentry_browser_replay_in_chromium_lands_as_recordings() {
         .collect();
     assert_recorded_interactions(&all);
 
-    server.abort();
     assert!(gw.stop().await.is_ok());
 }
 
@@ -1448,26 +1453,16 @@ const waitForSegment = setInterval(async () => {{
 async fn posthog_js_in_chromium_records_the_session_and_it_lands_as_a_recording() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let chromium = chromium_bin();
-    let dist = node_module("posthog-js/dist/lazy-recorder.js")
-        .parent()
-        .unwrap()
-        .to_owned();
     let marker = format!("replay-{}", uuid::Uuid::now_v7().simple());
     let kafka = Kafka::start("posthog_replay").await;
-    let gw = Gateway::start(&kafka.brokers(), &kafka.topics, |s| {
-        s.posthog_static_dir = Some(dist);
-    })
-    .await;
-    gw.wait_ready().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let page_origin = format!("http://{}", listener.local_addr().unwrap());
-    let (report_tx, mut reports) = mpsc::unbounded_channel();
-    let html = Arc::new(posthog_replay_page(&gw.url, &marker));
-    let server = tokio::spawn(serve_page(listener, html, report_tx));
+    let gw = serving_posthog_js(&kafka).await;
+    let mut page = PageServer::bind().await;
+    let page_origin = page.origin.clone();
+    page.serve(posthog_replay_page(&gw.url, &marker), Modules::No);
 
     let extensions_before = requests_total(&gw, "/static/{version}/{file}", 200).await;
     let browser = Chromium::start(&chromium, &format!("{page_origin}/"));
-    let report = page_report(&browser, &mut reports).await;
+    let report = page.report(&browser).await;
     // Nothing sent after what the page reported.
     drop(browser);
     println!("posthog-js, recording, reported:\n{report:#}");
@@ -1566,7 +1561,6 @@ async fn posthog_js_in_chromium_records_the_session_and_it_lands_as_a_recording(
     assert!(dom.contains(&marker), "the page's heading not in {dom}");
     assert_recorded_interactions(&rrweb);
 
-    server.abort();
     assert!(gw.stop().await.is_ok());
 }
 
