@@ -96,20 +96,25 @@ pub fn without_secrets(raw: &str, secrets: Secrets) -> String {
     let Ok(Value::Object(mut message)) = serde_json::from_str::<Value>(raw) else {
         return raw.to_owned();
     };
+    match remove_secrets(&mut message, secrets) {
+        true => Value::Object(message).to_string(),
+        false => raw.to_owned(),
+    }
+}
+
+/// Takes the members at `secrets` out of `message`; whether any was there.
+pub fn remove_secrets(message: &mut serde_json::Map<String, Value>, secrets: Secrets) -> bool {
     let mut found = false;
     for path in secrets {
         let Some((last, outer)) = path.split_last() else {
             continue;
         };
-        let inner = outer.iter().try_fold(&mut message, |map, name| {
+        let inner = outer.iter().try_fold(&mut *message, |map, name| {
             map.get_mut(*name).and_then(Value::as_object_mut)
         });
         found |= inner.and_then(|map| map.remove(*last)).is_some();
     }
-    match found {
-        true => Value::Object(message).to_string(),
-        false => raw.to_owned(),
-    }
+    found
 }
 
 /// The items of one SDK request, each by the SDK's name for its type (a closed set per

@@ -239,14 +239,7 @@ fn snapshot_without_key(raw: &str, key: Option<&str>) -> String {
     let Ok(Value::Object(mut event)) = serde_json::from_str::<Value>(raw) else {
         return raw.to_owned();
     };
-    for path in SECRETS {
-        if let Some((last, outer)) = path.split_last() {
-            let inner = outer.iter().try_fold(&mut event, |map, name| {
-                map.get_mut(*name).and_then(Value::as_object_mut)
-            });
-            inner.map(|map| map.remove(*last));
-        }
-    }
+    super::remove_secrets(&mut event, SECRETS);
     let custom = (event.get_mut("properties"))
         .and_then(|properties| properties.get_mut("$snapshot_data"))
         .and_then(Value::as_array_mut);
