@@ -230,11 +230,6 @@ impl Upload {
         }
     }
 
-    /// The recording's id.
-    pub fn recording_id(&self) -> &str {
-        self.chunker.recording_id()
-    }
-
     /// Takes the next piece of the payload, straight into the chunk being filled; a full
     /// chunk is handed over (so a payload of whole chunks ends with an empty last one).
     pub fn write(&mut self, mut data: &[u8]) {
