@@ -114,11 +114,7 @@ impl Chunker {
     pub fn close(&mut self, value: Vec<u8>) -> Record {
         debug_assert_eq!(value.len(), value.capacity(), "a chunk filled as opened");
         self.index += 1;
-        Record {
-            kind: Lane::RECORDING,
-            key: self.key.clone(),
-            value,
-        }
+        Record::new(Lane::RECORDING, self.key.clone(), value)
     }
 
     /// The next chunk, of `data`.
@@ -151,11 +147,7 @@ impl Chunker {
         recording.sha256 = receipt.sha256.clone();
         envelope.event = Some(Event::Recording(recording));
         self.index += 1;
-        let record = Record {
-            kind: Lane::RECORDING,
-            key: self.key.clone(),
-            value: envelope.encode_to_vec(),
-        };
+        let record = Record::new(Lane::RECORDING, self.key.clone(), envelope.encode_to_vec());
         (record, receipt)
     }
 }

@@ -36,11 +36,8 @@ impl DeadLetters {
     pub fn post(&self, letter: &DeadLetter) {
         ::metrics::counter!(metrics::DEAD_LETTERS, "token" => letter.token_id.clone(), "code" => letter.code.clone())
             .increment(1);
-        self.sink.post(Record {
-            kind: Lane::DEAD_LETTER,
-            key: letter.token_id.clone(),
-            value: letter.encode_to_vec(),
-        });
+        let key = letter.token_id.clone();
+        (self.sink).post(Record::new(Lane::DEAD_LETTER, key, letter.encode_to_vec()));
     }
 }
 
@@ -58,6 +55,23 @@ pub fn letter(meta: &Meta, kind: Lane, index: usize, invalid: &Invalid, raw: &st
         raw: cut(raw, MAX_RAW_BYTES).to_owned(),
         raw_bytes: raw.len() as u64,
         index: index as u32,
+        binary: Vec::new(),
+    }
+}
+
+/// A dead letter for what a request of `kind` held at `index` (the whole body at 0), refused as
+/// `invalid`, that is not text: its bytes, cut to [`MAX_RAW_BYTES`].
+pub fn binary_letter(
+    meta: &Meta,
+    kind: Lane,
+    index: usize,
+    invalid: &Invalid,
+    raw: &[u8],
+) -> DeadLetter {
+    DeadLetter {
+        binary: raw[..raw.len().min(MAX_RAW_BYTES)].to_vec(),
+        raw_bytes: raw.len() as u64,
+        ..letter(meta, kind, index, invalid, "")
     }
 }
 

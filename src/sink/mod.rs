@@ -21,8 +21,24 @@ pub struct Record {
     pub kind: Lane,
     /// The shard key.
     pub key: String,
-    /// The lane's payload, encoded: an `inlet.v1.Envelope` (or a `DeadLetter`, on its lane).
+    /// The lane's payload, encoded: an `inlet.v1.Envelope` (or a `DeadLetter`, on its lane; an
+    /// OTLP `Export*ServiceRequest` on the OTLP lanes).
     pub value: Vec<u8>,
+    /// Headers of this record besides its lane's (`inlet-kind`, `inlet-schema`), as names and
+    /// values: the gateway's metadata, where the value has no room for it (OTLP). Usually none.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    /// A record of `kind` with no headers of its own.
+    pub fn new(kind: Lane, key: String, value: Vec<u8>) -> Record {
+        Record {
+            kind,
+            key,
+            value,
+            headers: Vec::new(),
+        }
+    }
 }
 
 /// Why a record was not accepted. Each maps to a metric label and an HTTP answer.

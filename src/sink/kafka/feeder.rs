@@ -20,6 +20,7 @@ use rdkafka::producer::BaseRecord;
 
 use super::batch::{failure_of, Slot};
 use super::queue::Job;
+use super::record_headers;
 use super::reports::Producer;
 use super::shared::Shared;
 use super::timing::QUEUE_FULL_BACKOFF;
@@ -234,7 +235,7 @@ impl<'a> Pass<'a> {
         let message = BaseRecord::with_opaque_to(&self.shared.topics[record.kind], slot)
             .key(record.key.as_bytes())
             .payload(&record.value[..])
-            .headers(self.shared.headers[record.kind].clone());
+            .headers(record_headers(&self.shared.headers[record.kind], record));
         self.producer
             .send(message)
             .map_err(|(error, _)| (failure_of(&error), error))

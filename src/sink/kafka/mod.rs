@@ -134,6 +134,18 @@ fn headers(lane: Lane) -> OwnedHeaders {
         })
 }
 
+/// The headers of `record`: its lane's, then its own.
+pub(super) fn record_headers(lane: &OwnedHeaders, record: &Record) -> OwnedHeaders {
+    let mut headers = lane.clone();
+    for (key, value) in &record.headers {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    headers
+}
+
 /// Starts the feeder (gathering for `linger`), the supervisor and the reports thread; each
 /// holds `shared` (the reports thread: its live producer) weakly and exits once the sink is
 /// gone.

@@ -348,11 +348,7 @@ mod tests {
         let mut starts = Vec::new();
         for seq in seqs {
             starts.push(buf.len());
-            let record = Record {
-                kind: Lane::BEACON,
-                key: format!("k{seq}"),
-                value: vec![seq as u8; 50],
-            };
+            let record = Record::new(Lane::BEACON, format!("k{seq}"), vec![seq as u8; 50]);
             format::encode(&record, seq, 1000 + seq, &mut buf);
         }
         fs::write(segment_path(dir, base), &buf).unwrap();

@@ -5,7 +5,10 @@
 //! length and the payload. The payload is `seq: u64 | written_at_ms: u64 | lane: u8 |
 //! key_len: u16 | key | value` (integers little-endian): the sequence number makes a record's
 //! place in the log independent of its position in a file (so a record set aside never shifts
-//! the ones after it), and the write time gives the age of the oldest record.
+//! the ones after it), and the write time gives the age of the oldest record. A record with
+//! headers of its own (OTLP's metadata) has the lane's top bit set, and its headers between the
+//! key and the value: `headers_len: u32 | (name_len: u16 | name | value_len: u16 | value)…`.
+//! Spools written before headers existed read unchanged.
 //!
 //! Segment files are zero-filled ahead of the records (see `writer`), so the log ends where
 //! only zeros follow: no record is all zeros (its length is never 0).
@@ -19,6 +22,8 @@ use crate::sink::Record;
 pub const HEADER: usize = 8;
 /// Bytes of the payload before the key: sequence number, write time, kind, key length.
 const PAYLOAD_HEADER: usize = 8 + 8 + 1 + 2;
+/// The bit of the lane byte that says headers follow the key.
+const WITH_HEADERS: u8 = 0x80;
 /// Largest payload a record may have; a length above it is corruption, not a record (inlet's
 /// largest event is a few MiB).
 pub const MAX_PAYLOAD: usize = 64 << 20;
@@ -32,6 +37,8 @@ pub struct Stored<'a> {
     pub written_at_ms: u64,
     pub kind: Lane,
     pub key: &'a str,
+    /// The record's own headers, as encoded (empty when it has none).
+    pub headers: &'a [u8],
     pub value: &'a [u8],
 }
 
@@ -42,13 +49,39 @@ impl Stored<'_> {
             kind: self.kind,
             key: self.key.to_owned(),
             value: self.value.to_vec(),
+            headers: decode_headers(self.headers),
         }
     }
 }
 
 /// Bytes `record` takes on disk.
 pub fn encoded_len(record: &Record) -> usize {
-    HEADER + PAYLOAD_HEADER + record.key.len() + record.value.len()
+    let headers = match record.headers.is_empty() {
+        true => 0,
+        false => 4 + headers_len(&record.headers),
+    };
+    HEADER + PAYLOAD_HEADER + record.key.len() + headers + record.value.len()
+}
+
+/// Bytes of `headers` encoded, without their length.
+fn headers_len(headers: &[(String, String)]) -> usize {
+    let cut = |s: &String| s.len().min(u16::MAX as usize);
+    headers.iter().map(|(n, v)| 4 + cut(n) + cut(v)).sum()
+}
+
+/// The headers encoded as [`encode`] writes them (without their length).
+fn decode_headers(mut block: &[u8]) -> Vec<(String, String)> {
+    let mut headers = Vec::new();
+    let next = |block: &mut &[u8]| -> Option<String> {
+        let len = u16::from_le_bytes([*block.first()?, *block.get(1)?]) as usize;
+        let text = String::from_utf8_lossy(block.get(2..2 + len)?).into_owned();
+        *block = &block[2 + len..];
+        Some(text)
+    };
+    while let (Some(name), Some(value)) = (next(&mut block), next(&mut block)) {
+        headers.push((name, value));
+    }
+    headers
 }
 
 /// Appends `record` as record number `seq`, written at `written_at_ms`, to `out`.
@@ -56,14 +89,26 @@ pub fn encode(record: &Record, seq: u64, written_at_ms: u64, out: &mut Vec<u8>) 
     let start = out.len();
     // Keys are shard keys (a session or account id, cut short by the pipeline), never 64 KiB.
     let key = &record.key.as_bytes()[..record.key.len().min(u16::MAX as usize)];
-    let len = (PAYLOAD_HEADER + key.len() + record.value.len()) as u32;
-    out.extend_from_slice(&len.to_le_bytes());
+    let len = encoded_len(record) - HEADER - (record.key.len() - key.len());
+    out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&written_at_ms.to_le_bytes());
-    out.push(record.kind.index());
+    let flag = match record.headers.is_empty() {
+        true => 0,
+        false => WITH_HEADERS,
+    };
+    out.push(record.kind.index() | flag);
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
     out.extend_from_slice(key);
+    if !record.headers.is_empty() {
+        out.extend_from_slice(&(headers_len(&record.headers) as u32).to_le_bytes());
+        for text in record.headers.iter().flat_map(|(n, v)| [n, v]) {
+            let text = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
+            out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+            out.extend_from_slice(text);
+        }
+    }
     out.extend_from_slice(&record.value);
     let crc = checksum(&out[start..start + 4], &out[start + HEADER..]);
     out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
@@ -152,15 +197,23 @@ fn read_at(buf: &[u8], at: usize) -> Option<(usize, Stored<'_>)> {
 
 fn parse(payload: &[u8]) -> Option<Stored<'_>> {
     let u64_at = |at: usize| u64::from_le_bytes(payload[at..at + 8].try_into().expect("8 bytes"));
-    let kind = Lane::from_index(payload[16])?;
+    let kind = Lane::from_index(payload[16] & !WITH_HEADERS)?;
     let key_len = u16::from_le_bytes([payload[17], payload[18]]) as usize;
     let key = payload.get(PAYLOAD_HEADER..PAYLOAD_HEADER + key_len)?;
+    let mut rest = &payload[PAYLOAD_HEADER + key_len..];
+    let mut headers: &[u8] = &[];
+    if payload[16] & WITH_HEADERS != 0 {
+        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        headers = rest.get(4..4 + len)?;
+        rest = &rest[4 + len..];
+    }
     Some(Stored {
         seq: u64_at(0),
         written_at_ms: u64_at(8),
         kind,
         key: std::str::from_utf8(key).ok()?,
-        value: &payload[PAYLOAD_HEADER + key_len..],
+        headers,
+        value: rest,
     })
 }
 
@@ -169,11 +222,7 @@ mod tests {
     use super::*;
 
     fn record(key: &str, value: &[u8]) -> Record {
-        Record {
-            kind: Lane::OCCURRENCE,
-            key: key.into(),
-            value: value.to_vec(),
-        }
+        Record::new(Lane::OCCURRENCE, key.into(), value.to_vec())
     }
 
     /// Three records, seq 10..13, and where each starts.
@@ -209,6 +258,40 @@ mod tests {
         assert_eq!(
             (stored.kind, stored.key, stored.value, stored.written_at_ms),
             (Lane::OCCURRENCE, "bb", &[1u8; 40][..], 7)
+        );
+    }
+
+    #[test]
+    fn a_record_s_own_headers_read_back_and_records_without_them_read_as_before() {
+        let mut with = record("trace", b"otlp");
+        with.headers = vec![
+            ("inlet-token-id".into(), "t".into()),
+            ("e".into(), "".into()),
+        ];
+        let mut buf = Vec::new();
+        encode(&record("a", b"plain"), 1, 7, &mut buf);
+        encode(&with, 2, 7, &mut buf);
+        assert_eq!(
+            buf.len(),
+            encoded_len(&record("a", b"plain")) + encoded_len(&with)
+        );
+        let found = scan(&buf);
+        let stored: Vec<_> = found
+            .iter()
+            .map(|f| match f {
+                Found::Record(_, stored) => stored.to_record(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(stored[0].headers.is_empty());
+        assert_eq!(
+            (stored[0].key.as_str(), &stored[0].value[..]),
+            ("a", &b"plain"[..])
+        );
+        assert_eq!(stored[1].headers, with.headers);
+        assert_eq!(
+            (stored[1].kind, &stored[1].value[..]),
+            (Lane::OCCURRENCE, &b"otlp"[..])
         );
     }
 

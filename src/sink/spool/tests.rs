@@ -90,11 +90,7 @@ impl Broker {
 
 /// Record number `i`, keyed `r{i}`.
 fn record(i: usize) -> Record {
-    Record {
-        kind: Lane::BEACON,
-        key: format!("r{i}"),
-        value: vec![b'v'; VALUE],
-    }
+    Record::new(Lane::BEACON, format!("r{i}"), vec![b'v'; VALUE])
 }
 
 /// Sends requests of records keyed `r0`, `r1`, … and keeps the keys of those answered `Ok`.
