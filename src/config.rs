@@ -153,6 +153,8 @@ pub struct IngestConfig {
     pub client_ip_truncation: Truncation,
     /// The largest chunk of a recording (`recordings_chunk_bytes`).
     pub recording_chunk_bytes: usize,
+    /// The largest Kafka message of OTLP data (`otlp_max_message_bytes`).
+    pub otlp_max_message_bytes: usize,
 }
 
 /// The settings of the Kafka producer.
@@ -253,6 +255,7 @@ impl Config {
                 delivery,
                 client_ip_truncation: pick!(given, client_ip_truncation, Truncation::Beacons),
                 recording_chunk_bytes: lanes[Lane::RECORDING].limits.max_event,
+                otlp_max_message_bytes: lanes[Lane::TRACES].limits.max_event,
             },
             kafka,
             lanes,

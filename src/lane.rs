@@ -149,7 +149,85 @@ pub static LANES: &[Spec] = &[
             on: None,
         },
     },
+    otlp(
+        "traces",
+        "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest",
+        "otlp_spans",
+        Names {
+            topic: "topic_otlp_spans",
+            limits: "otlp",
+        },
+        |s| Given {
+            topic: s.topic_otlp_spans.clone(),
+            ..otlp_sizes(s)
+        },
+    ),
+    otlp(
+        "logs",
+        "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest",
+        "otlp_logs",
+        Names {
+            topic: "topic_otlp_logs",
+            limits: "otlp",
+        },
+        |s| Given {
+            topic: s.topic_otlp_logs.clone(),
+            ..otlp_sizes(s)
+        },
+    ),
+    otlp(
+        "metrics",
+        "opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest",
+        "otlp_metrics",
+        Names {
+            topic: "topic_otlp_metrics",
+            limits: "otlp",
+        },
+        |s| Given {
+            topic: s.topic_otlp_metrics.clone(),
+            ..otlp_sizes(s)
+        },
+    ),
 ];
+
+/// An OTLP signal's lane (`crate::otlp`): its messages are the OpenTelemetry Collector's
+/// `otlp_proto` records, keyed by what they hold (a trace id, a resource), with the gateway's
+/// metadata in headers. The three share their size settings; a "single event" is one Kafka
+/// message, which a request is split to fit.
+const fn otlp(
+    name: &'static str,
+    schema: &'static str,
+    topic: &'static str,
+    names: Names,
+    settings: fn(&Settings) -> Given,
+) -> Spec {
+    Spec {
+        name,
+        key: KeyRule::Payload,
+        listed: true,
+        analytics: false,
+        posted: false,
+        schema,
+        topic,
+        limits: BodyLimits {
+            max_body: 4 << 20,
+            max_decoded: 16 << 20,
+            max_event: 1_000_000,
+        },
+        names,
+        settings,
+    }
+}
+
+/// The size settings the OTLP lanes share.
+fn otlp_sizes(s: &Settings) -> Given {
+    Given {
+        max_body: s.otlp_max_body_bytes,
+        max_decoded: s.otlp_max_decoded_bytes,
+        max_event: s.otlp_max_message_bytes,
+        ..Given::default()
+    }
+}
 
 /// What one lane is: everything in which it differs from the others.
 pub struct Spec {
@@ -187,6 +265,8 @@ pub enum KeyRule {
     Account,
     /// The token itself: what one client sent stays together.
     Token,
+    /// What the payload holds, as its lane splits it: an OTLP trace id, or a resource.
+    Payload,
 }
 
 /// The names of a lane's settings.
@@ -234,6 +314,12 @@ impl Lane {
     pub const ITEM: Lane = Lane(3);
     /// Session recordings, in chunks, keyed by session.
     pub const RECORDING: Lane = Lane(4);
+    /// OpenTelemetry spans, keyed by trace id.
+    pub const TRACES: Lane = Lane(5);
+    /// OpenTelemetry log records, keyed by resource.
+    pub const LOGS: Lane = Lane(6);
+    /// OpenTelemetry metrics' data points, keyed by resource.
+    pub const METRICS: Lane = Lane(7);
 
     /// What the lane is.
     pub fn spec(self) -> &'static Spec {

@@ -44,6 +44,7 @@ pub mod sdk;
 pub mod batch;
 pub mod pipeline;
 pub mod recording;
+pub mod otlp;
 pub mod limit;
 pub mod fleet;
 pub mod event;
@@ -68,4 +69,36 @@ pub(crate) mod testing;
 pub mod proto {
     #![allow(missing_docs, clippy::doc_lazy_continuation)]
     include!(concat!(env!("OUT_DIR"), "/inlet.v1.rs"));
+}
+
+/// The OpenTelemetry protocol's types (`proto/opentelemetry/`, the official files), generated
+/// at build time: the messages the OpenTelemetry Collector reads, nested as their packages.
+pub mod opentelemetry {
+    #![allow(
+        missing_docs,
+        clippy::doc_lazy_continuation,
+        clippy::large_enum_variant
+    )]
+    pub mod proto {
+        macro_rules! package {
+            ($name:ident, $file:literal) => {
+                pub mod $name {
+                    pub mod v1 {
+                        include!(concat!(env!("OUT_DIR"), "/", $file));
+                    }
+                }
+            };
+        }
+        package!(common, "opentelemetry.proto.common.v1.rs");
+        package!(resource, "opentelemetry.proto.resource.v1.rs");
+        package!(trace, "opentelemetry.proto.trace.v1.rs");
+        package!(logs, "opentelemetry.proto.logs.v1.rs");
+        package!(metrics, "opentelemetry.proto.metrics.v1.rs");
+        /// The export requests and responses of each signal.
+        pub mod collector {
+            package!(trace, "opentelemetry.proto.collector.trace.v1.rs");
+            package!(logs, "opentelemetry.proto.collector.logs.v1.rs");
+            package!(metrics, "opentelemetry.proto.collector.metrics.v1.rs");
+        }
+    }
 }

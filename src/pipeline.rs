@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use prost::Message;
 
 use crate::auth::Token;
@@ -23,7 +24,7 @@ use crate::batch::{off_the_runtime_if, Batch, BLOCKING_PARSE_BYTES};
 use crate::batch::{raw_text, validate};
 use crate::config::{Delivery, IngestConfig};
 use crate::error::{failure_retry_after_secs, ApiError, Refusal, Rejection};
-use crate::event::{self, Meta, Source};
+use crate::event::{self, Invalid, Meta, Source};
 use crate::fleet::dead_letters::{self, without_token};
 use crate::fleet::dedupe::{self, Claim, Dedupe};
 use crate::fleet::Fleet;
@@ -31,6 +32,8 @@ use crate::key::shard_key;
 use crate::lane::Lane;
 use crate::limit::Decision;
 use crate::metrics::{self, count_events};
+use crate::otlp::json::NotJson;
+use crate::otlp::{NotOtlp, Signal};
 use crate::proto::{envelope::Event, DeadLetter, Recording};
 use crate::recording::{Chunker, Upload};
 use crate::shutdown::Shutdown;
@@ -91,6 +94,24 @@ impl Answer {
             }));
         self.accepted += more.accepted;
         self.retry_after_secs = self.retry_after_secs.max(more.retry_after_secs);
+    }
+}
+
+/// What an OTLP request came to: its events accepted, and those refused with why (the first
+/// reason; OTLP's `partial_success` has room for one message).
+#[derive(Debug, Default)]
+pub struct Exported {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub message: String,
+}
+
+impl Exported {
+    fn refuse(&mut self, events: usize, why: &str) {
+        self.rejected += events;
+        if self.message.is_empty() {
+            self.message = why.to_owned();
+        }
     }
 }
 
@@ -226,6 +247,109 @@ impl Pipeline {
         let chunks = self.config.recording_chunk_bytes;
         let chunker = Chunker::new(&meta, recording);
         Ok(Upload::new(chunker, chunks, Arc::clone(&self.sink), wait))
+    }
+
+    /// Produces an OTLP export request of `signal` (`body`, protobuf, or OTLP/JSON when `json`)
+    /// as the Collector's records (see [`crate::otlp`]): checked and split (on the blocking
+    /// pool when large), the token charged one event per span, log record or data point, each
+    /// record produced with the gateway's metadata in its headers. A body that is no export
+    /// request is refused 400 and kept as a dead letter; so is each item refused within it
+    /// (counted in the answer). A record refused for a reason worth a retry refuses the whole
+    /// request (503), so the exporter sends it again, as an SDK's request is.
+    pub async fn export(
+        &self,
+        token: &Token,
+        client: Client,
+        signal: Signal,
+        body: Bytes,
+        json: bool,
+    ) -> Result<Exported, ApiError> {
+        let lane = signal.lane();
+        let meta = self.meta(lane, Source::Otlp, token, client);
+        let max_message = self.config.otlp_max_message_bytes;
+        let large = body.len() >= BLOCKING_PARSE_BYTES;
+        let read = Bytes::clone(&body);
+        let split = off_the_runtime_if(large, "parsed", move || {
+            let protobuf = match json {
+                true => crate::otlp::json::to_protobuf(signal.request(), &read)
+                    .map_err(|NotJson(why)| NotOtlp(why))?,
+                false => read.to_vec(),
+            };
+            crate::otlp::split(signal, &protobuf, max_message)
+        })
+        .await?;
+        let split = match split {
+            Ok(split) => split,
+            Err(NotOtlp(why)) => {
+                let invalid = Invalid::new("malformed_body", why.clone());
+                if let Some(letters) = &self.fleet.dead_letters {
+                    letters.post(&match json {
+                        true => {
+                            let text = String::from_utf8_lossy(&body);
+                            dead_letters::letter(&meta, lane, 0, &invalid, &text)
+                        }
+                        false => dead_letters::binary_letter(&meta, lane, 0, &invalid, &body),
+                    });
+                }
+                count_events(lane, "invalid", 1);
+                return Err(ApiError::MalformedBody(why));
+            }
+        };
+        let events = split.events();
+        if events > 0 {
+            self.charge(lane, token, events).await?;
+        }
+        let mut exported = Exported::default();
+        for (index, rejected) in split.rejected.iter().enumerate() {
+            let outcome = match rejected.invalid.code {
+                "event_too_large" => "too_large",
+                _ => "invalid",
+            };
+            count_events(lane, outcome, rejected.events);
+            exported.refuse(rejected.events, &rejected.invalid.message);
+            if let Some(letters) = &self.fleet.dead_letters {
+                let raw = &rejected.raw;
+                letters.post(&dead_letters::binary_letter(
+                    &meta,
+                    lane,
+                    index,
+                    &rejected.invalid,
+                    raw,
+                ));
+            }
+        }
+        let headers = meta.headers();
+        let counts: Vec<usize> = split.parts.iter().map(|part| part.events).collect();
+        let records = split
+            .parts
+            .into_iter()
+            .map(|part| Record {
+                kind: lane,
+                key: part.key,
+                value: part.value,
+                headers: headers.clone(),
+            })
+            .collect();
+        let outcomes = self.send(records).await;
+        let mut retriable = None;
+        for (events, outcome) in counts.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => exported.accepted += events,
+                Err(failure) => {
+                    let refusal = Refusal::Undelivered(failure);
+                    count_events(lane, refusal.outcome(), events);
+                    match refusal.is_retriable() {
+                        true => retriable = Some(failure),
+                        false => exported.refuse(events, refusal.message()),
+                    }
+                }
+            }
+        }
+        count_events(lane, "accepted", exported.accepted);
+        match retriable {
+            Some(failure) => Err(ApiError::Unavailable(failure)),
+            None => Ok(exported),
+        }
     }
 
     /// Charges the token for `batch`'s events and validates, converts and keys them (on the
@@ -517,7 +641,7 @@ fn convert(batch: Batch, meta: &Meta, keep: Keep, chunk_bytes: usize) -> Convert
                     envelope.trimmed = std::mem::take(cut);
                 }
                 let value = envelope.encode_to_vec();
-                converted.records.push(Record { kind, key, value });
+                converted.records.push(Record::new(kind, key, value));
                 converted.indices.push(index);
             }
             Err(invalid) => {

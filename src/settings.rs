@@ -107,6 +107,15 @@ pub struct Settings {
     /// Topic for session recordings, in chunks [default: inlet.recordings]
     #[arg(long, env = "INLET_TOPIC_RECORDINGS")]
     pub topic_recordings: Option<String>,
+    /// Topic for OpenTelemetry spans, one trace's in each message [default: otlp_spans]
+    #[arg(long, env = "INLET_TOPIC_OTLP_SPANS")]
+    pub topic_otlp_spans: Option<String>,
+    /// Topic for OpenTelemetry log records, one resource's in each message [default: otlp_logs]
+    #[arg(long, env = "INLET_TOPIC_OTLP_LOGS")]
+    pub topic_otlp_logs: Option<String>,
+    /// Topic for OpenTelemetry metrics, one resource's in each message [default: otlp_metrics]
+    #[arg(long, env = "INLET_TOPIC_OTLP_METRICS")]
+    pub topic_otlp_metrics: Option<String>,
     /// When to answer: after the broker's ack (200), or once queued (202) [default: ack]
     #[arg(long, env = "INLET_DELIVERY", value_enum)]
     pub delivery: Option<Delivery>,
@@ -173,6 +182,16 @@ pub struct Settings {
     /// message.max.bytes [default: 524288]
     #[arg(long, env = "INLET_RECORDINGS_CHUNK_BYTES")]
     pub recordings_chunk_bytes: Option<usize>,
+    /// Largest OTLP request body as sent, in bytes [default: 4194304]
+    #[arg(long, env = "INLET_OTLP_MAX_BODY_BYTES")]
+    pub otlp_max_body_bytes: Option<usize>,
+    /// Largest OTLP request body once decoded, in bytes [default: 16777216]
+    #[arg(long, env = "INLET_OTLP_MAX_DECODED_BYTES")]
+    pub otlp_max_decoded_bytes: Option<usize>,
+    /// Largest Kafka message of OTLP data: a request is split into messages under it; keep
+    /// under the broker's message.max.bytes [default: 1000000]
+    #[arg(long, env = "INLET_OTLP_MAX_MESSAGE_BYTES")]
+    pub otlp_max_message_bytes: Option<usize>,
     /// Most events in one request [default: 1000]
     #[arg(long, env = "INLET_MAX_EVENTS_PER_REQUEST")]
     pub max_events_per_request: Option<usize>,

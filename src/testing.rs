@@ -13,6 +13,11 @@ pub const SECRET: &str = "unit-secret";
 /// The secret of the second token of [`tokens`]: occurrences and recordings.
 pub const RECORDER: &str = "unit-recorder";
 
+/// The secret of the third token of [`tokens`]: OTLP's traces, logs and metrics.
+pub const OTEL: &str = "unit-otel";
+/// The secret of the fourth: OTLP traces, 10 spans a second, 20 at once.
+pub const OTEL_TIGHT: &str = "unit-otel-tight";
+
 /// The default configuration, adjusted by `tweak`.
 pub fn config(tweak: impl FnOnce(&mut Settings)) -> Config {
     let mut settings = Settings {
@@ -26,7 +31,7 @@ pub fn config(tweak: impl FnOnce(&mut Settings)) -> Config {
     Config::resolve(settings, Settings::default(), false).unwrap()
 }
 
-/// A registry holding two tokens, [`SECRET`] and [`RECORDER`].
+/// A registry holding four tokens, [`SECRET`], [`RECORDER`], [`OTEL`] and [`OTEL_TIGHT`].
 pub fn tokens() -> Tokens {
     let registry = Registry::parse(
         &format!(
@@ -34,7 +39,12 @@ pub fn tokens() -> Tokens {
              account_id = \"a\"\nkinds = [\"beacon\", \"occurrence\"]\n\
              rate_per_sec = 100000\nburst = 100000\n\
              [[token]]\nid = \"recorder\"\ntoken = \"{RECORDER}\"\nproject_id = \"p\"\n\
-             account_id = \"a\"\nkinds = [\"occurrence\", \"recording\"]\nrate_per_sec = 1000\nburst = 1000\n"
+             account_id = \"a\"\nkinds = [\"occurrence\", \"recording\"]\nrate_per_sec = 1000\nburst = 1000\n\
+             [[token]]\nid = \"otel\"\ntoken = \"{OTEL}\"\nproject_id = \"p\"\n\
+             account_id = \"a\"\nkinds = [\"traces\", \"logs\", \"metrics\"]\n\
+             rate_per_sec = 100000\nburst = 100000\n\
+             [[token]]\nid = \"otel-tight\"\ntoken = \"{OTEL_TIGHT}\"\nproject_id = \"p\"\n\
+             account_id = \"a\"\nkinds = [\"traces\"]\nrate_per_sec = 10\nburst = 20\n"
         ),
         None,
     )

@@ -41,6 +41,8 @@ pub enum Source {
     Honeybadger,
     Segment,
     Posthog,
+    /// OpenTelemetry's protocol (`/v1/traces`, `/v1/logs`, `/v1/metrics`).
+    Otlp,
 }
 
 impl Source {
@@ -54,6 +56,7 @@ impl Source {
             Source::Honeybadger => "honeybadger",
             Source::Segment => "segment",
             Source::Posthog => "posthog",
+            Source::Otlp => "otlp",
         }
     }
 }
@@ -376,6 +379,24 @@ pub struct Meta {
     pub client_ip: String,
     pub user_agent: String,
     pub source: Source,
+}
+
+impl Meta {
+    /// The metadata as Kafka headers, where a lane's payload has no room for it (OTLP):
+    /// `inlet-token-id`, `inlet-project-id`, `inlet-account-id`, `inlet-received-at-ms`,
+    /// `inlet-client-ip`.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        [
+            ("inlet-token-id", self.token_id.clone()),
+            ("inlet-project-id", self.project_id.clone()),
+            ("inlet-account-id", self.account_id.clone()),
+            ("inlet-received-at-ms", self.received_at_ms.to_string()),
+            ("inlet-client-ip", self.client_ip.clone()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
+    }
 }
 
 /// Wraps a validated event in its envelope; the event id is the client's or a new UUIDv7.

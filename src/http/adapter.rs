@@ -296,7 +296,7 @@ pub async fn read_body(
 }
 
 /// The error for a request whose handling panicked, logged and counted.
-fn panicked(route: &str, panic: &(dyn std::any::Any + Send)) -> ApiError {
+pub(crate) fn panicked(route: &str, panic: &(dyn std::any::Any + Send)) -> ApiError {
     let what = panic
         .downcast_ref::<&str>()
         .copied()
@@ -309,7 +309,7 @@ fn panicked(route: &str, panic: &(dyn std::any::Any + Send)) -> ApiError {
 
 /// A future whose panic is caught and returned, as `std::panic::catch_unwind` does for a
 /// closure: the request's state is dropped with it, and nothing else shares it.
-struct CatchUnwind<F>(F);
+pub(crate) struct CatchUnwind<F>(pub F);
 
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = std::thread::Result<F::Output>;

@@ -11,6 +11,7 @@ pub mod honeybadger;
 pub mod ingest;
 pub mod listen;
 pub mod ops;
+pub mod otlp;
 pub mod pixel;
 pub mod posthog;
 pub mod recording;
@@ -36,6 +37,7 @@ use segment::Segment;
 use sentry::Sentry;
 
 use crate::lane::Lane;
+use crate::otlp::Signal;
 use crate::state::AppState;
 pub use edge::REQUEST_ID;
 
@@ -59,6 +61,9 @@ pub fn public_router(state: AppState) -> Router {
             "/v1/recordings/{session_id}",
             post(recording::upload).options(cors::preflight),
         )
+        .route("/v1/traces", exported(Signal::Traces))
+        .route("/v1/logs", exported(Signal::Logs))
+        .route("/v1/metrics", exported(Signal::Metrics))
         .merge(analytics_routes())
         .merge(error_trackers())
         .route("/healthz", get(ops::healthz))
@@ -82,6 +87,11 @@ where
 fn posted<P: Protocol>(protocol: P) -> MethodRouter<AppState> {
     post(move |State(state), request| adapter::handle(protocol, state, request))
         .options(cors::preflight)
+}
+
+/// OTLP's route of `signal`, with the CORS preflight.
+fn exported(signal: Signal) -> MethodRouter<AppState> {
+    post(move |State(state), request| otlp::export(signal, state, request)).options(cors::preflight)
 }
 
 /// The drop-in endpoints of the analytics SDKs (Segment, PostHog), each path with and without
