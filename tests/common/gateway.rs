@@ -42,6 +42,10 @@ pub const TIGHT: &str = "tight-secret";
 /// trackers' SDKs back off on its 429s).
 /// Made of word characters only, as the Sentry JavaScript SDKs require of a DSN's key.
 pub const TIGHT_ERRORS: &str = "tight_errors_secret";
+/// Secret of an OTLP token: traces, logs and metrics.
+pub const OTEL: &str = "otel-secret";
+/// Secret of an OTLP token for traces with a small rate limit: 5 spans/s, burst 20.
+pub const OTEL_TIGHT: &str = "otel-tight-secret";
 /// Secret of a token for recordings (with beacons and occurrences).
 pub const RECORDER: &str = "recorder-secret";
 /// Secret of an occurrences and recordings token shaped like a Sentry DSN's public key (32 hex
@@ -112,6 +116,24 @@ rate_per_sec = 100000
 burst = 100000
 
 [[token]]
+id = "otel"
+token = "{OTEL}"
+project_id = "{PROJECT}"
+account_id = "{ACCOUNT}"
+kinds = ["traces", "logs", "metrics"]
+rate_per_sec = 100000
+burst = 100000
+
+[[token]]
+id = "otel-tight"
+token = "{OTEL_TIGHT}"
+project_id = "{PROJECT}"
+account_id = "{ACCOUNT}"
+kinds = ["traces"]
+rate_per_sec = 5
+burst = 20
+
+[[token]]
 id = "tight-errors"
 token = "{TIGHT_ERRORS}"
 project_id = "{PROJECT}"
@@ -151,6 +173,14 @@ pub fn recordings_topic(topics: &(String, String)) -> String {
     )
 }
 
+/// The OTLP topics (spans, logs, metrics) of a test whose topics are `topics` (see
+/// [`items_topic`]); created by the tests that use them only.
+pub fn otlp_topics(topics: &(String, String)) -> [String; 3] {
+    let beacons = &topics.0;
+    let base = beacons.strip_suffix(".beacons").unwrap_or(beacons);
+    ["spans", "logs", "metrics"].map(|signal| format!("{base}.otlp_{signal}"))
+}
+
 /// Settings for a gateway against `brokers` producing to `topics`.
 pub fn settings(brokers: &str, topics: &(String, String), tokens_file: PathBuf) -> Settings {
     Settings {
@@ -160,6 +190,9 @@ pub fn settings(brokers: &str, topics: &(String, String), tokens_file: PathBuf) 
         topic_occurrences: Some(topics.1.clone()),
         topic_items: Some(items_topic(topics)),
         topic_recordings: Some(recordings_topic(topics)),
+        topic_otlp_spans: Some(otlp_topics(topics)[0].clone()),
+        topic_otlp_logs: Some(otlp_topics(topics)[1].clone()),
+        topic_otlp_metrics: Some(otlp_topics(topics)[2].clone()),
         listen: Some("127.0.0.1:0".parse().unwrap()),
         admin_listen: Some("127.0.0.1:0".parse().unwrap()),
         ..Default::default()

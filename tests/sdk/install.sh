@@ -2,10 +2,15 @@
 # tests/sdk/install.sh — install the real SDKs the drop-in endpoint tests drive (pinned in
 # requirements.txt and package.json / package-lock.json beside this script) into target/sdk:
 #
-#   target/sdk/python   pip --target: sentry-sdk, rollbar, honeybadger, segment-analytics-python, posthog
+#   target/sdk/python   pip --target: sentry-sdk, rollbar, honeybadger, segment-analytics-python, posthog,
+#                       opentelemetry-api, opentelemetry-sdk, opentelemetry-proto,
+#                       opentelemetry-exporter-otlp-proto-http (tests/sdk/otlp.py)
 #   target/sdk/node     npm ci: @sentry/node, @sentry/browser, rollbar, @segment/analytics-node,
 #                       @segment/analytics-next (analytics.js),
-#                       posthog-node, posthog-js (the browser SDKs are loaded from here into Chromium)
+#                       posthog-node, posthog-js (the browser SDKs are loaded from here into Chromium),
+#                       @opentelemetry/api, @opentelemetry/sdk-trace-base, @opentelemetry/sdk-trace-node,
+#                       @opentelemetry/resources, @opentelemetry/exporter-trace-otlp-http
+#                       (tests/sdk/otlp.js; the 2.x / 0.2xx line, the newest that supports Node 20)
 #
 # Skips each part when what is installed was installed from the same pins (a stamp holds the
 # pins' checksum), so a second run costs nothing. Needs python3 with pip, and node 20 with npm.
