@@ -33,7 +33,7 @@ use crate::lane::Lane;
 use crate::limit::Decision;
 use crate::metrics::{self, count_events};
 use crate::otlp::json::NotJson;
-use crate::otlp::{NotOtlp, Signal};
+use crate::otlp::{self, NotOtlp, Signal};
 use crate::proto::{envelope::Event, DeadLetter, Recording};
 use crate::recording::{Chunker, Upload};
 use crate::shutdown::Shutdown;
@@ -266,40 +266,50 @@ impl Pipeline {
     ) -> Result<Exported, ApiError> {
         let lane = signal.lane();
         let meta = self.meta(lane, Source::Otlp, token, client);
-        let max_message = self.config.otlp_max_message_bytes;
         let large = body.len() >= BLOCKING_PARSE_BYTES;
         let read = Bytes::clone(&body);
-        let split = off_the_runtime_if(large, "parsed", move || {
+        // The decoding check (and the JSON's conversion) is the costly part: off the runtime
+        // when the body is large. Reading and cutting the bytes after it is not.
+        let checked = off_the_runtime_if(large, "parsed", move || {
             let protobuf = match json {
                 true => crate::otlp::json::to_protobuf(signal.request(), &read)
                     .map_err(|NotJson(why)| NotOtlp(why))?,
                 false => read.to_vec(),
             };
-            crate::otlp::split(signal, &protobuf, max_message)
+            crate::otlp::check(signal, &protobuf).map(|()| protobuf)
         })
         .await?;
-        let split = match split {
-            Ok(split) => split,
-            Err(NotOtlp(why)) => {
-                let invalid = Invalid::new("malformed_body", why.clone());
-                if let Some(letters) = &self.fleet.dead_letters {
-                    letters.post(&match json {
-                        true => {
-                            let text = String::from_utf8_lossy(&body);
-                            dead_letters::letter(&meta, lane, 0, &invalid, &text)
-                        }
-                        false => dead_letters::binary_letter(&meta, lane, 0, &invalid, &body),
-                    });
-                }
-                count_events(lane, "invalid", 1);
-                return Err(ApiError::MalformedBody(why));
-            }
+        let protobuf = checked.map_err(|why| self.malformed(&meta, lane, json, &body, why))?;
+        let request = otlp::Request::read(signal, &protobuf)
+            .map_err(|why| self.malformed(&meta, lane, json, &body, why))?;
+        // Spans have ids: those accepted within the dedupe window are answered as accepted
+        // and left out.
+        let ids: Vec<Option<String>> = match &self.fleet.dedupe {
+            Some(_) => (request.ids().into_iter())
+                .map(|id| id.map(|id| dedupe::key(&meta.project_id, lane.as_str(), &id)))
+                .collect(),
+            None => Vec::new(),
         };
-        let events = split.events();
+        let (claims, skip) = match &self.fleet.dedupe {
+            Some(dedupe) => claim_items(dedupe, &ids).await,
+            None => (Vec::new(), Vec::new()),
+        };
+        let split = request.split(self.config.otlp_max_message_bytes, &skip);
+        let duplicates = skip.iter().filter(|s| **s).count();
+        let events = split.events() + duplicates;
         if events > 0 {
-            self.charge(lane, token, events).await?;
+            if let Err(refused) = self.charge(lane, token, events).await {
+                if let Some(dedupe) = &self.fleet.dedupe {
+                    dedupe.release(claims.into_iter().flatten().collect());
+                }
+                return Err(refused);
+            }
         }
-        let mut exported = Exported::default();
+        count_events(lane, "duplicate", duplicates);
+        let mut exported = Exported {
+            accepted: duplicates,
+            ..Exported::default()
+        };
         for (index, rejected) in split.rejected.iter().enumerate() {
             let outcome = match rejected.invalid.code {
                 "event_too_large" => "too_large",
@@ -319,23 +329,41 @@ impl Pipeline {
             }
         }
         let headers = meta.headers();
-        let counts: Vec<usize> = split.parts.iter().map(|part| part.events).collect();
-        let records = split
-            .parts
-            .into_iter()
-            .map(|part| Record {
-                kind: lane,
-                key: part.key,
-                value: part.value,
-                headers: headers.clone(),
+        let (records, kept): (Vec<Record>, Vec<(usize, Vec<usize>)>) = (split.parts.into_iter())
+            .map(|part| {
+                let record = Record {
+                    kind: lane,
+                    key: part.key,
+                    value: part.value,
+                    headers: headers.clone(),
+                };
+                (record, (part.events, part.items))
             })
+            .unzip();
+        // The claims of items in no record (refused) are let go at once.
+        let mut unplaced = vec![true; claims.len()];
+        for i in kept.iter().flat_map(|(_, items)| items) {
+            if let Some(unplaced) = unplaced.get_mut(*i) {
+                *unplaced = false;
+            }
+        }
+        let claim = |i: &usize| claims.get(*i).cloned().flatten();
+        let mut released: Vec<String> = (0..claims.len())
+            .filter(|i| unplaced[*i])
+            .filter_map(|i| claim(&i))
             .collect();
+        let mut confirmed = Vec::new();
         let outcomes = self.send(records).await;
         let mut retriable = None;
-        for (events, outcome) in counts.into_iter().zip(outcomes) {
+        for ((events, items), outcome) in kept.into_iter().zip(outcomes) {
+            let held = items.iter().filter_map(claim);
             match outcome {
-                Ok(()) => exported.accepted += events,
+                Ok(()) => {
+                    exported.accepted += events;
+                    confirmed.extend(held);
+                }
                 Err(failure) => {
+                    released.extend(held);
                     let refusal = Refusal::Undelivered(failure);
                     count_events(lane, refusal.outcome(), events);
                     match refusal.is_retriable() {
@@ -345,11 +373,40 @@ impl Pipeline {
                 }
             }
         }
-        count_events(lane, "accepted", exported.accepted);
+        if let Some(dedupe) = &self.fleet.dedupe {
+            dedupe.confirm(confirmed).await;
+            dedupe.release(released);
+        }
+        count_events(lane, "accepted", exported.accepted - duplicates);
         match retriable {
             Some(failure) => Err(ApiError::Unavailable(failure)),
             None => Ok(exported),
         }
+    }
+
+    /// The refusal of an OTLP body that is no export request (`why`), kept as a dead letter
+    /// (as text when it is JSON).
+    fn malformed(
+        &self,
+        meta: &Meta,
+        lane: Lane,
+        json: bool,
+        body: &[u8],
+        why: NotOtlp,
+    ) -> ApiError {
+        let NotOtlp(why) = why;
+        let invalid = Invalid::new("malformed_body", why.clone());
+        if let Some(letters) = &self.fleet.dead_letters {
+            letters.post(&match json {
+                true => {
+                    let text = String::from_utf8_lossy(body);
+                    dead_letters::letter(meta, lane, 0, &invalid, &text)
+                }
+                false => dead_letters::binary_letter(meta, lane, 0, &invalid, body),
+            });
+        }
+        count_events(lane, "invalid", 1);
+        ApiError::MalformedBody(why)
     }
 
     /// Charges the token for `batch`'s events and validates, converts and keys them (on the
@@ -556,6 +613,27 @@ struct Staged {
     claimed: Vec<Option<String>>,
     duplicates: usize,
     rejected: Vec<Rejection>,
+}
+
+/// Claims the ids of a request's items (`None` for an item without one): each item's claim
+/// (the key to confirm or release once its outcome is known), and which are duplicates (ids
+/// accepted within the window), to be left out and answered as accepted.
+async fn claim_items(dedupe: &Dedupe, ids: &[Option<String>]) -> (Vec<Option<String>>, Vec<bool>) {
+    let keys: Vec<String> = ids.iter().flatten().cloned().collect();
+    let mut claims = dedupe.claim(&keys).await.into_iter();
+    let mut held = Vec::with_capacity(ids.len());
+    let mut skip = Vec::with_capacity(ids.len());
+    for id in ids {
+        let claim = id
+            .as_ref()
+            .map(|_| claims.next().unwrap_or(Claim::InFlight));
+        skip.push(matches!(claim, Some(Claim::Seen)));
+        held.push(match claim {
+            Some(Claim::First) => id.clone(),
+            _ => None,
+        });
+    }
+    (held, skip)
 }
 
 /// Claims the records' client-chosen `ids` and takes out the duplicates (ids accepted within

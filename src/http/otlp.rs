@@ -449,6 +449,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn refused_bytes_become_dead_letters_with_their_bytes() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |s| {
+            s.dead_letters = Some(crate::settings::Switch::On)
+        }));
+        let garbage = b"\x0a\x05ab".to_vec();
+        let request = post("/v1/traces", OTEL, PROTOBUF, garbage.clone());
+        assert_eq!(send(&router, request).await.0, StatusCode::BAD_REQUEST);
+        let mut bad = span(0, 1, "no trace");
+        bad.trace_id.clear();
+        let body = export(vec![bad.clone(), span(1, 2, "fine")]).encode_to_vec();
+        assert_eq!(
+            send(&router, post("/v1/traces", OTEL, PROTOBUF, body))
+                .await
+                .0,
+            StatusCode::OK
+        );
+        let letters: Vec<crate::proto::DeadLetter> = (sink.posted().iter())
+            .map(|r| crate::proto::DeadLetter::decode(&r.value[..]).unwrap())
+            .collect();
+        let seen: Vec<_> = (letters.iter())
+            .map(|l| {
+                (
+                    l.kind.as_str(),
+                    l.source.as_str(),
+                    l.code.as_str(),
+                    l.raw.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("traces", "otlp", "malformed_body", ""),
+                ("traces", "otlp", "invalid_trace_id", "")
+            ]
+        );
+        assert_eq!(letters[0].binary, garbage);
+        assert_eq!(Span::decode(&letters[1].binary[..]).unwrap(), bad);
+    }
+
+    #[tokio::test]
+    async fn a_span_sent_again_within_the_dedupe_window_is_answered_and_not_produced_again() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |s| s.dedupe_window_s = Some(60)));
+        let body = |spans| export(spans).encode_to_vec();
+        let first = post(
+            "/v1/traces",
+            OTEL,
+            PROTOBUF,
+            body(vec![span(1, 1, "a"), span(1, 2, "b")]),
+        );
+        assert_eq!(send(&router, first).await.0, StatusCode::OK);
+        // The exporter retries the batch, with a span it had not sent.
+        let again = vec![span(1, 1, "a"), span(1, 2, "b"), span(2, 3, "c")];
+        let (status, _, answer) =
+            send(&router, post("/v1/traces", OTEL, PROTOBUF, body(again))).await;
+        assert_eq!(status, StatusCode::OK);
+        let answer = ExportTraceServiceResponse::decode(&answer[..]).unwrap();
+        assert_eq!(answer.partial_success, None, "duplicates are accepted");
+        let names: Vec<String> = landed(&sink).into_iter().flat_map(|(_, n)| n).collect();
+        assert_eq!(names, ["a", "b", "c"], "each span produced once");
+    }
+
+    #[tokio::test]
     async fn a_trace_larger_than_a_message_is_cut_into_records_under_it_and_none_is_lost() {
         let sink = Arc::new(MemorySink::accepting());
         let router = public_router(state(Arc::clone(&sink), |s| {

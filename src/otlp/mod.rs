@@ -147,6 +147,8 @@ pub struct Part {
     pub value: Vec<u8>,
     /// The events it holds.
     pub events: usize,
+    /// The indices (see [`Request::ids`]) of the items it holds.
+    pub items: Vec<usize>,
 }
 
 /// Items refused: how many events they held, why, and their bytes (for the dead letters).
@@ -169,27 +171,27 @@ impl Split {
 #[derive(Debug)]
 pub struct NotOtlp(pub String);
 
-/// Checks `body` as `signal`'s export request and cuts it into records of at most
-/// `max_message` bytes each.
-pub fn split(signal: Signal, body: &[u8], max_message: usize) -> Result<Split, NotOtlp> {
+/// Checks that `body` is `signal`'s export request, by decoding it with the official types:
+/// what a Collector would unmarshal, inlet accepts.
+pub fn check(signal: Signal, body: &[u8]) -> Result<(), NotOtlp> {
     signal.check(body).map_err(|error| {
         NotOtlp(format!(
             "the body is no OTLP {} export request: {error}",
             signal.events()
         ))
-    })?;
-    let request = Request::read(signal, body).map_err(|Malformed| {
-        NotOtlp(format!(
-            "the body is no OTLP {} export request",
-            signal.events()
-        ))
-    })?;
-    let limit = max_message.saturating_sub(MESSAGE_ROOM).max(1);
-    Ok(request.split(signal, limit))
+    })
 }
 
-/// A request read as far as splitting goes, borrowing its bytes.
-struct Request<'a> {
+/// Checks `body` as `signal`'s export request and cuts it into records of at most
+/// `max_message` bytes each.
+pub fn split(signal: Signal, body: &[u8], max_message: usize) -> Result<Split, NotOtlp> {
+    check(signal, body)?;
+    Ok(Request::read(signal, body)?.split(max_message, &[]))
+}
+
+/// A request read as far as splitting goes, borrowing its bytes (checked by [`check`]).
+pub struct Request<'a> {
+    signal: Signal,
     resources: Vec<Parent<'a>>,
 }
 
@@ -205,8 +207,9 @@ struct Parent<'a> {
     items: Vec<Item<'a>>,
 }
 
-/// Where an item is: its resource, its scope in it, and its place in the scope.
-type At = (usize, usize, usize);
+/// Where an item is: its resource, its scope in it, its place in the scope, and its index in
+/// the request.
+type At = (usize, usize, usize, usize);
 
 /// A span, a log record or a metric: its bytes, its events and where it goes.
 struct Item<'a> {
@@ -214,6 +217,8 @@ struct Item<'a> {
     events: usize,
     /// The trace id (spans), or `None` when it is not a valid one.
     trace: Option<String>,
+    /// The trace and span ids (spans with a valid trace id).
+    id: Option<String>,
 }
 
 impl<'a> Parent<'a> {
@@ -242,7 +247,17 @@ impl<'a> Parent<'a> {
 }
 
 impl<'a> Request<'a> {
-    fn read(signal: Signal, body: &'a [u8]) -> Result<Request<'a>, Malformed> {
+    /// `body`, `signal`'s export request, read into its resources, scopes and items.
+    pub fn read(signal: Signal, body: &'a [u8]) -> Result<Request<'a>, NotOtlp> {
+        Request::fields(signal, body).map_err(|Malformed| {
+            NotOtlp(format!(
+                "the body is no OTLP {} export request",
+                signal.events()
+            ))
+        })
+    }
+
+    fn fields(signal: Signal, body: &'a [u8]) -> Result<Request<'a>, Malformed> {
         let mut resources = Vec::new();
         for field in fields(body) {
             let (RESOURCES, Value::Bytes(resource)) = field.map(|f| (f.number, f.value))? else {
@@ -259,18 +274,38 @@ impl<'a> Request<'a> {
             }
             resources.push(parent);
         }
-        Ok(Request { resources })
+        Ok(Request { signal, resources })
     }
 
-    /// The records: items grouped by key in the order they came, each group cut to `limit`.
-    fn split(&self, signal: Signal, limit: usize) -> Split {
+    /// Each item's id, in order: a span's trace and span ids in hex (`None` for other items,
+    /// which have none).
+    pub fn ids(&self) -> Vec<Option<String>> {
+        let items = self
+            .resources
+            .iter()
+            .flat_map(|r| &r.scopes)
+            .flat_map(|s| &s.items);
+        items.map(|item| item.id.clone()).collect()
+    }
+
+    /// The records of at most `max_message` bytes: items grouped by key in the order they
+    /// came, each group cut to fit; the items whose index (in the order of [`Request::ids`])
+    /// `skip` marks are left out and counted nowhere.
+    pub fn split(&self, max_message: usize, skip: &[bool]) -> Split {
+        let signal = self.signal;
+        let limit = max_message.saturating_sub(MESSAGE_ROOM).max(1);
         let mut split = Split::default();
+        let mut flat = 0;
         // Each group: its key and its items.
         let mut groups: Vec<(String, Vec<At>)> = Vec::new();
         let mut index = std::collections::HashMap::new();
         for (r, resource) in self.resources.iter().enumerate() {
             for (s, scope) in resource.scopes.iter().enumerate() {
                 for (i, item) in scope.items.iter().enumerate() {
+                    flat += 1;
+                    if skip.get(flat - 1).copied().unwrap_or(false) {
+                        continue;
+                    }
                     let key = match (signal, &item.trace) {
                         (Signal::Traces, Some(trace)) => trace.as_str(),
                         (Signal::Traces, None) => {
@@ -290,33 +325,26 @@ impl<'a> Request<'a> {
                         groups.push((key.to_owned(), Vec::new()));
                         groups.len() - 1
                     });
-                    groups[group].1.push((r, s, i));
+                    groups[group].1.push((r, s, i, flat - 1));
                 }
             }
         }
         for (key, items) in groups {
-            self.pack(signal, key, &items, limit, &mut split);
+            self.pack(key, &items, limit, &mut split);
         }
         split
     }
 
     /// Cuts one group's items into records of at most `limit` bytes, greedily in order.
-    fn pack(
-        &self,
-        signal: Signal,
-        key: String,
-        items: &[At],
-        limit: usize,
-        split: &mut Split,
-    ) {
+    fn pack(&self, key: String, items: &[At], limit: usize, split: &mut Split) {
         // Room a resource's or a scope's key and length take at most.
         const FRAME: usize = 1 + 10;
         let mut start = 0;
         let mut size = 0;
         let mut at = 0;
-        let mut cut_metrics: Vec<(usize, usize, Vec<u8>, usize)> = Vec::new();
+        let mut cut_metrics: Vec<(usize, usize, Vec<u8>, usize, usize)> = Vec::new();
         while at < items.len() {
-            let (r, s, i) = items[at];
+            let (r, s, i, index) = items[at];
             let (resource, scope) = (&self.resources[r], &self.resources[r].scopes[s]);
             let item = &scope.items[i];
             let mut cost = delimited_len(CHILDREN, item.bytes.len());
@@ -335,61 +363,59 @@ impl<'a> Request<'a> {
             }
             if at > start {
                 // What fits so far is one record; this item starts the next.
-                let part = self.assemble(&items[start..at], &[]);
-                split.parts.push(Part {
-                    key: key.clone(),
-                    value: part.0,
-                    events: part.1,
-                });
+                split.parts.push(self.part(&key, &items[start..at]));
                 (start, size) = (at, 0);
                 continue;
             }
             // Alone and too large.
             let frames = 2 * FRAME + resource.head_len + scope.head_len;
             let room = limit.saturating_sub(frames);
-            match signal {
+            match self.signal {
                 Signal::Metrics => match cut_metric(item.bytes, room) {
                     Some(pieces) => {
                         for piece in pieces {
-                            cut_metrics.push((r, s, piece.0, piece.1));
+                            cut_metrics.push((r, s, piece.0, piece.1, index));
                         }
                     }
-                    None => split.rejected.push(too_large(signal, item, limit)),
+                    None => split.rejected.push(too_large(self.signal, item, limit)),
                 },
-                _ => split.rejected.push(too_large(signal, item, limit)),
+                _ => split.rejected.push(too_large(self.signal, item, limit)),
             }
             at += 1;
             start = at;
         }
         if at > start {
-            let part = self.assemble(&items[start..at], &[]);
-            split.parts.push(Part {
-                key: key.clone(),
-                value: part.0,
-                events: part.1,
-            });
+            split.parts.push(self.part(&key, &items[start..at]));
         }
         // A metric cut by its points: each piece its own record, under the same key.
-        for (r, s, piece, events) in cut_metrics {
+        for (r, s, piece, events, index) in cut_metrics {
             let (value, _) = self.assemble(&[], &[(r, s, &piece)]);
             split.parts.push(Part {
                 key: key.clone(),
                 value,
                 events,
+                items: vec![index],
             });
+        }
+    }
+
+    /// The record of `items`, under `key`.
+    fn part(&self, key: &str, items: &[At]) -> Part {
+        let (value, events) = self.assemble(items, &[]);
+        Part {
+            key: key.to_owned(),
+            value,
+            events,
+            items: items.iter().map(|at| at.3).collect(),
         }
     }
 
     /// One record of `items` (indices), or of `pieces` (items given as bytes): a request with
     /// a copy of each item's resource and scope. Returns it and the events it holds.
-    fn assemble(
-        &self,
-        items: &[At],
-        pieces: &[(usize, usize, &[u8])],
-    ) -> (Vec<u8>, usize) {
+    fn assemble(&self, items: &[At], pieces: &[(usize, usize, &[u8])]) -> (Vec<u8>, usize) {
         let mut listed: Vec<(usize, usize, &[u8], usize)> = items
             .iter()
-            .map(|&(r, s, i)| {
+            .map(|&(r, s, i, _)| {
                 let item = &self.resources[r].scopes[s].items[i];
                 (r, s, item.bytes, item.events)
             })
@@ -463,14 +489,22 @@ impl<'a> Item<'a> {
             bytes,
             events: 1,
             trace: None,
+            id: None,
         };
         match signal {
             Signal::Traces => {
+                let mut span = None;
                 for field in fields(bytes) {
-                    if let (1, Value::Bytes(id)) = field.map(|f| (f.number, f.value))? {
-                        item.trace = trace_id(id);
+                    match field.map(|f| (f.number, f.value))? {
+                        (1, Value::Bytes(id)) => item.trace = trace_id(id),
+                        (2, Value::Bytes(id)) => span = Some(hex::encode(id)),
+                        _ => {}
                     }
                 }
+                item.id = item
+                    .trace
+                    .as_ref()
+                    .map(|t| format!("{t}{}", span.unwrap_or_default()));
             }
             Signal::Logs => {}
             Signal::Metrics => item.events = data_points(bytes)?,
@@ -599,4 +633,132 @@ pub fn resource_key(fields_of_resource: &[&[u8]]) -> String {
         .chain(&others)
         .for_each(|b| hasher.update(b));
     hex::encode(&hasher.finalize()[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::opentelemetry::proto::collector::logs::v1::ExportLogsServiceRequest;
+    use crate::opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest;
+    use crate::opentelemetry::proto::common::v1::{any_value, AnyValue, KeyValue};
+    use crate::opentelemetry::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use crate::opentelemetry::proto::metrics::v1::{metric, Gauge, Metric, NumberDataPoint};
+    use crate::opentelemetry::proto::metrics::v1::{ResourceMetrics, ScopeMetrics};
+    use crate::opentelemetry::proto::resource::v1::Resource;
+
+    fn attribute(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn resource(attributes: Vec<KeyValue>) -> Option<Resource> {
+        Some(Resource {
+            attributes,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn logs_are_keyed_by_their_resource_whatever_the_order_of_its_attributes() {
+        let logs = |attributes, body: &str| ResourceLogs {
+            resource: resource(attributes),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    body: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(body.into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let (a, b) = (attribute("service.name", "shop"), attribute("host", "h1"));
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![
+                logs(vec![a.clone(), b.clone()], "one"),
+                logs(vec![attribute("service.name", "cart")], "other"),
+                logs(vec![b, a], "two"),
+            ],
+        };
+        let split = split(Signal::Logs, &request.encode_to_vec(), 1 << 20).unwrap();
+        assert_eq!(split.parts.len(), 2, "one record per resource");
+        assert_eq!(split.parts[0].events, 2);
+        assert_eq!(split.parts[0].key.len(), 32);
+        assert_ne!(split.parts[0].key, split.parts[1].key);
+        let first = ExportLogsServiceRequest::decode(&split.parts[0].value[..]).unwrap();
+        assert_eq!(first.resource_logs.len(), 2, "each resource as it came");
+        assert_eq!(first.resource_logs[0], request.resource_logs[0]);
+        assert_eq!(first.resource_logs[1], request.resource_logs[2]);
+    }
+
+    #[test]
+    fn a_metric_larger_than_a_message_is_cut_by_its_data_points_and_none_is_lost() {
+        let points: Vec<NumberDataPoint> = (0..2000)
+            .map(|i| NumberDataPoint {
+                attributes: vec![attribute("shard", &format!("shard-{i:05}"))],
+                time_unix_nano: i,
+                ..Default::default()
+            })
+            .collect();
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: resource(vec![attribute("service.name", "shop")]),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "queue.depth".into(),
+                        unit: "1".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: points.clone(),
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let body = request.encode_to_vec();
+        assert!(body.len() > 50_000);
+        let split = split(Signal::Metrics, &body, 20_000).unwrap();
+        assert!(split.rejected.is_empty());
+        assert!(split.parts.len() >= 3, "{} records", split.parts.len());
+        assert_eq!(split.events(), 2000, "each data point an event");
+        let mut landed = Vec::new();
+        for part in &split.parts {
+            assert!(part.value.len() <= 20_000);
+            let request = ExportMetricsServiceRequest::decode(&part.value[..]).unwrap();
+            let metric = &request.resource_metrics[0].scope_metrics[0].metrics[0];
+            assert_eq!(
+                (metric.name.as_str(), metric.unit.as_str()),
+                ("queue.depth", "1")
+            );
+            let Some(metric::Data::Gauge(gauge)) = &metric.data else {
+                panic!("{metric:?}")
+            };
+            landed.extend(gauge.data_points.iter().cloned());
+        }
+        assert_eq!(landed, points);
+    }
+
+    #[test]
+    fn what_is_no_export_request_is_refused_and_an_empty_one_is_nothing() {
+        for garbage in [&b"\x0a\x05ab"[..], b"\xff", b"\x0a\x02\x12\x05"] {
+            assert!(
+                split(Signal::Traces, garbage, 1 << 20).is_err(),
+                "{garbage:?}"
+            );
+        }
+        let empty = split(Signal::Traces, &[], 1 << 20).unwrap();
+        assert!(empty.parts.is_empty() && empty.rejected.is_empty());
+        assert_eq!(
+            Signal::Metrics.response_json(2, "why".into()),
+            br#"{"partialSuccess":{"errorMessage":"why","rejectedDataPoints":"2"}}"#
+        );
+    }
 }
