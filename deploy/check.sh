@@ -144,7 +144,7 @@ create_topics_stub() {
     STUB_LOG="$log" KAFKA_BIN_DIR="$work/kafka/bin" KAFKA_BOOTSTRAP=k1:9092,k2:9092 \
         bash deploy/kafka/create-topics.sh >/dev/null 2>&1 || return 1
     local want
-    for topic in inlet.beacons inlet.occurrences inlet.items inlet.recordings inlet.dead-letters; do
+    for topic in inlet.beacons inlet.occurrences inlet.items inlet.recordings otlp_spans otlp_logs otlp_metrics inlet.dead-letters; do
         want="--bootstrap-server k1:9092,k2:9092 --create --if-not-exists --topic $topic --partitions 512 --replication-factor 3 --config cleanup.policy=delete --config min.insync.replicas=2 --config max.message.bytes=1048576"
         grep -qF -- "$want" "$log" || { echo "no call: $want"; cat "$log"; return 1; }
     done

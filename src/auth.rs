@@ -175,7 +175,7 @@ impl Registry {
     pub fn dev() -> Registry {
         let text = format!(
             "[[token]]\nid = \"dev\"\ntoken = \"{DEV_TOKEN}\"\nproject_id = \"dev-project\"\n\
-             account_id = \"dev-account\"\nkinds = [\"beacon\", \"occurrence\", \"recording\"]\n\
+             account_id = \"dev-account\"\nkinds = [\"beacon\", \"occurrence\", \"recording\", \"traces\", \"logs\", \"metrics\"]\n\
              rate_per_sec = 10000\nburst = 20000\n"
         );
         Registry::parse(&text, None).expect("the dev registry is valid")

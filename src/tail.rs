@@ -137,11 +137,14 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
         }
         let payload = message.payload().unwrap_or_default();
         // The schema header says which message the value is; messages without it are envelopes.
-        let dead_letter = headers.get("inlet-schema") == Some(&json!("inlet.v1.DeadLetter"));
-        let (field, value) = if dead_letter {
-            ("dead_letter", decoded(payload, dead_letter_json))
-        } else {
-            ("envelope", decoded(payload, envelope_json))
+        let schema = headers
+            .get("inlet-schema")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let (field, value) = match schema {
+            "inlet.v1.DeadLetter" => ("dead_letter", decoded(payload, dead_letter_json)),
+            schema if schema.starts_with("opentelemetry.") => ("otlp", otlp_json(schema, payload)),
+            _ => ("envelope", decoded(payload, envelope_json)),
         };
         let mut line = json!({
             "topic": message.topic(),
@@ -189,7 +192,51 @@ pub fn dead_letter_json(d: &proto::DeadLetter) -> Value {
         "kind": d.kind, "source": d.source, "code": d.code, "message": d.message,
         "received_at_ms": d.received_at_ms, "raw": d.raw, "raw_bytes": d.raw_bytes,
         "index": d.index,
+        "binary_base64": (!d.binary.is_empty()).then(|| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(&d.binary)
+        }),
     })
+}
+
+/// An OTLP record (the `Export*ServiceRequest` named by `schema`) in short: what it holds, each
+/// span by its ids and name, each log record by its severity and body, each metric by its name.
+pub fn otlp_json(schema: &str, payload: &[u8]) -> Value {
+    use crate::opentelemetry::proto::collector::{logs, metrics, trace};
+    match schema.rsplit('.').next().unwrap_or("") {
+        "ExportTraceServiceRequest" => {
+            decoded(payload, |r: &trace::v1::ExportTraceServiceRequest| {
+                let spans = r
+                    .resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .flat_map(|s| &s.spans);
+                json!({ "spans": spans.map(|s| json!({
+                "trace_id": hex::encode(&s.trace_id), "span_id": hex::encode(&s.span_id),
+                "parent_span_id": hex::encode(&s.parent_span_id), "name": s.name,
+            })).collect::<Vec<_>>() })
+            })
+        }
+        "ExportLogsServiceRequest" => decoded(payload, |r: &logs::v1::ExportLogsServiceRequest| {
+            let records = r
+                .resource_logs
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .flat_map(|s| &s.log_records);
+            json!({ "log_records": records.map(|l| json!({
+                "severity": l.severity_text, "body": format!("{:?}", l.body.as_ref().and_then(|b| b.value.as_ref())),
+                "trace_id": hex::encode(&l.trace_id),
+            })).collect::<Vec<_>>() })
+        }),
+        _ => decoded(payload, |r: &metrics::v1::ExportMetricsServiceRequest| {
+            let metrics = r
+                .resource_metrics
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics);
+            json!({ "metrics": metrics.map(|m| m.name.as_str()).collect::<Vec<_>>() })
+        }),
+    }
 }
 
 /// An envelope as JSON, field names as in the .proto; `props_json` / `custom_json` are

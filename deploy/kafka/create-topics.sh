@@ -11,6 +11,10 @@
 #   TOPIC_ITEMS              default inlet.items (inlet's INLET_TOPIC_ITEMS: the SDKs' other items)
 #   TOPIC_RECORDINGS         default inlet.recordings (inlet's INLET_TOPIC_RECORDINGS: session
 #                            recordings in chunks of INLET_RECORDINGS_CHUNK_BYTES, 512 KiB)
+#   TOPIC_OTLP_SPANS         default otlp_spans (inlet's INLET_TOPIC_OTLP_SPANS; with
+#   TOPIC_OTLP_LOGS          otlp_logs and otlp_metrics: OTLP in the Collector's otlp_proto
+#   TOPIC_OTLP_METRICS       encoding, the kafka receiver's default topic names); set one empty
+#                            to create none of it (a signal no token sends)
 #   TOPIC_DEAD_LETTERS       default inlet.dead-letters (inlet's INLET_TOPIC_DEAD_LETTERS); set
 #                            it empty to create none (INLET_DEAD_LETTERS=off)
 #   PARTITIONS               default 512
@@ -23,7 +27,8 @@
 #
 # Why these settings:
 # - cleanup.policy=delete, NEVER compact. Messages are keyed by session id (beacons) and account
-#   id (occurrences) only so that one key's events stay in order on one partition; the key does
+#   id (occurrences), trace id or resource (OTLP) only so that one key's events stay in order on
+#   one partition; the key does
 #   not identify an event. A compacted topic keeps only the last message per key: every event of
 #   a session but its last one would be lost. Events age out by retention instead.
 # - replication factor 3 with min.insync.replicas=2: inlet produces with acks=all and the
@@ -45,6 +50,9 @@ TOPIC_BEACONS="${TOPIC_BEACONS:-inlet.beacons}"
 TOPIC_OCCURRENCES="${TOPIC_OCCURRENCES:-inlet.occurrences}"
 TOPIC_ITEMS="${TOPIC_ITEMS:-inlet.items}"
 TOPIC_RECORDINGS="${TOPIC_RECORDINGS:-inlet.recordings}"
+TOPIC_OTLP_SPANS="${TOPIC_OTLP_SPANS-otlp_spans}"
+TOPIC_OTLP_LOGS="${TOPIC_OTLP_LOGS-otlp_logs}"
+TOPIC_OTLP_METRICS="${TOPIC_OTLP_METRICS-otlp_metrics}"
 TOPIC_DEAD_LETTERS="${TOPIC_DEAD_LETTERS-inlet.dead-letters}"
 PARTITIONS="${PARTITIONS:-512}"
 REPLICATION_FACTOR="${REPLICATION_FACTOR:-3}"
@@ -88,7 +96,9 @@ done
 
 # Items are keyed by account id, dead letters (events refused as invalid) by token id: the same
 # policy holds.
-for topic in "$TOPIC_BEACONS" "$TOPIC_OCCURRENCES" "$TOPIC_ITEMS" "$TOPIC_RECORDINGS" ${TOPIC_DEAD_LETTERS:+"$TOPIC_DEAD_LETTERS"}; do
+for topic in "$TOPIC_BEACONS" "$TOPIC_OCCURRENCES" "$TOPIC_ITEMS" "$TOPIC_RECORDINGS" \
+    ${TOPIC_OTLP_SPANS:+"$TOPIC_OTLP_SPANS"} ${TOPIC_OTLP_LOGS:+"$TOPIC_OTLP_LOGS"} \
+    ${TOPIC_OTLP_METRICS:+"$TOPIC_OTLP_METRICS"} ${TOPIC_DEAD_LETTERS:+"$TOPIC_DEAD_LETTERS"}; do
     echo "create-topics: $topic (partitions=$PARTITIONS, replication-factor=$REPLICATION_FACTOR)"
     "$kafka_topics" "${common[@]}" --create --if-not-exists \
         --topic "$topic" \
