@@ -72,10 +72,8 @@ pub enum ApiError {
     #[error("{count} events in one request, over this token's burst of {burst}: split the batch")]
     BatchExceedsBurst { count: usize, burst: u32 },
     /// `Content-Type` is not one inlet accepts.
-    #[error(
-        "unsupported media type `{0}`: use application/json, application/x-ndjson or text/plain"
-    )]
-    UnsupportedMediaType(String),
+    #[error("unsupported media type `{sent}`: use {accepted}")]
+    UnsupportedMediaType { sent: String, accepted: String },
     /// `Content-Encoding` is not one inlet decodes.
     #[error("unsupported content encoding `{0}`: use gzip, deflate, br or zstd")]
     UnsupportedEncoding(String),
@@ -119,7 +117,9 @@ impl ApiError {
             | TooManyEvents { .. }
             | BatchExceedsBurst { .. }
             | RejectedTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            UnsupportedMediaType(_) | UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            UnsupportedMediaType { .. } | UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             RateLimited { .. } | TooManyAuthFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -147,7 +147,7 @@ impl ApiError {
             EventTooLarge { .. } | RejectedTooLarge => "event_too_large",
             TooManyEvents { .. } => "too_many_events",
             BatchExceedsBurst { .. } => "batch_exceeds_burst",
-            UnsupportedMediaType(_) => "unsupported_media_type",
+            UnsupportedMediaType { .. } => "unsupported_media_type",
             UnsupportedEncoding(_) => "unsupported_content_encoding",
             RateLimited { .. } => "rate_limited",
             TooManyAuthFailures { .. } => "too_many_auth_failures",

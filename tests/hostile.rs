@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::answer::{Answer, Expected};
 use common::assert_no_failures;
 use common::encode::gzip;
-use common::gateway::{event_ids, ACCOUNT, RECORDER, SDK, WEB};
+use common::gateway::{event_ids, ACCOUNT, OTEL, RECORDER, SDK, WEB};
 use common::process::{kafka_and_process, InletProcess};
 use common::raw;
 use common::request::Request;
@@ -112,6 +112,25 @@ fn reset_peak_rss(pid: u32) -> (u64, u64) {
 }
 
 /// `n` KiB of gzip members that each decode to 1 MiB of zeros (a multi-member gzip is valid).
+/// An OTLP/JSON span whose ids are base64, as proto3's JSON would have them, not OTLP's hex.
+fn otlp_base64_ids() -> Vec<u8> {
+    let span = r#"{"traceId":"W47/95gDgQPSabYzgT/GDA==","spanId":"7uGbfsPBsXQ=","name":"x"}"#;
+    format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{span}]}}]}}]}}"#).into_bytes()
+}
+
+/// An OTLP/JSON log body nested 10,000 arrays deep (`AnyValue.arrayValue.values`).
+fn otlp_deep() -> Vec<u8> {
+    let depth = 10_000;
+    let body = format!(
+        "{}{}",
+        r#"{"arrayValue":{"values":["#.repeat(depth),
+        "]}}".repeat(depth)
+    );
+    let logs =
+        format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"body":{body}}}]}}]}}]}}"#);
+    logs.into_bytes()
+}
+
 fn gzip_bomb(members: usize) -> Vec<u8> {
     gzip(&vec![0u8; 1 << 20]).repeat(members)
 }
@@ -253,6 +272,11 @@ fn http_cases() -> Vec<Case> {
         Case::http("body over 1 MiB", beacons(vec![b'x'; (1 << 20) + 1]), 413, "body_too_large"),
         Case::http("recording for a token without the lane", Request::post("/v1/recordings/s", SDK, vec![1, 2, 3]), 403, "kind_not_allowed"),
         Case::http("recording in an unknown encoding", Request::post("/v1/recordings/s", RECORDER, vec![1, 2, 3]).header("content-encoding", "compress"), 415, "unsupported_content_encoding"),
+        Case::http("OTLP for a token without the lane", Request::post("/v1/traces", SDK, b"{}".to_vec()), 403, "kind_not_allowed"),
+        Case::http("OTLP/JSON with base64 ids", Request::post("/v1/traces", OTEL, otlp_base64_ids()), 400, "malformed_body"),
+        Case::http("OTLP/JSON nested 10,000 deep", Request::post("/v1/logs", OTEL, otlp_deep()), 400, "malformed_body"),
+        Case::http("OTLP/JSON, a string where a message goes", Request::post("/v1/metrics", OTEL, br#"{"resourceMetrics":["x"]}"#.to_vec()), 400, "malformed_body"),
+        Case::http("OTLP gzip: 1 GiB from 1 MiB", Request::post("/v1/metrics", OTEL, gzip_bomb(1024)).header("content-encoding", "gzip"), 413, "decoded_body_too_large"),
     ]
 }
 

@@ -79,9 +79,17 @@ pub fn media_type(headers: &HeaderMap, accepted: &[&str]) -> Result<String, ApiE
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(String::new());
     };
+    let unsupported = |sent: String| {
+        let accepted = match accepted {
+            [] => String::new(),
+            [one] => (*one).to_owned(),
+            [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+        };
+        ApiError::UnsupportedMediaType { sent, accepted }
+    };
     let text = value
         .to_str()
-        .map_err(|_| ApiError::UnsupportedMediaType("<non-ASCII>".into()))?;
+        .map_err(|_| unsupported("<non-ASCII>".into()))?;
     let essence = text
         .split(';')
         .next()
@@ -91,7 +99,7 @@ pub fn media_type(headers: &HeaderMap, accepted: &[&str]) -> Result<String, ApiE
     if essence.is_empty() || accepted.contains(&essence.as_str()) {
         Ok(essence)
     } else {
-        Err(ApiError::UnsupportedMediaType(truncate(text, 64)))
+        Err(unsupported(truncate(text, 64)))
     }
 }
 

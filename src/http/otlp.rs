@@ -401,8 +401,13 @@ mod tests {
         // A token without the lane, and a wrong media type.
         let (status, _, _) = send(&router, post("/v1/traces", SECRET, PROTOBUF, body())).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
-        let (status, _, _) = send(&router, post("/v1/traces", OTEL, "text/csv", body())).await;
+        let (status, _, answer) = send(&router, post("/v1/traces", OTEL, "text/csv", body())).await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let message = String::from_utf8_lossy(&answer);
+        assert!(
+            message.contains("use application/x-protobuf or application/json"),
+            "{message}"
+        );
         let (status, headers, _) = send(&router, post("/v1/traces", OTEL, PROTOBUF, body())).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(headers[header::RETRY_AFTER], "1");
