@@ -24,7 +24,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-targets=(${FUZZ_TARGETS:-split_events decompress validate pixel partition translate})
+targets=(${FUZZ_TARGETS:-split_events decompress validate pixel partition translate otlp})
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz"

@@ -523,12 +523,16 @@ fn trace_id(id: &[u8]) -> Option<String> {
 const METRIC_DATA: [u32; 5] = [5, 7, 9, 10, 11];
 const DATA_POINTS: u32 = 1;
 
-/// The data points of the metric `metric`.
+/// The data points of the metric `metric`. Its data is a oneof: as a decoder reads it, a data
+/// field replaces one of another kind before it, and merges with one of its own kind.
 fn data_points(metric: &[u8]) -> Result<usize, Malformed> {
-    let mut points = 0;
+    let (mut kind, mut points) = (0, 0);
     for field in fields(metric) {
         let field = field?;
         if let (true, Value::Bytes(data)) = (METRIC_DATA.contains(&field.number), field.value) {
+            if field.number != kind {
+                (kind, points) = (field.number, 0);
+            }
             for point in fields(data) {
                 points += usize::from(point?.number == DATA_POINTS);
             }
@@ -546,6 +550,10 @@ fn cut_metric(metric: &[u8], room: usize) -> Option<Vec<(Vec<u8>, usize)>> {
         let field = field.ok()?;
         match (METRIC_DATA.contains(&field.number), field.value) {
             (true, Value::Bytes(data)) => {
+                // A oneof: another kind of data replaces what came before (see `data_points`).
+                if field.number != data_number {
+                    (data_head, points) = (Vec::new(), Vec::new());
+                }
                 data_number = field.number;
                 for inner in fields(data) {
                     let inner = inner.ok()?;
