@@ -183,7 +183,12 @@ async fn otlp_gateway(test: &str, delivery: Delivery) -> (Kafka, Gateway) {
 
 /// Checks that the spans that landed on `topic` are exactly those of the traces requests in
 /// `printed`, each once, field by field under its resource and scope, keyed by its trace.
-fn assert_spans_landed(kafka: &Kafka, topic: &str, token_id: &str, printed: &[Value]) {
+fn assert_spans_landed(
+    kafka: &Kafka,
+    topic: &str,
+    token_id: &str,
+    printed: &[Value],
+) -> Vec<(Place, Vec<u8>)> {
     let sent: Vec<ExportTraceServiceRequest> = sent_bodies(printed, "/v1/traces")
         .iter()
         .map(|body| ExportTraceServiceRequest::decode(&body[..]).expect("what the SDK sent"))
@@ -243,6 +248,40 @@ fn assert_spans_landed(kafka: &Kafka, topic: &str, token_id: &str, printed: &[Va
         let id = hex::decode(span["span_id"].as_str().unwrap()).unwrap();
         assert!(seen.contains_key(&(trace, id)), "{span}");
     }
+    landed
+}
+
+/// `values` (records of `signal`) decoded by `tests/sdk/otlp_decode.py`, with the official
+/// messages of Google's protobuf runtime, as a Collector's receiver decodes them: the items of
+/// each record.
+fn decoded_elsewhere(signal: &str, values: &[(Place, Vec<u8>)]) -> Vec<Vec<Value>> {
+    let dir = common::gateway::temp_dir("otlp-records");
+    let files: Vec<PathBuf> = (values.iter().enumerate())
+        .map(|(i, (_, value))| {
+            let file = dir.join(format!("{i:05}"));
+            std::fs::write(&file, value).unwrap();
+            file
+        })
+        .collect();
+    let out = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/otlp_decode.py"))
+        .arg(signal)
+        .args(&files)
+        .env("PYTHONPATH", sdk_root().join("python"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (stdout.lines())
+        .map(|line| {
+            let line: Value = serde_json::from_str(line).unwrap();
+            line["items"].as_array().unwrap().clone()
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +292,19 @@ async fn the_python_sdk_s_traces_logs_and_metrics_land_once_each_as_a_collector_
         tokio::task::block_in_place(|| run_sdk(false, &gateway, &headers, &["all", "200"]));
     let [spans, logs, metrics] = otlp_topics(&kafka.topics);
 
-    assert_spans_landed(&kafka, &spans, "otel", &printed);
+    let landed_spans = assert_spans_landed(&kafka, &spans, "otel", &printed);
+    // The same records decoded by another implementation of the same messages: each record's
+    // spans, all of its key's trace.
+    let elsewhere = decoded_elsewhere("traces", &landed_spans);
+    assert_eq!(elsewhere.len(), landed_spans.len());
+    let mut ids = std::collections::BTreeSet::new();
+    for ((place, _), spans) in landed_spans.iter().zip(&elsewhere) {
+        for span in spans {
+            assert_eq!(span["trace_id"].as_str(), Some(place.key.as_str()));
+            assert!(ids.insert(span["span_id"].as_str().unwrap().to_owned()));
+        }
+    }
+    assert_eq!(ids.len(), 200);
 
     // Log records: each once, under its resource and scope as sent, keyed by the resource.
     let sent: Vec<ExportLogsServiceRequest> = sent_bodies(&printed, "/v1/logs")
@@ -303,6 +354,8 @@ async fn the_python_sdk_s_traces_logs_and_metrics_land_once_each_as_a_collector_
     }
     assert_eq!(seen.len(), 200);
     assert!(seen.values().all(|n| *n == 1), "a log record landed twice");
+    let elsewhere = decoded_elsewhere("logs", &landed);
+    assert_eq!(elsewhere.iter().map(Vec::len).sum::<usize>(), 200);
     let traced = by_body
         .values()
         .filter(|(_, _, r)| !r.trace_id.is_empty())
@@ -336,6 +389,13 @@ async fn the_python_sdk_s_traces_logs_and_metrics_land_once_each_as_a_collector_
         }
     }
     assert_eq!(landed_metrics.len(), sent_metrics.len());
+    let elsewhere = decoded_elsewhere("metrics", &landed);
+    let names: Vec<&str> = elsewhere
+        .iter()
+        .flatten()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), sent_metrics.len(), "{names:?}");
     for metric in sent_metrics {
         let found = landed_metrics.iter().filter(|m| *m == metric).count();
         assert_eq!(found, 1, "{} landed {found} times", metric.name);
