@@ -20,6 +20,8 @@
 pub mod json;
 pub mod wire;
 
+use std::collections::HashMap;
+
 use prost::Message;
 use sha2::{Digest, Sha256};
 
@@ -216,9 +218,9 @@ struct Item<'a> {
     bytes: &'a [u8],
     events: usize,
     /// The trace id (spans), or `None` when it is not a valid one.
-    trace: Option<String>,
-    /// The trace and span ids (spans with a valid trace id).
-    id: Option<String>,
+    trace: Option<&'a [u8]>,
+    /// The span id (spans).
+    span: &'a [u8],
 }
 
 impl<'a> Parent<'a> {
@@ -285,7 +287,11 @@ impl<'a> Request<'a> {
             .iter()
             .flat_map(|r| &r.scopes)
             .flat_map(|s| &s.items);
-        items.map(|item| item.id.clone()).collect()
+        let id = |item: &Item<'_>| {
+            let trace = hex::encode(item.trace?);
+            Some(format!("{trace}{}", hex::encode(item.span)))
+        };
+        items.map(id).collect()
     }
 
     /// The records of at most `max_message` bytes: items grouped by key in the order they
@@ -296,9 +302,9 @@ impl<'a> Request<'a> {
         let limit = max_message.saturating_sub(MESSAGE_ROOM).max(1);
         let mut split = Split::default();
         let mut flat = 0;
-        // Each group: its key and its items.
+        // Each group: its key and its items; found by the trace id's or the resource key's bytes.
         let mut groups: Vec<(String, Vec<At>)> = Vec::new();
-        let mut index = std::collections::HashMap::new();
+        let mut index: HashMap<&[u8], usize> = HashMap::new();
         for (r, resource) in self.resources.iter().enumerate() {
             for (s, scope) in resource.scopes.iter().enumerate() {
                 for (i, item) in scope.items.iter().enumerate() {
@@ -306,8 +312,8 @@ impl<'a> Request<'a> {
                     if skip.get(flat - 1).copied().unwrap_or(false) {
                         continue;
                     }
-                    let key = match (signal, &item.trace) {
-                        (Signal::Traces, Some(trace)) => trace.as_str(),
+                    let key = match (signal, item.trace) {
+                        (Signal::Traces, Some(trace)) => trace,
                         (Signal::Traces, None) => {
                             split.rejected.push(Rejected {
                                 events: item.events,
@@ -319,10 +325,14 @@ impl<'a> Request<'a> {
                             });
                             continue;
                         }
-                        _ => resource.key.as_str(),
+                        _ => resource.key.as_bytes(),
                     };
-                    let group = *index.entry(key.to_owned()).or_insert_with(|| {
-                        groups.push((key.to_owned(), Vec::new()));
+                    let group = *index.entry(key).or_insert_with(|| {
+                        let key = match signal {
+                            Signal::Traces => hex::encode(key),
+                            _ => resource.key.clone(),
+                        };
+                        groups.push((key, Vec::new()));
                         groups.len() - 1
                     });
                     groups[group].1.push((r, s, i, flat - 1));
@@ -489,22 +499,17 @@ impl<'a> Item<'a> {
             bytes,
             events: 1,
             trace: None,
-            id: None,
+            span: &[],
         };
         match signal {
             Signal::Traces => {
-                let mut span = None;
                 for field in fields(bytes) {
                     match field.map(|f| (f.number, f.value))? {
                         (1, Value::Bytes(id)) => item.trace = trace_id(id),
-                        (2, Value::Bytes(id)) => span = Some(hex::encode(id)),
+                        (2, Value::Bytes(id)) => item.span = id,
                         _ => {}
                     }
                 }
-                item.id = item
-                    .trace
-                    .as_ref()
-                    .map(|t| format!("{t}{}", span.unwrap_or_default()));
             }
             Signal::Logs => {}
             Signal::Metrics => item.events = data_points(bytes)?,
@@ -513,9 +518,9 @@ impl<'a> Item<'a> {
     }
 }
 
-/// The trace id `id` in hex, if it is one: 16 bytes, not all zero.
-fn trace_id(id: &[u8]) -> Option<String> {
-    (id.len() == 16 && id.iter().any(|b| *b != 0)).then(|| hex::encode(id))
+/// `id`, if it is a trace id: 16 bytes, not all zero.
+fn trace_id(id: &[u8]) -> Option<&[u8]> {
+    (id.len() == 16 && id.iter().any(|b| *b != 0)).then_some(id)
 }
 
 /// The field numbers of a metric's data (`gauge`, `sum`, `histogram`, `exponential_histogram`,
