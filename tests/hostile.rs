@@ -511,8 +511,53 @@ async fn the_bad_input_corpus_gets_clear_answers_and_produces_nothing() {
     );
     let recordings = kafka.recordings(0, Duration::from_secs(1)).await;
     assert!(recordings.is_empty(), "a recording from the corpus landed");
+
     let log = inlet.log();
     assert!(!log.contains("panicked"), "inlet panicked:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_dropped_unanswered_are_not_counted_in_flight_for_ever() {
+    // No broker: an accepted beacon waits for its delivery until the client hangs up, and
+    // inlet then drops the request unanswered.
+    let topics = common::gateway::topics("hung-up");
+    let broker = common::unused_address();
+    let inlet = InletProcess::start(&broker, &topics, &[("INLET_DELIVERY_TIMEOUT_MS", "60000")]);
+    let body = r#"{"session_id":"s","event":"e"}"#;
+    let gone: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut client = TcpStream::connect(inlet.addr()).unwrap();
+            client
+                .write_all(raw::post_json("/v1/beacons", SDK, body).as_bytes())
+                .unwrap();
+            client
+        })
+        .collect();
+    wait_in_flight(&inlet, 3.0).await;
+    drop(gone);
+    wait_in_flight(&inlet, 0.0).await;
+}
+
+/// Waits until `inlet_http_requests_in_flight` reads `count` (20 s at most).
+async fn wait_in_flight(inlet: &InletProcess, count: f64) {
+    let read = |metrics: &str| {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("inlet_http_requests_in_flight "));
+        line.and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = read(&inlet.metrics().await);
+        if now == Some(count) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "in flight: {now:?}, expected {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

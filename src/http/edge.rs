@@ -40,12 +40,27 @@ async fn shed(state: &AppState, request: Request, next: Next) -> Response {
         ::metrics::counter!(names::REQUESTS_SHED).increment(1);
         return ApiError::Overloaded.into_response();
     };
-    static IN_FLIGHT: OnceLock<Gauge> = OnceLock::new();
-    let in_flight = IN_FLIGHT.get_or_init(|| ::metrics::gauge!(names::REQUESTS_IN_FLIGHT));
-    in_flight.increment(1.0);
-    let response = next.run(request).await;
-    in_flight.decrement(1.0);
-    response
+    let _counted = InFlight::enter();
+    next.run(request).await
+}
+
+/// One request counted in `inlet_http_requests_in_flight` while it lives: dropped when the
+/// request is answered, or when its client hangs up and the request is dropped unanswered.
+struct InFlight(&'static Gauge);
+
+impl InFlight {
+    fn enter() -> InFlight {
+        static IN_FLIGHT: OnceLock<Gauge> = OnceLock::new();
+        let gauge = IN_FLIGHT.get_or_init(|| ::metrics::gauge!(names::REQUESTS_IN_FLIGHT));
+        gauge.increment(1.0);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// Gives every request an id (the client's `X-Request-Id` when it is a sane token, else a new
