@@ -20,6 +20,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::gateway::{create_topics, otlp_topics, Gateway, Kafka, Place};
 use common::gateway::{ACCOUNT, OTEL, OTEL_TIGHT, PROJECT};
+use common::{script_lines, sdk_root};
 use inlet::config::Delivery;
 use inlet::opentelemetry::proto::collector::logs::v1::ExportLogsServiceRequest;
 use inlet::opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -29,14 +30,6 @@ use serde_json::Value;
 
 /// How long the consumer reads on after the expected records arrived, to catch a duplicate.
 const LINGER: Duration = Duration::from_secs(1);
-
-/// The directory tests/sdk/install.sh installs the SDKs into.
-fn sdk_root() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("sdk")
-}
 
 /// Runs `tests/sdk/otlp.{py,js}` with `args` against `gateway` as the SDK's users configure
 /// it, the token in `headers` (`OTEL_EXPORTER_OTLP_HEADERS`); returns the lines it printed.
@@ -59,28 +52,15 @@ fn run_sdk(node: bool, gateway: &Gateway, headers: &str, args: &[&str]) -> Vec<V
         "{} is not installed: run tests/sdk/install.sh",
         installed.display()
     );
-    let out = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .arg(scripts.join(script))
         .args(args)
         .env(path_var, &path)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &gateway.url)
         .env("OTEL_EXPORTER_OTLP_HEADERS", headers)
-        .env("OTEL_SERVICE_NAME", "checkout")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{script} printed {l:?}: {e}")))
-        .collect()
+        .env("OTEL_SERVICE_NAME", "checkout");
+    script_lines(&mut command, &format!("{script} {args:?}"))
 }
 
 /// The printed lines of `signal`.

@@ -13,14 +13,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::assert_no_failures;
 use common::broker::Broker;
 use common::gateway::{create_topics, items_topic, landed, temp_dir, topics};
 use common::gateway::{Consumed, Gateway, Kafka, ACCOUNT, DSN_KEY, SDK, TIGHT_ERRORS};
+use common::{assert_no_failures, script_lines, sdk_root};
 use inlet::config::Delivery;
 use inlet::proto::envelope::Event;
 use inlet::proto::{Level, Occurrence};
@@ -543,14 +543,6 @@ impl Language {
     }
 }
 
-/// The directory tests/sdk/install.sh installs the SDKs into.
-fn sdk_root() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("sdk")
-}
-
 /// Runs the script of `sdk` against `url` with `key`, marked `run` (and sending `burst`
 /// exceptions, if given); returns the reports it printed. Fails the test, saying how to install
 /// the SDKs, when they are missing.
@@ -581,22 +573,7 @@ fn run_sdk(sdk: Sdk, url: &str, key: &str, run: &str, burst: Option<usize>) -> V
     if let Some(n) = burst {
         command.args(["burst", &n.to_string()]);
     }
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "{sdk:?} failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{sdk:?} printed {l:?}: {e}")))
-        .collect()
+    script_lines(&mut command, &format!("{sdk:?}"))
 }
 
 fn python_module(sdk: &str) -> &'static str {
