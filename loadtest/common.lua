@@ -7,7 +7,9 @@
 --
 -- Each kind: file (in DATA, default loadtest/data), path, weight (default 1), content_type
 -- (default application/json), encoding (Content-Encoding, optional), b64 (lines are base64 of
--- the body), events (events per body; default: counted as the body's "session_id" keys, or 1),
+-- the body), framed (the file holds bodies that may have newlines, each as its length in ASCII
+-- digits, a newline, then its bytes: gen.py's otlp-100.frames), events (events per body;
+-- default: counted as the body's "session_id" keys, or 1),
 -- resession (rewrite the 8-digit session number per request, from SESSIONS sessions).
 --
 -- Environment: INLET_TOKEN (default devtoken), DATA (body directory), SESSIONS (default
@@ -37,6 +39,26 @@ function M.read_lines(path)
   f:close()
   if #lines == 0 then error(path .. " is empty") end
   return lines
+end
+
+-- A framed file's bodies (see install's `framed`), LIMIT as for lines.
+function M.read_frames(path)
+  local f = io.open(path, "rb")
+  if not f then
+    error(path .. " not found: run loadtest/gen.py first (or set DATA)")
+  end
+  local bodies, limit = {}, tonumber(os.getenv("LIMIT") or "0")
+  while true do
+    local size = f:read("*l")
+    if not size or #size == 0 then break end
+    local body = f:read(tonumber(size))
+    if not body or #body ~= tonumber(size) then error(path .. ": truncated frame") end
+    bodies[#bodies + 1] = body
+    if limit > 0 and #bodies >= limit then break end
+  end
+  f:close()
+  if #bodies == 0 then error(path .. " is empty") end
+  return bodies
 end
 
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -95,7 +117,8 @@ function M.install(spec)
       }
       if kind.encoding then headers["Content-Encoding"] = kind.encoding end
       local built = { pos = (tid or 0) * 7919 }
-      for _, line in ipairs(M.read_lines(M.data_dir() .. "/" .. kind.file)) do
+      local path = M.data_dir() .. "/" .. kind.file
+      for _, line in ipairs(kind.framed and M.read_frames(path) or M.read_lines(path)) do
         local body = kind.b64 and M.b64decode(line) or line
         local req = wrk.format("POST", kind.path, headers, body)
         local entry = { req = req, events = kind.events or count_events(body) }

@@ -5,6 +5,7 @@
 //! inlet-naive create-topic --brokers B --topic T [--partitions 512]
 //! inlet-naive direct --brokers B --topic T --bodies FILE [--concurrency 64] [--seconds 10]
 //!                    [--raw [--chunk-bytes N] [--sessions N]]
+//! inlet-naive count --brokers B --topic T [--spans] [--from-ms MS --to-ms MS] [--seconds S]
 //! ```
 //!
 //! `serve`: `POST /v1/beacons` takes one beacon JSON object (or an array of them), parses it
@@ -27,6 +28,18 @@
 //! results also give the payload bytes delivered (`bytes`) and the requests of which a message
 //! failed (`failed_requests`).
 //!
+//! `count`: what reached the topic. Reads every partition from its start to its end (until
+//! librdkafka reports each at EOF: run it once nothing produces any more) and prints one JSON
+//! line: `records`, and `events` (each record one event; with `--spans` each record is an OTLP
+//! `ExportTraceServiceRequest`, as inlet's traces lane writes them, and its events are the spans
+//! in it, counted by walking the protobuf: resource_spans (1) > scope_spans (2) > spans (2));
+//! with `--from-ms` and `--to-ms`, also `window_records` and `window_events`, of the records
+//! whose timestamp (librdkafka's CreateTime: when the producer was handed them) is in that
+//! interval; `undecodable` counts records that were no such message, `unfinished_partitions`
+//! the partitions not read to their end within `--seconds` (default 600). It reads to EOF, not
+//! to the end offsets ListOffsets gives: Tansu 0.6 answers those with the last record batch's
+//! base offset, not the offset after its last record.
+//!
 //! The producer settings are inlet's defaults (src/sink/kafka/properties.rs `producer_properties`).
 
 use std::io::BufRead;
@@ -41,8 +54,11 @@ use axum::Router;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -361,14 +377,162 @@ fn direct(args: &[String]) {
     }
 }
 
+/// Reads a protobuf varint at `*at`, moving past it.
+fn varint(buf: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *buf.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// The fields of one protobuf message: (field number, the bytes of a length-delimited
+/// value, else empty), or None when it is no message.
+fn fields(buf: &[u8]) -> Option<Vec<(u64, &[u8])>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let key = varint(buf, &mut at)?;
+        let (number, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => drop(varint(buf, &mut at)?),
+            1 => at += 8,
+            2 => {
+                let len = varint(buf, &mut at)? as usize;
+                let end = at.checked_add(len).filter(|&e| e <= buf.len())?;
+                out.push((number, &buf[at..end]));
+                at = end;
+                continue;
+            }
+            5 => at += 4,
+            _ => return None,
+        }
+        if at > buf.len() {
+            return None;
+        }
+        out.push((number, &[][..]));
+    }
+    Some(out)
+}
+
+/// The spans in an `ExportTraceServiceRequest`: resource_spans (1) > scope_spans (2) >
+/// spans (2).
+fn spans_in(request: &[u8]) -> Option<u64> {
+    let mut n = 0;
+    for (number, resource) in fields(request)? {
+        if number != 1 {
+            continue;
+        }
+        for (number, scope) in fields(resource)? {
+            if number != 2 {
+                continue;
+            }
+            n += fields(scope)?.iter().filter(|(number, _)| *number == 2).count() as u64;
+        }
+    }
+    Some(n)
+}
+
+fn count(args: &[String]) {
+    let brokers = need(args, "--brokers");
+    let topic = need(args, "--topic");
+    let spans = args.iter().any(|a| a == "--spans");
+    let ms = |name: &str| arg(args, name).map(|v| v.parse::<i64>().expect(name));
+    let window = ms("--from-ms").zip(ms("--to-ms"));
+    let seconds: u64 = arg(args, "--seconds")
+        .map(|s| s.parse().expect("--seconds"))
+        .unwrap_or(600);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "inlet-bench-count")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        // An empty partition's fetch is answered after 50 ms, not librdkafka's 500.
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .unwrap_or_else(|e| {
+            eprintln!("inlet-naive: consumer: {e}");
+            std::process::exit(1)
+        });
+    let md = consumer
+        .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        .unwrap_or_else(|e| {
+            eprintln!("inlet-naive: metadata of {topic}: {e}");
+            std::process::exit(1)
+        });
+    let partitions = md.topics()[0].partitions().len();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(&topic, p as i32, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let started = Instant::now();
+    let (mut records, mut events, mut window_records, mut window_events, mut undecodable) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut first_ms, mut last_ms) = (i64::MAX, i64::MIN);
+    let mut at_end = vec![false; partitions];
+    let deadline = started + Duration::from_secs(seconds);
+    while at_end.iter().any(|e| !e) && Instant::now() < deadline {
+        let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let msg = match msg {
+            Ok(msg) => msg,
+            Err(rdkafka::error::KafkaError::PartitionEOF(p)) => {
+                if let Some(e) = at_end.get_mut(p as usize) {
+                    *e = true;
+                }
+                continue;
+            }
+            Err(e) => {
+                eprintln!("inlet-naive: consume: {e}");
+                continue;
+            }
+        };
+        records += 1;
+        let n = if spans {
+            spans_in(msg.payload().unwrap_or_default()).unwrap_or_else(|| {
+                undecodable += 1;
+                0
+            })
+        } else {
+            1
+        };
+        events += n;
+        if let Some(t) = msg.timestamp().to_millis() {
+            first_ms = first_ms.min(t);
+            last_ms = last_ms.max(t);
+            if window.is_some_and(|(a, b)| t >= a && t < b) {
+                window_records += 1;
+                window_events += n;
+            }
+        }
+    }
+    let unfinished = at_end.iter().filter(|e| !**e).count();
+    println!(
+        "{{\"records\":{records},\"events\":{events},\"window_records\":{window_records},\"window_events\":{window_events},\"undecodable\":{undecodable},\"unfinished_partitions\":{unfinished},\"first_ms\":{},\"last_ms\":{},\"partitions\":{partitions},\"elapsed_s\":{:.3}}}",
+        if records > 0 { first_ms } else { 0 },
+        if records > 0 { last_ms } else { 0 },
+        started.elapsed().as_secs_f64()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => serve(&args),
         Some("create-topic") => create_topic(&args),
         Some("direct") => direct(&args),
+        Some("count") => count(&args),
         _ => {
-            eprintln!("usage: inlet-naive serve|create-topic|direct ... (see src/main.rs)");
+            eprintln!("usage: inlet-naive serve|create-topic|direct|count ... (see src/main.rs)");
             std::process::exit(2)
         }
     }
