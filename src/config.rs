@@ -69,6 +69,10 @@ pub struct DrainArgs {
     /// a delivery that fails for `delivery_timeout_ms` ends the drain anyway]
     #[arg(long)]
     pub deadline_ms: Option<u64>,
+    /// How often the drain prints its progress (records left, records/s, time left) when
+    /// stderr is not a terminal; on a terminal a bar moves instead [default: 10000]
+    #[arg(long, default_value_t = 10_000)]
+    pub progress_every_ms: u64,
 }
 
 /// When the spool syncs its log, resolved.

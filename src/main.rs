@@ -13,6 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use inlet::config::{self, Cli, Command, Config, DrainArgs, LogFormat};
 use inlet::lane::Lane;
 use inlet::sink::kafka::KafkaSink;
+use inlet::sink::spool::progress::{duration, thousands, Progress};
 use inlet::sink::spool::{Options, SpoolSink};
 use inlet::sink::Sink;
 
@@ -143,7 +144,29 @@ fn drain(cli: &mut Cli, args: &DrainArgs) -> ExitCode {
         let deadline = args
             .deadline_ms
             .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms));
+        let dir = args.spool_dir.display();
+        let (now, left) = (std::time::Instant::now(), spool.records());
+        let mut progress = Progress::new(now, left, spool.delivered());
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let every = match terminal {
+            true => std::time::Duration::from_millis(250),
+            false => std::time::Duration::from_millis(args.progress_every_ms.max(1)),
+        };
+        let mut shown = now;
+        eprintln!("inlet: draining {} records from {dir}", thousands(left));
         while spool.records() > 0 {
+            let now = std::time::Instant::now();
+            if now.duration_since(shown) >= every {
+                let snapshot = progress.sample(now, spool.records(), spool.delivered());
+                match terminal {
+                    true => eprint!("\r{}\x1b[K", snapshot.bar()),
+                    false => eprintln!("inlet: drain: {snapshot}"),
+                }
+                shown = now;
+            }
+            if terminal && (spool.delivery_failures() > 0 || deadline.is_some_and(|d| now >= d)) {
+                eprintln!();
+            }
             if spool.delivery_failures() > 0 {
                 anyhow::bail!("{} records not delivered: Kafka did not acknowledge them within delivery_timeout_ms; they stay in the spool", spool.records());
             }
@@ -156,7 +179,17 @@ fn drain(cli: &mut Cli, args: &DrainArgs) -> ExitCode {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         spool.close(std::time::Duration::ZERO);
-        eprintln!("inlet: the spool in {} is empty", args.spool_dir.display());
+        let (records, took) = progress.so_far(std::time::Instant::now(), spool.delivered());
+        let rate = records as f64 / took.as_secs_f64().max(0.001);
+        if terminal {
+            eprintln!();
+        }
+        eprintln!(
+            "inlet: the spool in {dir} is empty: {} records delivered in {} ({} records/s)",
+            thousands(records),
+            duration(took),
+            thousands(rate.round() as u64)
+        );
         Ok(())
     })();
     report(result)

@@ -449,18 +449,34 @@ async fn drain_delivers_a_spool_and_a_second_process_is_refused() {
     inlet.signal("TERM");
     drop(inlet);
 
-    // Broker down: the drain cannot deliver, says how many are left, and fails.
-    let mut child = drain("1000").spawn().unwrap();
+    // Broker down: the drain cannot deliver, shows that nothing moves, says how many are left,
+    // and fails.
+    let mut child = drain("1000")
+        .args(["--progress-every-ms", "100"])
+        .spawn()
+        .unwrap();
     let status = wait_exit(&mut child, Duration::from_secs(30), String::new);
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("inlet: draining 100 records from"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("inlet: drain: 100 records left, none delivered lately"),
+        "{stderr}"
+    );
     assert!(stderr.contains("100 records not delivered"), "{stderr}");
 
     setup.broker_up();
     let done = drain("5000").output().unwrap();
     let stderr = String::from_utf8_lossy(&done.stderr);
     assert!(done.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is empty: 100 records delivered in"),
+        "{stderr}"
+    );
     let r = setup.reconcile("drain", &sent, 0).await;
     assert_eq!((r.missing, r.out_of_order), (0, 0), "{r}");
 }

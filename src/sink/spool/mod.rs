@@ -18,6 +18,7 @@
 mod dir;
 mod format;
 mod fs;
+pub mod progress;
 mod reader;
 #[cfg(test)]
 mod tests;
@@ -47,6 +48,9 @@ const READY_BELOW: f64 = 0.9;
 const SEGMENT_BYTES: (u64, u64) = (64 << 10, 64 << 20);
 /// How often the gauges (size, records, age of the oldest record) are published.
 const GAUGE_PERIOD: Duration = Duration::from_secs(1);
+/// How often a replica logs a backlog's progress, and how far behind Kafka its oldest record
+/// must be to count as one.
+const BACKLOG_LOG_PERIOD: Duration = Duration::from_secs(10);
 
 /// How the spool is set up.
 #[derive(Debug, Clone)]
@@ -91,6 +95,8 @@ struct Shared {
     checkpoint: Mutex<dir::Checkpoint>,
     /// Records written and not yet acknowledged.
     records: AtomicU64,
+    /// Records acknowledged since the spool was opened.
+    delivered: AtomicU64,
     /// Bytes of the segment files.
     bytes: AtomicU64,
     /// Write time (ms since the epoch) of the oldest record not acknowledged; 0 when none.
@@ -146,6 +152,7 @@ impl Shared {
         let left = self.records.fetch_sub(delivered as u64, Ordering::AcqRel) - delivered as u64;
         self.oldest_ms
             .store(if left == 0 { 0 } else { oldest_ms }, Ordering::Release);
+        self.delivered.fetch_add(delivered as u64, Ordering::AcqRel);
         ::metrics::counter!(metrics::SPOOL_DELIVERED).increment(delivered as u64);
         ::metrics::histogram!(metrics::SPOOL_REPLAY_LAG)
             .record(now_ms().saturating_sub(oldest_ms) as f64 / 1000.0);
@@ -279,6 +286,7 @@ impl SpoolSink {
             acked: AtomicU64::new(recovered.acked),
             checkpoint: Mutex::new(recovered.checkpoint),
             records: AtomicU64::new(recovered.records),
+            delivered: AtomicU64::new(0),
             oldest_ms: AtomicU64::new(recovered.oldest_ms.unwrap_or(0)),
             writable: AtomicBool::new(true),
             closed: AtomicBool::new(false),
@@ -307,6 +315,11 @@ impl SpoolSink {
     /// Records in the spool not yet acknowledged by the broker.
     pub fn records(&self) -> u64 {
         self.shared.records.load(Ordering::Acquire)
+    }
+
+    /// Records the broker acknowledged since the spool was opened.
+    pub fn delivered(&self) -> u64 {
+        self.shared.delivered.load(Ordering::Acquire)
     }
 
     /// How many times a window's delivery failed (and was retried) since the spool was opened.
@@ -338,13 +351,42 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
         .map(drop)
 }
 
-/// Publishes the spool's gauges every [`GAUGE_PERIOD`] until the spool is gone.
+/// Publishes the spool's gauges every [`GAUGE_PERIOD`] until the spool is gone, and logs a
+/// backlog's progress every [`BACKLOG_LOG_PERIOD`] while its oldest record is older than that
+/// (a broker outage being replayed), then once when it is delivered.
 fn publish_gauges(shared: Weak<Shared>) {
+    let mut watch = progress::Watch::default();
     while let Some(shared) = shared.upgrade() {
         if shared.stopping() {
             break;
         }
         shared.publish_gauges();
+        let left = shared.records.load(Ordering::Acquire);
+        let delivered = shared.delivered.load(Ordering::Acquire);
+        let oldest = shared.oldest_ms.load(Ordering::Acquire);
+        let behind =
+            oldest != 0 && now_ms().saturating_sub(oldest) >= BACKLOG_LOG_PERIOD.as_millis() as u64;
+        let seen = watch.observe(Instant::now(), left, delivered, behind, BACKLOG_LOG_PERIOD);
+        match seen {
+            Some(progress::Seen::Began { left }) => tracing::warn!(
+                records = left,
+                "spool backlog: Kafka is behind; the records are replayed as it takes them"
+            ),
+            Some(progress::Seen::Moving(snapshot)) => tracing::info!(
+                records = snapshot.left,
+                records_per_sec = snapshot.per_sec.round() as u64,
+                eta_secs = snapshot.eta.map(|eta| eta.as_secs()),
+                "spool backlog: {snapshot}"
+            ),
+            Some(progress::Seen::Delivered { records, took }) => tracing::info!(
+                records,
+                secs = took.as_secs(),
+                "spool backlog delivered: {} records in {}",
+                progress::thousands(records),
+                progress::duration(took)
+            ),
+            None => {}
+        }
         drop(shared);
         std::thread::sleep(GAUGE_PERIOD);
     }
