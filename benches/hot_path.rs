@@ -62,6 +62,7 @@ fn meta() -> Meta {
         client_ip: "203.0.113.0".into(),
         source: inlet::event::Source::Inlet,
         user_agent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0".into(),
+        topic: None,
     }
 }
 

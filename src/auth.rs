@@ -8,7 +8,7 @@
 //! token's rate limiter survives reloads that keep its quota. Finding the secret in a request
 //! is the HTTP layer's job (`http::authenticate`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::lane::{Lane, LaneSet};
+use crate::lane::{Lane, LaneSet, PerLane};
 use crate::limit::Limiter;
 use crate::metrics;
 
@@ -35,9 +35,17 @@ pub struct Token {
     /// Origins allowed to send with this token (lowercase, no trailing slash); `None` allows any.
     pub allowed_origins: Option<Vec<String>>,
     pub limiter: Arc<Limiter>,
+    /// The topic of each lane whose registry entry names one (`topics = { beacon = "…" }`),
+    /// instead of the lane's.
+    pub topics: PerLane<Option<Arc<str>>>,
 }
 
 impl Token {
+    /// The topic this token's events of `lane` go to, when its entry names one.
+    pub fn topic(&self, lane: Lane) -> Option<&Arc<str>> {
+        self.topics[lane].as_ref()
+    }
+
     /// Whether this token may send events of `kind`.
     pub fn allows(&self, kind: Lane) -> bool {
         !kind.spec().listed || self.kinds.contains(kind)
@@ -75,6 +83,9 @@ struct Entry {
     rate_per_sec: u32,
     burst: u32,
     allowed_origins: Option<Vec<String>>,
+    /// Topics by lane name, for this token's events instead of the lanes' own.
+    #[serde(default)]
+    topics: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,7 +165,16 @@ impl Registry {
                 Some(l) if l.rate_per_sec == rate.get() && l.burst == burst.get() => Arc::clone(l),
                 _ => Arc::new(Limiter::new(rate, burst)),
             };
+            let mut topics = PerLane::new(|_| None);
+            for (lane, topic) in &e.topics {
+                let Some(lane) = Lane::named(lane).filter(sent) else {
+                    bail!("{at}: unknown lane `{lane}` in `topics` ({})", listed());
+                };
+                crate::config::check_topic(&format!("{at}: topics.{}", lane.as_str()), topic)?;
+                topics.set(lane, Some(Arc::from(topic.as_str())));
+            }
             let token = Token {
+                topics,
                 id: e.id,
                 project_id: e.project_id,
                 account_id: e.account_id,
@@ -331,6 +351,45 @@ kinds = ["beacon", "occurrence"]
 rate_per_sec = 100
 burst = 100
 "#;
+
+    #[test]
+    fn a_token_may_name_its_own_topics_for_the_lanes_it_sends() {
+        let entry = |topics: &str| {
+            format!(
+                "[[token]]\nid = \"acme\"\ntoken = \"s\"\nproject_id = \"p\"\naccount_id = \"a\"\n\
+                 kinds = [\"beacon\", \"traces\"]\nrate_per_sec = 1\nburst = 1\ntopics = {topics}\n"
+            )
+        };
+        let registry = Registry::parse(
+            &entry(r#"{ beacon = "acme.beacons", traces = "acme.spans" }"#),
+            None,
+        )
+        .unwrap();
+        let token = registry.by_digest.values().next().unwrap();
+        assert_eq!(
+            token.topic(Lane::BEACON).map(|t| &**t),
+            Some("acme.beacons")
+        );
+        assert_eq!(token.topic(Lane::TRACES).map(|t| &**t), Some("acme.spans"));
+        assert_eq!(token.topic(Lane::OCCURRENCE), None);
+        let unknown = Registry::parse(&entry(r#"{ beacons = "x" }"#), None).unwrap_err();
+        assert!(
+            unknown
+                .to_string()
+                .contains("unknown lane `beacons` in `topics`"),
+            "{unknown}"
+        );
+        let letters = Registry::parse(&entry(r#"{ dead_letter = "x" }"#), None).unwrap_err();
+        assert!(
+            letters.to_string().contains("unknown lane `dead_letter`"),
+            "{letters}"
+        );
+        let invalid = Registry::parse(&entry(r#"{ beacon = "a b" }"#), None).unwrap_err();
+        assert!(
+            format!("{invalid:#}").contains("topics.beacon"),
+            "{invalid:#}"
+        );
+    }
 
     #[test]
     fn hashed_and_plain_secrets_resolve() {

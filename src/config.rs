@@ -337,7 +337,7 @@ fn resolve_lanes(given: Given) -> anyhow::Result<PerLane<LaneConfig>> {
 }
 
 /// Fails, naming `key`, unless `topic` is a valid Kafka topic name.
-fn check_topic(key: &str, topic: &str) -> anyhow::Result<()> {
+pub(crate) fn check_topic(key: &str, topic: &str) -> anyhow::Result<()> {
     let valid = !topic.is_empty()
         && topic.len() <= 249
         && topic

@@ -83,6 +83,13 @@ pub enum ApiError {
     /// inlet cannot take events now (a delivery failure worth a retry, or shutting down).
     #[error("{}", .0.meaning().message)]
     Unavailable(Failure),
+    /// The topic the token's registry entry names for the lane does not exist on the broker.
+    #[error("topic `{topic}` (token `{token_id}`'s topics.{lane}) does not exist on the broker; retry later")]
+    TopicMissing {
+        topic: String,
+        token_id: String,
+        lane: &'static str,
+    },
     /// The broker refused an event as too large.
     #[error("event too large for the broker")]
     RejectedTooLarge,
@@ -122,7 +129,7 @@ impl ApiError {
             }
             RateLimited { .. } | TooManyAuthFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded | TopicMissing { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             NotFound => StatusCode::NOT_FOUND,
@@ -153,6 +160,7 @@ impl ApiError {
             TooManyAuthFailures { .. } => "too_many_auth_failures",
             BodyTimeout => "body_timeout",
             Overloaded => "overloaded",
+            TopicMissing { .. } => "topic_missing",
             Unavailable(failure) => failure.meaning().code,
             Internal => "internal_error",
             NotFound => "not_found",
@@ -182,6 +190,8 @@ impl ApiError {
             }
             ApiError::Unavailable(failure) => Some(failure_retry_after_secs(*failure)),
             ApiError::Overloaded => Some(1),
+            // An operator must create the topic or change the registry: not in a second.
+            ApiError::TopicMissing { .. } => Some(30),
             _ => None,
         }
     }

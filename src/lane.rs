@@ -368,6 +368,11 @@ impl<T> PerLane<T> {
         PerLane(Lane::all().map(make).collect())
     }
 
+    /// Sets `lane`'s `T`.
+    pub fn set(&mut self, lane: Lane, value: T) {
+        self.0[usize::from(lane.0)] = value;
+    }
+
     /// Each lane with its `T`.
     pub fn iter(&self) -> impl Iterator<Item = (Lane, &T)> {
         Lane::all().zip(&self.0)

@@ -241,6 +241,7 @@ impl Pipeline {
         source: Source,
         recording: Recording,
     ) -> Result<Upload, ApiError> {
+        self.routed(token, Lane::RECORDING).await?;
         self.charge(Lane::RECORDING, token, 1).await?;
         let meta = self.meta(Lane::RECORDING, source, token, client);
         let wait = self.config.delivery == Delivery::Ack;
@@ -265,6 +266,7 @@ impl Pipeline {
         json: bool,
     ) -> Result<Exported, ApiError> {
         let lane = signal.lane();
+        self.routed(token, lane).await?;
         let meta = self.meta(lane, Source::Otlp, token, client);
         let large = body.len() >= BLOCKING_PARSE_BYTES;
         let read = Bytes::clone(&body);
@@ -336,6 +338,7 @@ impl Pipeline {
                     key: part.key,
                     value: part.value,
                     headers: headers.clone(),
+                    topic: meta.topic.clone(),
                 };
                 (record, (part.events, part.items))
             })
@@ -418,6 +421,7 @@ impl Pipeline {
         batch: Batch,
     ) -> Result<(Lane, Converted), ApiError> {
         let kind = batch.kind;
+        self.routed(token, kind).await?;
         self.charge(kind, token, batch.len()).await?;
         let meta = self.meta(kind, batch.source, token, client);
         let large = batch.weight() >= BLOCKING_PARSE_BYTES;
@@ -431,6 +435,24 @@ impl Pipeline {
         })
         .await?;
         Ok((kind, converted))
+    }
+
+    /// Refuses (503 `topic_missing`) events of `kind` from a token whose registry entry names
+    /// a topic for the lane that the broker says does not exist: a clear error at the token's
+    /// first use, not events produced into nowhere. When no broker answers, the events go on
+    /// (under `spool` they wait for it like any other).
+    async fn routed(&self, token: &Token, kind: Lane) -> Result<(), ApiError> {
+        let Some(topic) = token.topic(kind) else {
+            return Ok(());
+        };
+        match self.sink.topic_exists(topic).await {
+            Some(false) => Err(ApiError::TopicMissing {
+                topic: topic.to_string(),
+                token_id: token.id.clone(),
+                lane: kind.as_str(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Charges the token's quota for `events` events (all or nothing): through the fleet's
@@ -477,6 +499,7 @@ impl Pipeline {
             client_ip: client_ip.to_string(),
             user_agent,
             source,
+            topic: token.topic(kind).cloned(),
         }
     }
 
@@ -719,7 +742,9 @@ fn convert(batch: Batch, meta: &Meta, keep: Keep, chunk_bytes: usize) -> Convert
                     envelope.trimmed = std::mem::take(cut);
                 }
                 let value = envelope.encode_to_vec();
-                converted.records.push(Record::new(kind, key, value));
+                let mut record = Record::new(kind, key, value);
+                record.topic = meta.topic.clone();
+                converted.records.push(record);
                 converted.indices.push(index);
             }
             Err(invalid) => {

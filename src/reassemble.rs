@@ -182,6 +182,7 @@ mod tests {
             client_ip: String::new(),
             user_agent: String::new(),
             source: Source::Inlet,
+            topic: None,
         };
         let recording = Recording {
             session_id: session.into(),

@@ -39,6 +39,8 @@ pub struct Chunker {
     /// The recording every chunk copies, without its data.
     recording: Recording,
     key: String,
+    /// The token's topic for recordings, when its entry names one.
+    topic: Option<std::sync::Arc<str>>,
     index: u32,
     size: u64,
     digest: Sha256,
@@ -63,6 +65,7 @@ impl Chunker {
             envelope,
             recording,
             key,
+            topic: meta.topic.clone(),
             index: 0,
             size: 0,
             digest: Sha256::new(),
@@ -114,7 +117,9 @@ impl Chunker {
     pub fn close(&mut self, value: Vec<u8>) -> Record {
         debug_assert_eq!(value.len(), value.capacity(), "a chunk filled as opened");
         self.index += 1;
-        Record::new(Lane::RECORDING, self.key.clone(), value)
+        let mut record = Record::new(Lane::RECORDING, self.key.clone(), value);
+        record.topic = self.topic.clone();
+        record
     }
 
     /// The next chunk, of `data`.
@@ -147,7 +152,8 @@ impl Chunker {
         recording.sha256 = receipt.sha256.clone();
         envelope.event = Some(Event::Recording(recording));
         self.index += 1;
-        let record = Record::new(Lane::RECORDING, self.key.clone(), envelope.encode_to_vec());
+        let mut record = Record::new(Lane::RECORDING, self.key.clone(), envelope.encode_to_vec());
+        record.topic = self.topic.clone();
         (record, receipt)
     }
 }

@@ -850,3 +850,66 @@ async fn sighup_reloads_the_registry() {
     assert_eq!(id, "renamed");
     watcher.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_s_own_topics_take_its_events_and_a_missing_one_is_a_clear_503() {
+    let (kafka, gw) = kafka_and_gateway("tenant-topics", |_| {}).await;
+    let own = format!("{}.acme", kafka.topics.0);
+    let missing = format!("{}.nowhere", kafka.topics.0);
+    gateway::create_topics(&kafka.brokers(), &[&own]).await;
+    let tenant = |id: &str, topic: &str| {
+        format!(
+            "\n[[token]]\nid = \"{id}\"\ntoken = \"{id}-secret\"\nproject_id = \"p\"\n\
+             account_id = \"{id}\"\nkinds = [\"beacon\", \"occurrence\"]\nrate_per_sec = 100\n\
+             burst = 100\ntopics = {{ beacon = \"{topic}\" }}\n"
+        )
+    };
+    let registry = gateway::tokens_toml() + &tenant("acme", &own) + &tenant("lost", &missing);
+    std::fs::write(&gw.tokens_file, registry).unwrap();
+    let beacon = |id: &str| json!({"session_id": "t", "event": "e", "id": id}).to_string();
+    // The registry is re-read within a second or so: until then the token is unknown.
+    let mut answer = gw
+        .post("/v1/beacons", "acme-secret", beacon("acme-1"), &[])
+        .await;
+    for _ in 0..100 {
+        if answer.status != 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer = gw
+            .post("/v1/beacons", "acme-secret", beacon("acme-1"), &[])
+            .await;
+    }
+    assert_eq!(answer.status, 200, "{answer:?}");
+    // Its occurrences name no topic of their own: they go to the lane's.
+    let occurrence = json!({"level": "error", "message": "m"}).to_string();
+    let answer = gw
+        .post("/v1/occurrences", "acme-secret", occurrence, &[])
+        .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+
+    let landed = gateway::landed(&kafka.brokers(), &own, 1, Duration::from_millis(500)).await;
+    assert_eq!(gateway::event_ids(&landed), ["acme-1"]);
+    assert_eq!(landed[0].envelope.token_id, "acme");
+    let (beacons, occurrences) = kafka.both((0, 1), Duration::from_millis(500)).await;
+    assert!(
+        beacons.is_empty(),
+        "the tenant's beacon went to the lane's topic too"
+    );
+    assert_eq!(occurrences[0].envelope.token_id, "acme");
+
+    // A topic that does not exist: 503 naming it, with a long Retry-After, and /readyz says so.
+    let answer = gw
+        .post("/v1/beacons", "lost-secret", beacon("lost-1"), &[])
+        .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (503, "topic_missing"),
+        "{answer:?}"
+    );
+    assert!(message(&answer).contains(&missing), "{answer:?}");
+    assert_eq!(answer.header("retry-after"), Some("30"));
+    let ready = gw.get("/readyz").await;
+    assert_eq!(ready.status, 200, "the other tokens are served");
+    assert!(ready.text().contains(&missing), "{}", ready.text());
+}

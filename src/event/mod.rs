@@ -379,6 +379,8 @@ pub struct Meta {
     pub client_ip: String,
     pub user_agent: String,
     pub source: Source,
+    /// The topic the token's entry names for the lane, instead of the lane's own.
+    pub topic: Option<std::sync::Arc<str>>,
 }
 
 impl Meta {

@@ -110,6 +110,7 @@ mod tests {
             client_ip: String::new(),
             user_agent: String::new(),
             source: crate::event::Source::Inlet,
+            topic: None,
         };
         let raw = "é".repeat(MAX_RAW_BYTES);
         let invalid = Invalid::new("missing_field", "session_id is required");

@@ -26,7 +26,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         };
         (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
     } else {
-        (StatusCode::OK, "ready\n").into_response()
+        // Still ready: only the tokens that name these topics are refused.
+        let missing = state.sink.missing_topics();
+        let details: String = (missing.iter())
+            .map(|topic| format!("topic `{topic}` named in the token registry does not exist\n"))
+            .collect();
+        (StatusCode::OK, format!("ready\n{details}")).into_response()
     }
 }
 

@@ -27,16 +27,19 @@ pub struct Record {
     /// Headers of this record besides its lane's (`inlet-kind`, `inlet-schema`), as names and
     /// values: the gateway's metadata, where the value has no room for it (OTLP). Usually none.
     pub headers: Vec<(String, String)>,
+    /// The topic its token's registry entry names for its lane, instead of the lane's own.
+    pub topic: Option<std::sync::Arc<str>>,
 }
 
 impl Record {
-    /// A record of `kind` with no headers of its own.
+    /// A record of `kind` with no headers of its own, to its lane's topic.
     pub fn new(kind: Lane, key: String, value: Vec<u8>) -> Record {
         Record {
             kind,
             key,
             value,
             headers: Vec::new(),
+            topic: None,
         }
     }
 }
@@ -151,4 +154,13 @@ pub trait Sink: Send + Sync {
     fn close(&self, timeout: Duration) -> usize;
     /// Events handed over and not yet delivered or failed.
     fn in_flight(&self) -> usize;
+    /// Whether `topic` (a token's own, named by the registry) exists on the broker:
+    /// `Some(false)` when the broker says it does not, `None` when no broker answers now.
+    fn topic_exists(&self, _topic: &str) -> BoxFuture<'_, Option<bool>> {
+        Box::pin(std::future::ready(Some(true)))
+    }
+    /// The tokens' topics found missing, for `/readyz`.
+    fn missing_topics(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -232,7 +232,11 @@ impl<'a> Pass<'a> {
             seq,
             &self.shared.slots,
         ));
-        let message = BaseRecord::with_opaque_to(&self.shared.topics[record.kind], slot)
+        let topic = record
+            .topic
+            .as_deref()
+            .unwrap_or(&self.shared.topics[record.kind]);
+        let message = BaseRecord::with_opaque_to(topic, slot)
             .key(record.key.as_bytes())
             .payload(&record.value[..])
             .headers(record_headers(&self.shared.headers[record.kind], record));

@@ -79,7 +79,13 @@ pub struct KafkaSink {
     shared: Arc<Shared>,
     /// The producer of the posted lanes that are on (dead letters); `None` when none is.
     posted: Option<posted::Posted>,
+    /// What the broker said of the tokens' own topics, and when.
+    topics_seen: Arc<std::sync::Mutex<std::collections::HashMap<String, (bool, Instant)>>>,
 }
+
+/// How long a topic found missing is believed missing before the broker is asked again (it
+/// may have been created meanwhile).
+const MISSING_TOPIC_RECHECK: Duration = Duration::from_secs(10);
 
 impl KafkaSink {
     /// Creates the producer from `config`, to the topics of `lanes`, and starts its feeder,
@@ -110,7 +116,11 @@ impl KafkaSink {
             true => Some(posted::Posted::new(&properties::posted_config(config))?),
             false => None,
         };
-        Ok(KafkaSink { shared, posted })
+        Ok(KafkaSink {
+            shared,
+            posted,
+            topics_seen: Default::default(),
+        })
     }
 
     /// Raises a fatal error in the live producer, as a broker fencing the idempotent producer
@@ -200,6 +210,57 @@ impl KafkaSink {
 impl Sink for KafkaSink {
     fn send(&self, records: Vec<Record>, wait_for_ack: bool) -> BoxFuture<'_, Vec<Outcome>> {
         Box::pin(self.queue_and_wait(records, wait_for_ack))
+    }
+
+    /// From the broker's metadata, asked once for a topic that exists and again at most every
+    /// [`MISSING_TOPIC_RECHECK`] for one that does not; a missing topic is logged once a check.
+    fn topic_exists(&self, topic: &str) -> BoxFuture<'_, Option<bool>> {
+        let topic = topic.to_owned();
+        Box::pin(async move {
+            let seen = self
+                .topics_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&topic)
+                .copied();
+            match seen {
+                Some((true, _)) => return Some(true),
+                Some((false, at)) if at.elapsed() < MISSING_TOPIC_RECHECK => return Some(false),
+                _ => {}
+            }
+            let producer = Arc::clone(&self.shared.producer);
+            let asked = topic.clone();
+            let answer = tokio::task::spawn_blocking(move || {
+                let metadata = producer
+                    .load_full()
+                    .client()
+                    .fetch_metadata(Some(&asked), Duration::from_secs(5));
+                let md = metadata.ok()?;
+                let found = md.topics().first()?;
+                Some(found.error().is_none() && !found.partitions().is_empty())
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some(exists) = answer {
+                if !exists {
+                    tracing::error!(%topic, "a token's topic does not exist on the broker: its events are refused (503 topic_missing) until it is created or the registry changes");
+                }
+                let mut seen = self.topics_seen.lock().unwrap_or_else(|e| e.into_inner());
+                seen.insert(topic, (exists, Instant::now()));
+            }
+            answer
+        })
+    }
+
+    fn missing_topics(&self) -> Vec<String> {
+        let seen = self.topics_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut missing: Vec<String> = (seen.iter())
+            .filter(|(_, (exists, _))| !exists)
+            .map(|(t, _)| t.clone())
+            .collect();
+        missing.sort();
+        missing
     }
 
     fn ready(&self) -> bool {

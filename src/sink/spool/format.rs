@@ -8,7 +8,9 @@
 //! the ones after it), and the write time gives the age of the oldest record. A record with
 //! headers of its own (OTLP's metadata) has the lane's top bit set, and its headers between the
 //! key and the value: `headers_len: u32 | (name_len: u16 | name | value_len: u16 | value)…`.
-//! Spools written before headers existed read unchanged.
+//! A record to a topic of its token's own has the lane's next bit set, and the topic after the
+//! key (before any headers): `topic_len: u16 | topic`. Spools written before either existed
+//! read unchanged.
 //!
 //! Segment files are zero-filled ahead of the records (see `writer`), so the log ends where
 //! only zeros follow: no record is all zeros (its length is never 0).
@@ -24,6 +26,8 @@ pub const HEADER: usize = 8;
 const PAYLOAD_HEADER: usize = 8 + 8 + 1 + 2;
 /// The bit of the lane byte that says headers follow the key.
 const WITH_HEADERS: u8 = 0x80;
+/// The bit of the lane byte that says a topic follows the key.
+const WITH_TOPIC: u8 = 0x40;
 /// Largest payload a record may have; a length above it is corruption, not a record (inlet's
 /// largest event is a few MiB).
 pub const MAX_PAYLOAD: usize = 64 << 20;
@@ -37,6 +41,8 @@ pub struct Stored<'a> {
     pub written_at_ms: u64,
     pub kind: Lane,
     pub key: &'a str,
+    /// The topic its token named, when it did.
+    pub topic: Option<&'a str>,
     /// The record's own headers, as encoded (empty when it has none).
     pub headers: &'a [u8],
     pub value: &'a [u8],
@@ -50,6 +56,7 @@ impl Stored<'_> {
             key: self.key.to_owned(),
             value: self.value.to_vec(),
             headers: decode_headers(self.headers),
+            topic: self.topic.map(std::sync::Arc::from),
         }
     }
 }
@@ -60,7 +67,8 @@ pub fn encoded_len(record: &Record) -> usize {
         true => 0,
         false => 4 + headers_len(&record.headers),
     };
-    HEADER + PAYLOAD_HEADER + record.key.len() + headers + record.value.len()
+    let topic = record.topic.as_ref().map_or(0, |t| 2 + t.len());
+    HEADER + PAYLOAD_HEADER + record.key.len() + topic + headers + record.value.len()
 }
 
 /// Bytes of `headers` encoded, without their length.
@@ -98,9 +106,15 @@ pub fn encode(record: &Record, seq: u64, written_at_ms: u64, out: &mut Vec<u8>) 
         true => 0,
         false => WITH_HEADERS,
     };
-    out.push(record.kind.index() | flag);
+    let topic_flag = record.topic.as_ref().map_or(0, |_| WITH_TOPIC);
+    out.push(record.kind.index() | flag | topic_flag);
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
     out.extend_from_slice(key);
+    if let Some(topic) = &record.topic {
+        // A topic name is 249 bytes at most (checked when the registry is read).
+        out.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+        out.extend_from_slice(topic.as_bytes());
+    }
     if !record.headers.is_empty() {
         out.extend_from_slice(&(headers_len(&record.headers) as u32).to_le_bytes());
         for text in record.headers.iter().flat_map(|(n, v)| [n, v]) {
@@ -197,10 +211,16 @@ fn read_at(buf: &[u8], at: usize) -> Option<(usize, Stored<'_>)> {
 
 fn parse(payload: &[u8]) -> Option<Stored<'_>> {
     let u64_at = |at: usize| u64::from_le_bytes(payload[at..at + 8].try_into().expect("8 bytes"));
-    let kind = Lane::from_index(payload[16] & !WITH_HEADERS)?;
+    let kind = Lane::from_index(payload[16] & !(WITH_HEADERS | WITH_TOPIC))?;
     let key_len = u16::from_le_bytes([payload[17], payload[18]]) as usize;
     let key = payload.get(PAYLOAD_HEADER..PAYLOAD_HEADER + key_len)?;
     let mut rest = &payload[PAYLOAD_HEADER + key_len..];
+    let mut topic = None;
+    if payload[16] & WITH_TOPIC != 0 {
+        let len = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+        topic = Some(std::str::from_utf8(rest.get(2..2 + len)?).ok()?);
+        rest = &rest[2 + len..];
+    }
     let mut headers: &[u8] = &[];
     if payload[16] & WITH_HEADERS != 0 {
         let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
@@ -212,6 +232,7 @@ fn parse(payload: &[u8]) -> Option<Stored<'_>> {
         written_at_ms: u64_at(8),
         kind,
         key: std::str::from_utf8(key).ok()?,
+        topic,
         headers,
         value: rest,
     })
@@ -268,6 +289,7 @@ mod tests {
             ("inlet-token-id".into(), "t".into()),
             ("e".into(), "".into()),
         ];
+        with.topic = Some("acme.spans".into());
         let mut buf = Vec::new();
         encode(&record("a", b"plain"), 1, 7, &mut buf);
         encode(&with, 2, 7, &mut buf);
@@ -289,6 +311,8 @@ mod tests {
             ("a", &b"plain"[..])
         );
         assert_eq!(stored[1].headers, with.headers);
+        assert_eq!(stored[1].topic.as_deref(), Some("acme.spans"));
+        assert_eq!(stored[0].topic, None);
         assert_eq!(
             (stored[1].kind, &stored[1].value[..]),
             (Lane::OCCURRENCE, &b"otlp"[..])

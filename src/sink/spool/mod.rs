@@ -395,6 +395,14 @@ fn publish_gauges(shared: Weak<Shared>) {
 impl Sink for SpoolSink {
     /// Resolves once the records are in the log (synced under `fsync=always`), whatever
     /// `wait_for_ack` says: the spool's answer is its own durability, not the broker's.
+    fn topic_exists(&self, topic: &str) -> BoxFuture<'_, Option<bool>> {
+        self.sink.topic_exists(topic)
+    }
+
+    fn missing_topics(&self) -> Vec<String> {
+        self.sink.missing_topics()
+    }
+
     fn send(&self, records: Vec<Record>, _wait_for_ack: bool) -> BoxFuture<'_, Vec<Outcome>> {
         Box::pin(self.append(records))
     }
