@@ -35,6 +35,9 @@ pub struct Token {
     /// Origins allowed to send with this token (lowercase, no trailing slash); `None` allows any.
     pub allowed_origins: Option<Vec<String>>,
     pub limiter: Arc<Limiter>,
+    /// Its byte quota (`bytes_per_sec`, `bytes_burst`), when its entry sets one: the bytes of
+    /// its requests' bodies, decoded, beside the events.
+    pub byte_limiter: Option<Arc<Limiter>>,
     /// The topic of each lane whose registry entry names one (`topics = { beacon = "…" }`),
     /// instead of the lane's.
     pub topics: PerLane<Option<Arc<str>>>,
@@ -82,6 +85,8 @@ struct Entry {
     kinds: Vec<String>,
     rate_per_sec: u32,
     burst: u32,
+    bytes_per_sec: Option<u32>,
+    bytes_burst: Option<u32>,
     allowed_origins: Option<Vec<String>>,
     /// Topics by lane name, for this token's events instead of the lanes' own.
     #[serde(default)]
@@ -113,6 +118,13 @@ impl Registry {
                 r.by_digest
                     .values()
                     .map(|t| (t.id.as_str(), &t.limiter))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let old_byte_limiters: HashMap<&str, &Arc<Limiter>> = previous
+            .map(|r| {
+                (r.by_digest.values())
+                    .filter_map(|t| Some((t.id.as_str(), t.byte_limiter.as_ref()?)))
                     .collect()
             })
             .unwrap_or_default();
@@ -165,6 +177,22 @@ impl Registry {
                 Some(l) if l.rate_per_sec == rate.get() && l.burst == burst.get() => Arc::clone(l),
                 _ => Arc::new(Limiter::new(rate, burst)),
             };
+            let byte_limiter = match (e.bytes_per_sec, e.bytes_burst) {
+                (None, None) => None,
+                (Some(rate), Some(burst)) => {
+                    let (Some(rate), Some(burst)) = (NonZeroU32::new(rate), NonZeroU32::new(burst))
+                    else {
+                        bail!("{at}: `bytes_per_sec` and `bytes_burst` must be positive");
+                    };
+                    Some(match old_byte_limiters.get(e.id.as_str()) {
+                        Some(l) if l.rate_per_sec == rate.get() && l.burst == burst.get() => {
+                            Arc::clone(l)
+                        }
+                        _ => Arc::new(Limiter::new(rate, burst)),
+                    })
+                }
+                _ => bail!("{at}: give both `bytes_per_sec` and `bytes_burst`, or neither"),
+            };
             let mut topics = PerLane::new(|_| None);
             for (lane, topic) in &e.topics {
                 let Some(lane) = Lane::named(lane).filter(sent) else {
@@ -175,6 +203,7 @@ impl Registry {
             }
             let token = Token {
                 topics,
+                byte_limiter,
                 id: e.id,
                 project_id: e.project_id,
                 account_id: e.account_id,
@@ -389,6 +418,43 @@ burst = 100
             format!("{invalid:#}").contains("topics.beacon"),
             "{invalid:#}"
         );
+    }
+
+    #[test]
+    fn a_byte_quota_needs_both_its_rate_and_its_burst() {
+        let entry = |extra: &str| {
+            format!(
+                "[[token]]\nid = \"t\"\ntoken = \"s\"\nproject_id = \"p\"\naccount_id = \"a\"\n\
+                 kinds = [\"beacon\"]\nrate_per_sec = 1\nburst = 1\n{extra}\n"
+            )
+        };
+        let both = Registry::parse(&entry("bytes_per_sec = 10\nbytes_burst = 20"), None).unwrap();
+        let limiter = both
+            .by_digest
+            .values()
+            .next()
+            .unwrap()
+            .byte_limiter
+            .clone()
+            .unwrap();
+        assert_eq!((limiter.rate_per_sec, limiter.burst), (10, 20));
+        let none = Registry::parse(&entry(""), None).unwrap();
+        assert!(none
+            .by_digest
+            .values()
+            .next()
+            .unwrap()
+            .byte_limiter
+            .is_none());
+        let one = Registry::parse(&entry("bytes_per_sec = 10"), None).unwrap_err();
+        assert!(
+            one.to_string()
+                .contains("both `bytes_per_sec` and `bytes_burst`"),
+            "{one}"
+        );
+        let zero =
+            Registry::parse(&entry("bytes_per_sec = 0\nbytes_burst = 20"), None).unwrap_err();
+        assert!(zero.to_string().contains("must be positive"), "{zero}");
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub enum ApiError {
     /// More events than the token's burst: this request can never pass the rate limit.
     #[error("{count} events in one request, over this token's burst of {burst}: split the batch")]
     BatchExceedsBurst { count: usize, burst: u32 },
+    /// More bytes than the token's `bytes_burst`: this request can never pass its byte quota.
+    #[error("{bytes} bytes in one request, over this token's bytes_burst of {burst}: send smaller requests")]
+    BytesExceedBurst { bytes: usize, burst: u32 },
     /// `Content-Type` is not one inlet accepts.
     #[error("unsupported media type `{sent}`: use {accepted}")]
     UnsupportedMediaType { sent: String, accepted: String },
@@ -123,6 +126,7 @@ impl ApiError {
             | EventTooLarge { .. }
             | TooManyEvents { .. }
             | BatchExceedsBurst { .. }
+            | BytesExceedBurst { .. }
             | RejectedTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType { .. } | UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -154,6 +158,7 @@ impl ApiError {
             EventTooLarge { .. } | RejectedTooLarge => "event_too_large",
             TooManyEvents { .. } => "too_many_events",
             BatchExceedsBurst { .. } => "batch_exceeds_burst",
+            BytesExceedBurst { .. } => "bytes_exceed_burst",
             UnsupportedMediaType { .. } => "unsupported_media_type",
             UnsupportedEncoding(_) => "unsupported_content_encoding",
             RateLimited { .. } => "rate_limited",

@@ -300,7 +300,11 @@ impl Pipeline {
         let duplicates = skip.iter().filter(|s| **s).count();
         let events = split.events() + duplicates;
         if events > 0 {
-            if let Err(refused) = self.charge(lane, token, events).await {
+            let charged = match self.charge(lane, token, events).await {
+                Ok(()) => self.charge_bytes(lane, token, events, body.len()).await,
+                refused => refused,
+            };
+            if let Err(refused) = charged {
                 if let Some(dedupe) = &self.fleet.dedupe {
                     dedupe.release(claims.into_iter().flatten().collect());
                 }
@@ -423,6 +427,8 @@ impl Pipeline {
         let kind = batch.kind;
         self.routed(token, kind).await?;
         self.charge(kind, token, batch.len()).await?;
+        self.charge_bytes(kind, token, batch.len(), batch.weight())
+            .await?;
         let meta = self.meta(kind, batch.source, token, client);
         let large = batch.weight() >= BLOCKING_PARSE_BYTES;
         let keep = Keep {
@@ -466,6 +472,31 @@ impl Pipeline {
             Decision::TooBig => ApiError::BatchExceedsBurst {
                 count: events,
                 burst: token.limiter.burst,
+            },
+        };
+        count_events(kind, "rate_limited", events);
+        ::metrics::counter!(metrics::RATE_LIMITED, "token" => token.id.clone()).increment(1);
+        Err(refused)
+    }
+
+    /// Charges the token's byte quota, when it has one, for `bytes` of a request of `kind`
+    /// carrying `events` events (all or nothing): 429 with the wait, or 413 past its
+    /// `bytes_burst`; a refusal counts the events as rate limited.
+    pub async fn charge_bytes(
+        &self,
+        kind: Lane,
+        token: &Token,
+        events: usize,
+        bytes: usize,
+    ) -> Result<(), ApiError> {
+        let refused = match self.fleet.quota.charge_bytes(token, bytes).await {
+            Decision::Allowed => return Ok(()),
+            Decision::Wait(wait) => ApiError::RateLimited {
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            },
+            Decision::TooBig => ApiError::BytesExceedBurst {
+                bytes,
+                burst: token.byte_limiter.as_ref().map_or(0, |l| l.burst),
             },
         };
         count_events(kind, "rate_limited", events);

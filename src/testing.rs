@@ -18,6 +18,9 @@ pub const OTEL: &str = "unit-otel";
 /// The secret of the fourth: OTLP traces, 10 spans a second, 20 at once.
 pub const OTEL_TIGHT: &str = "unit-otel-tight";
 
+/// The secret of the fifth: beacons and recordings, 1,000 bytes a second, 2,000 at once.
+pub const BYTES: &str = "unit-bytes";
+
 /// The default configuration, adjusted by `tweak`.
 pub fn config(tweak: impl FnOnce(&mut Settings)) -> Config {
     let mut settings = Settings {
@@ -31,7 +34,8 @@ pub fn config(tweak: impl FnOnce(&mut Settings)) -> Config {
     Config::resolve(settings, Settings::default(), false).unwrap()
 }
 
-/// A registry holding four tokens, [`SECRET`], [`RECORDER`], [`OTEL`] and [`OTEL_TIGHT`].
+/// A registry holding five tokens, [`SECRET`], [`RECORDER`], [`OTEL`], [`OTEL_TIGHT`] and
+/// [`BYTES`].
 pub fn tokens() -> Tokens {
     let registry = Registry::parse(
         &format!(
@@ -44,7 +48,10 @@ pub fn tokens() -> Tokens {
              account_id = \"a\"\nkinds = [\"traces\", \"logs\", \"metrics\"]\n\
              rate_per_sec = 100000\nburst = 100000\n\
              [[token]]\nid = \"otel-tight\"\ntoken = \"{OTEL_TIGHT}\"\nproject_id = \"p\"\n\
-             account_id = \"a\"\nkinds = [\"traces\"]\nrate_per_sec = 10\nburst = 20\n"
+             account_id = \"a\"\nkinds = [\"traces\"]\nrate_per_sec = 10\nburst = 20\n\
+             [[token]]\nid = \"bytes\"\ntoken = \"{BYTES}\"\nproject_id = \"p\"\n\
+             account_id = \"a\"\nkinds = [\"beacon\", \"recording\"]\nrate_per_sec = 100000\n\
+             burst = 100000\nbytes_per_sec = 1000\nbytes_burst = 2000\n"
         ),
         None,
     )

@@ -27,6 +27,8 @@ const RATE: u32 = 20;
 const BURST: u32 = 20;
 /// The fleet token's secret.
 const FLEET: &str = "fleet-secret";
+/// Secret of a token with a byte quota of 1,000 bytes at once, refilled at one a second.
+const FLEET_BYTES: &str = "fleet-bytes-secret";
 /// How long the quota load runs.
 const LOAD_FOR: Duration = Duration::from_secs(5);
 /// Requests in flight at once, spread over the replicas.
@@ -102,7 +104,10 @@ impl Replicas {
 fn fleet_token() -> String {
     format!(
         "\n[[token]]\nid = \"fleet\"\ntoken = \"{FLEET}\"\nproject_id = \"{PROJECT}\"\n\
-         account_id = \"{ACCOUNT}\"\nkinds = [\"beacon\"]\nrate_per_sec = {RATE}\nburst = {BURST}\n"
+         account_id = \"{ACCOUNT}\"\nkinds = [\"beacon\"]\nrate_per_sec = {RATE}\nburst = {BURST}\n\
+         \n[[token]]\nid = \"fleet-bytes\"\ntoken = \"{FLEET_BYTES}\"\nproject_id = \"{PROJECT}\"\n\
+         account_id = \"{ACCOUNT}\"\nkinds = [\"beacon\"]\nrate_per_sec = 100000\nburst = 100000\n\
+         bytes_per_sec = 1\nbytes_burst = 1000\n"
     )
 }
 
@@ -272,6 +277,22 @@ async fn an_event_sent_twice_to_two_replicas_lands_once() {
         "one copy of each: {copies:?}"
     );
     assert_eq!(duplicates, EVENTS as f64);
+
+    // A byte quota is the fleet's too: 600 of its 1,000 bytes taken through one replica leave
+    // too few for the same request through another (each alone would take it).
+    let events: Vec<_> = (0..10)
+        .map(|i| json!({"session_id": "bytes", "event": format!("event-{i:02}"), "id": format!("b-{i}")}))
+        .collect();
+    let body = serde_json::to_string(&events).unwrap();
+    assert!((500..1000).contains(&body.len()), "{}", body.len());
+    let (first, answer) = replicas.post(0, FLEET_BYTES, body.clone()).await;
+    assert_eq!(first, 200, "{answer}");
+    let (second, answer) = replicas.post(1, FLEET_BYTES, body).await;
+    assert_eq!(
+        (second, answer["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{answer}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

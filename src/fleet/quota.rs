@@ -57,23 +57,40 @@ impl Quota {
     /// Charges `events` events to `token`, all or nothing: one Redis round trip when Redis is
     /// up, else the local limiter.
     pub async fn charge(&self, token: &Token, events: usize) -> Decision {
-        let limiter = &token.limiter;
-        if events == 0 || events > limiter.burst as usize {
+        let key = format!("inlet:quota:{}", token.id);
+        self.charge_to(&key, &token.limiter, events).await
+    }
+
+    /// Charges `bytes` to `token`'s byte quota, all or nothing, as [`Quota::charge`] does its
+    /// events; a token without one is allowed anything.
+    pub async fn charge_bytes(&self, token: &Token, bytes: usize) -> Decision {
+        match &token.byte_limiter {
+            Some(limiter) => {
+                let key = format!("inlet:bytes:{}", token.id);
+                self.charge_to(&key, limiter, bytes).await
+            }
+            None => Decision::Allowed,
+        }
+    }
+
+    /// Charges `cells` to the quota `limiter` holds, kept under `key` in Redis.
+    async fn charge_to(&self, key: &str, limiter: &Arc<Limiter>, cells: usize) -> Decision {
+        if cells == 0 || cells > limiter.burst as usize {
             // Decided without state: the local limiter answers the same as Redis would.
-            return limiter.check(events);
+            return limiter.check(cells);
         }
         let Some((backend, script)) = &self.shared else {
-            return limiter.check(events);
+            return limiter.check(cells);
         };
         let interval_us = 1_000_000.0 / f64::from(limiter.rate_per_sec);
-        let key = format!("inlet:quota:{}", token.id);
+        let redis_key = key.to_owned();
         let charged = backend
             .call(|mut connection| async move {
                 script
-                    .key(key)
+                    .key(redis_key)
                     .arg(interval_us)
                     .arg(limiter.burst)
-                    .arg(events)
+                    .arg(cells)
                     .invoke_async::<u64>(&mut connection)
                     .await
             })
@@ -83,23 +100,23 @@ impl Quota {
             Some(wait_us) => Decision::Wait(Duration::from_micros(wait_us)),
             None => {
                 ::metrics::counter!(metrics::QUOTA_FALLBACKS).increment(1);
-                self.fallback_limiter(token).check(events)
+                self.fallback_limiter(key, limiter).check(cells)
             }
         }
     }
 
-    /// The limiter a replica charges alone for `token` while Redis is unreachable: the token's
-    /// rate times the share (at least one event per second), with the token's burst, so a
-    /// batch the fleet would take is never refused as too big.
-    fn fallback_limiter(&self, token: &Token) -> Arc<Limiter> {
+    /// The limiter a replica charges alone for the quota under `key` (`limiter`'s) while Redis
+    /// is unreachable: its rate times the share (at least one a second), with its whole burst,
+    /// so a batch the fleet would take is never refused as too big.
+    fn fallback_limiter(&self, key: &str, limiter: &Arc<Limiter>) -> Arc<Limiter> {
         if self.share >= 1.0 {
-            return Arc::clone(&token.limiter);
+            return Arc::clone(limiter);
         }
-        let (rate, burst) = (token.limiter.rate_per_sec, token.limiter.burst);
+        let (rate, burst) = (limiter.rate_per_sec, limiter.burst);
         let shared_rate = ((f64::from(rate) * self.share).ceil() as u32).clamp(1, rate);
         let mut limiters = self.fallback.lock().unwrap_or_else(|e| e.into_inner());
         let limiter = limiters
-            .entry(token.id.clone())
+            .entry(key.to_owned())
             .or_insert_with(|| Arc::new(local_limiter(shared_rate, burst)));
         if (limiter.rate_per_sec, limiter.burst) != (shared_rate, burst) {
             // The registry was reloaded with another quota.
@@ -122,10 +139,11 @@ mod tests {
     #[test]
     fn the_fallback_keeps_the_share_of_the_rate_and_the_whole_burst() {
         let token = testing::token();
-        let half = Quota::new(None, 0.5).fallback_limiter(&token);
+        let key = "inlet:quota:unit";
+        let half = Quota::new(None, 0.5).fallback_limiter(key, &token.limiter);
         assert_eq!(half.rate_per_sec, token.limiter.rate_per_sec / 2);
         assert_eq!(half.burst, token.limiter.burst);
-        let whole = Quota::new(None, 1.0).fallback_limiter(&token);
+        let whole = Quota::new(None, 1.0).fallback_limiter(key, &token.limiter);
         assert!(
             Arc::ptr_eq(&whole, &token.limiter),
             "the token's own limiter"

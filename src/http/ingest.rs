@@ -85,6 +85,67 @@ mod tests {
         (status, serde_json::from_slice(&body).unwrap())
     }
 
+    #[tokio::test]
+    async fn a_byte_quota_holds_beside_the_events_for_batches_and_recordings() {
+        let sink = Arc::new(MemorySink::accepting());
+        let router = public_router(state(Arc::clone(&sink), |_| {}));
+        let post = |path: &str, body: Vec<u8>| {
+            Request::post(path)
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", crate::testing::BYTES),
+                )
+                .body(Body::from(body))
+                .unwrap()
+        };
+        // 30 beacons of about 50 bytes: some 1,500 bytes of the 2,000 at once.
+        let batch = |n: usize| {
+            let events: Vec<Value> = (0..n)
+                .map(|i| json!({"session_id": "s", "event": format!("e{i:04}")}))
+                .collect();
+            serde_json::to_vec(&events).unwrap()
+        };
+        let (status, _, _) =
+            crate::http::testing::send(&router, post("/v1/beacons", batch(30))).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, headers, body) =
+            crate::http::testing::send(&router, post("/v1/beacons", batch(30))).await;
+        assert_eq!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(
+            headers[header::RETRY_AFTER]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                >= 1
+        );
+        // Over the burst: never, whatever the wait.
+        let (status, _, body) =
+            crate::http::testing::send(&router, post("/v1/beacons", batch(60))).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "bytes_exceed_burst");
+        // A recording is charged its bytes as they arrive, in steps of the burst at most.
+        let (status, _, body) =
+            crate::http::testing::send(&router, post("/v1/recordings/s", vec![b'r'; 5_000])).await;
+        assert_eq!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(
+            sink.records().len(),
+            30,
+            "only the first batch was produced"
+        );
+    }
+
     /// The pipeline's answers as HTTP: every status of a request whose events were not all
     /// accepted (the pipeline's own tests cover which answer each case gets).
     #[tokio::test]

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use super::adapter::authorize;
 use super::authenticate::presented_secret;
 use super::body::{content_encoding, Incoming, MinRate};
+use crate::auth::Token;
 use crate::config::Delivery;
 use crate::decode::Encoding;
 use crate::error::{ApiError, Refusal, Rejection};
@@ -33,6 +34,9 @@ use crate::metrics::count_events;
 use crate::proto::Recording;
 use crate::recording::{Receipt, Upload};
 use crate::state::AppState;
+
+/// Bytes of a recording charged to a byte quota at once, at most.
+const BYTES_STEP: usize = 256 << 10;
 
 /// The native route's handler.
 pub async fn upload(
@@ -80,7 +84,7 @@ async fn record(
     let client = auth.client(&parts.headers);
     let upload = (state.pipeline).upload(&auth.token, client, Source::Inlet, recording);
     let outcome = match upload.await {
-        Ok(upload) => stream(&mut incoming, upload).await,
+        Ok(upload) => stream(&mut incoming, upload, &state, &auth.token).await,
         Err(error) => Err(error),
     };
     record_size(&parts, incoming.received());
@@ -96,8 +100,18 @@ async fn record(
     }
 }
 
-/// Reads the body into `upload` as it arrives, and closes the recording at its end.
-async fn stream(incoming: &mut Incoming, mut upload: Upload) -> Result<Receipt, ApiError> {
+/// Reads the body into `upload` as it arrives, and closes the recording at its end. A token
+/// with a byte quota is charged as the body arrives, in steps of at most 256 KiB (and of its
+/// `bytes_burst`), before the bytes are produced.
+async fn stream(
+    incoming: &mut Incoming,
+    mut upload: Upload,
+    state: &AppState,
+    token: &Token,
+) -> Result<Receipt, ApiError> {
+    let step =
+        (token.byte_limiter.as_ref()).map(|limiter| (limiter.burst as usize).min(BYTES_STEP));
+    let mut uncharged = 0;
     loop {
         if let Some(failure) = upload.failed() {
             return Err(ApiError::Unavailable(failure));
@@ -114,6 +128,21 @@ async fn stream(incoming: &mut Incoming, mut upload: Upload) -> Result<Receipt, 
             () = upload.landed(), if upload.in_flight() => continue,
             data = incoming.next() => data?,
         };
+        let Some(step) = step else {
+            match data {
+                Some(data) => upload.write(&data),
+                None => break,
+            }
+            continue;
+        };
+        uncharged += data.as_ref().map_or(0, |data| data.len());
+        while uncharged >= step || (data.is_none() && uncharged > 0) {
+            let bytes = uncharged.min(step);
+            (state.pipeline)
+                .charge_bytes(Lane::RECORDING, token, 0, bytes)
+                .await?;
+            uncharged -= bytes;
+        }
         match data {
             Some(data) => upload.write(&data),
             None => break,
