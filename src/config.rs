@@ -25,7 +25,8 @@ use clap::{Args, Parser, Subcommand};
 pub use crate::lane::BodyLimits;
 use crate::lane::{Lane, PerLane};
 pub use crate::settings::{
-    Compression, Delivery, FsyncMode, LogFormat, Settings, Switch, Truncation,
+    Compression, Delivery, FsyncMode, LogFormat, Secret, SecurityProtocol, Settings, Switch,
+    Truncation,
 };
 
 /// inlet: an HTTP-to-Kafka ingest gateway for analytics beacons and error occurrences.
@@ -175,8 +176,42 @@ pub struct KafkaConfig {
     pub retry_forever: bool,
     /// The largest event any lane accepts, in bytes (its Kafka message adds an envelope).
     pub max_event: usize,
+    /// The connection's security (TLS, SASL) as librdkafka properties, secrets included.
+    pub security: Properties,
     /// Free-form librdkafka producer properties; they win over inlet's own.
-    pub librdkafka: BTreeMap<String, String>,
+    pub librdkafka: Properties,
+}
+
+/// librdkafka properties whose `Debug` shows `<redacted>` for every secret's value (a
+/// password, a private key, an OAUTHBEARER configuration), so no log line or error built from
+/// the configuration can print one.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Properties(pub BTreeMap<String, String>);
+
+impl Properties {
+    /// Whether `key` names a property whose value is a secret.
+    pub fn is_secret(key: &str) -> bool {
+        let key = key.to_ascii_lowercase();
+        [
+            "password",
+            "secret",
+            "sasl.oauthbearer.config",
+            "ssl.key.pem",
+            "ssl_key",
+        ]
+        .iter()
+        .any(|word| key.contains(word))
+    }
+}
+
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.0.iter().map(|(k, v)| match Properties::is_secret(k) {
+            true => (k, "<redacted>"),
+            false => (k, v.as_str()),
+        });
+        f.debug_map().entries(shown).finish()
+    }
 }
 
 /// The settings of the spool.
@@ -281,6 +316,85 @@ impl Config {
     /// Every lane's topic, in the lanes' order.
     pub fn topics(&self) -> impl Iterator<Item = &str> {
         self.lanes.iter().map(|(_, lane)| lane.topic.as_str())
+    }
+}
+
+/// The connection's security settings as librdkafka properties: the protocol, SASL's
+/// mechanism and credentials, TLS's CA, client certificate and key. A secret comes from its
+/// setting or from its `_file` setting (as Kubernetes mounts secrets), never both; errors name
+/// the setting and the file, never the secret.
+fn security(given: Given) -> anyhow::Result<Properties> {
+    let mut properties = BTreeMap::new();
+    let mut set = |key: &str, value: Option<String>| {
+        if let Some(value) = value {
+            properties.insert(key.to_owned(), value);
+        }
+    };
+    let path = |p: Option<PathBuf>| p.map(|p| p.display().to_string());
+    set(
+        "security.protocol",
+        pick!(given, kafka_security_protocol).map(|p| p.as_str().to_owned()),
+    );
+    set("sasl.mechanisms", pick!(given, kafka_sasl_mechanism));
+    set("sasl.username", pick!(given, kafka_sasl_username));
+    set(
+        "sasl.password",
+        secret(
+            "kafka_sasl_password",
+            pick!(given, kafka_sasl_password),
+            pick!(given, kafka_sasl_password_file),
+        )?,
+    );
+    set("ssl.ca.location", path(pick!(given, kafka_ssl_ca_location)));
+    set(
+        "ssl.certificate.location",
+        path(pick!(given, kafka_ssl_certificate_location)),
+    );
+    set(
+        "ssl.key.location",
+        path(pick!(given, kafka_ssl_key_location)),
+    );
+    set(
+        "ssl.key.password",
+        secret(
+            "kafka_ssl_key_password",
+            pick!(given, kafka_ssl_key_password),
+            pick!(given, kafka_ssl_key_password_file),
+        )?,
+    );
+    if let Some(mechanism) = properties.get("sasl.mechanisms") {
+        let known = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"];
+        if !known.contains(&mechanism.as_str()) {
+            bail!(
+                "kafka_sasl_mechanism: `{mechanism}` is not one of {}",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(Properties(properties))
+}
+
+/// The secret `name` gives, from its value or from the file `{name}_file` names (one trailing
+/// newline dropped); an error names the setting and the file, never the secret.
+fn secret(
+    name: &str,
+    value: Option<Secret>,
+    file: Option<PathBuf>,
+) -> anyhow::Result<Option<String>> {
+    match (value, file) {
+        (Some(_), Some(_)) => bail!("{name} and {name}_file: give one of them, not both"),
+        (Some(Secret(value)), None) => Ok(Some(value)),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("{name}_file: cannot read {}", file.display()))?;
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            if text.is_empty() {
+                bail!("{name}_file: {} is empty", file.display());
+            }
+            Ok(Some(text.to_owned()))
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -442,12 +556,17 @@ impl KafkaConfig {
             );
         }
         let mut librdkafka = given.file.librdkafka.clone();
-        for pair in &given.cli.librdkafka_args {
-            let (k, v) = pair
-                .split_once('=')
-                .with_context(|| format!("librdkafka: `{pair}` is not KEY=VALUE"))?;
+        for (i, pair) in given.cli.librdkafka_args.iter().enumerate() {
+            // Not shown: the entry may hold a secret.
+            let (k, v) = pair.split_once('=').with_context(|| {
+                format!(
+                    "librdkafka: entry {} of --librdkafka / INLET_LIBRDKAFKA is not KEY=VALUE",
+                    i + 1
+                )
+            })?;
             librdkafka.insert(k.trim().to_owned(), v.trim().to_owned());
         }
+        let security = security(given)?;
         let kafka = KafkaConfig {
             brokers,
             compression: pick!(given, compression, Compression::Lz4),
@@ -460,7 +579,8 @@ impl KafkaConfig {
                 .map(|(_, l)| l.limits.max_event)
                 .max()
                 .unwrap_or(0),
-            librdkafka,
+            security,
+            librdkafka: Properties(librdkafka),
         };
         if kafka.delivery_timeout < Duration::from_millis(100) {
             bail!("delivery_timeout_ms: must be at least 100");
@@ -666,8 +786,78 @@ mod tests {
             ..Default::default()
         };
         let c = Config::resolve(cli, f, false).unwrap();
-        assert_eq!(c.kafka.librdkafka["linger.ms"], "9");
-        assert_eq!(c.kafka.librdkafka["batch.size"], "2000");
+        assert_eq!(c.kafka.librdkafka.0["linger.ms"], "9");
+        assert_eq!(c.kafka.librdkafka.0["batch.size"], "2000");
+    }
+
+    #[test]
+    fn kafka_secrets_come_from_files_and_are_never_shown() {
+        let dir = std::env::temp_dir().join(format!("inlet-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let password = dir.join("password");
+        std::fs::write(&password, "s3cr3t-hunter2\n").unwrap();
+        let given = |tweak: &dyn Fn(&mut Settings)| {
+            let mut cli = Settings {
+                kafka_brokers: Some("k:9093".into()),
+                tokens_file: Some("t".into()),
+                kafka_security_protocol: Some(SecurityProtocol::SaslSsl),
+                kafka_sasl_mechanism: Some("SCRAM-SHA-512".into()),
+                kafka_sasl_username: Some("inlet".into()),
+                kafka_ssl_ca_location: Some("/etc/kafka/ca.pem".into()),
+                ..Default::default()
+            };
+            tweak(&mut cli);
+            Config::resolve(cli, Settings::default(), false)
+        };
+        let c = given(&|s| s.kafka_sasl_password_file = Some(password.clone())).unwrap();
+        let properties = crate::sink::kafka::properties::producer_properties(&c.kafka);
+        let property = |key: &str| {
+            properties
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            property("sasl.password"),
+            Some("s3cr3t-hunter2"),
+            "the newline dropped"
+        );
+        assert_eq!(property("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(property("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        assert_eq!(property("ssl.ca.location"), Some("/etc/kafka/ca.pem"));
+        // The configuration as any log or panic would print it holds no secret.
+        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        assert!(format!("{:?}", c.kafka.security).contains("<redacted>"));
+        // Nor does any error about it.
+        let both = given(&|s| {
+            s.kafka_sasl_password = Some(Secret("hunter2-given".into()));
+            s.kafka_sasl_password_file = Some(password.clone());
+        });
+        let error = format!("{:#}", both.unwrap_err());
+        assert!(
+            error.contains("kafka_sasl_password and kafka_sasl_password_file"),
+            "{error}"
+        );
+        let missing = given(&|s| s.kafka_sasl_password_file = Some(dir.join("nowhere")));
+        let error = format!("{:#}", missing.unwrap_err());
+        assert!(
+            error.starts_with("kafka_sasl_password_file: cannot read"),
+            "{error}"
+        );
+        let unknown = given(&|s| s.kafka_sasl_mechanism = Some("GSSAPI".into()));
+        assert!(unknown
+            .unwrap_err()
+            .to_string()
+            .starts_with("kafka_sasl_mechanism"));
+        let garbled = given(&|s| s.librdkafka_args = vec!["sasl.passwordhunter2".into()]);
+        let error = format!("{:#}", garbled.unwrap_err());
+        assert!(
+            error.contains("not KEY=VALUE") && !error.contains("hunter2"),
+            "{error}"
+        );
+        let free_form = given(&|s| s.librdkafka_args = vec!["sasl.password=hunter2".into()]);
+        assert!(!format!("{:?}", free_form.unwrap()).contains("hunter2"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -77,6 +77,48 @@ pub enum LogFormat {
     Text,
 }
 
+/// How inlet talks to the Kafka brokers (librdkafka's `security.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// librdkafka's name of it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+}
+
+/// A secret as given (a password, a key's passphrase): shown as `<redacted>` by `Debug`, so no
+/// log line, panic or error made from the settings can print it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
 /// Raw settings as given by one source: every field optional. The same struct is read from the
 /// TOML file and from environment and flags, so a name can never differ between them.
 #[derive(Debug, Default, Args, Deserialize)]
@@ -261,6 +303,36 @@ pub struct Settings {
     /// Whether events refused as invalid are produced to the dead-letter topic [default: on]
     #[arg(long, env = "INLET_DEAD_LETTERS", value_enum)]
     pub dead_letters: Option<Switch>,
+    /// How inlet talks to Kafka: plaintext, ssl, sasl_plaintext or sasl_ssl [default: plaintext]
+    #[arg(long, env = "INLET_KAFKA_SECURITY_PROTOCOL", value_enum)]
+    pub kafka_security_protocol: Option<SecurityProtocol>,
+    /// The SASL mechanism: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (librdkafka's sasl.mechanisms)
+    #[arg(long, env = "INLET_KAFKA_SASL_MECHANISM")]
+    pub kafka_sasl_mechanism: Option<String>,
+    /// The SASL user name
+    #[arg(long, env = "INLET_KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+    /// The SASL password (prefer kafka_sasl_password_file: a mounted secret)
+    #[arg(long, env = "INLET_KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub kafka_sasl_password: Option<Secret>,
+    /// A file holding the SASL password (a trailing newline is ignored)
+    #[arg(long, env = "INLET_KAFKA_SASL_PASSWORD_FILE")]
+    pub kafka_sasl_password_file: Option<PathBuf>,
+    /// The CA certificate(s) that sign the brokers' certificates, PEM (ssl.ca.location)
+    #[arg(long, env = "INLET_KAFKA_SSL_CA_LOCATION")]
+    pub kafka_ssl_ca_location: Option<PathBuf>,
+    /// inlet's client certificate, PEM, for brokers that require one (ssl.certificate.location)
+    #[arg(long, env = "INLET_KAFKA_SSL_CERTIFICATE_LOCATION")]
+    pub kafka_ssl_certificate_location: Option<PathBuf>,
+    /// The client certificate's private key, PEM (ssl.key.location)
+    #[arg(long, env = "INLET_KAFKA_SSL_KEY_LOCATION")]
+    pub kafka_ssl_key_location: Option<PathBuf>,
+    /// The private key's passphrase, if it has one (prefer kafka_ssl_key_password_file)
+    #[arg(long, env = "INLET_KAFKA_SSL_KEY_PASSWORD", hide_env_values = true)]
+    pub kafka_ssl_key_password: Option<Secret>,
+    /// A file holding the private key's passphrase (a trailing newline is ignored)
+    #[arg(long, env = "INLET_KAFKA_SSL_KEY_PASSWORD_FILE")]
+    pub kafka_ssl_key_password_file: Option<PathBuf>,
     /// Extra librdkafka producer property KEY=VALUE (repeatable; env: comma-separated)
     #[arg(
         long = "librdkafka",

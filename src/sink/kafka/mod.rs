@@ -41,7 +41,7 @@
 mod batch;
 mod feeder;
 mod posted;
-mod properties;
+pub(crate) mod properties;
 mod queue;
 mod reports;
 mod shared;

@@ -50,7 +50,8 @@ pub fn producer_properties(config: &KafkaConfig) -> Vec<(String, String)> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
-    .chain(config.librdkafka.clone())
+    .chain(config.security.0.clone())
+    .chain(config.librdkafka.0.clone())
     .collect()
 }
 
