@@ -63,6 +63,9 @@ pub const KAFKA_BROKER_RTT: &str = "inlet_kafka_broker_rtt_seconds";
 pub const KAFKA_RETRIES: &str = "inlet_kafka_retries_total";
 /// Produce request errors, all brokers.
 pub const KAFKA_ERRORS: &str = "inlet_kafka_errors_total";
+/// Errors connecting to Kafka, by `cause` (authentication, broker_certificate,
+/// client_certificate, tls, unreachable).
+pub const KAFKA_CONNECTION_ERRORS: &str = "inlet_kafka_connection_errors_total";
 /// Token registry reloads by `result` (success, failure).
 pub const TOKEN_RELOADS: &str = "inlet_token_registry_reloads_total";
 /// Events refused as invalid and produced as dead letters, by `token` and `code`.
@@ -219,6 +222,10 @@ pub fn install() -> PrometheusHandle {
             );
             metrics::describe_counter!(KAFKA_RETRIES, "Produce requests retried.");
             metrics::describe_counter!(KAFKA_ERRORS, "Produce request errors.");
+            metrics::describe_counter!(
+                KAFKA_CONNECTION_ERRORS,
+                "Errors connecting to Kafka, by cause."
+            );
             metrics::describe_counter!(TOKEN_RELOADS, "Token registry reloads by result.");
             metrics::describe_gauge!(BUILD_INFO, "Build information.");
             metrics::describe_counter!(

@@ -41,6 +41,7 @@
 mod batch;
 mod feeder;
 mod posted;
+mod connection;
 pub(crate) mod properties;
 mod queue;
 mod reports;
@@ -95,6 +96,7 @@ impl KafkaSink {
         let context = Context {
             feed_queue: Arc::new(FeedQueue::new()),
             reports_waiting: Arc::new(Signal::default()),
+            connection: Arc::new(connection::Watch::default()),
         };
         let producer = Producer::new(&client_config, &context)?;
         let shared = Arc::new(Shared {

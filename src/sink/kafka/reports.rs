@@ -63,10 +63,18 @@ pub(super) struct Context {
     pub(super) feed_queue: Arc<FeedQueue>,
     /// Raised by librdkafka when delivery reports wait to be served.
     pub(super) reports_waiting: Arc<Signal>,
+    /// Why Kafka cannot be reached, logged once a cause.
+    pub(super) connection: Arc<super::connection::Watch>,
 }
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // A failed connection is logged at every retry, every second; its error callback
+        // says why once (`connection`).
+        if fac == "FAIL" {
+            tracing::debug!(target: "librdkafka", fac, "{message}");
+            return;
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -85,6 +93,9 @@ impl ClientContext for Context {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if self.connection.error(&error, reason) {
+            return;
+        }
         match error.rdkafka_error_code() {
             // Connection trouble repeats at every retry; readiness changes are logged once by
             // the supervisor, the details stay at debug.

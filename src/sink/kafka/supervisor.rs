@@ -59,6 +59,9 @@ fn probe(shared: &Shared, producer: &Producer) -> bool {
         Err(_) => false,
     };
     let was = shared.ready.swap(ok, Ordering::Relaxed);
+    if ok {
+        shared.context.connection.connected();
+    }
     if was != ok {
         match &result {
             Ok(_) if ok => tracing::info!(topic = %topic, "Kafka is reachable"),
