@@ -56,11 +56,14 @@ step "Debian packages"
 #   chromium  tests/browser.rs drives headless Chromium against inlet (CORS, sendBeacon, pixel).
 #   redis-server
 #             tests/fleet.rs runs three inlet replicas sharing one Redis (quotas, dedupe).
+#   haproxy, openssl
+#             tests/kafka_security.rs terminates TLS in front of Tansu with haproxy (Tansu 0.6.0
+#             serves no TLS) and makes its CA and certificates with openssl.
 # Not needed (Tansu 0.6.0 --features dynostore,libsql and inlet build on a
 # host without them): cmake (aws-lc-sys 0.38 builds with cc), libclang
 # (libsql-ffi ships pre-generated bindings), protoc (inlet uses protox).
 need_pkgs=()
-for pkg in gcc libc6-dev make g++ pkg-config zlib1g-dev libssl-dev prometheus chromium redis-server; do
+for pkg in gcc libc6-dev make g++ pkg-config zlib1g-dev libssl-dev prometheus chromium redis-server haproxy openssl; do
     if ! dpkg -s "$pkg" >/dev/null 2>&1; then
         need_pkgs+=("$pkg")
     fi

@@ -79,6 +79,17 @@ impl std::fmt::Display for StartError {
     }
 }
 
+/// What a broker may do besides the defaults: advertise another address (a TLS terminator's
+/// port in front of it), and require SASL (`--authentication`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The port clients are told to connect to, instead of the broker's own.
+    pub advertised_port: Option<u16>,
+    /// Whether clients must authenticate with SCRAM (users made by `tansu user create`, kept
+    /// only by `sqlite://` storage).
+    pub authentication: bool,
+}
+
 /// A running (or stopped) Tansu broker. Killed on drop.
 #[derive(Debug)]
 pub struct Broker {
@@ -86,6 +97,8 @@ pub struct Broker {
     child: Option<Child>,
     port: u16,
     storage: Storage,
+    /// How it differs from a plain broker.
+    options: Options,
     /// Private temp dir: log file, and working directory for `memory://`.
     work_dir: PathBuf,
     log_path: PathBuf,
@@ -95,7 +108,20 @@ impl Broker {
     /// Starts Tansu with `memory://` storage on a free loopback port and waits
     /// until it accepts TCP connections.
     pub fn start_memory() -> Broker {
-        Self::launch(Storage::Memory)
+        Self::launch(Storage::Memory, Options::default())
+    }
+
+    /// Starts Tansu with `options`: on `memory://` storage, or on `sqlite://<dir>/tansu.db`
+    /// (which brokers may share: users made through one are known to the others).
+    pub fn start_with(sqlite: Option<&Path>, options: Options) -> Broker {
+        let storage = match sqlite {
+            Some(dir) => {
+                fs::create_dir_all(dir).unwrap();
+                Storage::Sqlite(dir.canonicalize().unwrap())
+            }
+            None => Storage::Memory,
+        };
+        Self::launch(storage, options)
     }
 
     /// The `memory://` broker the tests of this binary share while any of them holds it: the
@@ -121,7 +147,7 @@ impl Broker {
         let dir = dir
             .canonicalize()
             .unwrap_or_else(|e| panic!("canonicalizing {}: {e}", dir.display()));
-        Self::launch(Storage::Sqlite(dir))
+        Self::launch(Storage::Sqlite(dir), Options::default())
     }
 
     /// `"127.0.0.1:PORT"`, for `bootstrap.servers`.
@@ -172,7 +198,7 @@ impl Broker {
         }
     }
 
-    fn launch(storage: Storage) -> Broker {
+    fn launch(storage: Storage, options: Options) -> Broker {
         let bin = tansu_bin();
         let work_dir = unique_temp_dir();
         let log_path = work_dir.join("tansu.log");
@@ -181,6 +207,7 @@ impl Broker {
             child: None,
             port: free_port(),
             storage,
+            options,
             work_dir,
             log_path,
         };
@@ -203,22 +230,29 @@ impl Broker {
     fn spawn_and_wait(&mut self) -> Result<(), StartError> {
         let bin = self.bin.clone();
         let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = match self.options.advertised_port {
+            Some(port) => format!("tcp://127.0.0.1:{port}"),
+            None => listener.clone(),
+        };
         let (storage_url, cwd) = match &self.storage {
             Storage::Memory => ("memory://tansu/".to_string(), self.work_dir.clone()),
             // Tansu resolves the sqlite path against its current directory.
             Storage::Sqlite(dir) => ("sqlite://tansu.db".to_string(), dir.clone()),
         };
-        let args = [
+        let mut args = vec![
             "broker".to_string(),
             "--cluster-id".to_string(),
             "inlet-test".to_string(),
             "--listener-url".to_string(),
-            listener.clone(),
-            "--advertised-listener-url".to_string(),
             listener,
+            "--advertised-listener-url".to_string(),
+            advertised,
             "--storage-engine".to_string(),
             storage_url,
         ];
+        if self.options.authentication {
+            args.push("--authentication".to_string());
+        }
         self.note(&format!(
             "cwd {}; exec {} {}",
             cwd.display(),

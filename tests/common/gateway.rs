@@ -451,12 +451,24 @@ pub fn event_ids(messages: &[Consumed]) -> Vec<&str> {
     ids
 }
 
+/// A client's configuration for `brokers`: `host:port[,host:port]`, optionally followed by
+/// client properties, each after a `|` (`127.0.0.1:9093|security.protocol=ssl|ssl.ca.location=
+/// ca.pem`), so a test of a secured broker reads it with the same helpers.
+pub fn client_config(brokers: &str) -> ClientConfig {
+    let mut parts = brokers.split('|');
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", parts.next().unwrap_or_default());
+    for property in parts {
+        let (key, value) = property.split_once('=').expect("key=value");
+        config.set(key, value);
+    }
+    config
+}
+
 /// Creates `topics` with [`PARTITIONS`] partitions and waits until their metadata shows them.
 pub async fn create_topics(brokers: &str, topics: &[&str]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(brokers).create().expect("admin client");
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
@@ -471,10 +483,7 @@ pub async fn create_topics(brokers: &str, topics: &[&str]) {
     for r in results {
         r.expect("topic created");
     }
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
+    let consumer: BaseConsumer = client_config(brokers).create().unwrap();
     for topic in topics {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -565,8 +574,7 @@ pub fn consume_until<T>(
     decode: impl Fn(&[u8]) -> T,
     mut done: impl FnMut(&[(Place, T)]) -> bool,
 ) -> Vec<(Place, T)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = client_config(brokers)
         .set("group.id", format!("test-{}", uuid::Uuid::now_v7()))
         .set("enable.auto.commit", "false")
         // An empty partition's fetch is answered after 50 ms, not librdkafka's 500: reading

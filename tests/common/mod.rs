@@ -12,6 +12,7 @@ pub mod raw;
 pub mod recordings;
 pub mod redis;
 pub mod request;
+pub mod secure;
 
 /// Binds 127.0.0.1:0 and releases it, returning the port the kernel chose.
 pub fn free_port() -> u16 {

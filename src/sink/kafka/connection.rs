@@ -130,8 +130,11 @@ impl Watch {
         };
         ::metrics::counter!(metrics::KAFKA_CONNECTION_ERRORS, "cause" => cause.as_str())
             .increment(1);
-        // An unreachable broker is the supervisor's to report (it knows when it is back); a
-        // cause that is more precise replaces it.
+        // "All brokers down" follows every other failure: it does not replace a more precise
+        // cause already said, only a more precise cause replaces it.
+        if cause == Cause::Unreachable && self.logged.load(Ordering::Acquire) != 0 {
+            return true;
+        }
         let before = self.logged.swap(cause as u8, Ordering::AcqRel);
         if before != cause as u8 {
             tracing::error!(cause = cause.as_str(), %error, reason, "{}", cause.advice());
@@ -151,6 +154,32 @@ impl Watch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_cause_is_said_once_and_all_brokers_down_does_not_replace_a_precise_one() {
+        let watch = Watch::default();
+        let error = KafkaError::ClientCreation("x".into());
+        let said = |watch: &Watch| Cause::from_u8(watch.logged.load(Ordering::Acquire));
+        assert!(watch.error(&error, "SASL authentication error: invalid-proof"));
+        assert_eq!(said(&watch), Some(Cause::Authentication));
+        assert!(watch.error(&error, "1/1 brokers are down: Connection refused"));
+        assert_eq!(
+            said(&watch),
+            Some(Cause::Authentication),
+            "still the precise cause"
+        );
+        watch.connected();
+        assert_eq!(said(&watch), None);
+        assert!(watch.error(&error, "Connect failed: Connection refused"));
+        assert_eq!(said(&watch), Some(Cause::Unreachable));
+        assert!(watch.error(&error, "SSL handshake failed: certificate verify failed"));
+        assert_eq!(
+            said(&watch),
+            Some(Cause::BrokerCertificate),
+            "a precise cause replaces it"
+        );
+        assert!(!watch.error(&error, "Message size too large"));
+    }
 
     #[test]
     fn librdkafka_s_errors_are_sorted_into_what_an_operator_can_act_on() {
