@@ -604,6 +604,7 @@ def cmd_k8s() -> None:
         "pdb.yaml": ["PodDisruptionBudget"],
         "configmap.yaml": ["ConfigMap"],
         "secret.yaml": ["Secret"],
+        "kafka-secret.yaml": ["Secret"],
         "servicemonitor.yaml": ["ServiceMonitor"],
         "kustomization.yaml": ["Kustomization"],
     }
