@@ -234,6 +234,54 @@ async fn assert_failure_said(address: &str, env: &[(&str, &str)], cause: &str, a
     assert_eq!(said, 1, "{cause}: said {said} times:\n{log}");
 }
 
+/// Under `spool`, an event accepted (202) while `wrong` settings keep inlet from Kafka is
+/// delivered once inlet restarts with the `right` ones (the spool kept it): read back through
+/// `brokers`.
+async fn spooled_then_delivered(
+    test: &str,
+    address: &str,
+    brokers: &str,
+    wrong: &[(&str, &str)],
+    right: &[(&str, &str)],
+) {
+    let topics = topics(test);
+    create_topics(brokers, &[&topics.0, &topics.1]).await;
+    let spool = temp_dir("spool-fixed").display().to_string();
+    let start = |env: &[(&str, &str)]| {
+        let mut env = env.to_vec();
+        env.extend([
+            ("INLET_DELIVERY", "spool"),
+            ("INLET_SPOOL_DIR", spool.as_str()),
+            // What Kafka does not take within the grace stays in the spool: no need to wait.
+            ("INLET_SHUTDOWN_GRACE_MS", "500"),
+        ]);
+        InletProcess::start(address, &topics, &env)
+    };
+    let mut inlet = start(wrong);
+    let id = format!("{test}-spooled");
+    let beacon = json!({"session_id": test, "event": "e", "id": id}).to_string();
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/beacons", inlet.url))
+        .bearer_auth(SDK)
+        .header("content-type", "application/json")
+        .body(beacon)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202, "{test}: accepted into the spool");
+    inlet.signal("TERM");
+    inlet.wait(Duration::from_secs(60));
+    let fixed = start(right);
+    let read = landed(brokers, &topics.0, 1, Duration::from_millis(200)).await;
+    assert_eq!(
+        read.len(),
+        1,
+        "{test}: delivered after the restart:\n{}",
+        fixed.log()
+    );
+    assert_eq!(read[0].envelope.event_id, id);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_an_unknown_ca_and_a_missing_client_certificate_are_each_said_once() {
     let certs = Certs::make();
@@ -287,4 +335,66 @@ async fn a_wrong_password_an_unknown_ca_and_a_missing_client_certificate_are_eac
         "the broker wants a client certificate",
     )
     .await;
+
+    // Under `spool` each is accepted meanwhile and delivered once fixed and restarted.
+    let sasl = |password: &'static str| {
+        vec![
+            ("INLET_KAFKA_SECURITY_PROTOCOL", "sasl_plaintext"),
+            ("INLET_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256"),
+            ("INLET_KAFKA_SASL_USERNAME", "inlet"),
+            ("INLET_KAFKA_SASL_PASSWORD", password),
+        ]
+    };
+    let reader = [
+        ("security.protocol", "sasl_plaintext"),
+        ("sasl.mechanisms", "SCRAM-SHA-256"),
+        ("sasl.username", "inlet"),
+        ("sasl.password", "the-right-one"),
+    ];
+    let address = locked.bootstrap();
+    let brokers = with(&address, &reader);
+    spooled_then_delivered(
+        "spool-password",
+        &address,
+        &brokers,
+        &sasl("a-wrong-one"),
+        &sasl("the-right-one"),
+    )
+    .await;
+    // The client certificate missing, then given.
+    let (cert, key) = (certs.path("client.crt"), certs.path("client.key"));
+    let address = format!("127.0.0.1:{mtls_port}");
+    let mtls = [
+        ("security.protocol", "ssl"),
+        ("ssl.ca.location", ca.as_str()),
+        ("ssl.certificate.location", cert.as_str()),
+        ("ssl.key.location", key.as_str()),
+    ];
+    let mut right = tls.to_vec();
+    right.extend([
+        ("INLET_KAFKA_SSL_CERTIFICATE_LOCATION", cert.as_str()),
+        ("INLET_KAFKA_SSL_KEY_LOCATION", key.as_str()),
+    ]);
+    spooled_then_delivered(
+        "spool-client-cert",
+        &address,
+        &with(&address, &mtls),
+        &tls,
+        &right,
+    )
+    .await;
+    // The CA unknown (the rogue one given), then the right one.
+    let (tls_port, tls_broker) = behind_tls(None, false);
+    let _tls_proxy = Haproxy::start(&certs, &[(tls_port, Tls::Server, tls_broker.port())]);
+    let address = format!("127.0.0.1:{tls_port}");
+    let rogue = certs.path("rogue-ca.pem");
+    let wrong = [
+        ("INLET_KAFKA_SECURITY_PROTOCOL", "ssl"),
+        ("INLET_KAFKA_SSL_CA_LOCATION", rogue.as_str()),
+    ];
+    let reader = [
+        ("security.protocol", "ssl"),
+        ("ssl.ca.location", ca.as_str()),
+    ];
+    spooled_then_delivered("spool-ca", &address, &with(&address, &reader), &wrong, &tls).await;
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! inlet-naive serve --listen 127.0.0.1:8082 --brokers 127.0.0.1:9092 --topic T
-//! inlet-naive create-topic --brokers B --topic T [--partitions 512]
+//! inlet-naive create-topic --brokers B --topic T [--partitions 512] [--property KEY=VALUE ...]
 //! inlet-naive direct --brokers B --topic T --bodies FILE [--concurrency 64] [--seconds 10]
 //!                    [--raw [--chunk-bytes N] [--sessions N]]
 //! inlet-naive count --brokers B --topic T [--spans] [--from-ms MS --to-ms MS] [--seconds S]
@@ -39,6 +39,10 @@
 //! the partitions not read to their end within `--seconds` (default 600). It reads to EOF, not
 //! to the end offsets ListOffsets gives: Tansu 0.6 answers those with the last record batch's
 //! base offset, not the offset after its last record.
+//!
+//! `create-topic --property KEY=VALUE` (repeatable) sets a librdkafka property on its clients:
+//! the security ones (`security.protocol`, `ssl.ca.location`, `sasl.*`) of a broker behind TLS
+//! or SASL (the bench's `sec-*` scenarios).
 //!
 //! The producer settings are inlet's defaults (src/sink/kafka/properties.rs `producer_properties`).
 
@@ -222,11 +226,21 @@ fn create_topic(args: &[String]) {
     let partitions: i32 = arg(args, "--partitions")
         .map(|p| p.parse().expect("--partitions"))
         .unwrap_or(512);
+    // Every `--property KEY=VALUE`, for both clients below.
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &brokers);
+    for (i, a) in args.iter().enumerate() {
+        if a == "--property" {
+            let kv = args.get(i + 1).and_then(|kv| kv.split_once('=')).unwrap_or_else(|| {
+                eprintln!("inlet-naive: --property takes KEY=VALUE");
+                std::process::exit(2)
+            });
+            config.set(kv.0, kv.1);
+        }
+    }
     runtime("naive-admin").block_on(async move {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .expect("admin client");
+        let admin: AdminClient<DefaultClientContext> =
+            config.create().expect("admin client");
         let results = admin
             .create_topics(
                 &[NewTopic::new(&topic, partitions, TopicReplication::Fixed(1))],
@@ -243,7 +257,7 @@ fn create_topic(args: &[String]) {
                 }
             }
         }
-        let p = producer(&brokers);
+        let p: FutureProducer = config.create().expect("metadata client");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let md = p.client().fetch_metadata(Some(&topic), Duration::from_secs(5));
