@@ -542,24 +542,11 @@ async fn requests_dropped_unanswered_are_not_counted_in_flight_for_ever() {
 async fn an_unreachable_broker_is_said_once_and_counted_not_logged_at_every_retry() {
     let topics = common::gateway::topics("unreachable");
     let inlet = InletProcess::start(&common::unused_address(), &topics, &[]);
-    let counted = |metrics: &str| {
-        let line = metrics.lines().find(|l| {
-            l.starts_with("inlet_kafka_connection_errors_total")
-                && l.contains("cause=\"unreachable\"")
-        });
-        line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
     // librdkafka retries every second (reconnect.backoff.max.ms): wait for a few retries.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while counted(&inlet.metrics().await) < 3.0 {
-        assert!(
-            Instant::now() < deadline,
-            "no connection errors counted:\n{}",
-            inlet.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let errors = "inlet_kafka_connection_errors_total";
+    inlet
+        .wait_for_metric(errors, "cause=\"unreachable\"", 3.0)
+        .await;
     let ready = reqwest::get(format!("{}/readyz", inlet.url)).await.unwrap();
     assert_eq!(ready.status(), 503);
     let log = inlet.log();

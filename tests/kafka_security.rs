@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::broker::{Broker, Options};
 use common::gateway::{create_topics, landed, temp_dir, topics, SDK};
@@ -38,7 +38,17 @@ async fn produce_and_read_back(
     let inlet = InletProcess::start(address, &topics, env);
     inlet.wait_ready().await;
     let id = format!("{test}-1");
-    let beacon = json!({"session_id": test, "event": "e", "id": id}).to_string();
+    let status = post_beacon(&inlet, test, Some(&id)).await;
+    assert_eq!(status, 200, "{test}: {}", inlet.log());
+    let read = landed(brokers, &topics.0, 1, Duration::from_millis(200)).await;
+    assert_eq!(read.len(), 1, "{test}");
+    assert_eq!(read[0].envelope.event_id, id);
+    inlet
+}
+
+/// POSTs one beacon of `session` (with event id `id`, if any) to `inlet`: the answer's status.
+async fn post_beacon(inlet: &InletProcess, session: &str, id: Option<&str>) -> reqwest::StatusCode {
+    let beacon = json!({"session_id": session, "event": "e", "id": id}).to_string();
     let answer = reqwest::Client::new()
         .post(format!("{}/v1/beacons", inlet.url))
         .bearer_auth(SDK)
@@ -47,11 +57,7 @@ async fn produce_and_read_back(
         .send()
         .await
         .unwrap();
-    assert_eq!(answer.status(), 200, "{test}: {}", inlet.log());
-    let read = landed(brokers, &topics.0, 1, Duration::from_millis(200)).await;
-    assert_eq!(read.len(), 1, "{test}");
-    assert_eq!(read[0].envelope.event_id, id);
-    inlet
+    answer.status()
 }
 
 /// Fails if `secret` is in `inlet`'s log or metrics.
@@ -191,23 +197,9 @@ async fn assert_failure_said(address: &str, env: &[(&str, &str)], cause: &str, a
     let mut env = env.to_vec();
     env.push(("INLET_DELIVERY_TIMEOUT_MS", "1000"));
     let inlet = InletProcess::start(address, &topics, &env);
-    let counted = |metrics: &str| {
-        let label = format!("cause=\"{cause}\"");
-        let line = metrics
-            .lines()
-            .find(|l| l.starts_with("inlet_kafka_connection_errors_total") && l.contains(&label));
-        line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while counted(&inlet.metrics().await) < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "{cause}: not counted:\n{}",
-            inlet.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let label = format!("cause=\"{cause}\"");
+    let errors = "inlet_kafka_connection_errors_total";
+    inlet.wait_for_metric(errors, &label, 1.0).await;
     let http = reqwest::Client::new();
     let ready = http
         .get(format!("{}/readyz", inlet.url))
@@ -215,20 +207,8 @@ async fn assert_failure_said(address: &str, env: &[(&str, &str)], cause: &str, a
         .await
         .unwrap();
     assert_eq!(ready.status(), 503, "{cause}");
-    let beacon = json!({"session_id": "s", "event": "e"}).to_string();
-    let answer = http
-        .post(format!("{}/v1/beacons", inlet.url))
-        .bearer_auth(SDK)
-        .header("content-type", "application/json")
-        .body(beacon)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        !answer.status().is_success(),
-        "{cause}: answered {}",
-        answer.status()
-    );
+    let status = post_beacon(&inlet, "s", None).await;
+    assert!(!status.is_success(), "{cause}: answered {status}");
     let log = inlet.log();
     let said = log.matches(advice).count();
     assert_eq!(said, 1, "{cause}: said {said} times:\n{log}");
@@ -259,16 +239,8 @@ async fn spooled_then_delivered(
     };
     let mut inlet = start(wrong);
     let id = format!("{test}-spooled");
-    let beacon = json!({"session_id": test, "event": "e", "id": id}).to_string();
-    let answer = reqwest::Client::new()
-        .post(format!("{}/v1/beacons", inlet.url))
-        .bearer_auth(SDK)
-        .header("content-type", "application/json")
-        .body(beacon)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 202, "{test}: accepted into the spool");
+    let status = post_beacon(&inlet, test, Some(&id)).await;
+    assert_eq!(status, 202, "{test}: accepted into the spool");
     inlet.signal("TERM");
     inlet.wait(Duration::from_secs(60));
     let fixed = start(right);

@@ -183,6 +183,27 @@ impl InletProcess {
         metrics(&reqwest::Client::new(), &self.admin).await
     }
 
+    /// Waits (30 s at most, else fails with the log) until the sample of `metric` whose labels
+    /// hold `label` reads at least `at_least`.
+    pub async fn wait_for_metric(&self, metric: &str, label: &str, at_least: f64) {
+        let read = |text: &str| {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(metric) && l.contains(label));
+            line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while read(&self.metrics().await) < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "{metric}{{{label}}} under {at_least}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// `host:port` of the public listener, for raw sockets.
     pub fn addr(&self) -> String {
         self.url.trim_start_matches("http://").to_owned()
