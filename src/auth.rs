@@ -68,6 +68,15 @@ impl Token {
     }
 }
 
+/// The limiter of a quota of `rate` and `burst`: the previous registry's (`old`) when it held
+/// the same quota, so a reload does not reset anyone's limit, else a new one.
+fn kept(old: Option<&&Arc<Limiter>>, rate: NonZeroU32, burst: NonZeroU32) -> Arc<Limiter> {
+    match old {
+        Some(l) if l.rate_per_sec == rate.get() && l.burst == burst.get() => Arc::clone(l),
+        _ => Arc::new(Limiter::new(rate, burst)),
+    }
+}
+
 /// An origin as the registry stores it: trimmed, lowercase, without a trailing slash.
 fn normalize_origin(origin: &str) -> String {
     origin.trim().trim_end_matches('/').to_ascii_lowercase()
@@ -173,10 +182,7 @@ impl Registry {
             else {
                 bail!("{at}: `rate_per_sec` and `burst` must be positive");
             };
-            let limiter = match old_limiters.get(e.id.as_str()) {
-                Some(l) if l.rate_per_sec == rate.get() && l.burst == burst.get() => Arc::clone(l),
-                _ => Arc::new(Limiter::new(rate, burst)),
-            };
+            let limiter = kept(old_limiters.get(e.id.as_str()), rate, burst);
             let byte_limiter = match (e.bytes_per_sec, e.bytes_burst) {
                 (None, None) => None,
                 (Some(rate), Some(burst)) => {
@@ -184,12 +190,7 @@ impl Registry {
                     else {
                         bail!("{at}: `bytes_per_sec` and `bytes_burst` must be positive");
                     };
-                    Some(match old_byte_limiters.get(e.id.as_str()) {
-                        Some(l) if l.rate_per_sec == rate.get() && l.burst == burst.get() => {
-                            Arc::clone(l)
-                        }
-                        _ => Arc::new(Limiter::new(rate, burst)),
-                    })
+                    Some(kept(old_byte_limiters.get(e.id.as_str()), rate, burst))
                 }
                 _ => bail!("{at}: give both `bytes_per_sec` and `bytes_burst`, or neither"),
             };

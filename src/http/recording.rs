@@ -128,20 +128,15 @@ async fn stream(
             () = upload.landed(), if upload.in_flight() => continue,
             data = incoming.next() => data?,
         };
-        let Some(step) = step else {
-            match data {
-                Some(data) => upload.write(&data),
-                None => break,
+        if let Some(step) = step {
+            uncharged += data.as_ref().map_or(0, |data| data.len());
+            while uncharged >= step || (data.is_none() && uncharged > 0) {
+                let bytes = uncharged.min(step);
+                (state.pipeline)
+                    .charge_bytes(Lane::RECORDING, token, 0, bytes)
+                    .await?;
+                uncharged -= bytes;
             }
-            continue;
-        };
-        uncharged += data.as_ref().map_or(0, |data| data.len());
-        while uncharged >= step || (data.is_none() && uncharged > 0) {
-            let bytes = uncharged.min(step);
-            (state.pipeline)
-                .charge_bytes(Lane::RECORDING, token, 0, bytes)
-                .await?;
-            uncharged -= bytes;
         }
         match data {
             Some(data) => upload.write(&data),
