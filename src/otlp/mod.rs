@@ -433,17 +433,7 @@ impl<'a> Request<'a> {
         listed.extend(pieces.iter().map(|&(r, s, bytes)| (r, s, bytes, 0)));
         let events = listed.iter().map(|l| l.3).sum();
         // Runs of one resource, and within them of one scope, in order.
-        let runs = |from: usize, same: &dyn Fn(usize, usize) -> bool| -> Vec<(usize, usize)> {
-            let mut runs: Vec<(usize, usize)> = Vec::new();
-            for at in from..listed.len() {
-                match runs.last_mut() {
-                    Some(run) if same(run.0, at) => run.1 = at + 1,
-                    _ => runs.push((at, at + 1)),
-                }
-            }
-            runs
-        };
-        let resource_runs = runs(0, &|a, b| listed[a].0 == listed[b].0);
+        let resource_runs = runs(&listed, 0, listed.len(), |a, b| a.0 == b.0);
         let scope_len = |from: usize, to: usize| -> usize {
             let (r, s) = (listed[from].0, listed[from].1);
             let head = self.resources[r].scopes[s].head_len;
@@ -452,16 +442,7 @@ impl<'a> Request<'a> {
                 .map(|l| delimited_len(CHILDREN, l.2.len()))
                 .sum::<usize>()
         };
-        let scope_runs = |from: usize, to: usize| -> Vec<(usize, usize)> {
-            let mut runs: Vec<(usize, usize)> = Vec::new();
-            for at in from..to {
-                match runs.last_mut() {
-                    Some(run) if listed[run.0].1 == listed[at].1 => run.1 = at + 1,
-                    _ => runs.push((at, at + 1)),
-                }
-            }
-            runs
-        };
+        let scope_runs = |from: usize, to: usize| runs(&listed, from, to, |a, b| a.1 == b.1);
         let resource_len = |from: usize, to: usize| -> usize {
             let head = self.resources[listed[from].0].head_len;
             head + scope_runs(from, to)
@@ -516,6 +497,24 @@ impl<'a> Item<'a> {
         }
         Ok(item)
     }
+}
+
+/// The runs of consecutive entries of `listed[from..to]` that `same` holds of (the same
+/// resource, the same scope), as ranges of indices.
+fn runs<T>(
+    listed: &[T],
+    from: usize,
+    to: usize,
+    same: impl Fn(&T, &T) -> bool,
+) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for at in from..to {
+        match runs.last_mut() {
+            Some(run) if same(&listed[run.0], &listed[at]) => run.1 = at + 1,
+            _ => runs.push((at, at + 1)),
+        }
+    }
+    runs
 }
 
 /// `id`, if it is a trace id: 16 bytes, not all zero.
